@@ -1,0 +1,325 @@
+//! [`BackgroundRefresher`]: the periodic sweep that refreshes accounts before
+//! they expire.
+
+mod backoff;
+mod config;
+mod listener;
+mod report;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use config::BackgroundConfig;
+pub use listener::RefreshListener;
+#[cfg(any(test, feature = "mock"))]
+pub use listener::MockRefreshListener;
+pub use report::CycleReport;
+
+use self::backoff::backoff;
+use self::report::AccountResult;
+use crate::domain::{Account, AccountStatus, AccountType, RefreshKey};
+use crate::error::{ConfigError, FlowError, ProviderError};
+use crate::flow::{RefreshFlow, RefreshOutcome};
+use crate::policy::SkipAction;
+use crate::ports::{DueCursor, RefreshExecutor, TokenCache};
+use crate::provider::ExecutorRegistry;
+
+/// Pages through accounts due within the window (from the repository's
+/// index, never a full scan), refreshes them through the [`RefreshFlow`]
+/// with bounded concurrency and jittered exponential backoff, marks
+/// non-retryable failures on the account, and runs post-refresh actions.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct BackgroundRefresher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    flow: RefreshFlow,
+    executors: ExecutorRegistry,
+    cache: Option<Arc<dyn TokenCache>>,
+    listeners: Vec<Arc<dyn RefreshListener>>,
+    config: BackgroundConfig,
+}
+
+impl std::fmt::Debug for BackgroundRefresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundRefresher")
+            .field("config", &self.inner.config)
+            .field("executors", &self.inner.executors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackgroundRefresher {
+    /// Starts a builder.
+    pub fn builder(flow: RefreshFlow, executors: ExecutorRegistry) -> BackgroundRefresherBuilder {
+        BackgroundRefresherBuilder {
+            flow,
+            executors,
+            cache: None,
+            listeners: Vec::new(),
+            config: BackgroundConfig::default(),
+        }
+    }
+
+    /// Runs one cycle to completion.
+    pub async fn run_once(&self) -> CycleReport {
+        self.run_cycle(&CancellationToken::new()).await
+    }
+
+    /// Runs one cycle; `shutdown` cuts it short (no new accounts start,
+    /// backoffs end, running accounts are abandoned; their upstream calls
+    /// still finish detached).
+    pub async fn run_cycle(&self, shutdown: &CancellationToken) -> CycleReport {
+        let inner = &self.inner;
+        let cfg = &inner.config;
+        let window = cfg.window.max(inner.executors.max_min_window());
+        let before = inner.flow.clock().now() + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let permits = Arc::new(Semaphore::new(cfg.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut report = CycleReport::default();
+        let mut cursor: Option<DueCursor> = None;
+
+        'pages: loop {
+            let page = tokio::select! {
+                () = shutdown.cancelled() => break 'pages,
+                page = inner.flow.repository().list_due(before, cursor, cfg.page_size) => page,
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    warn!(kind = %error.kind(), "listing due accounts failed; ending the cycle early");
+                    report.list_errors += 1;
+                    break;
+                }
+            };
+            let full = page.len() >= cfg.page_size;
+            cursor = page.last().map(DueCursor::after);
+            for account in page {
+                report.total += 1;
+                let permit = tokio::select! {
+                    () = shutdown.cancelled() => break 'pages,
+                    permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore is never closed"),
+                };
+                let (this, shutdown) = (self.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    this.refresh_account(account, &shutdown).await
+                });
+                while let Some(done) = tasks.try_join_next() {
+                    report += done.unwrap_or(AccountResult::Failed { marked: false });
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    tasks.abort_all();
+                    break;
+                }
+                done = tasks.join_next() => match done {
+                    Some(Ok(result)) => report += result,
+                    Some(Err(_)) => report += AccountResult::Failed { marked: false },
+                    None => break,
+                },
+            }
+        }
+        report.cancelled = shutdown.is_cancelled();
+        if report.is_eventful() {
+            info!(?report, "background refresh cycle");
+        } else {
+            debug!(?report, "background refresh cycle");
+        }
+        report
+    }
+
+    /// Runs a cycle now and then every `interval` until `shutdown` fires;
+    /// shutdown also cuts the running cycle short.
+    pub fn spawn(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                this.run_cycle(&shutdown).await;
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(this.inner.config.interval) => {}
+                }
+            }
+            info!("background refresher stopped");
+        })
+    }
+
+    async fn refresh_account(&self, account: Account, shutdown: &CancellationToken) -> AccountResult {
+        let inner = &self.inner;
+        let Some(executor) = inner.executors.get(&account.platform).filter(|e| e.can_refresh(&account)) else {
+            return AccountResult::NotDue;
+        };
+        if !executor.needs_refresh(&account, inner.config.window, inner.flow.clock().now()) {
+            return AccountResult::NotDue;
+        }
+        let attempts = self.attempts(&account, executor, shutdown);
+        match tokio::time::timeout(inner.config.account_deadline, attempts).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!(account_id = %account.id, "account refresh deadline passed; retrying next cycle");
+                AccountResult::Failed { marked: false }
+            }
+        }
+    }
+
+    async fn attempts(&self, account: &Account, executor: &Arc<dyn RefreshExecutor>, shutdown: &CancellationToken) -> AccountResult {
+        let inner = &self.inner;
+        let cfg = &inner.config;
+        for attempt in 1..=cfg.max_retries {
+            let error = match inner.flow.refresh_if_needed(account, executor, cfg.window).await {
+                Ok(RefreshOutcome::Refreshed { account, .. }) => {
+                    self.after_refresh(&account, executor.as_ref()).await;
+                    return AccountResult::Refreshed;
+                }
+                Ok(RefreshOutcome::StillFresh { account }) => {
+                    return match cfg.policy.on_already_refreshed {
+                        SkipAction::Skip => AccountResult::Skipped,
+                        SkipAction::Success => {
+                            self.after_refresh(&account, executor.as_ref()).await;
+                            AccountResult::Refreshed
+                        }
+                    };
+                }
+                Ok(RefreshOutcome::HeldElsewhere) => {
+                    return match cfg.policy.on_lock_held {
+                        SkipAction::Skip => AccountResult::Skipped,
+                        SkipAction::Success => AccountResult::Refreshed,
+                    };
+                }
+                Err(error) => error,
+            };
+            if !error.is_retryable() {
+                return AccountResult::Failed {
+                    marked: self.mark_error(account, &error).await,
+                };
+            }
+            if attempt == cfg.max_retries {
+                warn!(account_id = %account.id, stage = %error.stage(), attempts = attempt, "refresh failed; retrying next cycle");
+                break;
+            }
+            let mut pause = backoff(cfg.retry_backoff, cfg.max_backoff, attempt);
+            if let Some(ProviderError::RateLimited { retry_after: Some(after) }) = error.provider_error() {
+                pause = pause.max(*after);
+            }
+            warn!(account_id = %account.id, stage = %error.stage(), attempt, backoff_ms = pause.as_millis() as u64, "refresh failed; backing off");
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        AccountResult::Failed { marked: false }
+    }
+
+    /// Marks the account `error` when the upstream refused it for good.
+    /// Other non-retryable failures (the account vanished or changed type)
+    /// are not the account's fault and leave it alone.
+    async fn mark_error(&self, account: &Account, error: &FlowError) -> bool {
+        if !matches!(error, FlowError::Upstream { .. }) {
+            warn!(account_id = %account.id, stage = %error.stage(), "refresh failed permanently; account left unchanged");
+            return false;
+        }
+        let message = error.account_error_message();
+        match self.inner.flow.repository().set_error(account.id, &message).await {
+            Ok(()) => {
+                warn!(account_id = %account.id, platform = %account.platform, kind = error.provider_error().map_or("flow", ProviderError::kind_name), "non-retryable refresh failure; account marked error");
+                true
+            }
+            Err(store) => {
+                warn!(account_id = %account.id, kind = %store.kind(), "could not mark the account error");
+                false
+            }
+        }
+    }
+
+    /// Post-refresh actions (REFERENCE.md §8.4), each best effort.
+    async fn after_refresh(&self, account: &Account, executor: &dyn RefreshExecutor) {
+        let inner = &self.inner;
+        let repo = inner.flow.repository();
+        let id = account.id;
+        if account.status == AccountStatus::Error
+            && account.error_message.as_deref().is_some_and(|m| m.contains("missing_project_id:"))
+            && let Err(error) = repo.clear_error(id).await
+        {
+            warn!(account_id = %id, kind = %error.kind(), "could not clear the missing_project_id error");
+        }
+        if account.temp_unschedulable_until.is_some_and(|until| until > inner.flow.clock().now()) {
+            if let Err(error) = repo.clear_temp_unschedulable(id).await {
+                warn!(account_id = %id, kind = %error.kind(), "could not clear temp-unschedulable");
+            }
+            self.invalidate(&RefreshKey::from_raw(format!("temp_unsched:account:{id}"))).await;
+        }
+        if account.account_type == AccountType::OAuth {
+            self.invalidate(&executor.key(account)).await;
+        }
+        for listener in &inner.listeners {
+            listener.on_refreshed(account).await;
+        }
+    }
+
+    async fn invalidate(&self, key: &RefreshKey) {
+        if let Some(cache) = &self.inner.cache
+            && let Err(error) = cache.invalidate(key).await
+        {
+            warn!(%key, kind = %error.kind(), "cache invalidation failed");
+        }
+    }
+}
+
+/// Builds a [`BackgroundRefresher`].
+pub struct BackgroundRefresherBuilder {
+    flow: RefreshFlow,
+    executors: ExecutorRegistry,
+    cache: Option<Arc<dyn TokenCache>>,
+    listeners: Vec<Arc<dyn RefreshListener>>,
+    config: BackgroundConfig,
+}
+
+impl BackgroundRefresherBuilder {
+    /// The shared cache to invalidate after a refresh.
+    pub fn cache(mut self, cache: Arc<dyn TokenCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Adds a post-refresh listener.
+    pub fn listener(mut self, listener: Arc<dyn RefreshListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(mut self, config: BackgroundConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the refresher.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the configuration is invalid.
+    pub fn build(self) -> Result<BackgroundRefresher, ConfigError> {
+        self.config.validate()?;
+        Ok(BackgroundRefresher {
+            inner: Arc::new(Inner {
+                flow: self.flow,
+                executors: self.executors,
+                cache: self.cache,
+                listeners: self.listeners,
+                config: self.config,
+            }),
+        })
+    }
+}

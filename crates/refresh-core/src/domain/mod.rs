@@ -1,0 +1,21 @@
+//! Domain types: accounts, credentials, keys and secrets.
+
+mod account;
+mod account_id;
+mod account_type;
+mod credentials;
+mod expiry;
+mod grant;
+mod platform;
+mod refresh_key;
+mod secret;
+
+pub use account::Account;
+pub use account_id::AccountId;
+pub use account_type::{AccountStatus, AccountType};
+pub use credentials::{Credentials, keys};
+pub use expiry::{canonical_expiry, parse_expiry};
+pub use grant::{ExpiryRule, GrantFields, TokenGrant};
+pub use platform::Platform;
+pub use refresh_key::RefreshKey;
+pub use secret::Secret;

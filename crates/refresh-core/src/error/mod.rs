@@ -1,0 +1,16 @@
+//! Error types. Every kind decides its own retryability; nothing is
+//! classified by matching message text, and no error carries token material.
+
+mod domain;
+mod flow;
+mod oauth_code;
+mod provider;
+mod storage;
+mod token;
+
+pub use domain::{ConfigError, CredentialsError, DomainError};
+pub use flow::{FlowError, FlowStage};
+pub use oauth_code::{OAuthErrorBody, OAuthErrorCode, sanitize_description};
+pub use provider::ProviderError;
+pub use storage::{StorageError, StorageErrorKind};
+pub use token::TokenError;

@@ -1,0 +1,177 @@
+//! [`LockStrategy`]: which leases the flow takes, and what it does when a
+//! lock store is unavailable (invariant 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::domain::RefreshKey;
+use crate::error::{FlowError, StorageError};
+use crate::ports::{Lease, RefreshLock};
+
+/// How the flow serializes refreshes across instances.
+///
+/// - [`LockStrategy::single`]: one lock; unavailable → "lock unavailable".
+/// - [`LockStrategy::layered`]: a fast primary (Redis) falling back to a
+///   durable secondary (database lease) when the primary is unavailable.
+/// - [`LockStrategy::stacked`]: hold both whenever both answer. This keeps
+///   invariant 1 even when the primary loses its state (a Redis restart or
+///   `FLUSHALL` while a lease is held): the durable lease still excludes the
+///   second worker. Recommended for production.
+/// - [`LockStrategy::process_local`]: no cross-instance lock at all, only the
+///   in-process single flight. An explicit opt-in for single-process
+///   deployments.
+///
+/// [`LockStrategy::allow_lock_free`] opts in to refreshing without any lease
+/// when every lock store fails; it is off by default (REFERENCE.md defect 4).
+#[derive(Clone)]
+pub struct LockStrategy {
+    primary: Option<Arc<dyn RefreshLock>>,
+    secondary: Option<Arc<dyn RefreshLock>>,
+    hold_both: bool,
+    lock_free_on_failure: bool,
+}
+
+impl std::fmt::Debug for LockStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockStrategy")
+            .field("primary", &self.primary.as_ref().map(|l| l.name()))
+            .field("secondary", &self.secondary.as_ref().map(|l| l.name()))
+            .field("hold_both", &self.hold_both)
+            .field("lock_free_on_failure", &self.lock_free_on_failure)
+            .finish()
+    }
+}
+
+/// What acquisition found.
+pub(crate) enum Acquired {
+    /// Leases taken (empty when lock-free by policy).
+    Held(HeldLeases),
+    /// Another instance holds the lease.
+    HeldElsewhere,
+}
+
+impl LockStrategy {
+    /// One lock.
+    pub fn single(lock: Arc<dyn RefreshLock>) -> Self {
+        Self {
+            primary: Some(lock),
+            secondary: None,
+            hold_both: false,
+            lock_free_on_failure: false,
+        }
+    }
+
+    /// `primary`, falling back to `secondary` only when `primary` errors.
+    pub fn layered(primary: Arc<dyn RefreshLock>, secondary: Arc<dyn RefreshLock>) -> Self {
+        Self {
+            secondary: Some(secondary),
+            ..Self::single(primary)
+        }
+    }
+
+    /// Both leases whenever both stores answer; either alone when the other
+    /// errors.
+    pub fn stacked(primary: Arc<dyn RefreshLock>, secondary: Arc<dyn RefreshLock>) -> Self {
+        Self {
+            hold_both: true,
+            ..Self::layered(primary, secondary)
+        }
+    }
+
+    /// No cross-instance lock: only for a single process (explicit opt-in).
+    pub fn process_local() -> Self {
+        Self {
+            primary: None,
+            secondary: None,
+            hold_both: false,
+            lock_free_on_failure: true,
+        }
+    }
+
+    /// Opts in to refreshing without a lease when every lock store errors.
+    pub fn allow_lock_free(mut self) -> Self {
+        self.lock_free_on_failure = true;
+        self
+    }
+
+    pub(crate) async fn acquire(&self, key: &RefreshKey, ttl: Duration) -> Result<Acquired, FlowError> {
+        let mut held = HeldLeases::default();
+        let mut last_error: Option<StorageError> = None;
+        let layers = self.primary.iter().chain(self.secondary.iter());
+        for (index, lock) in layers.enumerate() {
+            if index > 0 && !held.is_empty() && !self.hold_both {
+                break;
+            }
+            match lock.try_acquire(key, ttl).await {
+                Ok(Some(lease)) => held.leases.push((Arc::clone(lock), lease)),
+                Ok(None) => {
+                    held.release(Duration::from_secs(2)).await;
+                    return Ok(Acquired::HeldElsewhere);
+                }
+                Err(error) => {
+                    warn!(%key, lock = lock.name(), kind = %error.kind(), "refresh lock unavailable; trying next layer");
+                    last_error = Some(error);
+                }
+            }
+        }
+        if held.is_empty() {
+            match last_error {
+                Some(error) if !self.lock_free_on_failure => {
+                    return Err(FlowError::LockUnavailable { key: key.clone(), source: error });
+                }
+                Some(_) => warn!(%key, "every refresh lock is unavailable; refreshing lock-free by explicit policy"),
+                None => {}
+            }
+        }
+        Ok(Acquired::Held(held))
+    }
+}
+
+/// The leases one flow holds.
+#[derive(Default)]
+pub(crate) struct HeldLeases {
+    pub(crate) leases: Vec<(Arc<dyn RefreshLock>, Lease)>,
+}
+
+impl HeldLeases {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// The highest fence held (for logs).
+    pub(crate) fn fence(&self) -> Option<u64> {
+        self.leases.iter().map(|(_, l)| l.fence).max()
+    }
+
+    /// Releases every lease, each bounded by `timeout`. Runs on the flow's
+    /// detached task, so it happens even when the caller was cancelled
+    /// (REFERENCE.md defect 3).
+    pub(crate) async fn release(&mut self, timeout: Duration) {
+        for (lock, lease) in self.leases.drain(..) {
+            match tokio::time::timeout(timeout, lock.release(&lease)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => warn!(key = %lease.key, lock = lock.name(), "lease had already lapsed at release"),
+                Ok(Err(error)) => warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease release failed; it will lapse"),
+                Err(_) => warn!(key = %lease.key, lock = lock.name(), "lease release timed out; it will lapse"),
+            }
+        }
+    }
+}
+
+impl Drop for HeldLeases {
+    /// A flow that unwinds (a panicking executor) still releases its leases.
+    fn drop(&mut self) {
+        if self.leases.is_empty() {
+            return;
+        }
+        let mut rest = std::mem::take(&mut self.leases);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let mut held = HeldLeases { leases: std::mem::take(&mut rest) };
+                held.release(Duration::from_secs(2)).await;
+            });
+        }
+    }
+}

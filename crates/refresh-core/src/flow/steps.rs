@@ -1,0 +1,287 @@
+//! The steps of one refresh run, executed on the flow's detached task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::lease_keeper::LeaseKeeper;
+use super::lock_strategy::Acquired;
+use super::{FlowInner, FlowResult, RefreshOutcome};
+use crate::domain::{Account, AccountId, Credentials, RefreshKey, keys};
+use crate::error::{FlowError, ProviderError, StorageError, StorageErrorKind};
+use crate::ports::{CasOutcome, RecoveryRecord, RefreshExecutor};
+
+/// How a fenced write ended when it did not fail.
+enum Persisted {
+    /// Our credentials are stored.
+    Applied(Account),
+    /// Someone else rotated the tokens meanwhile; theirs stand.
+    Superseded(Account),
+}
+
+impl FlowInner {
+    pub(super) async fn run(
+        self: Arc<Self>,
+        key: RefreshKey,
+        snapshot: Account,
+        executor: Arc<dyn RefreshExecutor>,
+        window: Duration,
+    ) -> FlowResult {
+        let span = info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
+        async move {
+            let mut held = match self.locks.acquire(&key, self.config.lease_ttl).await? {
+                Acquired::Held(held) => held,
+                Acquired::HeldElsewhere => {
+                    debug!("refresh lease held elsewhere");
+                    return Ok(RefreshOutcome::HeldElsewhere);
+                }
+            };
+            debug!(fence = held.fence(), "refresh lease acquired");
+            let keeper = LeaseKeeper::start(&held, self.config.lease_ttl);
+            let result = self.run_locked(&key, snapshot.id, executor.as_ref(), window, &keeper).await;
+            drop(keeper);
+            held.release(self.config.release_timeout).await;
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run_locked(
+        &self,
+        key: &RefreshKey,
+        id: AccountId,
+        executor: &dyn RefreshExecutor,
+        window: Duration,
+        keeper: &LeaseKeeper,
+    ) -> FlowResult {
+        let mut fresh = self.reread(id).await?;
+        if let Some(outcome) = self.consume_recovery(key, &mut fresh).await? {
+            return Ok(outcome);
+        }
+        if !executor.can_refresh(&fresh) {
+            return Err(FlowError::NotEligible {
+                id,
+                platform: executor.platform(),
+            });
+        }
+        if !executor.needs_refresh(&fresh, window, self.clock.now()) {
+            debug!("not due after re-read");
+            return Ok(RefreshOutcome::StillFresh { account: fresh });
+        }
+
+        let issued = match self.call_upstream(executor, &fresh).await {
+            Ok(credentials) => credentials,
+            Err(error) if error.is_grant_rejected() => return self.race_recovery(&fresh, error).await,
+            Err(error) => {
+                warn!(kind = error.kind_name(), "upstream refresh failed");
+                return Err(FlowError::Upstream { id, source: error });
+            }
+        };
+        if issued.access_token().is_none() {
+            return Err(FlowError::EmptyCredentials { id });
+        }
+        let mut merged = issued.clone().merged_over(&fresh.credentials);
+        if let Err(error) = merged.canonicalize() {
+            warn!(%error, "executor wrote an unreadable expires_at; storing the expiry as unknown");
+            merged.remove(keys::EXPIRES_AT);
+        }
+        if keeper.lost() {
+            warn!("lease lost before persist; the fenced write decides");
+        }
+        match self.persist(fresh, issued, merged).await? {
+            Persisted::Applied(account) => {
+                info!(version = account.credentials_version, "credentials refreshed and persisted");
+                self.notify(key, account.credentials_version).await;
+                Ok(RefreshOutcome::Refreshed {
+                    account,
+                    recovered: false,
+                })
+            }
+            Persisted::Superseded(account) => Ok(RefreshOutcome::StillFresh { account }),
+        }
+    }
+
+    async fn reread(&self, id: AccountId) -> Result<Account, FlowError> {
+        match self.repo.get(id).await {
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => Err(FlowError::AccountNotFound { id }),
+            Err(source) => {
+                warn!(kind = %source.kind(), "re-read failed; not refreshing from a snapshot");
+                Err(FlowError::Reread { id, source })
+            }
+        }
+    }
+
+    /// Persists a pending recovery record before anything could call the
+    /// upstream with the consumed refresh token (invariant 2).
+    async fn consume_recovery(&self, key: &RefreshKey, fresh: &mut Account) -> Result<Option<RefreshOutcome>, FlowError> {
+        let id = fresh.id;
+        let record = self
+            .recovery
+            .load(id)
+            .await
+            .map_err(|source| FlowError::Recovery { id, source })?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        if record.base_version != fresh.credentials_version {
+            warn!(
+                base_version = record.base_version,
+                stored_version = fresh.credentials_version,
+                "discarding a recovery record superseded by a newer write"
+            );
+            self.remove_recovery(id, record.base_version).await;
+            return Ok(None);
+        }
+        info!(base_version = record.base_version, "persisting credentials from a recovery record");
+        let issued = record.credentials.clone();
+        let outcome = self.persist(fresh.clone(), issued, record.credentials).await?;
+        self.remove_recovery(id, record.base_version).await;
+        Ok(Some(match outcome {
+            Persisted::Applied(account) => {
+                self.notify(key, account.credentials_version).await;
+                RefreshOutcome::Refreshed {
+                    account,
+                    recovered: true,
+                }
+            }
+            Persisted::Superseded(account) => {
+                *fresh = account.clone();
+                RefreshOutcome::StillFresh { account }
+            }
+        }))
+    }
+
+    async fn remove_recovery(&self, id: AccountId, base_version: u64) {
+        if let Err(error) = self.recovery.remove(id, base_version).await {
+            warn!(kind = %error.kind(), "could not remove a consumed recovery record; it is stale and will be discarded");
+        }
+    }
+
+    async fn call_upstream(&self, executor: &dyn RefreshExecutor, fresh: &Account) -> Result<Credentials, ProviderError> {
+        match tokio::time::timeout(self.config.upstream_timeout, executor.refresh(fresh)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Ambiguous {
+                reason: format!("no answer within {:?}", self.config.upstream_timeout),
+            }),
+        }
+    }
+
+    /// After `invalid_grant`: if the stored refresh token or version moved,
+    /// another worker won the race and its credentials stand (invariant 6).
+    async fn race_recovery(&self, presented: &Account, error: ProviderError) -> FlowResult {
+        let id = presented.id;
+        match self.repo.get(id).await {
+            Ok(Some(stored))
+                if stored.credentials_version != presented.credentials_version
+                    || stored.credentials.refresh_token() != presented.credentials.refresh_token() =>
+            {
+                info!(
+                    stored_version = stored.credentials_version,
+                    "refresh token already rotated by another worker; using its credentials"
+                );
+                Ok(RefreshOutcome::StillFresh { account: stored })
+            }
+            Ok(_) | Err(_) => {
+                warn!(kind = error.kind_name(), "refresh token rejected by upstream");
+                Err(FlowError::Upstream { id, source: error })
+            }
+        }
+    }
+
+    /// The fenced write with bounded retries. On a version mismatch it
+    /// re-reads: if nobody rotated the tokens (another writer changed some
+    /// other credential key), the issued credentials are merged over the
+    /// stored ones and written again; if our own timed-out write landed, that
+    /// is success; if someone rotated, theirs stand. When every attempt
+    /// fails, the credentials go to the recovery store.
+    async fn persist(&self, mut base: Account, issued: Credentials, mut merged: Credentials) -> Result<Persisted, FlowError> {
+        let id = base.id;
+        let mut last_error = StorageError::new(StorageErrorKind::Other, "compare_and_set_credentials", "no attempt made");
+        for attempt in 1..=self.config.persist_attempts {
+            if attempt > 1 {
+                let backoff = self.config.persist_backoff.saturating_mul(1 << (attempt - 2).min(16));
+                tokio::time::sleep(backoff).await;
+            }
+            let write = self.repo.compare_and_set_credentials(id, base.credentials_version, &merged);
+            let result = match tokio::time::timeout(self.config.persist_attempt_timeout, write).await {
+                Ok(result) => result,
+                Err(_) => Err(StorageError::new(
+                    StorageErrorKind::Timeout,
+                    "compare_and_set_credentials",
+                    "write attempt timed out",
+                )),
+            };
+            match result {
+                Ok(CasOutcome::Applied(account)) => return Ok(Persisted::Applied(account)),
+                Ok(CasOutcome::NotFound) => return Err(FlowError::AccountNotFound { id }),
+                Ok(CasOutcome::VersionMismatch { current_version }) => {
+                    debug!(attempt, current_version, "fenced write found a newer version");
+                    let current = match self.repo.get(id).await {
+                        Ok(Some(current)) => current,
+                        Ok(None) => return Err(FlowError::AccountNotFound { id }),
+                        Err(error) => {
+                            last_error = error;
+                            continue;
+                        }
+                    };
+                    if current.credentials.access_token() == merged.access_token()
+                        && current.credentials.refresh_token() == merged.refresh_token()
+                    {
+                        return Ok(Persisted::Applied(current));
+                    }
+                    if current.credentials.refresh_token() != base.credentials.refresh_token() {
+                        warn!(
+                            stored_version = current.credentials_version,
+                            "tokens rotated by another writer during persist; keeping the stored ones"
+                        );
+                        return Ok(Persisted::Superseded(current));
+                    }
+                    merged = issued.clone().merged_over(&current.credentials);
+                    base = current;
+                }
+                Err(error) => {
+                    warn!(attempt, kind = %error.kind(), "fenced write failed");
+                    let retryable = error.is_retryable();
+                    last_error = error;
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        let record = RecoveryRecord {
+            account_id: id,
+            base_version: base.credentials_version,
+            credentials: merged.clone(),
+            created_at: self.clock.now(),
+        };
+        let recovery_saved = match self.recovery.save(&record).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(kind = %error.kind(), "recovery record could not be saved; credentials only in the error");
+                false
+            }
+        };
+        warn!(recovery_saved, "refreshed upstream but not persisted");
+        Err(FlowError::NotPersisted {
+            id,
+            credentials: Box::new(merged),
+            recovery_saved,
+            source: last_error,
+        })
+    }
+
+    async fn notify(&self, key: &RefreshKey, version: u64) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        match tokio::time::timeout(self.config.release_timeout, notifier.publish_refreshed(key, version)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(kind = %error.kind(), "refreshed notification failed; waiters fall back to polling"),
+            Err(_) => warn!("refreshed notification timed out; waiters fall back to polling"),
+        }
+    }
+}
