@@ -1,1 +1,105 @@
-fn main() {}
+//! Developer tasks for oauth-refresh.
+//!
+//! - `cargo xtask test`: format check, clippy with `-D warnings`, rustdoc
+//!   with `-D warnings`, and the whole test suite including the tests that
+//!   need services (`--include-ignored`), with Redis and PostgreSQL provided.
+//! - `cargo xtask ci`: what `.ci/run` calls (same as `test`).
+//! - `cargo xtask services`: start throwaway Redis and PostgreSQL and print
+//!   their URLs until interrupted, for running single tests by hand.
+
+mod services;
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <test|ci|services>
+
+  test      fmt check, clippy -D warnings, rustdoc -D warnings, all tests (services started as needed)
+  ci        what .ci/run calls (same as test)
+  services  start throwaway Redis and PostgreSQL, print their URLs, wait for Ctrl-C";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test" | "ci") => test(&args[1..]),
+        Some("services") => services::hold(),
+        Some("-h" | "--help") | None => {
+            say(USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            say(&format!("unknown task {other:?}\n\n{USAGE}"));
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            say(&format!("xtask failed: {error:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Progress output goes to stderr so test output stays parseable.
+pub(crate) fn say(line: &str) {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{line}");
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(step: &str, mut cmd: Command) -> Result<()> {
+    say(&format!("==> {step}"));
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {step}"))?;
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    say(&format!(
+        "    {step} ok in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("cargo fmt --check", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run("cargo doc -D warnings", doc)?;
+
+    let services = services::Services::start()?;
+    let mut tests = cargo();
+    tests.args(["test", "--workspace", "--all-features"]);
+    tests.args(["--", "--include-ignored"]);
+    tests.args(extra);
+    services.export(&mut tests);
+    run("cargo test --include-ignored", tests)?;
+    drop(services);
+    Ok(())
+}

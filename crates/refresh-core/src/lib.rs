@@ -43,7 +43,9 @@ pub mod provider;
 pub mod testing;
 
 pub use background::{BackgroundConfig, BackgroundRefresher, CycleReport, RefreshListener};
-pub use domain::{Account, AccountId, AccountStatus, AccountType, Credentials, Platform, RefreshKey, Secret};
+pub use domain::{
+    Account, AccountId, AccountStatus, AccountType, Credentials, Platform, RefreshKey, Secret,
+};
 pub use error::{
     ConfigError, CredentialsError, DomainError, FlowError, FlowStage, ProviderError, StorageError,
     StorageErrorKind, TokenError,
@@ -51,7 +53,7 @@ pub use error::{
 pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshOutcome};
 pub use policy::{BackgroundRefreshPolicy, ProviderRefreshPolicy};
 pub use ports::{
-    AccountRepository, CachedToken, Clock, RecoveryRecord, RecoveryStore, RefreshExecutor, RefreshLock,
-    SystemClock, TokenCache,
+    AccountRepository, CachedToken, Clock, RecoveryRecord, RecoveryStore, RefreshExecutor,
+    RefreshLock, SystemClock, TokenCache,
 };
 pub use provider::{AccessToken, ExecutorRegistry, TokenProvider};

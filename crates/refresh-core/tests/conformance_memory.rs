@@ -3,8 +3,12 @@
 use std::sync::Arc;
 
 use chrono::DateTime;
-use refresh_core::memory::{InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache};
-use refresh_core::ports::{AccountRepository, Clock, ManualClock, RecoveryStore, RefreshLock, TokenCache};
+use refresh_core::memory::{
+    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
+};
+use refresh_core::ports::{
+    AccountRepository, Clock, ManualClock, RecoveryStore, RefreshLock, TokenCache,
+};
 use refresh_core::testing::conformance::{
     T0, account_repository_suite, recovery_store_suite, refresh_lock_suite, token_cache_suite,
 };
@@ -15,7 +19,10 @@ fn clock() -> Arc<ManualClock> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_account_repository_conforms() {
-    account_repository_suite(|| async { Arc::new(InMemoryAccountRepository::new()) as Arc<dyn AccountRepository> }).await;
+    account_repository_suite(|| async {
+        Arc::new(InMemoryAccountRepository::new()) as Arc<dyn AccountRepository>
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -48,5 +55,8 @@ async fn in_memory_token_cache_conforms() {
 
 #[tokio::test]
 async fn in_memory_recovery_store_conforms() {
-    recovery_store_suite(|| async { Arc::new(InMemoryRecoveryStore::new()) as Arc<dyn RecoveryStore> }).await;
+    recovery_store_suite(|| async {
+        Arc::new(InMemoryRecoveryStore::new()) as Arc<dyn RecoveryStore>
+    })
+    .await;
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 /// `base × 2^(attempt−1)`, capped at `max`, then scaled by a uniform factor
 /// in `[0.5, 1.0]` so that workers retrying together spread out.
 pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(max);
+    let exp = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(max);
     exp.mul_f64(0.5 + 0.5 * fastrand::f64())
 }
 

@@ -89,7 +89,13 @@ mod tests {
             max_retries: 0,
             ..BackgroundConfig::default()
         };
-        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid { field: "max_retries", .. })));
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::Invalid {
+                field: "max_retries",
+                ..
+            })
+        ));
         BackgroundConfig::default().validate().unwrap();
     }
 }

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use config::BackgroundConfig;
-pub use listener::RefreshListener;
 #[cfg(any(test, feature = "mock"))]
 pub use listener::MockRefreshListener;
+pub use listener::RefreshListener;
 pub use report::CycleReport;
 
 use self::backoff::backoff;
@@ -79,7 +79,8 @@ impl BackgroundRefresher {
         let inner = &self.inner;
         let cfg = &inner.config;
         let window = cfg.window.max(inner.executors.max_min_window());
-        let before = inner.flow.clock().now() + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let before = inner.flow.clock().now()
+            + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
         let mut tasks = JoinSet::new();
         let mut report = CycleReport::default();
@@ -157,9 +158,17 @@ impl BackgroundRefresher {
         })
     }
 
-    async fn refresh_account(&self, account: Account, shutdown: &CancellationToken) -> AccountResult {
+    async fn refresh_account(
+        &self,
+        account: Account,
+        shutdown: &CancellationToken,
+    ) -> AccountResult {
         let inner = &self.inner;
-        let Some(executor) = inner.executors.get(&account.platform).filter(|e| e.can_refresh(&account)) else {
+        let Some(executor) = inner
+            .executors
+            .get(&account.platform)
+            .filter(|e| e.can_refresh(&account))
+        else {
             return AccountResult::NotDue;
         };
         if !executor.needs_refresh(&account, inner.config.window, inner.flow.clock().now()) {
@@ -175,11 +184,20 @@ impl BackgroundRefresher {
         }
     }
 
-    async fn attempts(&self, account: &Account, executor: &Arc<dyn RefreshExecutor>, shutdown: &CancellationToken) -> AccountResult {
+    async fn attempts(
+        &self,
+        account: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+        shutdown: &CancellationToken,
+    ) -> AccountResult {
         let inner = &self.inner;
         let cfg = &inner.config;
         for attempt in 1..=cfg.max_retries {
-            let error = match inner.flow.refresh_if_needed(account, executor, cfg.window).await {
+            let error = match inner
+                .flow
+                .refresh_if_needed(account, executor, cfg.window)
+                .await
+            {
                 Ok(RefreshOutcome::Refreshed { account, .. }) => {
                     self.after_refresh(&account, executor.as_ref()).await;
                     return AccountResult::Refreshed;
@@ -211,7 +229,10 @@ impl BackgroundRefresher {
                 break;
             }
             let mut pause = backoff(cfg.retry_backoff, cfg.max_backoff, attempt);
-            if let Some(ProviderError::RateLimited { retry_after: Some(after) }) = error.provider_error() {
+            if let Some(ProviderError::RateLimited {
+                retry_after: Some(after),
+            }) = error.provider_error()
+            {
                 pause = pause.max(*after);
             }
             warn!(account_id = %account.id, stage = %error.stage(), attempt, backoff_ms = pause.as_millis() as u64, "refresh failed; backing off");
@@ -232,7 +253,13 @@ impl BackgroundRefresher {
             return false;
         }
         let message = error.account_error_message();
-        match self.inner.flow.repository().set_error(account.id, &message).await {
+        match self
+            .inner
+            .flow
+            .repository()
+            .set_error(account.id, &message)
+            .await
+        {
             Ok(()) => {
                 warn!(account_id = %account.id, platform = %account.platform, kind = error.provider_error().map_or("flow", ProviderError::kind_name), "non-retryable refresh failure; account marked error");
                 true
@@ -250,16 +277,23 @@ impl BackgroundRefresher {
         let repo = inner.flow.repository();
         let id = account.id;
         if account.status == AccountStatus::Error
-            && account.error_message.as_deref().is_some_and(|m| m.contains("missing_project_id:"))
+            && account
+                .error_message
+                .as_deref()
+                .is_some_and(|m| m.contains("missing_project_id:"))
             && let Err(error) = repo.clear_error(id).await
         {
             warn!(account_id = %id, kind = %error.kind(), "could not clear the missing_project_id error");
         }
-        if account.temp_unschedulable_until.is_some_and(|until| until > inner.flow.clock().now()) {
+        if account
+            .temp_unschedulable_until
+            .is_some_and(|until| until > inner.flow.clock().now())
+        {
             if let Err(error) = repo.clear_temp_unschedulable(id).await {
                 warn!(account_id = %id, kind = %error.kind(), "could not clear temp-unschedulable");
             }
-            self.invalidate(&RefreshKey::from_raw(format!("temp_unsched:account:{id}"))).await;
+            self.invalidate(&RefreshKey::from_raw(format!("temp_unsched:account:{id}")))
+                .await;
         }
         if account.account_type == AccountType::OAuth {
             self.invalidate(&executor.key(account)).await;

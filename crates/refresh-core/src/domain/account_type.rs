@@ -130,6 +130,9 @@ mod tests {
             "sso".parse::<AccountType>(),
             Err(DomainError::InvalidEnum { .. })
         ));
-        assert_eq!("error".parse::<AccountStatus>().unwrap(), AccountStatus::Error);
+        assert_eq!(
+            "error".parse::<AccountStatus>().unwrap(),
+            AccountStatus::Error
+        );
     }
 }

@@ -70,10 +70,11 @@ impl Credentials {
     /// [`CredentialsError::InvalidJson`] when the text is not JSON,
     /// [`CredentialsError::NotAnObject`] when it is JSON but not an object.
     pub fn from_json_str(text: &str) -> Result<Self, CredentialsError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| CredentialsError::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-        })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| CredentialsError::InvalidJson {
+                line: e.line(),
+                column: e.column(),
+            })?;
         Self::try_from(value)
     }
 
@@ -160,7 +161,8 @@ impl Credentials {
 
     /// Writes `expires_at` in the canonical encoding.
     pub fn set_expires_at(&mut self, at: DateTime<Utc>) {
-        self.0.insert(keys::EXPIRES_AT.to_owned(), canonical_expiry(at));
+        self.0
+            .insert(keys::EXPIRES_AT.to_owned(), canonical_expiry(at));
     }
 
     /// Rewrites `expires_at` in the canonical encoding, if it is set.
@@ -262,7 +264,9 @@ mod tests {
 
     #[test]
     fn merge_new_keys_win_and_missing_old_keys_are_copied() {
-        let old = creds(json!({"access_token": "old", "refresh_token": "r1", "intercept_warmup_requests": true}));
+        let old = creds(
+            json!({"access_token": "old", "refresh_token": "r1", "intercept_warmup_requests": true}),
+        );
         let new = creds(json!({"access_token": "new", "scope": "s"}));
         let merged = Credentials::merge(Some(&old), Some(new));
         assert_eq!(merged.get("access_token"), Some(&json!("new")));

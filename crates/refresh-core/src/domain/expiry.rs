@@ -107,15 +107,30 @@ mod tests {
 
     #[test]
     fn parsing_unix_seconds_as_string_number_float_and_exponent() {
-        assert_eq!(parse_expiry(Some(&json!("1700000000"))).unwrap(), at(1_700_000_000));
-        assert_eq!(parse_expiry(Some(&json!(1_700_000_000))).unwrap(), at(1_700_000_000));
-        assert_eq!(parse_expiry(Some(&json!(1_700_000_000.9))).unwrap(), at(1_700_000_000));
-        assert_eq!(parse_expiry(Some(&json!("1.7e9"))).unwrap(), at(1_700_000_000));
+        assert_eq!(
+            parse_expiry(Some(&json!("1700000000"))).unwrap(),
+            at(1_700_000_000)
+        );
+        assert_eq!(
+            parse_expiry(Some(&json!(1_700_000_000))).unwrap(),
+            at(1_700_000_000)
+        );
+        assert_eq!(
+            parse_expiry(Some(&json!(1_700_000_000.9))).unwrap(),
+            at(1_700_000_000)
+        );
+        assert_eq!(
+            parse_expiry(Some(&json!("1.7e9"))).unwrap(),
+            at(1_700_000_000)
+        );
     }
 
     #[test]
     fn parsing_trims_surrounding_whitespace() {
-        assert_eq!(parse_expiry(Some(&json!("  1700000000\n"))).unwrap(), at(1_700_000_000));
+        assert_eq!(
+            parse_expiry(Some(&json!("  1700000000\n"))).unwrap(),
+            at(1_700_000_000)
+        );
         assert_eq!(
             parse_expiry(Some(&json!(" 2023-11-14T22:13:20Z "))).unwrap(),
             at(1_700_000_000)
@@ -143,19 +158,34 @@ mod tests {
 
     #[test]
     fn parsing_milliseconds_is_a_typed_error() {
-        for v in [json!(1_700_000_000_000_i64), json!("1700000000000"), json!(" 1700000000000 ")] {
+        for v in [
+            json!(1_700_000_000_000_i64),
+            json!("1700000000000"),
+            json!(" 1700000000000 "),
+        ] {
             assert!(matches!(
                 parse_expiry(Some(&v)),
-                Err(CredentialsError::MillisecondTimestamp { value: 1_700_000_000_000 })
+                Err(CredentialsError::MillisecondTimestamp {
+                    value: 1_700_000_000_000
+                })
             ));
         }
     }
 
     #[test]
     fn invariant_10_garbage_expiry_is_a_typed_error() {
-        for v in [json!("tomorrow"), json!(true), json!({"a": 1}), json!([1]), json!(-5)] {
+        for v in [
+            json!("tomorrow"),
+            json!(true),
+            json!({"a": 1}),
+            json!([1]),
+            json!(-5),
+        ] {
             assert!(
-                matches!(parse_expiry(Some(&v)), Err(CredentialsError::InvalidExpiry { .. })),
+                matches!(
+                    parse_expiry(Some(&v)),
+                    Err(CredentialsError::InvalidExpiry { .. })
+                ),
                 "{v}"
             );
         }
@@ -163,6 +193,9 @@ mod tests {
 
     #[test]
     fn canonical_encoding_is_a_unix_seconds_string() {
-        assert_eq!(canonical_expiry(at(1_700_000_000).unwrap()), json!("1700000000"));
+        assert_eq!(
+            canonical_expiry(at(1_700_000_000).unwrap()),
+            json!("1700000000")
+        );
     }
 }

@@ -67,7 +67,12 @@ impl TokenGrant {
     /// ones): `access_token`, canonical `expires_at`, and `refresh_token`,
     /// `token_type`, `expires_in`, `scope` as `fields` asks, each only when
     /// non-empty so the merge keeps the old value.
-    pub fn to_credentials(&self, now: DateTime<Utc>, rule: ExpiryRule, fields: GrantFields) -> Credentials {
+    pub fn to_credentials(
+        &self,
+        now: DateTime<Utc>,
+        rule: ExpiryRule,
+        fields: GrantFields,
+    ) -> Credentials {
         let mut creds = Credentials::new().with(keys::ACCESS_TOKEN, self.access_token.expose());
         if let Some(rt) = self.refresh_token.as_ref().filter(|rt| !rt.is_blank()) {
             creds.insert(keys::REFRESH_TOKEN, rt.expose());
@@ -79,7 +84,10 @@ impl TokenGrant {
             }
         }
         if fields.type_and_scope {
-            for (key, value) in [(keys::TOKEN_TYPE, &self.token_type), (keys::SCOPE, &self.scope)] {
+            for (key, value) in [
+                (keys::TOKEN_TYPE, &self.token_type),
+                (keys::SCOPE, &self.scope),
+            ] {
                 if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
                     creds.insert(key, v);
                 }
@@ -138,8 +146,14 @@ mod tests {
 
     #[test]
     fn google_rule_subtracts_margin_and_clamps_to_floor() {
-        assert_eq!(ExpiryRule::GOOGLE.expires_at(now(), 3600), now() + chrono::Duration::seconds(3300));
+        assert_eq!(
+            ExpiryRule::GOOGLE.expires_at(now(), 3600),
+            now() + chrono::Duration::seconds(3300)
+        );
         // Antigravity defect 17: a short expires_in must not land in the past.
-        assert_eq!(ExpiryRule::GOOGLE.expires_at(now(), 100), now() + chrono::Duration::seconds(30));
+        assert_eq!(
+            ExpiryRule::GOOGLE.expires_at(now(), 100),
+            now() + chrono::Duration::seconds(30)
+        );
     }
 }

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn parses_builtin_and_plugin_platforms() {
-        assert_eq!("anthropic".parse::<Platform>().unwrap(), Platform::Anthropic);
+        assert_eq!(
+            "anthropic".parse::<Platform>().unwrap(),
+            Platform::Anthropic
+        );
         assert_eq!(" openai ".parse::<Platform>().unwrap(), Platform::OpenAi);
         assert_eq!(
             "my-plugin".parse::<Platform>().unwrap(),

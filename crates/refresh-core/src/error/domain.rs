@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum DomainError {
     /// Not a built-in platform nor a valid plugin name.
-    #[error("invalid platform name {name:?}: expected anthropic, openai, gemini, antigravity or a plugin name of [a-z0-9_-]{{1,32}}")]
+    #[error(
+        "invalid platform name {name:?}: expected anthropic, openai, gemini, antigravity or a plugin name of [a-z0-9_-]{{1,32}}"
+    )]
     InvalidPlatform {
         /// The offending name, shortened and made printable.
         name: String,

@@ -103,7 +103,9 @@ pub enum FlowError {
     /// retries. The credentials are carried here and, when
     /// `recovery_saved`, kept in the recovery store for the next flow
     /// (invariant 2).
-    #[error("account {id} was refreshed upstream but the new credentials were not persisted (recovery record saved: {recovery_saved})")]
+    #[error(
+        "account {id} was refreshed upstream but the new credentials were not persisted (recovery record saved: {recovery_saved})"
+    )]
     NotPersisted {
         /// The account.
         id: AccountId,
@@ -129,7 +131,9 @@ impl FlowError {
         match self {
             Self::LockUnavailable { .. } => FlowStage::Lock,
             Self::Recovery { .. } => FlowStage::Recovery,
-            Self::Reread { .. } | Self::AccountNotFound { .. } | Self::NotEligible { .. } => FlowStage::Reread,
+            Self::Reread { .. } | Self::AccountNotFound { .. } | Self::NotEligible { .. } => {
+                FlowStage::Reread
+            }
             Self::Upstream { .. } | Self::EmptyCredentials { .. } => FlowStage::Upstream,
             Self::NotPersisted { .. } => FlowStage::Persist,
             Self::TaskFailed { .. } => FlowStage::Task,

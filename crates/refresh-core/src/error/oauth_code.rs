@@ -17,10 +17,14 @@ impl OAuthErrorCode {
         let code = raw.trim().to_ascii_lowercase();
         let valid = !code.is_empty()
             && code.len() <= 64
-            && code
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
-        Self(if valid { code } else { "unrecognized".to_owned() })
+            && code.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            });
+        Self(if valid {
+            code
+        } else {
+            "unrecognized".to_owned()
+        })
     }
 
     /// The normalized text.
@@ -34,7 +38,10 @@ impl OAuthErrorCode {
     pub fn is_grant_rejected(&self) -> bool {
         matches!(
             self.0.as_str(),
-            "invalid_grant" | "refresh_token_reused" | "refresh_token_invalidated" | "refresh_token_expired"
+            "invalid_grant"
+                | "refresh_token_reused"
+                | "refresh_token_invalidated"
+                | "refresh_token_expired"
         )
     }
 
@@ -50,7 +57,10 @@ impl OAuthErrorCode {
 
     /// `slow_down`, `rate_limit_exceeded`, `too_many_requests`.
     pub fn is_rate_limited(&self) -> bool {
-        matches!(self.0.as_str(), "slow_down" | "rate_limit_exceeded" | "too_many_requests")
+        matches!(
+            self.0.as_str(),
+            "slow_down" | "rate_limit_exceeded" | "too_many_requests"
+        )
     }
 
     /// `temporarily_unavailable`, `server_error`.
@@ -103,7 +113,9 @@ impl OAuthErrorBody {
         };
         Some(Self {
             code: code.map(OAuthErrorCode::new),
-            description: description.map(sanitize_description).filter(|d| !d.is_empty()),
+            description: description
+                .map(sanitize_description)
+                .filter(|d| !d.is_empty()),
         })
     }
 }
@@ -144,14 +156,20 @@ mod tests {
     fn parses_flat_rfc6749_shape() {
         let b = OAuthErrorBody::parse(br#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#).unwrap();
         assert!(b.code.unwrap().is_grant_rejected());
-        assert_eq!(b.description.as_deref(), Some("Token has been expired or revoked."));
+        assert_eq!(
+            b.description.as_deref(),
+            Some("Token has been expired or revoked.")
+        );
     }
 
     #[test]
     fn parses_nested_shapes() {
         let openai = OAuthErrorBody::parse(br#"{"error":{"message":"reused","type":"invalid_request_error","code":"refresh_token_reused"}}"#).unwrap();
         assert_eq!(openai.code.unwrap().as_str(), "refresh_token_reused");
-        let google = OAuthErrorBody::parse(br#"{"error":{"code":400,"message":"bad","status":"INVALID_GRANT"}}"#).unwrap();
+        let google = OAuthErrorBody::parse(
+            br#"{"error":{"code":400,"message":"bad","status":"INVALID_GRANT"}}"#,
+        )
+        .unwrap();
         assert!(google.code.unwrap().is_grant_rejected());
     }
 
@@ -159,18 +177,29 @@ mod tests {
     fn html_and_garbage_bodies_are_not_oauth_errors() {
         assert!(OAuthErrorBody::parse(b"<html><body>502 Bad Gateway</body></html>").is_none());
         assert!(OAuthErrorBody::parse(b"").is_none());
-        assert_eq!(OAuthErrorBody::parse(br#"{"error": 5}"#).unwrap().code, None);
+        assert_eq!(
+            OAuthErrorBody::parse(br#"{"error": 5}"#).unwrap().code,
+            None
+        );
     }
 
     #[test]
     fn codes_are_normalized_and_cannot_carry_secrets() {
-        assert_eq!(OAuthErrorCode::new(" INVALID_GRANT ").as_str(), "invalid_grant");
-        assert_eq!(OAuthErrorCode::new("rt_secret value with spaces").as_str(), "unrecognized");
+        assert_eq!(
+            OAuthErrorCode::new(" INVALID_GRANT ").as_str(),
+            "invalid_grant"
+        );
+        assert_eq!(
+            OAuthErrorCode::new("rt_secret value with spaces").as_str(),
+            "unrecognized"
+        );
     }
 
     #[test]
     fn invariant_9_descriptions_are_sanitized() {
-        let d = sanitize_description("refresh token sk-ant-ort01-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA is invalid\u{7}");
+        let d = sanitize_description(
+            "refresh token sk-ant-ort01-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA is invalid\u{7}",
+        );
         assert!(!d.contains("AAAAAAAA"), "{d}");
         assert!(d.contains("[redacted]"));
         assert!(sanitize_description(&"word ".repeat(100)).chars().count() <= MAX_DESCRIPTION + 1);

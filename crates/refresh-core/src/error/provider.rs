@@ -160,7 +160,13 @@ mod tests {
 
     #[test]
     fn classification_not_non_retryable_for_timeout_and_5xx() {
-        assert!(ProviderError::Transient { status: None, reason: "timeout".into() }.is_retryable());
+        assert!(
+            ProviderError::Transient {
+                status: None,
+                reason: "timeout".into()
+            }
+            .is_retryable()
+        );
         assert!(classify(503, "<html>down</html>").is_retryable());
         assert!(classify(429, "").is_retryable());
         assert!(classify(400, r#"{"error":"temporarily_unavailable"}"#).is_retryable());
@@ -196,13 +202,24 @@ mod tests {
     #[test]
     fn classification_never_matches_substrings_of_messages() {
         // A message that merely mentions invalid_grant is not an invalid_grant.
-        let err = classify(400, r#"{"error":"invalid_request","error_description":"not an invalid_grant"}"#);
-        assert!(matches!(err, ProviderError::UnexpectedStatus { status: 400, .. }));
+        let err = classify(
+            400,
+            r#"{"error":"invalid_request","error_description":"not an invalid_grant"}"#,
+        );
+        assert!(matches!(
+            err,
+            ProviderError::UnexpectedStatus { status: 400, .. }
+        ));
     }
 
     #[test]
     fn rate_limit_keeps_retry_after() {
         let err = ProviderError::from_response(429, b"{}", Some(Duration::from_secs(7)));
-        assert_eq!(err, ProviderError::RateLimited { retry_after: Some(Duration::from_secs(7)) });
+        assert_eq!(
+            err,
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
     }
 }

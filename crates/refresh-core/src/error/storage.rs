@@ -66,7 +66,11 @@ pub struct StorageError {
 
 impl StorageError {
     /// A new error.
-    pub fn new(kind: StorageErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        kind: StorageErrorKind,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             operation,

@@ -44,7 +44,9 @@ pub enum TokenError {
     },
     /// A refresh held elsewhere did not produce a valid token in time, and
     /// the existing token has expired.
-    #[error("account {id}: refresh held elsewhere did not finish within {waited:?} and the stored token has expired")]
+    #[error(
+        "account {id}: refresh held elsewhere did not finish within {waited:?} and the stored token has expired"
+    )]
     WaitTimedOut {
         /// The account.
         id: AccountId,
@@ -81,7 +83,9 @@ impl TokenError {
             Self::Refresh { source, .. } => source.is_retryable(),
             Self::Storage { source, .. } => source.is_retryable(),
             Self::WaitTimedOut { .. } | Self::Cancelled { .. } | Self::Expired { .. } => true,
-            Self::UnsupportedPlatform { .. } | Self::NotEligible { .. } | Self::MissingAccessToken { .. } => false,
+            Self::UnsupportedPlatform { .. }
+            | Self::NotEligible { .. }
+            | Self::MissingAccessToken { .. } => false,
         }
     }
 }

@@ -42,7 +42,9 @@ impl FlowConfig {
         let backoffs: Duration = (0..self.persist_attempts.saturating_sub(1))
             .map(|i| self.persist_backoff.saturating_mul(1 << i.min(16)))
             .sum();
-        self.persist_attempt_timeout.saturating_mul(self.persist_attempts) + backoffs
+        self.persist_attempt_timeout
+            .saturating_mul(self.persist_attempts)
+            + backoffs
     }
 
     /// Checks the invariants of the configuration.
@@ -97,7 +99,10 @@ mod tests {
             upstream_timeout: Duration::from_secs(60),
             ..FlowConfig::default()
         };
-        assert!(matches!(cfg.validate(), Err(ConfigError::LeaseTooShort { .. })));
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::LeaseTooShort { .. })
+        ));
     }
 
     #[test]
@@ -106,6 +111,12 @@ mod tests {
             persist_attempts: 0,
             ..FlowConfig::default()
         };
-        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid { field: "persist_attempts", .. })));
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::Invalid {
+                field: "persist_attempts",
+                ..
+            })
+        ));
     }
 }

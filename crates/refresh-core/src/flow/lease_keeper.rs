@@ -42,7 +42,9 @@ impl LeaseKeeper {
                             warn!(key = %lease.key, lock = lock.name(), "lease lost during refresh; relying on the fenced write");
                             flag.store(true, Ordering::SeqCst);
                         }
-                        Err(error) => warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease extension failed; retrying"),
+                        Err(error) => {
+                            warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease extension failed; retrying")
+                        }
                     }
                 }
             }

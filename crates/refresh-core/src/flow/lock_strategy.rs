@@ -96,7 +96,11 @@ impl LockStrategy {
         self
     }
 
-    pub(crate) async fn acquire(&self, key: &RefreshKey, ttl: Duration) -> Result<Acquired, FlowError> {
+    pub(crate) async fn acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Acquired, FlowError> {
         let mut held = HeldLeases::default();
         let mut last_error: Option<StorageError> = None;
         let layers = self.primary.iter().chain(self.secondary.iter());
@@ -119,9 +123,14 @@ impl LockStrategy {
         if held.is_empty() {
             match last_error {
                 Some(error) if !self.lock_free_on_failure => {
-                    return Err(FlowError::LockUnavailable { key: key.clone(), source: error });
+                    return Err(FlowError::LockUnavailable {
+                        key: key.clone(),
+                        source: error,
+                    });
                 }
-                Some(_) => warn!(%key, "every refresh lock is unavailable; refreshing lock-free by explicit policy"),
+                Some(_) => {
+                    warn!(%key, "every refresh lock is unavailable; refreshing lock-free by explicit policy")
+                }
                 None => {}
             }
         }
@@ -152,9 +161,15 @@ impl HeldLeases {
         for (lock, lease) in self.leases.drain(..) {
             match tokio::time::timeout(timeout, lock.release(&lease)).await {
                 Ok(Ok(true)) => {}
-                Ok(Ok(false)) => warn!(key = %lease.key, lock = lock.name(), "lease had already lapsed at release"),
-                Ok(Err(error)) => warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease release failed; it will lapse"),
-                Err(_) => warn!(key = %lease.key, lock = lock.name(), "lease release timed out; it will lapse"),
+                Ok(Ok(false)) => {
+                    warn!(key = %lease.key, lock = lock.name(), "lease had already lapsed at release")
+                }
+                Ok(Err(error)) => {
+                    warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease release failed; it will lapse")
+                }
+                Err(_) => {
+                    warn!(key = %lease.key, lock = lock.name(), "lease release timed out; it will lapse")
+                }
             }
         }
     }
@@ -169,7 +184,9 @@ impl Drop for HeldLeases {
         let mut rest = std::mem::take(&mut self.leases);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let mut held = HeldLeases { leases: std::mem::take(&mut rest) };
+                let mut held = HeldLeases {
+                    leases: std::mem::take(&mut rest),
+                };
                 held.release(Duration::from_secs(2)).await;
             });
         }

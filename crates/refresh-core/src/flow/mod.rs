@@ -23,7 +23,9 @@ use self::single_flight::SingleFlight;
 use crate::domain::{Account, RefreshKey};
 use crate::error::{ConfigError, FlowError};
 use crate::memory::InMemoryRecoveryStore;
-use crate::ports::{AccountRepository, Clock, RecoveryStore, RefreshExecutor, SystemClock, TokenCache};
+use crate::ports::{
+    AccountRepository, Clock, RecoveryStore, RefreshExecutor, SystemClock, TokenCache,
+};
 
 type FlowResult = Result<RefreshOutcome, FlowError>;
 

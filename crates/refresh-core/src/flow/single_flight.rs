@@ -82,10 +82,15 @@ struct Landing<K: Hash + Eq + Clone + Send + Sync + 'static, T: Clone + Send + S
     generation: u64,
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync + 'static, T: Clone + Send + Sync + 'static> Drop for Landing<K, T> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static, T: Clone + Send + Sync + 'static> Drop
+    for Landing<K, T>
+{
     fn drop(&mut self) {
         let mut flights = self.owner.lock();
-        if flights.get(&self.key).is_some_and(|(g, _)| *g == self.generation) {
+        if flights
+            .get(&self.key)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
             flights.remove(&self.key);
         }
     }

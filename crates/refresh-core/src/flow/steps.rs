@@ -28,7 +28,8 @@ impl FlowInner {
         executor: Arc<dyn RefreshExecutor>,
         window: Duration,
     ) -> FlowResult {
-        let span = info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
+        let span =
+            info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
         async move {
             let mut held = match self.locks.acquire(&key, self.config.lease_ttl).await? {
                 Acquired::Held(held) => held,
@@ -39,7 +40,9 @@ impl FlowInner {
             };
             debug!(fence = held.fence(), "refresh lease acquired");
             let keeper = LeaseKeeper::start(&held, self.config.lease_ttl);
-            let result = self.run_locked(&key, snapshot.id, executor.as_ref(), window, &keeper).await;
+            let result = self
+                .run_locked(&key, snapshot.id, executor.as_ref(), window, &keeper)
+                .await;
             drop(keeper);
             held.release(self.config.release_timeout).await;
             result
@@ -73,7 +76,9 @@ impl FlowInner {
 
         let issued = match self.call_upstream(executor, &fresh).await {
             Ok(credentials) => credentials,
-            Err(error) if error.is_grant_rejected() => return self.race_recovery(&fresh, error).await,
+            Err(error) if error.is_grant_rejected() => {
+                return self.race_recovery(&fresh, error).await;
+            }
             Err(error) => {
                 warn!(kind = error.kind_name(), "upstream refresh failed");
                 return Err(FlowError::Upstream { id, source: error });
@@ -92,7 +97,10 @@ impl FlowInner {
         }
         match self.persist(fresh, issued, merged).await? {
             Persisted::Applied(account) => {
-                info!(version = account.credentials_version, "credentials refreshed and persisted");
+                info!(
+                    version = account.credentials_version,
+                    "credentials refreshed and persisted"
+                );
                 self.notify(key, account.credentials_version).await;
                 Ok(RefreshOutcome::Refreshed {
                     account,
@@ -116,7 +124,11 @@ impl FlowInner {
 
     /// Persists a pending recovery record before anything could call the
     /// upstream with the consumed refresh token (invariant 2).
-    async fn consume_recovery(&self, key: &RefreshKey, fresh: &mut Account) -> Result<Option<RefreshOutcome>, FlowError> {
+    async fn consume_recovery(
+        &self,
+        key: &RefreshKey,
+        fresh: &mut Account,
+    ) -> Result<Option<RefreshOutcome>, FlowError> {
         let id = fresh.id;
         let record = self
             .recovery
@@ -135,9 +147,14 @@ impl FlowInner {
             self.remove_recovery(id, record.base_version).await;
             return Ok(None);
         }
-        info!(base_version = record.base_version, "persisting credentials from a recovery record");
+        info!(
+            base_version = record.base_version,
+            "persisting credentials from a recovery record"
+        );
         let issued = record.credentials.clone();
-        let outcome = self.persist(fresh.clone(), issued, record.credentials).await?;
+        let outcome = self
+            .persist(fresh.clone(), issued, record.credentials)
+            .await?;
         self.remove_recovery(id, record.base_version).await;
         Ok(Some(match outcome {
             Persisted::Applied(account) => {
@@ -160,7 +177,11 @@ impl FlowInner {
         }
     }
 
-    async fn call_upstream(&self, executor: &dyn RefreshExecutor, fresh: &Account) -> Result<Credentials, ProviderError> {
+    async fn call_upstream(
+        &self,
+        executor: &dyn RefreshExecutor,
+        fresh: &Account,
+    ) -> Result<Credentials, ProviderError> {
         match tokio::time::timeout(self.config.upstream_timeout, executor.refresh(fresh)).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Ambiguous {
@@ -176,7 +197,8 @@ impl FlowInner {
         match self.repo.get(id).await {
             Ok(Some(stored))
                 if stored.credentials_version != presented.credentials_version
-                    || stored.credentials.refresh_token() != presented.credentials.refresh_token() =>
+                    || stored.credentials.refresh_token()
+                        != presented.credentials.refresh_token() =>
             {
                 info!(
                     stored_version = stored.credentials_version,
@@ -185,7 +207,10 @@ impl FlowInner {
                 Ok(RefreshOutcome::StillFresh { account: stored })
             }
             Ok(_) | Err(_) => {
-                warn!(kind = error.kind_name(), "refresh token rejected by upstream");
+                warn!(
+                    kind = error.kind_name(),
+                    "refresh token rejected by upstream"
+                );
                 Err(FlowError::Upstream { id, source: error })
             }
         }
@@ -197,28 +222,46 @@ impl FlowInner {
     /// stored ones and written again; if our own timed-out write landed, that
     /// is success; if someone rotated, theirs stand. When every attempt
     /// fails, the credentials go to the recovery store.
-    async fn persist(&self, mut base: Account, issued: Credentials, mut merged: Credentials) -> Result<Persisted, FlowError> {
+    async fn persist(
+        &self,
+        mut base: Account,
+        issued: Credentials,
+        mut merged: Credentials,
+    ) -> Result<Persisted, FlowError> {
         let id = base.id;
-        let mut last_error = StorageError::new(StorageErrorKind::Other, "compare_and_set_credentials", "no attempt made");
+        let mut last_error = StorageError::new(
+            StorageErrorKind::Other,
+            "compare_and_set_credentials",
+            "no attempt made",
+        );
         for attempt in 1..=self.config.persist_attempts {
             if attempt > 1 {
-                let backoff = self.config.persist_backoff.saturating_mul(1 << (attempt - 2).min(16));
+                let backoff = self
+                    .config
+                    .persist_backoff
+                    .saturating_mul(1 << (attempt - 2).min(16));
                 tokio::time::sleep(backoff).await;
             }
-            let write = self.repo.compare_and_set_credentials(id, base.credentials_version, &merged);
-            let result = match tokio::time::timeout(self.config.persist_attempt_timeout, write).await {
-                Ok(result) => result,
-                Err(_) => Err(StorageError::new(
-                    StorageErrorKind::Timeout,
-                    "compare_and_set_credentials",
-                    "write attempt timed out",
-                )),
-            };
+            let write =
+                self.repo
+                    .compare_and_set_credentials(id, base.credentials_version, &merged);
+            let result =
+                match tokio::time::timeout(self.config.persist_attempt_timeout, write).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StorageError::new(
+                        StorageErrorKind::Timeout,
+                        "compare_and_set_credentials",
+                        "write attempt timed out",
+                    )),
+                };
             match result {
                 Ok(CasOutcome::Applied(account)) => return Ok(Persisted::Applied(account)),
                 Ok(CasOutcome::NotFound) => return Err(FlowError::AccountNotFound { id }),
                 Ok(CasOutcome::VersionMismatch { current_version }) => {
-                    debug!(attempt, current_version, "fenced write found a newer version");
+                    debug!(
+                        attempt,
+                        current_version, "fenced write found a newer version"
+                    );
                     let current = match self.repo.get(id).await {
                         Ok(Some(current)) => current,
                         Ok(None) => return Err(FlowError::AccountNotFound { id }),
@@ -278,9 +321,16 @@ impl FlowInner {
         let Some(notifier) = &self.notifier else {
             return;
         };
-        match tokio::time::timeout(self.config.release_timeout, notifier.publish_refreshed(key, version)).await {
+        match tokio::time::timeout(
+            self.config.release_timeout,
+            notifier.publish_refreshed(key, version),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(kind = %error.kind(), "refreshed notification failed; waiters fall back to polling"),
+            Ok(Err(error)) => {
+                warn!(kind = %error.kind(), "refreshed notification failed; waiters fall back to polling")
+            }
             Err(_) => warn!("refreshed notification timed out; waiters fall back to polling"),
         }
     }

@@ -32,11 +32,19 @@ impl State {
         }
     }
 
-    fn update(&mut self, id: AccountId, op: &'static str, f: impl FnOnce(&mut Account)) -> Result<(), StorageError> {
-        let mut account = self
-            .accounts
-            .remove(&id)
-            .ok_or_else(|| StorageError::new(StorageErrorKind::NotFound, op, format!("account {id} not found")))?;
+    fn update(
+        &mut self,
+        id: AccountId,
+        op: &'static str,
+        f: impl FnOnce(&mut Account),
+    ) -> Result<(), StorageError> {
+        let mut account = self.accounts.remove(&id).ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::NotFound,
+                op,
+                format!("account {id} not found"),
+            )
+        })?;
         self.unindex(&account);
         f(&mut account);
         self.index(&account);
@@ -69,7 +77,10 @@ impl InMemoryAccountRepository {
             for mut account in accounts {
                 account.expires_at = account.credentials.expires_at().ok().flatten();
                 state.index(&account);
-                assert!(state.accounts.insert(account.id, account).is_none(), "duplicate account id");
+                assert!(
+                    state.accounts.insert(account.id, account).is_none(),
+                    "duplicate account id"
+                );
             }
         }
         repo
@@ -178,9 +189,10 @@ impl AccountRepository for InMemoryAccountRepository {
     }
 
     async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.write().update(id, "clear_temp_unschedulable", |account| {
-            account.temp_unschedulable_until = None;
-            account.temp_unschedulable_reason = None;
-        })
+        self.write()
+            .update(id, "clear_temp_unschedulable", |account| {
+                account.temp_unschedulable_until = None;
+                account.temp_unschedulable_reason = None;
+            })
     }
 }

@@ -44,12 +44,20 @@ impl RecoveryStore for InMemoryRecoveryStore {
     }
 
     async fn load(&self, id: AccountId) -> Result<Option<RecoveryRecord>, StorageError> {
-        Ok(self.records.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned())
+        Ok(self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned())
     }
 
     async fn remove(&self, id: AccountId, base_version: u64) -> Result<(), StorageError> {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if records.get(&id).is_some_and(|r| r.base_version == base_version) {
+        if records
+            .get(&id)
+            .is_some_and(|r| r.base_version == base_version)
+        {
             records.remove(&id);
         }
         Ok(())

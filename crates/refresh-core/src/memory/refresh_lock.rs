@@ -49,11 +49,19 @@ impl InMemoryRefreshLock {
         self.clock.now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
     }
 
-    fn with_key<R>(&self, key: &RefreshKey, f: impl FnOnce(&mut KeyState, DateTime<Utc>) -> R) -> R {
+    fn with_key<R>(
+        &self,
+        key: &RefreshKey,
+        f: impl FnOnce(&mut KeyState, DateTime<Utc>) -> R,
+    ) -> R {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.now();
         let state = keys.entry(key.clone()).or_default();
-        if state.holder.as_ref().is_some_and(|(_, until)| *until <= now) {
+        if state
+            .holder
+            .as_ref()
+            .is_some_and(|(_, until)| *until <= now)
+        {
             state.holder = None;
         }
         f(state, now)
@@ -66,7 +74,11 @@ impl RefreshLock for InMemoryRefreshLock {
         "memory"
     }
 
-    async fn try_acquire(&self, key: &RefreshKey, ttl: Duration) -> Result<Option<Lease>, StorageError> {
+    async fn try_acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StorageError> {
         let until = self.deadline(ttl);
         Ok(self.with_key(key, |state, _| {
             if state.holder.is_some() {
@@ -86,18 +98,24 @@ impl RefreshLock for InMemoryRefreshLock {
 
     async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
         let until = self.deadline(ttl);
-        Ok(self.with_key(&lease.key, |state, _| match &mut state.holder {
-            Some((owner, deadline)) if *owner == lease.owner => {
-                *deadline = until;
-                true
-            }
-            _ => false,
-        }))
+        Ok(
+            self.with_key(&lease.key, |state, _| match &mut state.holder {
+                Some((owner, deadline)) if *owner == lease.owner => {
+                    *deadline = until;
+                    true
+                }
+                _ => false,
+            }),
+        )
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
         Ok(self.with_key(&lease.key, |state, _| {
-            if state.holder.as_ref().is_some_and(|(owner, _)| *owner == lease.owner) {
+            if state
+                .holder
+                .as_ref()
+                .is_some_and(|(owner, _)| *owner == lease.owner)
+            {
                 state.holder = None;
                 true
             } else {

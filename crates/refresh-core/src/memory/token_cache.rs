@@ -67,7 +67,12 @@ impl TokenCache for InMemoryTokenCache {
         }
     }
 
-    async fn put(&self, key: &RefreshKey, token: &CachedToken, ttl: Duration) -> Result<PutOutcome, StorageError> {
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError> {
         let now = self.clock.now();
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,7 +89,10 @@ impl TokenCache for InMemoryTokenCache {
     }
 
     async fn invalidate(&self, key: &RefreshKey) -> Result<(), StorageError> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         Ok(())
     }
 

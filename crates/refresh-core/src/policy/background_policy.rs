@@ -47,8 +47,14 @@ mod tests {
     #[test]
     fn policies_default_background_skips_and_override_succeeds() {
         let d = BackgroundRefreshPolicy::default();
-        assert_eq!((d.on_lock_held, d.on_already_refreshed), (SkipAction::Skip, SkipAction::Skip));
+        assert_eq!(
+            (d.on_lock_held, d.on_already_refreshed),
+            (SkipAction::Skip, SkipAction::Skip)
+        );
         let o = BackgroundRefreshPolicy::success_override();
-        assert_eq!((o.on_lock_held, o.on_already_refreshed), (SkipAction::Success, SkipAction::Success));
+        assert_eq!(
+            (o.on_lock_held, o.on_already_refreshed),
+            (SkipAction::Success, SkipAction::Success)
+        );
     }
 }

@@ -17,12 +17,20 @@ pub fn cache_ttl(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Optio
         return Some(UNKNOWN_EXPIRY_TTL);
     };
     let left = (at - now).to_std().ok().filter(|d| !d.is_zero())?;
-    Some(if left > CACHE_SKEW { left - CACHE_SKEW } else { left })
+    Some(if left > CACHE_SKEW {
+        left - CACHE_SKEW
+    } else {
+        left
+    })
 }
 
 /// The TTL after a failed refresh whose existing token is reused: the
 /// failure TTL (≤ 0 means 1 min), never past the token's expiry.
-pub fn failure_ttl(failure_ttl: Duration, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
+pub fn failure_ttl(
+    failure_ttl: Duration,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     let ttl = if failure_ttl.is_zero() {
         Duration::from_secs(60)
     } else {
@@ -30,7 +38,11 @@ pub fn failure_ttl(failure_ttl: Duration, expires_at: Option<DateTime<Utc>>, now
     };
     match expires_at {
         None => Some(ttl),
-        Some(at) => (at - now).to_std().ok().filter(|d| !d.is_zero()).map(|left| left.min(ttl)),
+        Some(at) => (at - now)
+            .to_std()
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(|left| left.min(ttl)),
     }
 }
 
@@ -49,17 +61,35 @@ mod tests {
     #[test]
     fn cache_ttl_rows() {
         assert_eq!(cache_ttl(None, now()), Some(Duration::from_secs(1800)));
-        assert_eq!(cache_ttl(in_secs(3600), now()), Some(Duration::from_secs(3300)));
-        assert_eq!(cache_ttl(in_secs(120), now()), Some(Duration::from_secs(120)));
-        assert_eq!(cache_ttl(in_secs(300), now()), Some(Duration::from_secs(300)));
+        assert_eq!(
+            cache_ttl(in_secs(3600), now()),
+            Some(Duration::from_secs(3300))
+        );
+        assert_eq!(
+            cache_ttl(in_secs(120), now()),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            cache_ttl(in_secs(300), now()),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(cache_ttl(in_secs(0), now()), None);
         assert_eq!(cache_ttl(in_secs(-10), now()), None);
     }
 
     #[test]
     fn failure_ttl_defaults_to_a_minute_and_never_outlives_the_token() {
-        assert_eq!(failure_ttl(Duration::ZERO, None, now()), Some(Duration::from_secs(60)));
-        assert_eq!(failure_ttl(Duration::from_secs(60), in_secs(20), now()), Some(Duration::from_secs(20)));
-        assert_eq!(failure_ttl(Duration::from_secs(60), in_secs(-1), now()), None);
+        assert_eq!(
+            failure_ttl(Duration::ZERO, None, now()),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            failure_ttl(Duration::from_secs(60), in_secs(20), now()),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            failure_ttl(Duration::from_secs(60), in_secs(-1), now()),
+            None
+        );
     }
 }

@@ -15,7 +15,9 @@ use crate::domain::Account;
 /// miss without ever refreshing (defect 10).
 pub fn needs_refresh(account: &Account, window: Duration, now: DateTime<Utc>) -> bool {
     match account.credentials.expires_at() {
-        Ok(Some(at)) => at - now <= chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX),
+        Ok(Some(at)) => {
+            at - now <= chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX)
+        }
         Ok(None) | Err(_) => true,
     }
 }
@@ -48,26 +50,58 @@ mod tests {
 
     #[test]
     fn predicate_unix_seconds_string_past_and_future() {
-        assert!(needs_refresh(&account(Some(json!("1699999000"))), WINDOW, now()));
-        assert!(!needs_refresh(&account(Some(json!("1700003600"))), WINDOW, now()));
+        assert!(needs_refresh(
+            &account(Some(json!("1699999000"))),
+            WINDOW,
+            now()
+        ));
+        assert!(!needs_refresh(
+            &account(Some(json!("1700003600"))),
+            WINDOW,
+            now()
+        ));
     }
 
     #[test]
     fn predicate_number_past_and_future() {
-        assert!(needs_refresh(&account(Some(json!(1_699_999_000))), WINDOW, now()));
-        assert!(!needs_refresh(&account(Some(json!(1_700_003_600))), WINDOW, now()));
+        assert!(needs_refresh(
+            &account(Some(json!(1_699_999_000))),
+            WINDOW,
+            now()
+        ));
+        assert!(!needs_refresh(
+            &account(Some(json!(1_700_003_600))),
+            WINDOW,
+            now()
+        ));
     }
 
     #[test]
     fn predicate_rfc3339_past_and_future() {
-        assert!(needs_refresh(&account(Some(json!("2023-11-14T22:00:00Z"))), WINDOW, now()));
-        assert!(!needs_refresh(&account(Some(json!("2023-11-15T08:13:20+08:00"))), WINDOW, now()));
+        assert!(needs_refresh(
+            &account(Some(json!("2023-11-14T22:00:00Z"))),
+            WINDOW,
+            now()
+        ));
+        assert!(!needs_refresh(
+            &account(Some(json!("2023-11-15T08:13:20+08:00"))),
+            WINDOW,
+            now()
+        ));
     }
 
     #[test]
     fn predicate_window_boundary_is_inclusive() {
-        assert!(needs_refresh(&account(Some(json!("1700000180"))), WINDOW, now()));
-        assert!(!needs_refresh(&account(Some(json!("1700000181"))), WINDOW, now()));
+        assert!(needs_refresh(
+            &account(Some(json!("1700000180"))),
+            WINDOW,
+            now()
+        ));
+        assert!(!needs_refresh(
+            &account(Some(json!("1700000181"))),
+            WINDOW,
+            now()
+        ));
     }
 
     #[test]
@@ -75,7 +109,11 @@ mod tests {
         assert!(needs_refresh(&account(None), WINDOW, now()));
         assert!(needs_refresh(&account(Some(Value::Null)), WINDOW, now()));
         assert!(needs_refresh(&account(Some(json!("soon"))), WINDOW, now()));
-        assert!(needs_refresh(&account(Some(json!(1_700_000_000_000_i64))), WINDOW, now()));
+        assert!(needs_refresh(
+            &account(Some(json!(1_700_000_000_000_i64))),
+            WINDOW,
+            now()
+        ));
         let bare = Account::oauth(1, Platform::Anthropic, Credentials::new());
         assert!(needs_refresh(&bare, WINDOW, now()));
     }
@@ -84,6 +122,9 @@ mod tests {
     fn validity_trusts_unknown_and_rejects_past() {
         assert!(token_is_valid(None, now()));
         assert!(!token_is_valid(Some(now()), now()));
-        assert!(token_is_valid(Some(now() + chrono::Duration::seconds(1)), now()));
+        assert!(token_is_valid(
+            Some(now() + chrono::Duration::seconds(1)),
+            now()
+        ));
     }
 }

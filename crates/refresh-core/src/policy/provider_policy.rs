@@ -119,10 +119,30 @@ mod tests {
     #[test]
     fn policies_four_getter_rows_hold_exactly() {
         let rows = [
-            (Platform::Anthropic, OnRefreshError::UseExistingToken, OnLockHeld::WaitForCache, 60),
-            (Platform::OpenAi, OnRefreshError::UseExistingToken, OnLockHeld::WaitForCache, 60),
-            (Platform::Gemini, OnRefreshError::ReturnError, OnLockHeld::UseExistingToken, 0),
-            (Platform::Antigravity, OnRefreshError::ReturnError, OnLockHeld::UseExistingToken, 0),
+            (
+                Platform::Anthropic,
+                OnRefreshError::UseExistingToken,
+                OnLockHeld::WaitForCache,
+                60,
+            ),
+            (
+                Platform::OpenAi,
+                OnRefreshError::UseExistingToken,
+                OnLockHeld::WaitForCache,
+                60,
+            ),
+            (
+                Platform::Gemini,
+                OnRefreshError::ReturnError,
+                OnLockHeld::UseExistingToken,
+                0,
+            ),
+            (
+                Platform::Antigravity,
+                OnRefreshError::ReturnError,
+                OnLockHeld::UseExistingToken,
+                0,
+            ),
         ];
         for (platform, on_error, on_held, ttl) in rows {
             let p = ProviderRefreshPolicy::for_platform(&platform);
@@ -130,7 +150,19 @@ mod tests {
             assert_eq!(p.on_lock_held, on_held, "{platform}");
             assert_eq!(p.failure_ttl, Duration::from_secs(ttl), "{platform}");
         }
-        assert_eq!(ProviderRefreshPolicy::for_platform(&Platform::Anthropic).wait.schedule.len(), 1);
-        assert_eq!(ProviderRefreshPolicy::for_platform(&Platform::OpenAi).wait.schedule.len(), 5);
+        assert_eq!(
+            ProviderRefreshPolicy::for_platform(&Platform::Anthropic)
+                .wait
+                .schedule
+                .len(),
+            1
+        );
+        assert_eq!(
+            ProviderRefreshPolicy::for_platform(&Platform::OpenAi)
+                .wait
+                .schedule
+                .len(),
+            5
+        );
     }
 }

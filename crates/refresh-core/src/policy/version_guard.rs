@@ -13,7 +13,10 @@ pub fn is_stale(snapshot_version: u64, stored_version: u64) -> bool {
 /// Whether caching the snapshot's token would cache an outdated token:
 /// reads the stored version and compares. No snapshot, no repository, a
 /// failed read or a missing row all allow caching.
-pub async fn check_token_version(snapshot: Option<&Account>, repo: Option<&dyn AccountRepository>) -> bool {
+pub async fn check_token_version(
+    snapshot: Option<&Account>,
+    repo: Option<&dyn AccountRepository>,
+) -> bool {
     let (Some(snapshot), Some(repo)) = (snapshot, repo) else {
         return false;
     };

@@ -76,7 +76,11 @@ pub trait RefreshLock: Send + Sync {
     ///
     /// # Errors
     /// A [`StorageError`] when the backend cannot be asked.
-    async fn try_acquire(&self, key: &RefreshKey, ttl: Duration) -> Result<Option<Lease>, StorageError>;
+    async fn try_acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StorageError>;
 
     /// Pushes the expiry to `ttl` from now if `lease` is still held by its
     /// owner; `Ok(false)` when it was lost.

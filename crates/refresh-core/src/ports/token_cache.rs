@@ -93,7 +93,12 @@ pub trait TokenCache: Send + Sync {
     ///
     /// # Errors
     /// A [`StorageError`] when the backend fails.
-    async fn put(&self, key: &RefreshKey, token: &CachedToken, ttl: Duration) -> Result<PutOutcome, StorageError>;
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError>;
 
     /// Removes the entry.
     ///

@@ -50,7 +50,12 @@ impl LocalCache {
         self.entries
             .entry(token.account_id)
             .and_compute_with(|existing| match existing {
-                Some(old) if old.value().valid_until > now && old.value().token.version > token.version => Op::Nop,
+                Some(old)
+                    if old.value().valid_until > now
+                        && old.value().token.version > token.version =>
+                {
+                    Op::Nop
+                }
                 _ => Op::Put(entry),
             });
     }

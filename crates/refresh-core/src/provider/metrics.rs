@@ -74,13 +74,20 @@ impl PlatformMetrics {
             Event::LockContention => bump(&self.lock_contention),
             Event::Wait { waited, hit } => {
                 bump(&self.lock_wait_samples);
-                self.lock_wait_total_ms
-                    .fetch_add(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-                bump(if hit { &self.lock_wait_hits } else { &self.lock_wait_misses });
+                self.lock_wait_total_ms.fetch_add(
+                    u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                bump(if hit {
+                    &self.lock_wait_hits
+                } else {
+                    &self.lock_wait_misses
+                });
             }
             Event::Cancelled => bump(&self.cancellations),
         }
-        self.last_observation_unix_ms.store(now_unix_ms, Ordering::Relaxed);
+        self.last_observation_unix_ms
+            .store(now_unix_ms, Ordering::Relaxed);
     }
 
     /// A copy of the counters.
@@ -111,7 +118,12 @@ pub struct TokenMetrics {
 impl TokenMetrics {
     /// The counters of a platform (created on first use).
     pub fn platform(&self, platform: &Platform) -> Arc<PlatformMetrics> {
-        if let Some(m) = self.platforms.read().unwrap_or_else(|e| e.into_inner()).get(platform) {
+        if let Some(m) = self
+            .platforms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(platform)
+        {
             return Arc::clone(m);
         }
         Arc::clone(

@@ -100,18 +100,25 @@ impl TokenProvider {
     ///
     /// # Errors
     /// As [`access_token`](Self::access_token), plus `Cancelled`.
-    pub async fn access_token_with_cancel(&self, account: &Account, cancel: &CancellationToken) -> TokenResult {
+    pub async fn access_token_with_cancel(
+        &self,
+        account: &Account,
+        cancel: &CancellationToken,
+    ) -> TokenResult {
         self.access_token_inner(account, Some(cancel)).await
     }
 
-    async fn access_token_inner(&self, account: &Account, cancel: Option<&CancellationToken>) -> TokenResult {
+    async fn access_token_inner(
+        &self,
+        account: &Account,
+        cancel: Option<&CancellationToken>,
+    ) -> TokenResult {
         let inner = &self.inner;
-        let executor = inner
-            .executors
-            .get(&account.platform)
-            .ok_or_else(|| TokenError::UnsupportedPlatform {
+        let executor = inner.executors.get(&account.platform).ok_or_else(|| {
+            TokenError::UnsupportedPlatform {
                 platform: account.platform.clone(),
-            })?;
+            }
+        })?;
         if !executor.can_refresh(account) {
             return static_token(executor.as_ref(), account);
         }
@@ -121,8 +128,12 @@ impl TokenProvider {
         }
         let key = executor.key(account);
         let flight = inner.flights.join_or_start(&key, || {
-            let (inner, account, executor, key) =
-                (Arc::clone(&self.inner), account.clone(), Arc::clone(executor), key.clone());
+            let (inner, account, executor, key) = (
+                Arc::clone(&self.inner),
+                account.clone(),
+                Arc::clone(executor),
+                key.clone(),
+            );
             async move { inner.resolve(&account, &executor, &key).await }
         });
         let result = match cancel {
@@ -153,11 +164,13 @@ impl TokenProvider {
 }
 
 fn static_token(executor: &dyn RefreshExecutor, account: &Account) -> TokenResult {
-    let token = executor.static_token(account).ok_or_else(|| TokenError::NotEligible {
-        id: account.id,
-        platform: account.platform.clone(),
-        account_type: account.account_type,
-    })?;
+    let token = executor
+        .static_token(account)
+        .ok_or_else(|| TokenError::NotEligible {
+            id: account.id,
+            platform: account.platform.clone(),
+            account_type: account.account_type,
+        })?;
     if token.is_blank() {
         return Err(TokenError::MissingAccessToken { id: account.id });
     }
@@ -190,19 +203,27 @@ impl ProviderInner {
     }
 
     /// The slow path, shared by every concurrent caller of one account.
-    async fn resolve(&self, snapshot: &Account, executor: &Arc<dyn RefreshExecutor>, key: &RefreshKey) -> TokenResult {
+    async fn resolve(
+        &self,
+        snapshot: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+        key: &RefreshKey,
+    ) -> TokenResult {
         let now = self.flow.clock().now();
         if let Some(shared) = &self.shared {
             match shared.get(key).await {
                 Ok(Some(cached))
-                    if cached.version >= snapshot.credentials_version && token_is_valid(cached.expires_at, now) =>
+                    if cached.version >= snapshot.credentials_version
+                        && token_is_valid(cached.expires_at, now) =>
                 {
                     let token = AccessToken::from_cached(snapshot.id, cached);
                     self.cache_locally(&token, cache_ttl(token.expires_at, now));
                     return Ok(token);
                 }
                 Ok(_) => {}
-                Err(error) => debug!(%key, kind = %error.kind(), "shared cache read failed; continuing"),
+                Err(error) => {
+                    debug!(%key, kind = %error.kind(), "shared cache read failed; continuing")
+                }
             }
         }
         let mut current = self.newest(snapshot).await;
@@ -210,8 +231,15 @@ impl ProviderInner {
         if executor.needs_refresh(&current, self.skew, now) {
             let policy = self.policy(&current.platform);
             self.record(&current.platform, Event::RefreshRequest);
-            match self.flow.refresh_if_needed(&current, executor, self.skew).await {
-                Ok(RefreshOutcome::Refreshed { account, .. } | RefreshOutcome::StillFresh { account }) => {
+            match self
+                .flow
+                .refresh_if_needed(&current, executor, self.skew)
+                .await
+            {
+                Ok(
+                    RefreshOutcome::Refreshed { account, .. }
+                    | RefreshOutcome::StillFresh { account },
+                ) => {
                     self.record(&current.platform, Event::RefreshSuccess);
                     current = account;
                 }
@@ -234,14 +262,24 @@ impl ProviderInner {
                     match (policy.on_refresh_error, usable) {
                         (OnRefreshError::UseExistingToken, Some(token)) => {
                             warn!(account_id = %current.id, stage = %error.stage(), "refresh failed; serving the still-valid existing token");
-                            ttl_override = Some(failure_ttl(policy.failure_ttl, token.expires_at, self.flow.clock().now()));
+                            ttl_override = Some(failure_ttl(
+                                policy.failure_ttl,
+                                token.expires_at,
+                                self.flow.clock().now(),
+                            ));
                         }
-                        _ => return Err(TokenError::Refresh { id: current.id, source: error }),
+                        _ => {
+                            return Err(TokenError::Refresh {
+                                id: current.id,
+                                source: error,
+                            });
+                        }
                     }
                 }
             }
         }
-        let token = AccessToken::of_account(&current).ok_or(TokenError::MissingAccessToken { id: current.id })?;
+        let token = AccessToken::of_account(&current)
+            .ok_or(TokenError::MissingAccessToken { id: current.id })?;
         let now = self.flow.clock().now();
         if !token_is_valid(token.expires_at, now) {
             return Err(TokenError::Expired { id: current.id });
@@ -255,7 +293,9 @@ impl ProviderInner {
     /// snapshot when the read fails or finds nothing (REFERENCE.md §3.7).
     async fn newest(&self, snapshot: &Account) -> Account {
         match self.flow.repository().get(snapshot.id).await {
-            Ok(Some(stored)) if stored.credentials_version >= snapshot.credentials_version => stored,
+            Ok(Some(stored)) if stored.credentials_version >= snapshot.credentials_version => {
+                stored
+            }
             Ok(_) => snapshot.clone(),
             Err(error) => {
                 debug!(account_id = %snapshot.id, kind = %error.kind(), "account read failed; using the snapshot");
@@ -264,7 +304,12 @@ impl ProviderInner {
         }
     }
 
-    async fn wait_and_cache(&self, current: &Account, key: &RefreshKey, policy: &ProviderRefreshPolicy) -> TokenResult {
+    async fn wait_and_cache(
+        &self,
+        current: &Account,
+        key: &RefreshKey,
+        policy: &ProviderRefreshPolicy,
+    ) -> TokenResult {
         let token = self.wait_for_refresh(current, key, policy).await?;
         let ttl = cache_ttl(token.expires_at, self.flow.clock().now());
         self.cache_everywhere(key, &token, ttl).await;

@@ -27,7 +27,9 @@ impl ProviderInner {
         let started = Instant::now();
         let result = self.wait_inner(current, key, policy, started).await;
         let waited = started.elapsed();
-        let hit = result.as_ref().is_ok_and(|t| t.version > current.credentials_version);
+        let hit = result
+            .as_ref()
+            .is_ok_and(|t| t.version > current.credentials_version);
         self.record(&current.platform, Event::Wait { waited, hit });
         if waited >= policy.wait.warn_after {
             warn!(account_id = %current.id, waited_ms = waited.as_millis() as u64, hit, "slow wait for a refresh held elsewhere");
@@ -91,8 +93,9 @@ impl ProviderInner {
     async fn cached_newer_token(&self, current: &Account, key: &RefreshKey) -> Option<AccessToken> {
         let shared = self.shared.as_ref()?;
         let cached = shared.get(key).await.ok().flatten()?;
-        (cached.version > current.credentials_version && token_is_valid(cached.expires_at, self.flow.clock().now()))
-            .then(|| AccessToken::from_cached(current.id, cached))
+        (cached.version > current.credentials_version
+            && token_is_valid(cached.expires_at, self.flow.clock().now()))
+        .then(|| AccessToken::from_cached(current.id, cached))
     }
 
     async fn stored_newer_token(&self, current: &Account) -> Option<AccessToken> {
@@ -102,8 +105,15 @@ impl ProviderInner {
     }
 
     async fn stored_valid_token(&self, current: &Account) -> Option<AccessToken> {
-        let stored = self.flow.repository().get(current.id).await.ok().flatten()?;
-        AccessToken::of_account(&stored).filter(|t| token_is_valid(t.expires_at, self.flow.clock().now()))
+        let stored = self
+            .flow
+            .repository()
+            .get(current.id)
+            .await
+            .ok()
+            .flatten()?;
+        AccessToken::of_account(&stored)
+            .filter(|t| token_is_valid(t.expires_at, self.flow.clock().now()))
     }
 }
 
@@ -123,8 +133,14 @@ mod tests {
     fn jitter_stays_within_bounds() {
         for _ in 0..1000 {
             let d = jittered(Duration::from_millis(100), 0.2);
-            assert!(d >= Duration::from_millis(80) && d <= Duration::from_millis(120), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(80) && d <= Duration::from_millis(120),
+                "{d:?}"
+            );
         }
-        assert_eq!(jittered(Duration::from_millis(100), 0.0), Duration::from_millis(100));
+        assert_eq!(
+            jittered(Duration::from_millis(100), 0.0),
+            Duration::from_millis(100)
+        );
     }
 }

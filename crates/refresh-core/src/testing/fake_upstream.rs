@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, watch};
 
-use crate::domain::{Account, AccountId, Credentials, ExpiryRule, GrantFields, Platform, TokenGrant};
+use crate::domain::{
+    Account, AccountId, Credentials, ExpiryRule, GrantFields, Platform, TokenGrant,
+};
 use crate::error::{OAuthErrorCode, ProviderError};
 use crate::ports::{Clock, RefreshExecutor};
 
@@ -126,14 +128,22 @@ impl FakeUpstream {
     ///
     /// # Errors
     /// A scripted failure, or `refresh_token_reused` on reuse.
-    pub async fn redeem(&self, id: AccountId, presented: &str) -> Result<(u64, String), ProviderError> {
+    pub async fn redeem(
+        &self,
+        id: AccountId,
+        presented: &str,
+    ) -> Result<(u64, String), ProviderError> {
         self.calls.send_modify(|c| *c += 1);
         let outcome = {
             let mut state = self.state();
             if let Some(error) = state.failures.pop_front() {
                 Err(error)
             } else {
-                let current = state.current.entry(id).or_insert_with(|| presented.to_owned()).clone();
+                let current = state
+                    .current
+                    .entry(id)
+                    .or_insert_with(|| presented.to_owned())
+                    .clone();
                 if current == presented {
                     let generation = state.generation.entry(id).or_default();
                     *generation += 1;
@@ -156,7 +166,11 @@ impl FakeUpstream {
             tokio::time::sleep(latency).await;
         }
         if self.gated.load(Ordering::SeqCst) {
-            self.gate.acquire().await.expect("gate is never closed").forget();
+            self.gate
+                .acquire()
+                .await
+                .expect("gate is never closed")
+                .forget();
         }
         outcome
     }
@@ -173,7 +187,12 @@ pub struct RotatingExecutor {
 
 impl RotatingExecutor {
     /// An executor for `platform` whose tokens live `expires_in`.
-    pub fn new(platform: Platform, upstream: Arc<FakeUpstream>, clock: Arc<dyn Clock>, expires_in: Duration) -> Self {
+    pub fn new(
+        platform: Platform,
+        upstream: Arc<FakeUpstream>,
+        clock: Arc<dyn Clock>,
+        expires_in: Duration,
+    ) -> Self {
         Self {
             platform,
             upstream,
@@ -185,7 +204,9 @@ impl RotatingExecutor {
 
 impl std::fmt::Debug for RotatingExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RotatingExecutor").field("platform", &self.platform).finish()
+        f.debug_struct("RotatingExecutor")
+            .field("platform", &self.platform)
+            .finish()
     }
 }
 
@@ -200,7 +221,8 @@ impl RefreshExecutor for RotatingExecutor {
             .credentials
             .refresh_token()
             .ok_or(ProviderError::MissingRefreshToken)?;
-        let (generation, refresh_token) = self.upstream.redeem(account.id, presented.expose()).await?;
+        let (generation, refresh_token) =
+            self.upstream.redeem(account.id, presented.expose()).await?;
         let grant = TokenGrant {
             access_token: format!("at-{}-{generation}", account.id).into(),
             refresh_token: Some(refresh_token.into()),

@@ -18,18 +18,30 @@ impl FaultPlan {
     /// Makes the next `times` calls of `op` fail with `kind`.
     pub fn fail_next(&self, op: &'static str, times: usize, kind: StorageErrorKind) {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        queued.entry(op).or_default().extend(std::iter::repeat_n(kind, times));
+        queued
+            .entry(op)
+            .or_default()
+            .extend(std::iter::repeat_n(kind, times));
     }
 
     /// Makes every call of `op` fail with `kind` until [`heal`](Self::heal).
     pub fn fail_always(&self, op: &'static str, kind: StorageErrorKind) {
-        self.always.lock().unwrap_or_else(|e| e.into_inner()).insert(op, kind);
+        self.always
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(op, kind);
     }
 
     /// Removes every scripted failure.
     pub fn heal(&self) {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.always.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.always
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// How many times `op` was called (failed calls included).
@@ -47,14 +59,25 @@ impl FaultPlan {
     /// # Errors
     /// The scripted failure, as a [`StorageError`].
     pub fn check(&self, op: &'static str) -> Result<(), StorageError> {
-        *self.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(op).or_default() += 1;
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(op)
+            .or_default() += 1;
         let queued = self
             .queued
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(op)
             .and_then(VecDeque::pop_front);
-        let kind = queued.or_else(|| self.always.lock().unwrap_or_else(|e| e.into_inner()).get(op).copied());
+        let kind = queued.or_else(|| {
+            self.always
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(op)
+                .copied()
+        });
         match kind {
             Some(kind) => Err(StorageError::new(kind, op, "injected fault")),
             None => Ok(()),

@@ -10,8 +10,8 @@ use super::FaultPlan;
 use crate::domain::{Account, AccountId, Credentials, RefreshKey};
 use crate::error::StorageError;
 use crate::ports::{
-    AccountRepository, CachedToken, CasOutcome, DueCursor, Lease, PutOutcome, RecoveryRecord, RecoveryStore,
-    RefreshLock, RefreshNotice, TokenCache,
+    AccountRepository, CachedToken, CasOutcome, DueCursor, Lease, PutOutcome, RecoveryRecord,
+    RecoveryStore, RefreshLock, RefreshNotice, TokenCache,
 };
 
 /// Wraps a backend; each call first consults [`Faulty::faults`]. Operation
@@ -40,7 +40,9 @@ impl<T: ?Sized> Faulty<T> {
 
 impl<T: ?Sized> std::fmt::Debug for Faulty<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Faulty").field("faults", &self.faults).finish_non_exhaustive()
+        f.debug_struct("Faulty")
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +65,9 @@ impl<T: AccountRepository + ?Sized> AccountRepository for Faulty<T> {
         credentials: &Credentials,
     ) -> Result<CasOutcome, StorageError> {
         self.faults.check("compare_and_set_credentials")?;
-        self.inner.compare_and_set_credentials(id, expected_version, credentials).await
+        self.inner
+            .compare_and_set_credentials(id, expected_version, credentials)
+            .await
     }
 
     async fn list_due(
@@ -98,7 +102,11 @@ impl<T: RefreshLock + ?Sized> RefreshLock for Faulty<T> {
         self.inner.name()
     }
 
-    async fn try_acquire(&self, key: &RefreshKey, ttl: Duration) -> Result<Option<Lease>, StorageError> {
+    async fn try_acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StorageError> {
         self.faults.check("try_acquire")?;
         self.inner.try_acquire(key, ttl).await
     }
@@ -121,7 +129,12 @@ impl<T: TokenCache + ?Sized> TokenCache for Faulty<T> {
         self.inner.get(key).await
     }
 
-    async fn put(&self, key: &RefreshKey, token: &CachedToken, ttl: Duration) -> Result<PutOutcome, StorageError> {
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError> {
         self.faults.check("put")?;
         self.inner.put(key, token, ttl).await
     }

@@ -42,7 +42,10 @@ async fn seed(repo: &Arc<dyn AccountRepository>, account: Account) -> Account {
 }
 
 async fn get_of_missing_account_is_none(repo: Arc<dyn AccountRepository>) {
-    assert!(repo.get(AccountId(404)).await.expect("get").is_none(), "get_of_missing_account_is_none");
+    assert!(
+        repo.get(AccountId(404)).await.expect("get").is_none(),
+        "get_of_missing_account_is_none"
+    );
 }
 
 async fn insert_round_trips_every_field(repo: Arc<dyn AccountRepository>) {
@@ -53,22 +56,55 @@ async fn insert_round_trips_every_field(repo: Arc<dyn AccountRepository>) {
     account.credentials_version = 3;
     account.temp_unschedulable_until = Some(t0() + Span::seconds(60));
     account.temp_unschedulable_reason = Some("429".into());
-    account.credentials.insert("intercept_warmup_requests", json!(true));
+    account
+        .credentials
+        .insert("intercept_warmup_requests", json!(true));
     let stored = seed(&repo, account.clone()).await;
     let read = repo.get(account.id).await.expect("get").expect("present");
-    assert_eq!(read, stored, "insert_round_trips_every_field: get differs from insert's result");
-    assert_eq!(read.credentials, account.credentials, "insert_round_trips_every_field: credentials");
-    assert_eq!(read.extra, account.extra, "insert_round_trips_every_field: extra");
-    assert_eq!(read.credentials_version, 3, "insert_round_trips_every_field: version kept");
-    assert_eq!(read.expires_at, Some(t0() + Span::seconds(3600)), "insert_round_trips_every_field: expires_at derived");
-    assert_eq!(read.proxy_id, Some(9), "insert_round_trips_every_field: proxy");
-    assert_eq!(read.temp_unschedulable_reason.as_deref(), Some("429"), "insert_round_trips_every_field: temp reason");
+    assert_eq!(
+        read, stored,
+        "insert_round_trips_every_field: get differs from insert's result"
+    );
+    assert_eq!(
+        read.credentials, account.credentials,
+        "insert_round_trips_every_field: credentials"
+    );
+    assert_eq!(
+        read.extra, account.extra,
+        "insert_round_trips_every_field: extra"
+    );
+    assert_eq!(
+        read.credentials_version, 3,
+        "insert_round_trips_every_field: version kept"
+    );
+    assert_eq!(
+        read.expires_at,
+        Some(t0() + Span::seconds(3600)),
+        "insert_round_trips_every_field: expires_at derived"
+    );
+    assert_eq!(
+        read.proxy_id,
+        Some(9),
+        "insert_round_trips_every_field: proxy"
+    );
+    assert_eq!(
+        read.temp_unschedulable_reason.as_deref(),
+        Some("429"),
+        "insert_round_trips_every_field: temp reason"
+    );
 }
 
 async fn insert_of_existing_id_is_a_conflict(repo: Arc<dyn AccountRepository>) {
     seed(&repo, account_expiring(1, Some(60))).await;
-    let err = repo.insert(account_expiring(1, Some(60))).await.expect_err("duplicate insert");
-    assert_eq!(err.kind(), StorageErrorKind::Conflict, "insert_of_existing_id_is_a_conflict");
+    let err = repo
+        .insert(account_expiring(1, Some(60)))
+        .await
+        .expect_err("duplicate insert");
+    assert_eq!(
+        err.kind(),
+        StorageErrorKind::Conflict,
+        "insert_of_existing_id_is_a_conflict"
+    );
 }
 
 async fn cas_applies_at_expected_version_and_bumps_it(repo: Arc<dyn AccountRepository>) {
@@ -76,30 +112,73 @@ async fn cas_applies_at_expected_version_and_bumps_it(repo: Arc<dyn AccountRepos
     let mut creds = a.credentials.clone();
     creds.insert("access_token", "at-2");
     creds.insert("expires_at", json!((T0 + 7200).to_string()));
-    let CasOutcome::Applied(applied) = repo.compare_and_set_credentials(a.id, 0, &creds).await.expect("cas") else {
+    let CasOutcome::Applied(applied) = repo
+        .compare_and_set_credentials(a.id, 0, &creds)
+        .await
+        .expect("cas")
+    else {
         panic!("cas_applies_at_expected_version_and_bumps_it: not applied");
     };
-    assert_eq!(applied.credentials_version, 1, "cas_applies_at_expected_version_and_bumps_it: version");
-    assert_eq!(applied.expires_at, Some(t0() + Span::seconds(7200)), "cas_applies_at_expected_version_and_bumps_it: expires_at re-derived");
+    assert_eq!(
+        applied.credentials_version, 1,
+        "cas_applies_at_expected_version_and_bumps_it: version"
+    );
+    assert_eq!(
+        applied.expires_at,
+        Some(t0() + Span::seconds(7200)),
+        "cas_applies_at_expected_version_and_bumps_it: expires_at re-derived"
+    );
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.credentials, creds, "cas_applies_at_expected_version_and_bumps_it: stored credentials");
-    assert_eq!(read.credentials_version, 1, "cas_applies_at_expected_version_and_bumps_it: stored version");
+    assert_eq!(
+        read.credentials, creds,
+        "cas_applies_at_expected_version_and_bumps_it: stored credentials"
+    );
+    assert_eq!(
+        read.credentials_version, 1,
+        "cas_applies_at_expected_version_and_bumps_it: stored version"
+    );
 }
 
 async fn cas_rejects_an_older_writer(repo: Arc<dyn AccountRepository>) {
     let a = seed(&repo, account_expiring(1, Some(60))).await;
     let newer = a.credentials.clone().with("refresh_token", "rt-new");
-    assert!(matches!(repo.compare_and_set_credentials(a.id, 0, &newer).await.expect("cas"), CasOutcome::Applied(_)));
+    assert!(matches!(
+        repo.compare_and_set_credentials(a.id, 0, &newer)
+            .await
+            .expect("cas"),
+        CasOutcome::Applied(_)
+    ));
     let older = a.credentials.clone().with("refresh_token", "rt-old-writer");
-    let outcome = repo.compare_and_set_credentials(a.id, 0, &older).await.expect("cas");
-    assert_eq!(outcome, CasOutcome::VersionMismatch { current_version: 1 }, "cas_rejects_an_older_writer");
+    let outcome = repo
+        .compare_and_set_credentials(a.id, 0, &older)
+        .await
+        .expect("cas");
+    assert_eq!(
+        outcome,
+        CasOutcome::VersionMismatch { current_version: 1 },
+        "cas_rejects_an_older_writer"
+    );
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.credentials.refresh_token().map(|s| s.expose().to_owned()).as_deref(), Some("rt-new"), "cas_rejects_an_older_writer: newer rotation kept");
+    assert_eq!(
+        read.credentials
+            .refresh_token()
+            .map(|s| s.expose().to_owned())
+            .as_deref(),
+        Some("rt-new"),
+        "cas_rejects_an_older_writer: newer rotation kept"
+    );
 }
 
 async fn cas_of_missing_account_is_not_found(repo: Arc<dyn AccountRepository>) {
-    let outcome = repo.compare_and_set_credentials(AccountId(404), 0, &Credentials::new()).await.expect("cas");
-    assert_eq!(outcome, CasOutcome::NotFound, "cas_of_missing_account_is_not_found");
+    let outcome = repo
+        .compare_and_set_credentials(AccountId(404), 0, &Credentials::new())
+        .await
+        .expect("cas");
+    assert_eq!(
+        outcome,
+        CasOutcome::NotFound,
+        "cas_of_missing_account_is_not_found"
+    );
 }
 
 async fn cas_touches_only_credential_fields(repo: Arc<dyn AccountRepository>) {
@@ -107,23 +186,54 @@ async fn cas_touches_only_credential_fields(repo: Arc<dyn AccountRepository>) {
     a.extra.insert("k".into(), json!("v"));
     a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
     let a = seed(&repo, a).await;
-    repo.set_error(a.id, "Token refresh failed (non-retryable): test").await.expect("set_error");
+    repo.set_error(a.id, "Token refresh failed (non-retryable): test")
+        .await
+        .expect("set_error");
     let creds = a.credentials.clone().with("access_token", "at-2");
-    assert!(matches!(repo.compare_and_set_credentials(a.id, 0, &creds).await.expect("cas"), CasOutcome::Applied(_)));
+    assert!(matches!(
+        repo.compare_and_set_credentials(a.id, 0, &creds)
+            .await
+            .expect("cas"),
+        CasOutcome::Applied(_)
+    ));
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.status, AccountStatus::Error, "cas_touches_only_credential_fields: status");
-    assert!(read.error_message.is_some(), "cas_touches_only_credential_fields: error message");
-    assert_eq!(read.extra, a.extra, "cas_touches_only_credential_fields: extra");
-    assert_eq!(read.temp_unschedulable_until, a.temp_unschedulable_until, "cas_touches_only_credential_fields: temp-unschedulable");
-    assert_eq!(read.name, a.name, "cas_touches_only_credential_fields: name");
+    assert_eq!(
+        read.status,
+        AccountStatus::Error,
+        "cas_touches_only_credential_fields: status"
+    );
+    assert!(
+        read.error_message.is_some(),
+        "cas_touches_only_credential_fields: error message"
+    );
+    assert_eq!(
+        read.extra, a.extra,
+        "cas_touches_only_credential_fields: extra"
+    );
+    assert_eq!(
+        read.temp_unschedulable_until, a.temp_unschedulable_until,
+        "cas_touches_only_credential_fields: temp-unschedulable"
+    );
+    assert_eq!(
+        read.name, a.name,
+        "cas_touches_only_credential_fields: name"
+    );
 }
 
 async fn concurrent_cas_at_one_version_applies_once(repo: Arc<dyn AccountRepository>) {
     let a = seed(&repo, account_expiring(1, Some(60))).await;
     let mut writers = Vec::new();
     for i in 0..16 {
-        let (repo, creds) = (Arc::clone(&repo), a.credentials.clone().with("refresh_token", format!("rt-{i}")));
-        writers.push(tokio::spawn(async move { repo.compare_and_set_credentials(AccountId(1), 0, &creds).await }));
+        let (repo, creds) = (
+            Arc::clone(&repo),
+            a.credentials
+                .clone()
+                .with("refresh_token", format!("rt-{i}")),
+        );
+        writers.push(tokio::spawn(async move {
+            repo.compare_and_set_credentials(AccountId(1), 0, &creds)
+                .await
+        }));
     }
     let mut applied = 0;
     for w in writers {
@@ -133,7 +243,10 @@ async fn concurrent_cas_at_one_version_applies_once(repo: Arc<dyn AccountReposit
     }
     assert_eq!(applied, 1, "concurrent_cas_at_one_version_applies_once");
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.credentials_version, 1, "concurrent_cas_at_one_version_applies_once: version");
+    assert_eq!(
+        read.credentials_version, 1,
+        "concurrent_cas_at_one_version_applies_once: version"
+    );
 }
 
 async fn list_due_filters_orders_and_pages(repo: Arc<dyn AccountRepository>) {
@@ -152,14 +265,20 @@ async fn list_due_filters_orders_and_pages(repo: Arc<dyn AccountRepository>) {
     let mut cursor: Option<DueCursor> = None;
     loop {
         let page = repo.list_due(before, cursor, 3).await.expect("list_due");
-        assert!(page.len() <= 3, "list_due_filters_orders_and_pages: page size");
+        assert!(
+            page.len() <= 3,
+            "list_due_filters_orders_and_pages: page size"
+        );
         let Some(last) = page.last() else { break };
         cursor = Some(DueCursor::after(last));
         seen.extend(page.iter().map(|a| a.id.get()));
     }
     let mut expected = vec![21];
     expected.extend(1..=10);
-    assert_eq!(seen, expected, "list_due_filters_orders_and_pages: unknown expiry first, then by expires_at; no disabled, none past `before`");
+    assert_eq!(
+        seen, expected,
+        "list_due_filters_orders_and_pages: unknown expiry first, then by expires_at; no disabled, none past `before`"
+    );
 }
 
 async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>) {
@@ -167,28 +286,74 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
     a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
     a.temp_unschedulable_reason = Some("overloaded".into());
     let a = seed(&repo, a).await;
-    repo.set_error(a.id, "Token refresh failed (non-retryable): x").await.expect("set_error");
+    repo.set_error(a.id, "Token refresh failed (non-retryable): x")
+        .await
+        .expect("set_error");
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.status, AccountStatus::Error, "status_writes_touch_only_their_fields: set_error status");
-    assert_eq!(read.credentials, a.credentials, "status_writes_touch_only_their_fields: set_error credentials");
-    assert_eq!(read.credentials_version, a.credentials_version, "status_writes_touch_only_their_fields: set_error version");
+    assert_eq!(
+        read.status,
+        AccountStatus::Error,
+        "status_writes_touch_only_their_fields: set_error status"
+    );
+    assert_eq!(
+        read.credentials, a.credentials,
+        "status_writes_touch_only_their_fields: set_error credentials"
+    );
+    assert_eq!(
+        read.credentials_version, a.credentials_version,
+        "status_writes_touch_only_their_fields: set_error version"
+    );
     repo.clear_error(a.id).await.expect("clear_error");
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.status, AccountStatus::Active, "status_writes_touch_only_their_fields: clear_error status");
-    assert_eq!(read.error_message, None, "status_writes_touch_only_their_fields: clear_error message");
-    repo.clear_temp_unschedulable(a.id).await.expect("clear_temp_unschedulable");
+    assert_eq!(
+        read.status,
+        AccountStatus::Active,
+        "status_writes_touch_only_their_fields: clear_error status"
+    );
+    assert_eq!(
+        read.error_message, None,
+        "status_writes_touch_only_their_fields: clear_error message"
+    );
+    repo.clear_temp_unschedulable(a.id)
+        .await
+        .expect("clear_temp_unschedulable");
     let read = repo.get(a.id).await.expect("get").expect("present");
-    assert_eq!(read.temp_unschedulable_until, None, "status_writes_touch_only_their_fields: until");
-    assert_eq!(read.temp_unschedulable_reason, None, "status_writes_touch_only_their_fields: reason");
-    assert_eq!(read.credentials, a.credentials, "status_writes_touch_only_their_fields: credentials untouched");
-    assert_eq!(read.credentials_version, a.credentials_version, "status_writes_touch_only_their_fields: version untouched");
+    assert_eq!(
+        read.temp_unschedulable_until, None,
+        "status_writes_touch_only_their_fields: until"
+    );
+    assert_eq!(
+        read.temp_unschedulable_reason, None,
+        "status_writes_touch_only_their_fields: reason"
+    );
+    assert_eq!(
+        read.credentials, a.credentials,
+        "status_writes_touch_only_their_fields: credentials untouched"
+    );
+    assert_eq!(
+        read.credentials_version, a.credentials_version,
+        "status_writes_touch_only_their_fields: version untouched"
+    );
     // An errored account leaves the due index; a cleared one returns.
     repo.set_error(a.id, "x").await.expect("set_error");
-    let due = repo.list_due(t0() + Span::seconds(3600), None, 10).await.expect("list_due");
-    assert!(due.is_empty(), "status_writes_touch_only_their_fields: errored accounts are not due");
+    let due = repo
+        .list_due(t0() + Span::seconds(3600), None, 10)
+        .await
+        .expect("list_due");
+    assert!(
+        due.is_empty(),
+        "status_writes_touch_only_their_fields: errored accounts are not due"
+    );
     repo.clear_error(a.id).await.expect("clear_error");
-    let due = repo.list_due(t0() + Span::seconds(3600), None, 10).await.expect("list_due");
-    assert_eq!(due.len(), 1, "status_writes_touch_only_their_fields: re-activated account is due again");
+    let due = repo
+        .list_due(t0() + Span::seconds(3600), None, 10)
+        .await
+        .expect("list_due");
+    assert_eq!(
+        due.len(),
+        1,
+        "status_writes_touch_only_their_fields: re-activated account is due again"
+    );
 }
 
 async fn status_writes_on_missing_account_are_not_found(repo: Arc<dyn AccountRepository>) {
@@ -198,6 +363,10 @@ async fn status_writes_on_missing_account_are_not_found(repo: Arc<dyn AccountRep
         repo.clear_temp_unschedulable(AccountId(404)).await,
     ] {
         let err = result.expect_err("missing account");
-        assert_eq!(err.kind(), StorageErrorKind::NotFound, "status_writes_on_missing_account_are_not_found");
+        assert_eq!(
+            err.kind(),
+            StorageErrorKind::NotFound,
+            "status_writes_on_missing_account_are_not_found"
+        );
     }
 }

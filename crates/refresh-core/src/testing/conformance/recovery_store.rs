@@ -28,22 +28,43 @@ where
     Fut: Future<Output = Arc<dyn RecoveryStore>>,
 {
     let store = make().await;
-    assert!(store.load(AccountId(1)).await.expect("load").is_none(), "load_of_missing_record_is_none");
+    assert!(
+        store.load(AccountId(1)).await.expect("load").is_none(),
+        "load_of_missing_record_is_none"
+    );
 
     let store = make().await;
     store.save(&record(1, 3)).await.expect("save");
-    assert_eq!(store.load(AccountId(1)).await.expect("load"), Some(record(1, 3)), "save_then_load_round_trips");
-    assert!(store.load(AccountId(2)).await.expect("load").is_none(), "records_are_per_account");
+    assert_eq!(
+        store.load(AccountId(1)).await.expect("load"),
+        Some(record(1, 3)),
+        "save_then_load_round_trips"
+    );
+    assert!(
+        store.load(AccountId(2)).await.expect("load").is_none(),
+        "records_are_per_account"
+    );
 
     let store = make().await;
     store.save(&record(1, 3)).await.expect("save");
     store.save(&record(1, 4)).await.expect("save");
-    assert_eq!(store.load(AccountId(1)).await.expect("load"), Some(record(1, 4)), "save_replaces_the_accounts_record");
+    assert_eq!(
+        store.load(AccountId(1)).await.expect("load"),
+        Some(record(1, 4)),
+        "save_replaces_the_accounts_record"
+    );
 
     let store = make().await;
     store.save(&record(1, 4)).await.expect("save");
     store.remove(AccountId(1), 3).await.expect("remove");
-    assert_eq!(store.load(AccountId(1)).await.expect("load"), Some(record(1, 4)), "remove_with_another_base_version_keeps_the_record");
+    assert_eq!(
+        store.load(AccountId(1)).await.expect("load"),
+        Some(record(1, 4)),
+        "remove_with_another_base_version_keeps_the_record"
+    );
     store.remove(AccountId(1), 4).await.expect("remove");
-    assert!(store.load(AccountId(1)).await.expect("load").is_none(), "remove_with_matching_base_version_deletes");
+    assert!(
+        store.load(AccountId(1)).await.expect("load").is_none(),
+        "remove_with_matching_base_version_deletes"
+    );
 }

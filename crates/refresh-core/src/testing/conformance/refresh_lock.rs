@@ -35,39 +35,97 @@ where
 
 async fn acquire_excludes_a_second_holder(lock: Arc<dyn RefreshLock>, ttl: Duration) {
     let k = key("a");
-    let lease = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
+    let lease = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
     assert_eq!(lease.key, k, "acquire_excludes_a_second_holder: key");
-    assert!(lock.try_acquire(&k, ttl).await.expect("acquire").is_none(), "acquire_excludes_a_second_holder");
-    assert!(lock.release(&lease).await.expect("release"), "acquire_excludes_a_second_holder: release");
-    assert!(lock.try_acquire(&k, ttl).await.expect("acquire").is_some(), "acquire_excludes_a_second_holder: free after release");
+    assert!(
+        lock.try_acquire(&k, ttl).await.expect("acquire").is_none(),
+        "acquire_excludes_a_second_holder"
+    );
+    assert!(
+        lock.release(&lease).await.expect("release"),
+        "acquire_excludes_a_second_holder: release"
+    );
+    assert!(
+        lock.try_acquire(&k, ttl).await.expect("acquire").is_some(),
+        "acquire_excludes_a_second_holder: free after release"
+    );
 }
 
 async fn release_is_owner_checked(lock: Arc<dyn RefreshLock>, ttl: Duration) {
     let k = key("b");
-    let first = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
-    assert!(lock.release(&first).await.expect("release"), "release_is_owner_checked: owner releases");
-    let second = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
-    assert!(!lock.release(&first).await.expect("release"), "release_is_owner_checked: stale owner cannot release");
-    assert!(lock.try_acquire(&k, ttl).await.expect("acquire").is_none(), "release_is_owner_checked: second lease survives");
-    assert!(lock.release(&second).await.expect("release"), "release_is_owner_checked: second owner releases");
+    let first = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        lock.release(&first).await.expect("release"),
+        "release_is_owner_checked: owner releases"
+    );
+    let second = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        !lock.release(&first).await.expect("release"),
+        "release_is_owner_checked: stale owner cannot release"
+    );
+    assert!(
+        lock.try_acquire(&k, ttl).await.expect("acquire").is_none(),
+        "release_is_owner_checked: second lease survives"
+    );
+    assert!(
+        lock.release(&second).await.expect("release"),
+        "release_is_owner_checked: second owner releases"
+    );
 }
 
 async fn extend_is_owner_checked(lock: Arc<dyn RefreshLock>, ttl: Duration) {
     let k = key("c");
-    let first = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
-    assert!(lock.extend(&first, ttl).await.expect("extend"), "extend_is_owner_checked: owner extends");
+    let first = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        lock.extend(&first, ttl).await.expect("extend"),
+        "extend_is_owner_checked: owner extends"
+    );
     lock.release(&first).await.expect("release");
-    let second = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
-    assert!(!lock.extend(&first, ttl).await.expect("extend"), "extend_is_owner_checked: stale owner cannot extend");
+    let second = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        !lock.extend(&first, ttl).await.expect("extend"),
+        "extend_is_owner_checked: stale owner cannot extend"
+    );
     lock.release(&second).await.expect("release");
 }
 
-async fn fences_increase_across_acquisitions(lock: Arc<dyn RefreshLock>, ttl: Duration, time: &dyn TimeHarness) {
+async fn fences_increase_across_acquisitions(
+    lock: Arc<dyn RefreshLock>,
+    ttl: Duration,
+    time: &dyn TimeHarness,
+) {
     let k = key("d");
     let mut last = 0;
     for round in 0..3 {
-        let lease = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
-        assert!(lease.fence > last, "fences_increase_across_acquisitions: round {round}");
+        let lease = lock
+            .try_acquire(&k, ttl)
+            .await
+            .expect("acquire")
+            .expect("free");
+        assert!(
+            lease.fence > last,
+            "fences_increase_across_acquisitions: round {round}"
+        );
         last = lease.fence;
         if round == 1 {
             time.advance(ttl + Duration::from_millis(50)).await;
@@ -83,30 +141,60 @@ async fn a_lapsed_lease_can_be_taken_and_the_old_owner_cannot_act(
     time: &dyn TimeHarness,
 ) {
     let k = key("e");
-    let old = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
+    let old = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
     time.advance(ttl + Duration::from_millis(50)).await;
     let new = lock
         .try_acquire(&k, ttl)
         .await
         .expect("acquire")
         .expect("a_lapsed_lease_can_be_taken: lapsed lease is free");
-    assert_ne!(old.owner, new.owner, "a_lapsed_lease_can_be_taken: fresh owner");
-    assert!(!lock.extend(&old, ttl).await.expect("extend"), "a_lapsed_lease: old owner cannot extend");
-    assert!(!lock.release(&old).await.expect("release"), "a_lapsed_lease: old owner cannot release");
-    assert!(lock.try_acquire(&k, ttl).await.expect("acquire").is_none(), "a_lapsed_lease: new lease still held");
+    assert_ne!(
+        old.owner, new.owner,
+        "a_lapsed_lease_can_be_taken: fresh owner"
+    );
+    assert!(
+        !lock.extend(&old, ttl).await.expect("extend"),
+        "a_lapsed_lease: old owner cannot extend"
+    );
+    assert!(
+        !lock.release(&old).await.expect("release"),
+        "a_lapsed_lease: old owner cannot release"
+    );
+    assert!(
+        lock.try_acquire(&k, ttl).await.expect("acquire").is_none(),
+        "a_lapsed_lease: new lease still held"
+    );
 }
 
-async fn extension_keeps_the_lease_past_its_first_ttl(lock: Arc<dyn RefreshLock>, ttl: Duration, time: &dyn TimeHarness) {
+async fn extension_keeps_the_lease_past_its_first_ttl(
+    lock: Arc<dyn RefreshLock>,
+    ttl: Duration,
+    time: &dyn TimeHarness,
+) {
     let k = key("f");
-    let lease = lock.try_acquire(&k, ttl).await.expect("acquire").expect("free");
+    let lease = lock
+        .try_acquire(&k, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
     time.advance(ttl / 2).await;
-    assert!(lock.extend(&lease, ttl).await.expect("extend"), "extension_keeps_the_lease: extend");
+    assert!(
+        lock.extend(&lease, ttl).await.expect("extend"),
+        "extension_keeps_the_lease: extend"
+    );
     time.advance(ttl * 3 / 4).await;
     assert!(
         lock.try_acquire(&k, ttl).await.expect("acquire").is_none(),
         "extension_keeps_the_lease_past_its_first_ttl"
     );
-    assert!(lock.release(&lease).await.expect("release"), "extension_keeps_the_lease: still owned");
+    assert!(
+        lock.release(&lease).await.expect("release"),
+        "extension_keeps_the_lease: still owned"
+    );
 }
 
 async fn concurrent_acquire_has_one_winner(lock: Arc<dyn RefreshLock>, ttl: Duration) {

@@ -40,47 +40,100 @@ where
 }
 
 async fn miss_is_none_not_error(cache: Arc<dyn TokenCache>) {
-    assert!(cache.get(&key("a")).await.expect("get").is_none(), "miss_is_none_not_error");
+    assert!(
+        cache.get(&key("a")).await.expect("get").is_none(),
+        "miss_is_none_not_error"
+    );
 }
 
 async fn put_then_get_round_trips(cache: Arc<dyn TokenCache>, ttl: Duration) {
     let mut t = token("at-1", 1);
     t.expires_at = chrono::DateTime::from_timestamp(1_893_456_000, 0);
-    assert_eq!(cache.put(&key("b"), &t, ttl).await.expect("put"), PutOutcome::Stored, "put_then_get_round_trips: stored");
-    assert_eq!(cache.get(&key("b")).await.expect("get"), Some(t), "put_then_get_round_trips");
+    assert_eq!(
+        cache.put(&key("b"), &t, ttl).await.expect("put"),
+        PutOutcome::Stored,
+        "put_then_get_round_trips: stored"
+    );
+    assert_eq!(
+        cache.get(&key("b")).await.expect("get"),
+        Some(t),
+        "put_then_get_round_trips"
+    );
 }
 
 async fn put_never_replaces_a_newer_version(cache: Arc<dyn TokenCache>, ttl: Duration) {
     let k = key("c");
     cache.put(&k, &token("at-5", 5), ttl).await.expect("put");
     let outcome = cache.put(&k, &token("at-4", 4), ttl).await.expect("put");
-    assert_eq!(outcome, PutOutcome::Superseded { cached_version: 5 }, "put_never_replaces_a_newer_version");
-    assert_eq!(cache.get(&k).await.expect("get"), Some(token("at-5", 5)), "put_never_replaces_a_newer_version: kept");
-    assert_eq!(cache.put(&k, &token("at-5b", 5), ttl).await.expect("put"), PutOutcome::Stored, "put_never_replaces_a_newer_version: equal version replaces");
-    assert_eq!(cache.put(&k, &token("at-6", 6), ttl).await.expect("put"), PutOutcome::Stored, "put_never_replaces_a_newer_version: newer replaces");
+    assert_eq!(
+        outcome,
+        PutOutcome::Superseded { cached_version: 5 },
+        "put_never_replaces_a_newer_version"
+    );
+    assert_eq!(
+        cache.get(&k).await.expect("get"),
+        Some(token("at-5", 5)),
+        "put_never_replaces_a_newer_version: kept"
+    );
+    assert_eq!(
+        cache.put(&k, &token("at-5b", 5), ttl).await.expect("put"),
+        PutOutcome::Stored,
+        "put_never_replaces_a_newer_version: equal version replaces"
+    );
+    assert_eq!(
+        cache.put(&k, &token("at-6", 6), ttl).await.expect("put"),
+        PutOutcome::Stored,
+        "put_never_replaces_a_newer_version: newer replaces"
+    );
 }
 
 async fn invalidate_removes(cache: Arc<dyn TokenCache>, ttl: Duration) {
     let k = key("d");
     cache.put(&k, &token("at-1", 1), ttl).await.expect("put");
     cache.invalidate(&k).await.expect("invalidate");
-    assert!(cache.get(&k).await.expect("get").is_none(), "invalidate_removes");
-    cache.invalidate(&k).await.expect("invalidate of a missing key is fine");
+    assert!(
+        cache.get(&k).await.expect("get").is_none(),
+        "invalidate_removes"
+    );
+    cache
+        .invalidate(&k)
+        .await
+        .expect("invalidate of a missing key is fine");
 }
 
-async fn entries_lapse_after_their_ttl(cache: Arc<dyn TokenCache>, ttl: Duration, time: &dyn TimeHarness) {
+async fn entries_lapse_after_their_ttl(
+    cache: Arc<dyn TokenCache>,
+    ttl: Duration,
+    time: &dyn TimeHarness,
+) {
     let k = key("e");
     cache.put(&k, &token("at-1", 1), ttl).await.expect("put");
     time.advance(ttl + Duration::from_millis(50)).await;
-    assert!(cache.get(&k).await.expect("get").is_none(), "entries_lapse_after_their_ttl");
-    assert_eq!(cache.put(&k, &token("at-0", 0), ttl).await.expect("put"), PutOutcome::Stored, "entries_lapse_after_their_ttl: a lapsed newer version does not block");
+    assert!(
+        cache.get(&k).await.expect("get").is_none(),
+        "entries_lapse_after_their_ttl"
+    );
+    assert_eq!(
+        cache.put(&k, &token("at-0", 0), ttl).await.expect("put"),
+        PutOutcome::Stored,
+        "entries_lapse_after_their_ttl: a lapsed newer version does not block"
+    );
 }
 
 async fn a_subscriber_sees_the_next_publish_of_its_key(cache: Arc<dyn TokenCache>) {
     let mine = key("f");
     let notice = cache.subscribe_refreshed(&mine).await.expect("subscribe");
-    cache.publish_refreshed(&key("other"), 99).await.expect("publish other");
+    cache
+        .publish_refreshed(&key("other"), 99)
+        .await
+        .expect("publish other");
     cache.publish_refreshed(&mine, 7).await.expect("publish");
-    let got = tokio::time::timeout(Duration::from_secs(5), notice).await.expect("a_subscriber_sees_the_next_publish_of_its_key: notice arrives");
-    assert_eq!(got, Some(7), "a_subscriber_sees_the_next_publish_of_its_key: own key's version, not another key's");
+    let got = tokio::time::timeout(Duration::from_secs(5), notice)
+        .await
+        .expect("a_subscriber_sees_the_next_publish_of_its_key: notice arrives");
+    assert_eq!(
+        got,
+        Some(7),
+        "a_subscriber_sees_the_next_publish_of_its_key: own key's version, not another key's"
+    );
 }
