@@ -87,7 +87,7 @@ impl FlowInner {
         if issued.access_token().is_none() {
             return Err(FlowError::EmptyCredentials { id });
         }
-        let mut merged = issued.clone().merged_over(&fresh.credentials);
+        let mut merged = issued.merged_over(&fresh.credentials);
         if let Err(error) = merged.canonicalize() {
             warn!(%error, "executor wrote an unreadable expires_at; storing the expiry as unknown");
             merged.remove(keys::EXPIRES_AT);
@@ -95,7 +95,7 @@ impl FlowInner {
         if keeper.lost() {
             warn!("lease lost before persist; the fenced write decides");
         }
-        match self.persist(fresh, issued, merged).await? {
+        match self.persist(fresh, merged).await? {
             Persisted::Applied(account) => {
                 info!(
                     version = account.credentials_version,
@@ -151,10 +151,7 @@ impl FlowInner {
             base_version = record.base_version,
             "persisting credentials from a recovery record"
         );
-        let issued = record.credentials.clone();
-        let outcome = self
-            .persist(fresh.clone(), issued, record.credentials)
-            .await?;
+        let outcome = self.persist(fresh.clone(), record.credentials).await?;
         self.remove_recovery(id, record.base_version).await;
         Ok(Some(match outcome {
             Persisted::Applied(account) => {
@@ -225,10 +222,10 @@ impl FlowInner {
     async fn persist(
         &self,
         mut base: Account,
-        issued: Credentials,
         mut merged: Credentials,
     ) -> Result<Persisted, FlowError> {
         let id = base.id;
+        let delta = changes(&merged, &base.credentials);
         let mut last_error = StorageError::new(
             StorageErrorKind::Other,
             "compare_and_set_credentials",
@@ -282,7 +279,7 @@ impl FlowInner {
                         );
                         return Ok(Persisted::Superseded(current));
                     }
-                    merged = issued.clone().merged_over(&current.credentials);
+                    merged = delta.clone().merged_over(&current.credentials);
                     base = current;
                 }
                 Err(error) => {
@@ -333,5 +330,52 @@ impl FlowInner {
             }
             Err(_) => warn!("refreshed notification timed out; waiters fall back to polling"),
         }
+    }
+}
+
+/// The keys whose values `issued` changed relative to `base`: what the
+/// refresh contributed, to be re-applied over a newer stored map without
+/// reverting another writer's keys.
+fn changes(issued: &Credentials, base: &Credentials) -> Credentials {
+    Credentials::from_map(
+        issued
+            .as_map()
+            .iter()
+            .filter(|(k, v)| base.get(k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_keep_only_what_the_refresh_altered() {
+        let base = Credentials::from_map(
+            json!({"access_token": "a1", "refresh_token": "r1", "project_id": ""})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let issued = Credentials::from_map(
+            json!({"access_token": "a2", "refresh_token": "r2", "project_id": ""})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let delta = changes(&issued, &base);
+        assert_eq!(delta.as_map().len(), 2);
+        let stored = Credentials::from_map(
+            json!({"access_token": "a1", "refresh_token": "r1", "project_id": "p-9"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let merged = delta.merged_over(&stored);
+        assert_eq!(merged.get("project_id"), Some(&json!("p-9")));
+        assert_eq!(merged.refresh_token().unwrap().expose(), "r2");
     }
 }
