@@ -6,7 +6,10 @@ mod config;
 mod listener;
 mod report;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -299,7 +302,10 @@ impl BackgroundRefresher {
             self.invalidate(&executor.key(account)).await;
         }
         for listener in &inner.listeners {
-            listener.on_refreshed(account).await;
+            let call = AssertUnwindSafe(listener.on_refreshed(account)).catch_unwind();
+            if call.await.is_err() {
+                warn!(account_id = %id, "a refresh listener panicked; the refresh stands");
+            }
         }
     }
 

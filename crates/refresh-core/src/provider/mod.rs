@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -36,6 +37,9 @@ use crate::ports::{RefreshExecutor, TokenCache};
 
 /// The request path refreshes tokens expiring within this skew.
 pub const REFRESH_SKEW: Duration = Duration::from_secs(3 * 60);
+
+/// Longest in-process caching of a token the store could not confirm.
+const UNVERIFIED_TTL: Duration = Duration::from_secs(60);
 
 type TokenResult = Result<AccessToken, TokenError>;
 
@@ -226,7 +230,7 @@ impl ProviderInner {
                 }
             }
         }
-        let mut current = self.newest(snapshot).await;
+        let (mut current, verified) = self.newest(snapshot).await;
         let mut ttl_override = None;
         if executor.needs_refresh(&current, self.skew, now) {
             let policy = self.policy(&current.platform);
@@ -284,24 +288,42 @@ impl ProviderInner {
         if !token_is_valid(token.expires_at, now) {
             return Err(TokenError::Expired { id: current.id });
         }
-        let ttl = ttl_override.unwrap_or_else(|| cache_ttl(token.expires_at, now));
+        let mut ttl = ttl_override.unwrap_or_else(|| self.ttl(token.expires_at, now));
+        if !verified {
+            // The store could not confirm this is the newest token: keep it
+            // briefly so a newer one is picked up soon.
+            ttl = ttl.map(|t| t.min(UNVERIFIED_TTL));
+        }
         self.cache_everywhere(key, &token, ttl).await;
         Ok(token)
     }
 
     /// The stored account when it is at least as new as the snapshot; the
     /// snapshot when the read fails or finds nothing (REFERENCE.md §3.7).
-    async fn newest(&self, snapshot: &Account) -> Account {
+    /// The second value says whether the store answered.
+    async fn newest(&self, snapshot: &Account) -> (Account, bool) {
         match self.flow.repository().get(snapshot.id).await {
             Ok(Some(stored)) if stored.credentials_version >= snapshot.credentials_version => {
-                stored
+                (stored, true)
             }
-            Ok(_) => snapshot.clone(),
+            Ok(_) => (snapshot.clone(), true),
             Err(error) => {
                 debug!(account_id = %snapshot.id, kind = %error.kind(), "account read failed; using the snapshot");
-                snapshot.clone()
+                (snapshot.clone(), false)
             }
         }
+    }
+
+    /// The §5.2 cache TTL, shortened so the entry lapses by the time the
+    /// token enters the refresh skew: a cached token is never served past
+    /// the point where a miss would have refreshed it.
+    fn ttl(&self, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
+        let ttl = cache_ttl(expires_at, now)?;
+        let until_due = expires_at
+            .and_then(|at| (at - now).to_std().ok())
+            .and_then(|left| left.checked_sub(self.skew))
+            .filter(|d| !d.is_zero());
+        Some(until_due.map_or(ttl, |d| ttl.min(d)))
     }
 
     async fn wait_and_cache(
@@ -311,7 +333,7 @@ impl ProviderInner {
         policy: &ProviderRefreshPolicy,
     ) -> TokenResult {
         let token = self.wait_for_refresh(current, key, policy).await?;
-        let ttl = cache_ttl(token.expires_at, self.flow.clock().now());
+        let ttl = self.ttl(token.expires_at, self.flow.clock().now());
         self.cache_everywhere(key, &token, ttl).await;
         Ok(token)
     }

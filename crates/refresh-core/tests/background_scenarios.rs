@@ -1,0 +1,1184 @@
+//! Scenario tests of the background refresher ([`BackgroundRefresher`]):
+//! success and post-refresh actions, retries, non-retryable failures on each
+//! platform, temp-unschedulable clearing, skips, persist failures and
+//! recovery, the `missing_project_id` error, paging with bounded
+//! concurrency, listeners, shutdown, and concurrent getters plus the
+//! background on one account (REFERENCE.md §8 and §12).
+//!
+//! Every test runs on paused tokio time with a [`TokioClock`], the in-memory
+//! backends wrapped in call-counting [`Faulty`] wrappers, and the rotating
+//! [`FakeUpstream`]. Synchronization uses the fake upstream's gate and call
+//! counter and watch counters, never real sleeps.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use refresh_core::background::{BackgroundRefresherBuilder, MockRefreshListener};
+use refresh_core::error::{OAuthErrorCode, StorageErrorKind};
+use refresh_core::memory::{
+    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
+};
+use refresh_core::ports::{CasOutcome, DueCursor, Lease, TokioClock};
+use refresh_core::testing::conformance::T0;
+use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use refresh_core::{
+    Account, AccountId, AccountRepository, AccountStatus, AccountType, BackgroundConfig,
+    BackgroundRefreshPolicy, BackgroundRefresher, CachedToken, Clock, Credentials, CycleReport,
+    ExecutorRegistry, LockStrategy, Platform, ProviderError, RefreshExecutor, RefreshFlow,
+    RefreshKey, RefreshListener, RefreshLock, Secret, StorageError, TokenCache, TokenProvider,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+/// Lifetime of the tokens the fake upstream issues (outside the 30-min
+/// window, so a refreshed account is no longer due).
+const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
+
+const PLATFORMS: [Platform; 4] = [
+    Platform::Anthropic,
+    Platform::OpenAi,
+    Platform::Gemini,
+    Platform::Antigravity,
+];
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
+}
+
+fn in_secs(secs: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs)
+}
+
+fn credentials(id: i64, expires_in: i64) -> Credentials {
+    Credentials::new()
+        .with("access_token", format!("at-{id}-0"))
+        .with("refresh_token", format!("rt-{id}-0"))
+        .with("expires_at", (T0 + expires_in).to_string())
+}
+
+/// An active OAuth account whose token `at-<id>-0` expires `expires_in`
+/// seconds after the start of the test.
+fn oauth_account(id: i64, platform: Platform, expires_in: i64) -> Account {
+    Account::oauth(id, platform, credentials(id, expires_in))
+}
+
+/// An OAuth account due within the 30-min window (expires in 60 s).
+fn due_account(id: i64, platform: Platform) -> Account {
+    oauth_account(id, platform, 60)
+}
+
+fn key(platform: &Platform, id: i64) -> RefreshKey {
+    RefreshKey::for_account(platform, AccountId(id))
+}
+
+fn temp_unsched_key(id: i64) -> RefreshKey {
+    RefreshKey::from_raw(format!("temp_unsched:account:{id}"))
+}
+
+fn config() -> BackgroundConfig {
+    BackgroundConfig {
+        interval: Duration::from_secs(3600),
+        ..BackgroundConfig::default()
+    }
+}
+
+fn report(
+    total: u64,
+    due: u64,
+    refreshed: u64,
+    skipped: u64,
+    failed: u64,
+    marked_error: u64,
+) -> CycleReport {
+    CycleReport {
+        total,
+        due,
+        refreshed,
+        skipped,
+        failed,
+        marked_error,
+        ..CycleReport::default()
+    }
+}
+
+/// What happens to the store right after a page is listed, before the
+/// background refreshes it: another worker or an operator acts in between.
+enum AfterList {
+    /// Another worker rotates the account's tokens.
+    RefreshedElsewhere(AccountId),
+    /// Someone marks the account `error` with this message.
+    SetError(AccountId, &'static str),
+}
+
+/// The in-memory repository with actions run once, after the first
+/// `list_due`.
+struct HookedRepo {
+    inner: InMemoryAccountRepository,
+    after_list: Mutex<Vec<AfterList>>,
+}
+
+#[async_trait]
+impl AccountRepository for HookedRepo {
+    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+        self.inner.get(id).await
+    }
+
+    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
+        self.inner.insert(account).await
+    }
+
+    async fn compare_and_set_credentials(
+        &self,
+        id: AccountId,
+        expected_version: u64,
+        credentials: &Credentials,
+    ) -> Result<CasOutcome, StorageError> {
+        self.inner
+            .compare_and_set_credentials(id, expected_version, credentials)
+            .await
+    }
+
+    async fn list_due(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StorageError> {
+        let page = self.inner.list_due(before, after, limit).await?;
+        let actions = std::mem::take(&mut *self.after_list.lock().expect("not poisoned"));
+        for action in actions {
+            match action {
+                AfterList::RefreshedElsewhere(id) => {
+                    let current = self.inner.get(id).await?.expect("hooked account exists");
+                    let rotated = Credentials::new()
+                        .with("access_token", "at-elsewhere")
+                        .with("refresh_token", "rt-elsewhere")
+                        .with("expires_at", (T0 + 3600).to_string());
+                    let outcome = self
+                        .inner
+                        .compare_and_set_credentials(id, current.credentials_version, &rotated)
+                        .await?;
+                    assert!(matches!(outcome, CasOutcome::Applied(_)), "{outcome:?}");
+                }
+                AfterList::SetError(id, message) => self.inner.set_error(id, message).await?,
+            }
+        }
+        Ok(page)
+    }
+
+    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError> {
+        self.inner.set_error(id, message).await
+    }
+
+    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_error(id).await
+    }
+
+    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_temp_unschedulable(id).await
+    }
+}
+
+/// A [`RefreshLock`] that counts calls (through [`Faulty`]) and lets a test
+/// await a number of acquisition attempts.
+struct ObservedLock {
+    inner: Arc<Faulty<InMemoryRefreshLock>>,
+    attempts: watch::Sender<u64>,
+}
+
+impl ObservedLock {
+    async fn wait_for_attempts(&self, n: u64) {
+        let mut rx = self.attempts.subscribe();
+        rx.wait_for(|count| *count >= n)
+            .await
+            .expect("sender lives in self");
+    }
+
+    /// Takes the lease of `key` "from another process".
+    async fn hold(&self, key: &RefreshKey) -> Lease {
+        self.inner
+            .inner()
+            .try_acquire(key, Duration::from_secs(3600))
+            .await
+            .expect("in-memory lock answers")
+            .expect("the lease is free")
+    }
+}
+
+#[async_trait]
+impl RefreshLock for ObservedLock {
+    fn name(&self) -> &'static str {
+        "observed-memory"
+    }
+
+    async fn try_acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StorageError> {
+        let result = self.inner.try_acquire(key, ttl).await;
+        self.attempts.send_modify(|count| *count += 1);
+        result
+    }
+
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
+        self.inner.extend(lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
+        self.inner.release(lease).await
+    }
+}
+
+/// Shared backends of one scenario. Every flow built from it is a separate
+/// "process" over the same repository, lock, cache, recovery store and
+/// upstream.
+struct Harness {
+    clock: Arc<dyn Clock>,
+    repo: Arc<Faulty<HookedRepo>>,
+    lock: Arc<ObservedLock>,
+    cache: Arc<Faulty<InMemoryTokenCache>>,
+    recovery: Arc<InMemoryRecoveryStore>,
+    upstream: Arc<FakeUpstream>,
+}
+
+impl Harness {
+    fn new(accounts: impl IntoIterator<Item = Account>) -> Self {
+        Self::with_hooks(accounts, Vec::new())
+    }
+
+    fn with_hooks(accounts: impl IntoIterator<Item = Account>, after_list: Vec<AfterList>) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
+        let repo = HookedRepo {
+            inner: InMemoryAccountRepository::with_accounts(accounts),
+            after_list: Mutex::new(after_list),
+        };
+        Self {
+            repo: Arc::new(Faulty::new(Arc::new(repo))),
+            lock: Arc::new(ObservedLock {
+                inner: Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(Arc::clone(
+                    &clock,
+                ))))),
+                attempts: watch::channel(0).0,
+            }),
+            cache: Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(Arc::clone(
+                &clock,
+            ))))),
+            recovery: Arc::new(InMemoryRecoveryStore::new()),
+            upstream: FakeUpstream::new(),
+            clock,
+        }
+    }
+
+    fn flow(&self) -> RefreshFlow {
+        RefreshFlow::builder(self.repo.clone(), LockStrategy::single(self.lock.clone()))
+            .clock(Arc::clone(&self.clock))
+            .recovery(self.recovery.clone())
+            .notifier(self.cache.clone())
+            .build()
+            .expect("default flow config is valid")
+    }
+
+    fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
+        Arc::new(RotatingExecutor::new(
+            platform,
+            Arc::clone(&self.upstream),
+            Arc::clone(&self.clock),
+            ISSUED_LIFETIME,
+        ))
+    }
+
+    fn registry(&self, platforms: &[Platform]) -> ExecutorRegistry {
+        platforms
+            .iter()
+            .fold(ExecutorRegistry::new(), |registry, platform| {
+                registry.with(self.executor(platform.clone()))
+            })
+    }
+
+    /// A refresher (own flow) with no cache; add one with `.cache(...)`.
+    fn refresher(
+        &self,
+        platforms: &[Platform],
+        config: BackgroundConfig,
+    ) -> BackgroundRefresherBuilder {
+        BackgroundRefresher::builder(self.flow(), self.registry(platforms)).config(config)
+    }
+
+    /// A refresher with the shared cache and the default test config.
+    fn cached_refresher(&self, platforms: &[Platform]) -> BackgroundRefresher {
+        self.refresher(platforms, config())
+            .cache(self.cache.clone())
+            .build()
+            .expect("valid config")
+    }
+
+    fn provider(&self, platforms: &[Platform]) -> TokenProvider {
+        TokenProvider::builder(self.flow(), self.registry(platforms))
+            .shared_cache(self.cache.clone())
+            .build()
+    }
+
+    async fn stored(&self, id: i64) -> Account {
+        self.repo
+            .inner()
+            .get(AccountId(id))
+            .await
+            .expect("in-memory repository answers")
+            .expect("account exists")
+    }
+
+    async fn cached(&self, key: &RefreshKey) -> Option<CachedToken> {
+        self.cache
+            .inner()
+            .get(key)
+            .await
+            .expect("in-memory cache answers")
+    }
+
+    async fn seed_cache(&self, key: &RefreshKey) {
+        let token = CachedToken {
+            access_token: Secret::from("at-cached"),
+            version: 0,
+            expires_at: Some(in_secs(3600)),
+        };
+        self.cache
+            .inner()
+            .put(key, &token, Duration::from_secs(3600))
+            .await
+            .expect("in-memory cache answers");
+    }
+
+    fn repo_calls(&self, op: &'static str) -> u64 {
+        self.repo.faults.calls(op)
+    }
+
+    fn cache_calls(&self, op: &'static str) -> u64 {
+        self.cache.faults.calls(op)
+    }
+}
+
+fn token_of(account: &Account) -> String {
+    account
+        .credentials
+        .access_token()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default()
+}
+
+fn refresh_token_of(account: &Account) -> Option<String> {
+    account
+        .credentials
+        .refresh_token()
+        .map(|t| t.expose().to_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Background loop
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 Background loop: "Success".
+#[tokio::test(start_paused = true)]
+async fn background_success() {
+    // One persist, one invalidation, the new token stored.
+    let h = Harness::new([due_account(1, Platform::Anthropic)]);
+    h.seed_cache(&key(&Platform::Anthropic, 1)).await;
+    let result = h.cached_refresher(&[Platform::Anthropic]).run_once().await;
+    assert_eq!(result, report(1, 1, 1, 0, 0, 0));
+    assert_eq!(
+        h.repo_calls("compare_and_set_credentials"),
+        1,
+        "one persist"
+    );
+    assert_eq!(h.cache_calls("invalidate"), 1, "one invalidation");
+    assert!(
+        h.cached(&key(&Platform::Anthropic, 1)).await.is_none(),
+        "the account key is invalidated"
+    );
+    let stored = h.stored(1).await;
+    assert_eq!(token_of(&stored), "at-1-1");
+    assert_eq!(stored.credentials_version, 1);
+    assert_eq!(
+        refresh_token_of(&stored),
+        h.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(stored.status, AccountStatus::Active);
+
+    // An invalidator error does not fail the refresh.
+    let h = Harness::new([due_account(1, Platform::OpenAi)]);
+    h.cache
+        .faults
+        .fail_next("invalidate", 1, StorageErrorKind::Unavailable);
+    let result = h.cached_refresher(&[Platform::OpenAi]).run_once().await;
+    assert_eq!(result, report(1, 1, 1, 0, 0, 0));
+    assert_eq!(h.cache_calls("invalidate"), 1);
+    assert_eq!(token_of(&h.stored(1).await), "at-1-1");
+
+    // No cache configured is fine.
+    let h = Harness::new([due_account(1, Platform::Gemini)]);
+    let refresher = h
+        .refresher(&[Platform::Gemini], config())
+        .build()
+        .expect("valid config");
+    assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
+    assert_eq!(h.cache_calls("invalidate"), 0);
+    assert_eq!(token_of(&h.stored(1).await), "at-1-1");
+
+    // Invalidation for oauth accounts on every platform; non-oauth accounts
+    // are listed but neither refreshed nor invalidated.
+    let oauth: Vec<Account> = PLATFORMS
+        .iter()
+        .zip(1..)
+        .map(|(platform, id)| due_account(id, platform.clone()))
+        .collect();
+    let static_ones = [
+        (11, Platform::Anthropic, AccountType::SetupToken),
+        (12, Platform::OpenAi, AccountType::ApiKey),
+        (13, Platform::Gemini, AccountType::ApiKey),
+        (14, Platform::Antigravity, AccountType::Upstream),
+    ]
+    .map(|(id, platform, account_type)| {
+        Account::new(id, platform, account_type, credentials(id, 60))
+    });
+    let h = Harness::new(oauth.iter().cloned().chain(static_ones.iter().cloned()));
+    for account in oauth.iter().chain(&static_ones) {
+        h.seed_cache(&key(&account.platform, account.id.get()))
+            .await;
+    }
+    let result = h.cached_refresher(&PLATFORMS).run_once().await;
+    assert_eq!(result, report(8, 4, 4, 0, 0, 0));
+    assert_eq!(
+        h.cache_calls("invalidate"),
+        4,
+        "one invalidation per oauth account"
+    );
+    assert_eq!(h.repo_calls("compare_and_set_credentials"), 4);
+    assert_eq!(h.upstream.calls(), 4);
+    for account in &oauth {
+        let id = account.id.get();
+        assert!(
+            h.cached(&key(&account.platform, id)).await.is_none(),
+            "{}",
+            account.platform
+        );
+        assert_eq!(
+            token_of(&h.stored(id).await),
+            format!("at-{id}-1"),
+            "{}",
+            account.platform
+        );
+    }
+    for account in &static_ones {
+        let id = account.id.get();
+        assert!(
+            h.cached(&key(&account.platform, id)).await.is_some(),
+            "{}",
+            account.account_type
+        );
+        assert_eq!(
+            h.stored(id).await,
+            *account,
+            "non-oauth accounts are untouched"
+        );
+    }
+}
+
+/// REFERENCE §8.3 / §12 Background loop: "Retryable error, retries
+/// exhausted".
+#[tokio::test(start_paused = true)]
+async fn background_retryable_error_exhausts_retries() {
+    let account = due_account(1, Platform::OpenAi);
+    let h = Harness::new([account.clone()]);
+    let cfg = config();
+    for _ in 0..cfg.max_retries {
+        h.upstream.fail_next(ProviderError::Transient {
+            status: Some(503),
+            reason: "upstream status 503".into(),
+        });
+    }
+    let refresher = h.cached_refresher(&[Platform::OpenAi]);
+
+    let started = Instant::now();
+    let result = refresher.run_once().await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(result, report(1, 1, 0, 0, 1, 0));
+    assert_eq!(
+        h.upstream.calls(),
+        u64::from(cfg.max_retries),
+        "one upstream call per attempt"
+    );
+    assert_eq!(h.repo_calls("compare_and_set_credentials"), 0, "no persist");
+    assert_eq!(h.cache_calls("invalidate"), 0, "no invalidation");
+    assert_eq!(h.repo_calls("set_error"), 0, "no error status");
+    let stored = h.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(stored.error_message, None);
+    assert_eq!(stored.credentials, account.credentials, "state unchanged");
+    // Jittered exponential backoff: [1, 2] s, then [2, 4] s (instant under
+    // paused time).
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed <= Duration::from_secs(6),
+        "backoffs between attempts: {elapsed:?}"
+    );
+
+    // The next cycle retries.
+    assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
+    assert_eq!(token_of(&h.stored(1).await), "at-1-1");
+}
+
+/// REFERENCE §12 Background loop: "invalid_grant on each of the four
+/// platforms".
+#[tokio::test(start_paused = true)]
+async fn background_invalid_grant_marks_error_on_each_platform() {
+    for platform in PLATFORMS {
+        let account = Account::oauth(
+            1,
+            platform.clone(),
+            Credentials::new()
+                .with("access_token", "secret-access-token-1")
+                .with("refresh_token", "secret-refresh-token-1")
+                .with("expires_at", (T0 + 60).to_string()),
+        );
+        let h = Harness::new([account]);
+        h.upstream.fail_next(ProviderError::InvalidGrant {
+            code: OAuthErrorCode::new("invalid_grant"),
+            description: Some("refresh token secret-refresh-token-1 was revoked".into()),
+        });
+        let refresher = h.cached_refresher(&PLATFORMS);
+
+        let result = refresher.run_once().await;
+        assert_eq!(result, report(1, 1, 0, 0, 1, 1), "{platform}");
+        assert_eq!(
+            h.upstream.calls(),
+            1,
+            "{platform}: non-retryable, no second attempt"
+        );
+        assert_eq!(h.repo_calls("set_error"), 1, "{platform}: marked once");
+        assert_eq!(
+            h.repo_calls("compare_and_set_credentials"),
+            0,
+            "{platform}: no persist"
+        );
+        assert_eq!(
+            h.cache_calls("invalidate"),
+            0,
+            "{platform}: no invalidation"
+        );
+        let stored = h.stored(1).await;
+        assert_eq!(stored.status, AccountStatus::Error, "{platform}");
+        let message = stored.error_message.clone().unwrap_or_default();
+        assert!(
+            message.starts_with("Token refresh failed (non-retryable)"),
+            "{platform}: {message}"
+        );
+        assert!(
+            message.contains("invalid_grant"),
+            "{platform}: the typed code: {message}"
+        );
+        assert!(
+            !message.contains("secret-"),
+            "{platform}: no token text: {message}"
+        );
+        assert_eq!(stored.credentials_version, 0, "{platform}");
+        assert_eq!(
+            refresh_token_of(&stored).as_deref(),
+            Some("secret-refresh-token-1"),
+            "{platform}: credentials kept"
+        );
+
+        // An `error` account is no longer listed: marked exactly once.
+        assert_eq!(
+            refresher.run_once().await,
+            CycleReport::default(),
+            "{platform}"
+        );
+        assert_eq!(h.repo_calls("set_error"), 1, "{platform}");
+        assert_eq!(h.upstream.calls(), 1, "{platform}");
+    }
+}
+
+/// REFERENCE §8.4.2 / §12 Background loop: "Temp-unschedulable until in the
+/// future".
+#[tokio::test(start_paused = true)]
+async fn background_temp_unschedulable_cleared() {
+    let mut future = due_account(1, Platform::Anthropic);
+    future.temp_unschedulable_until = Some(in_secs(600));
+    future.temp_unschedulable_reason = Some("rate limited".into());
+    let mut past = due_account(2, Platform::Anthropic);
+    past.temp_unschedulable_until = Some(in_secs(-600));
+    past.temp_unschedulable_reason = Some("rate limited".into());
+    let h = Harness::new([future, past]);
+    h.seed_cache(&temp_unsched_key(1)).await;
+    h.seed_cache(&temp_unsched_key(2)).await;
+
+    let result = h.cached_refresher(&[Platform::Anthropic]).run_once().await;
+    assert_eq!(result, report(2, 2, 2, 0, 0, 0));
+    assert_eq!(h.repo_calls("clear_temp_unschedulable"), 1, "one DB clear");
+    assert!(
+        h.cached(&temp_unsched_key(1)).await.is_none(),
+        "the temp-unschedulable key is deleted"
+    );
+    assert!(
+        h.cached(&temp_unsched_key(2)).await.is_some(),
+        "an elapsed until is left alone"
+    );
+    assert_eq!(
+        h.cache_calls("invalidate"),
+        3,
+        "two account keys and one temp-unschedulable key"
+    );
+    let one = h.stored(1).await;
+    assert_eq!(
+        (one.temp_unschedulable_until, one.temp_unschedulable_reason),
+        (None, None)
+    );
+    assert_eq!(
+        h.stored(2).await.temp_unschedulable_until,
+        Some(in_secs(-600))
+    );
+}
+
+/// REFERENCE §4 / §12 Background loop: "Lock held, or already refreshed
+/// elsewhere".
+#[tokio::test(start_paused = true)]
+async fn background_lock_held_or_already_refreshed_is_skipped() {
+    // Lock held by another instance.
+    let h = Harness::new([due_account(1, Platform::Anthropic)]);
+    let _lease = h.lock.hold(&key(&Platform::Anthropic, 1)).await;
+    let result = h.cached_refresher(&[Platform::Anthropic]).run_once().await;
+    assert_eq!(result, report(1, 1, 0, 1, 0, 0), "skipped by default");
+    let overriding = h
+        .refresher(
+            &[Platform::Anthropic],
+            BackgroundConfig {
+                policy: BackgroundRefreshPolicy::success_override(),
+                ..config()
+            },
+        )
+        .cache(h.cache.clone())
+        .build()
+        .expect("valid config");
+    assert_eq!(
+        overriding.run_once().await,
+        report(1, 1, 1, 0, 0, 0),
+        "success override"
+    );
+    assert_eq!(h.upstream.calls(), 0);
+    assert_eq!(h.repo_calls("compare_and_set_credentials"), 0, "no persist");
+    assert_eq!(h.cache_calls("invalidate"), 0, "no invalidation");
+
+    // Already refreshed elsewhere between the listing and the lease.
+    for (policy, expected) in [
+        (BackgroundRefreshPolicy::default(), report(1, 1, 0, 1, 0, 0)),
+        (
+            BackgroundRefreshPolicy::success_override(),
+            report(1, 1, 1, 0, 0, 0),
+        ),
+    ] {
+        let h = Harness::with_hooks(
+            [due_account(1, Platform::OpenAi)],
+            vec![AfterList::RefreshedElsewhere(AccountId(1))],
+        );
+        let refresher = h
+            .refresher(&[Platform::OpenAi], BackgroundConfig { policy, ..config() })
+            .cache(h.cache.clone())
+            .build()
+            .expect("valid config");
+        assert_eq!(refresher.run_once().await, expected, "{policy:?}");
+        assert_eq!(h.upstream.calls(), 0, "{policy:?}: no upstream call");
+        assert_eq!(
+            h.repo_calls("compare_and_set_credentials"),
+            0,
+            "{policy:?}: no persist"
+        );
+        assert_eq!(
+            token_of(&h.stored(1).await),
+            "at-elsewhere",
+            "{policy:?}: theirs stand"
+        );
+        // `SkipAction::Success` runs the post-refresh actions; `Skip` does not.
+        let invalidations = u64::from(policy == BackgroundRefreshPolicy::success_override());
+        assert_eq!(h.cache_calls("invalidate"), invalidations, "{policy:?}");
+    }
+}
+
+/// REFERENCE §12 Background loop: "Persist failure", and invariant 2: the
+/// next run consumes the recovery record instead of calling the upstream.
+#[tokio::test(start_paused = true)]
+async fn background_persist_failure() {
+    let h = Harness::new([due_account(1, Platform::OpenAi)]);
+    h.repo
+        .faults
+        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    let refresher = h.cached_refresher(&[Platform::OpenAi]);
+
+    let result = refresher.run_once().await;
+    assert_eq!(
+        result,
+        report(1, 1, 0, 0, 1, 0),
+        "not persisted → failed, not marked"
+    );
+    assert_eq!(
+        h.upstream.calls(),
+        1,
+        "retries persist the recovery record, never re-call the upstream"
+    );
+    assert!(
+        h.repo_calls("compare_and_set_credentials") >= 2,
+        "bounded write retries happened"
+    );
+    assert_eq!(h.cache_calls("invalidate"), 0, "no invalidation");
+    assert_eq!(
+        h.recovery.len(),
+        1,
+        "a recovery record holds the rotated credentials"
+    );
+    let stored = h.stored(1).await;
+    assert_eq!(stored.credentials_version, 0);
+    assert_eq!(stored.status, AccountStatus::Active);
+
+    h.repo.faults.heal();
+    let result = refresher.run_once().await;
+    assert_eq!(result, report(1, 1, 1, 0, 0, 0));
+    assert_eq!(
+        h.upstream.calls(),
+        1,
+        "the recovery record was persisted, no new upstream call"
+    );
+    assert_eq!(h.upstream.reuses(), 0);
+    assert!(h.recovery.is_empty(), "the record is consumed");
+    let stored = h.stored(1).await;
+    assert_eq!(token_of(&stored), "at-1-1");
+    assert_eq!(stored.credentials_version, 1);
+    assert_eq!(
+        refresh_token_of(&stored),
+        h.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(h.cache_calls("invalidate"), 1);
+}
+
+/// REFERENCE §8.4.1: an Antigravity account whose re-read shows status
+/// `error` with a `missing_project_id:` message is set active again after a
+/// successful refresh. `list_due` only lists active accounts, so the error is
+/// set between the listing and the refresh (reachable only through the
+/// re-read account, as the reference says).
+#[tokio::test(start_paused = true)]
+async fn background_missing_project_id_error_cleared_after_success() {
+    let h = Harness::with_hooks(
+        [
+            due_account(1, Platform::Antigravity),
+            due_account(2, Platform::Antigravity),
+        ],
+        vec![
+            AfterList::SetError(
+                AccountId(1),
+                "missing_project_id: project discovery pending",
+            ),
+            AfterList::SetError(AccountId(2), "Token refresh failed (non-retryable): other"),
+        ],
+    );
+    let result = h
+        .cached_refresher(&[Platform::Antigravity])
+        .run_once()
+        .await;
+    assert_eq!(result, report(2, 2, 2, 0, 0, 0));
+    assert_eq!(
+        h.repo_calls("clear_error"),
+        1,
+        "only the missing_project_id error is cleared"
+    );
+
+    let one = h.stored(1).await;
+    assert_eq!(one.status, AccountStatus::Active);
+    assert_eq!(one.error_message, None);
+    assert_eq!(token_of(&one), "at-1-1");
+    let two = h.stored(2).await;
+    assert_eq!(
+        two.status,
+        AccountStatus::Error,
+        "other errors are left for a human"
+    );
+    assert_eq!(token_of(&two), "at-2-1");
+}
+
+/// An executor wrapper that measures how many refreshes run at once.
+struct ConcurrencyProbe {
+    inner: Arc<dyn RefreshExecutor>,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+#[async_trait]
+impl RefreshExecutor for ConcurrencyProbe {
+    fn platform(&self) -> Platform {
+        self.inner.platform()
+    }
+
+    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let result = self.inner.refresh(account).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+}
+
+/// DESIGN "BackgroundRefresher" and defect 15: pages through the due index
+/// and refreshes with bounded concurrency.
+#[tokio::test(start_paused = true)]
+async fn background_pages_and_bounded_concurrency() {
+    let accounts: Vec<Account> = (1..=50)
+        .map(|id| oauth_account(id, Platform::Anthropic, 60 + id))
+        .collect();
+    let h = Harness::new(accounts);
+    h.upstream.set_latency(Duration::from_secs(1));
+    let probe = Arc::new(ConcurrencyProbe {
+        inner: h.executor(Platform::Anthropic),
+        in_flight: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+    });
+    let refresher =
+        BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(probe.clone()))
+            .config(BackgroundConfig {
+                page_size: 7,
+                concurrency: 4,
+                ..config()
+            })
+            .cache(h.cache.clone())
+            .build()
+            .expect("valid config");
+
+    let started = Instant::now();
+    let result = refresher.run_once().await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(result, report(50, 50, 50, 0, 0, 0));
+    assert_eq!(h.upstream.successes(), 50);
+    assert_eq!(
+        probe.peak.load(Ordering::SeqCst),
+        4,
+        "never more than 4 upstream calls at once, and 4 used"
+    );
+    assert_eq!(h.repo_calls("list_due"), 8, "50 accounts in pages of 7");
+    // 50 calls of 1 s, 4 at a time: 13 rounds.
+    assert!(
+        elapsed >= Duration::from_secs(13) && elapsed < Duration::from_secs(14),
+        "bounded concurrency, not sequential: {elapsed:?}"
+    );
+    for id in 1..=50 {
+        let stored = h.stored(id).await;
+        assert_eq!(
+            (token_of(&stored), stored.credentials_version),
+            (format!("at-{id}-1"), 1)
+        );
+    }
+}
+
+/// A listener that records what it saw, to check it runs after the
+/// built-in post-refresh actions.
+struct RecordingListener {
+    cache: Arc<Faulty<InMemoryTokenCache>>,
+    calls: AtomicU64,
+    saw_invalidated_cache: AtomicU64,
+}
+
+#[async_trait]
+impl RefreshListener for RecordingListener {
+    async fn on_refreshed(&self, account: &Account) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let key = RefreshKey::for_account(&account.platform, account.id);
+        if self
+            .cache
+            .inner()
+            .get(&key)
+            .await
+            .is_ok_and(|cached| cached.is_none())
+        {
+            self.saw_invalidated_cache.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// REFERENCE §8.4.5: listeners run after each successful refresh, after the
+/// built-in actions; a token provider registered as a listener drops its
+/// in-process copy of the old token.
+#[tokio::test(start_paused = true)]
+async fn background_listener_runs_after_success() {
+    // Account 1 is due within the 30-min window but not within the 3-min
+    // request skew; account 2 has no refresh token and fails.
+    let one = oauth_account(1, Platform::Anthropic, 20 * 60);
+    let mut two = due_account(2, Platform::Anthropic);
+    two.credentials.remove("refresh_token");
+    let h = Harness::new([one.clone(), two]);
+    let listening = h.provider(&[Platform::Anthropic]);
+    let not_listening = h.provider(&[Platform::Anthropic]);
+    for provider in [&listening, &not_listening] {
+        let token = provider.access_token(&one).await.expect("token");
+        assert_eq!(token.token.expose(), "at-1-0");
+    }
+
+    let mut mock = MockRefreshListener::new();
+    mock.expect_on_refreshed()
+        .times(1)
+        .withf(|account: &Account| {
+            account.id == AccountId(1)
+                && account.credentials_version == 1
+                && account
+                    .credentials
+                    .access_token()
+                    .is_some_and(|t| t.expose() == "at-1-1")
+        })
+        .return_const(());
+    let recording = Arc::new(RecordingListener {
+        cache: Arc::clone(&h.cache),
+        calls: AtomicU64::new(0),
+        saw_invalidated_cache: AtomicU64::new(0),
+    });
+    let refresher = h
+        .refresher(&[Platform::Anthropic], config())
+        .cache(h.cache.clone())
+        .listener(Arc::new(mock))
+        .listener(recording.clone())
+        .listener(Arc::new(listening.clone()))
+        .build()
+        .expect("valid config");
+
+    let result = refresher.run_once().await;
+    assert_eq!(result, report(2, 2, 1, 0, 1, 1));
+    assert_eq!(
+        recording.calls.load(Ordering::SeqCst),
+        1,
+        "only after the success"
+    );
+    assert_eq!(
+        recording.saw_invalidated_cache.load(Ordering::SeqCst),
+        1,
+        "listeners run after the cache invalidation"
+    );
+    let token = listening.access_token(&one).await.expect("token");
+    assert_eq!(
+        (token.token.expose(), token.version),
+        ("at-1-1", 1),
+        "the listening provider dropped its old copy"
+    );
+    let token = not_listening.access_token(&one).await.expect("token");
+    assert_eq!(
+        token.token.expose(),
+        "at-1-0",
+        "a provider that did not listen still serves its copy"
+    );
+    // Dropping the refresher drops the mock, which verifies `times(1)`.
+    drop(refresher);
+}
+
+/// A listener with a bug.
+struct PanickingListener;
+
+#[async_trait]
+impl RefreshListener for PanickingListener {
+    async fn on_refreshed(&self, _account: &Account) {
+        panic!("listener bug");
+    }
+}
+
+/// REFERENCE §8.4.5 and the `RefreshListener` contract: "best effort, never
+/// affecting the result". A listener that panics must not turn a persisted
+/// refresh into a failure, nor keep later listeners from running.
+#[tokio::test(start_paused = true)]
+async fn background_listener_never_affects_the_result() {
+    let h = Harness::new([due_account(1, Platform::Anthropic)]);
+    let recording = Arc::new(RecordingListener {
+        cache: Arc::clone(&h.cache),
+        calls: AtomicU64::new(0),
+        saw_invalidated_cache: AtomicU64::new(0),
+    });
+    let refresher = h
+        .refresher(&[Platform::Anthropic], config())
+        .cache(h.cache.clone())
+        .listener(Arc::new(PanickingListener))
+        .listener(recording.clone())
+        .build()
+        .expect("valid config");
+
+    let result = refresher.run_once().await;
+    let stored = h.stored(1).await;
+    assert_eq!(
+        (token_of(&stored), stored.credentials_version),
+        ("at-1-1".to_owned(), 1)
+    );
+    assert_eq!(
+        result,
+        report(1, 1, 1, 0, 0, 0),
+        "a listener cannot fail the refresh"
+    );
+    assert_eq!(
+        recording.calls.load(Ordering::SeqCst),
+        1,
+        "later listeners still run"
+    );
+}
+
+/// DESIGN "stops promptly on shutdown" and defect 14: cancelling the token
+/// ends the spawned loop at once, between cycles and mid-backoff, and cuts a
+/// running cycle short.
+#[tokio::test(start_paused = true)]
+async fn background_shutdown_stops_promptly() {
+    let transient = || ProviderError::Transient {
+        status: Some(503),
+        reason: "upstream status 503".into(),
+    };
+    let long_backoff = BackgroundConfig {
+        interval: Duration::from_secs(3600),
+        retry_backoff: Duration::from_secs(600),
+        max_backoff: Duration::from_secs(3600),
+        ..BackgroundConfig::default()
+    };
+
+    // Between cycles (in the 1 h interval).
+    let h = Harness::new([]);
+    let shutdown = CancellationToken::new();
+    let handle = h
+        .cached_refresher(&[Platform::Anthropic])
+        .spawn(shutdown.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.repo_calls("list_due"), 1, "the first cycle ran at once");
+    let cancelled_at = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .expect("the loop stops")
+        .expect("the loop does not panic");
+    assert_eq!(
+        cancelled_at.elapsed(),
+        Duration::ZERO,
+        "stops without waiting"
+    );
+    assert_eq!(h.repo_calls("list_due"), 1);
+
+    // Mid-backoff (the first attempt failed; the next is 5-10 min away).
+    let h = Harness::new([due_account(1, Platform::Anthropic)]);
+    for _ in 0..3 {
+        h.upstream.fail_next(transient());
+    }
+    let refresher = h
+        .refresher(&[Platform::Anthropic], long_backoff.clone())
+        .build()
+        .expect("valid config");
+    let shutdown = CancellationToken::new();
+    let handle = refresher.spawn(shutdown.clone());
+    h.upstream.wait_for_calls(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.upstream.calls(), 1, "in the backoff");
+    let cancelled_at = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .expect("the loop stops mid-backoff")
+        .expect("the loop does not panic");
+    assert_eq!(
+        cancelled_at.elapsed(),
+        Duration::ZERO,
+        "stops without waiting out the backoff"
+    );
+    assert_eq!(h.upstream.calls(), 1, "no attempt after shutdown");
+    assert_eq!(h.stored(1).await.status, AccountStatus::Active);
+
+    // A running cycle is cut short and says so.
+    let h = Harness::new([due_account(1, Platform::Anthropic)]);
+    for _ in 0..3 {
+        h.upstream.fail_next(transient());
+    }
+    let refresher = h
+        .refresher(&[Platform::Anthropic], long_backoff)
+        .build()
+        .expect("valid config");
+    let shutdown = CancellationToken::new();
+    let cycle = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { refresher.run_cycle(&shutdown).await }
+    });
+    h.upstream.wait_for_calls(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cancelled_at = Instant::now();
+    shutdown.cancel();
+    let cut = tokio::time::timeout(Duration::from_secs(1), cycle)
+        .await
+        .expect("the cycle stops")
+        .expect("the cycle does not panic");
+    assert_eq!(cancelled_at.elapsed(), Duration::ZERO);
+    assert!(cut.cancelled, "{cut:?}");
+    assert_eq!(cut.refreshed, 0, "{cut:?}");
+    assert_eq!(h.upstream.calls(), 1);
+}
+
+/// REFERENCE §12 "Not tested in Go": concurrent getters (two processes)
+/// plus the background service on one expiring account against the rotating
+/// upstream: exactly one upstream refresh, no error status, and the
+/// last-issued refresh token stored.
+#[tokio::test(start_paused = true)]
+async fn background_concurrent_getters_and_background_one_refresh() {
+    let account = due_account(1, Platform::Anthropic);
+    let h = Harness::new([account.clone()]);
+    h.upstream.hold_responses();
+    let a = h.provider(&[Platform::Anthropic]);
+    let b = h.provider(&[Platform::Anthropic]);
+    let refresher = h.cached_refresher(&[Platform::Anthropic]);
+
+    let background = tokio::spawn(async move { refresher.run_once().await });
+    let mut callers = Vec::new();
+    for provider in [&a, &b] {
+        for _ in 0..8 {
+            let (provider, account) = (provider.clone(), account.clone());
+            callers.push(tokio::spawn(async move {
+                provider.access_token(&account).await
+            }));
+        }
+    }
+    // Three flows (background, process A, process B) contend for the lease
+    // while the winner's upstream answer is held.
+    h.upstream.wait_for_calls(1).await;
+    h.lock.wait_for_attempts(3).await;
+    assert_eq!(
+        h.upstream.calls(),
+        1,
+        "only the lease holder reached the upstream"
+    );
+    h.upstream.open();
+
+    let result = background.await.expect("background task");
+    for caller in callers {
+        let token = caller
+            .await
+            .expect("caller task")
+            .expect("every caller gets a token");
+        assert_eq!(
+            (token.token.expose(), token.version),
+            ("at-1-1", 1),
+            "the new token"
+        );
+    }
+    assert_eq!(result.due, 1);
+    assert_eq!(result.refreshed + result.skipped, 1, "{result:?}");
+    assert_eq!((result.failed, result.marked_error), (0, 0), "{result:?}");
+    assert_eq!(h.upstream.calls(), 1);
+    assert_eq!(h.upstream.successes(), 1, "exactly one upstream refresh");
+    assert_eq!(h.upstream.reuses(), 0, "no refresh token presented twice");
+    let stored = h.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(stored.error_message, None);
+    assert_eq!(stored.credentials_version, 1);
+    assert_eq!(
+        refresh_token_of(&stored),
+        h.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(h.repo_calls("set_error"), 0);
+}

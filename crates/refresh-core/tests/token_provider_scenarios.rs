@@ -1,0 +1,1140 @@
+//! Scenario tests of the request path ([`TokenProvider`]): cache hits, the
+//! lock-contention waits of each platform policy, cancellation, static
+//! tokens, refresh-error policies, the version guard on the shared cache,
+//! cache TTLs, and invariant 8 (a waiter gets the new token, never an
+//! expired one).
+//!
+//! Every test runs on paused tokio time with a [`TokioClock`], the in-memory
+//! backends wrapped in call-counting [`Faulty`] wrappers, and the rotating
+//! [`FakeUpstream`]. Synchronization uses the fake upstream's gate and call
+//! counter and the watch counters of the observing wrappers below, never
+//! real sleeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use refresh_core::error::StorageErrorKind;
+use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock, InMemoryTokenCache};
+use refresh_core::ports::{Lease, PutOutcome, RefreshNotice, TokioClock};
+use refresh_core::provider::MetricsSnapshot;
+use refresh_core::testing::conformance::T0;
+use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use refresh_core::{
+    Account, AccountId, AccountRepository, AccountType, CachedToken, Clock, Credentials,
+    ExecutorRegistry, FlowError, LockStrategy, Platform, ProviderError, RefreshExecutor,
+    RefreshFlow, RefreshKey, RefreshLock, Secret, StorageError, TokenCache, TokenError,
+    TokenProvider,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+/// Lifetime of the tokens the fake upstream issues.
+const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
+}
+
+/// An active OAuth account whose token `at-<id>-0` expires `expires_in`
+/// seconds after the start of the test (negative: already expired).
+fn oauth_account(id: i64, platform: Platform, expires_in: i64) -> Account {
+    Account::oauth(
+        id,
+        platform,
+        Credentials::new()
+            .with("access_token", format!("at-{id}-0"))
+            .with("refresh_token", format!("rt-{id}-0"))
+            .with("expires_at", (T0 + expires_in).to_string()),
+    )
+}
+
+fn in_secs(secs: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs)
+}
+
+fn key(platform: &Platform, id: i64) -> RefreshKey {
+    RefreshKey::for_account(platform, AccountId(id))
+}
+
+/// A [`TokenCache`] that counts calls (through [`Faulty`]) and lets a test
+/// await the moment a waiter subscribes to "refreshed" notifications.
+struct ObservedCache {
+    inner: Arc<Faulty<InMemoryTokenCache>>,
+    subscriptions: watch::Sender<u64>,
+}
+
+impl ObservedCache {
+    fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(clock)))),
+            subscriptions: watch::channel(0).0,
+        }
+    }
+
+    fn calls(&self, op: &'static str) -> u64 {
+        self.inner.faults.calls(op)
+    }
+
+    async fn wait_for_subscriptions(&self, n: u64) {
+        let mut rx = self.subscriptions.subscribe();
+        rx.wait_for(|count| *count >= n)
+            .await
+            .expect("sender lives in self");
+    }
+}
+
+#[async_trait]
+impl TokenCache for ObservedCache {
+    async fn get(&self, key: &RefreshKey) -> Result<Option<CachedToken>, StorageError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError> {
+        self.inner.put(key, token, ttl).await
+    }
+
+    async fn invalidate(&self, key: &RefreshKey) -> Result<(), StorageError> {
+        self.inner.invalidate(key).await
+    }
+
+    async fn publish_refreshed(&self, key: &RefreshKey, version: u64) -> Result<(), StorageError> {
+        self.inner.publish_refreshed(key, version).await
+    }
+
+    async fn subscribe_refreshed(&self, key: &RefreshKey) -> Result<RefreshNotice, StorageError> {
+        let notice = self.inner.subscribe_refreshed(key).await;
+        self.subscriptions.send_modify(|count| *count += 1);
+        notice
+    }
+}
+
+/// A [`RefreshLock`] that counts calls (through [`Faulty`]) and lets a test
+/// await a number of acquisition attempts.
+struct ObservedLock {
+    inner: Arc<Faulty<InMemoryRefreshLock>>,
+    attempts: watch::Sender<u64>,
+}
+
+impl ObservedLock {
+    fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(clock)))),
+            attempts: watch::channel(0).0,
+        }
+    }
+
+    fn calls(&self, op: &'static str) -> u64 {
+        self.inner.faults.calls(op)
+    }
+
+    async fn wait_for_attempts(&self, n: u64) {
+        let mut rx = self.attempts.subscribe();
+        rx.wait_for(|count| *count >= n)
+            .await
+            .expect("sender lives in self");
+    }
+
+    /// Takes the lease of `key` "from another process".
+    async fn hold(&self, key: &RefreshKey) -> Lease {
+        self.inner
+            .inner()
+            .try_acquire(key, Duration::from_secs(3600))
+            .await
+            .expect("in-memory lock answers")
+            .expect("the lease is free")
+    }
+}
+
+#[async_trait]
+impl RefreshLock for ObservedLock {
+    fn name(&self) -> &'static str {
+        "observed-memory"
+    }
+
+    async fn try_acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StorageError> {
+        let result = self.inner.try_acquire(key, ttl).await;
+        self.attempts.send_modify(|count| *count += 1);
+        result
+    }
+
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
+        self.inner.extend(lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
+        self.inner.release(lease).await
+    }
+}
+
+/// Shared backends of one scenario: every provider built from it is a
+/// separate "process" (own flow, own in-process cache, own single flight)
+/// over the same repository, lock, shared cache and upstream.
+struct Harness {
+    clock: Arc<dyn Clock>,
+    repo: Arc<Faulty<InMemoryAccountRepository>>,
+    lock: Arc<ObservedLock>,
+    cache: Arc<ObservedCache>,
+    upstream: Arc<FakeUpstream>,
+}
+
+impl Harness {
+    fn new(accounts: impl IntoIterator<Item = Account>) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
+        Self {
+            repo: Arc::new(Faulty::new(Arc::new(
+                InMemoryAccountRepository::with_accounts(accounts),
+            ))),
+            lock: Arc::new(ObservedLock::new(Arc::clone(&clock))),
+            cache: Arc::new(ObservedCache::new(Arc::clone(&clock))),
+            upstream: FakeUpstream::new(),
+            clock,
+        }
+    }
+
+    fn flow(&self, notifier: bool) -> RefreshFlow {
+        let mut builder =
+            RefreshFlow::builder(self.repo.clone(), LockStrategy::single(self.lock.clone()))
+                .clock(Arc::clone(&self.clock));
+        if notifier {
+            builder = builder.notifier(self.cache.clone());
+        }
+        builder.build().expect("default flow config is valid")
+    }
+
+    fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
+        Arc::new(RotatingExecutor::new(
+            platform,
+            Arc::clone(&self.upstream),
+            Arc::clone(&self.clock),
+            ISSUED_LIFETIME,
+        ))
+    }
+
+    fn registry(&self, platforms: &[Platform]) -> ExecutorRegistry {
+        platforms
+            .iter()
+            .fold(ExecutorRegistry::new(), |registry, platform| {
+                registry.with(self.executor(platform.clone()))
+            })
+    }
+
+    /// A provider with the shared cache (and its notifications).
+    fn provider(&self, platforms: &[Platform]) -> TokenProvider {
+        TokenProvider::builder(self.flow(true), self.registry(platforms))
+            .shared_cache(self.cache.clone())
+            .build()
+    }
+
+    /// A provider in a process with no shared cache: no notifications, so
+    /// waiters rely on re-reading the repository.
+    fn provider_without_shared_cache(&self, platforms: &[Platform]) -> TokenProvider {
+        TokenProvider::builder(self.flow(false), self.registry(platforms)).build()
+    }
+
+    async fn stored(&self, id: i64) -> Account {
+        self.repo
+            .inner()
+            .get(AccountId(id))
+            .await
+            .expect("in-memory repository answers")
+            .expect("account exists")
+    }
+
+    async fn cached(&self, key: &RefreshKey) -> Option<CachedToken> {
+        self.cache
+            .inner
+            .inner()
+            .get(key)
+            .await
+            .expect("in-memory cache answers")
+    }
+
+    fn repo_gets(&self) -> u64 {
+        self.repo.faults.calls("get")
+    }
+}
+
+fn metrics(provider: &TokenProvider, platform: &Platform) -> MetricsSnapshot {
+    provider.metrics().platform(platform).snapshot()
+}
+
+fn cached_token(token: &str, version: u64, expires_at: DateTime<Utc>) -> CachedToken {
+    CachedToken {
+        access_token: Secret::from(token),
+        version,
+        expires_at: Some(expires_at),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Getters
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 Getters: "A cache hit returns without locking".
+#[tokio::test(start_paused = true)]
+async fn getter_cache_hit_returns_without_locking() {
+    // In-process cache: the first call refreshes the due token; the second
+    // call, with the same (now outdated, due) snapshot, is served from the
+    // in-process cache without any lock, repository or shared-cache access.
+    let snapshot = oauth_account(1, Platform::Anthropic, 60);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = h.provider(&[Platform::Anthropic]);
+
+    let first = provider
+        .access_token(&snapshot)
+        .await
+        .expect("refreshed token");
+    assert_eq!(first.token.expose(), "at-1-1");
+    assert_eq!(first.version, 1);
+    assert_eq!(
+        h.lock.calls("try_acquire"),
+        1,
+        "the due token was refreshed under the lease"
+    );
+    let (repo_gets, cache_gets) = (h.repo_gets(), h.cache.calls("get"));
+
+    let second = provider
+        .access_token(&snapshot)
+        .await
+        .expect("cached token");
+    assert_eq!(second, first);
+    assert_eq!(h.lock.calls("try_acquire"), 1, "a cache hit takes no lock");
+    assert_eq!(h.repo_gets(), repo_gets, "a cache hit reads no account");
+    assert_eq!(
+        h.cache.calls("get"),
+        cache_gets,
+        "an in-process hit does not reach the shared cache"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+
+    // Shared cache, same version as the snapshot: a fresh process is served
+    // from it (the repository holds a different token, so the source shows).
+    let mut two = oauth_account(2, Platform::Anthropic, 3600);
+    two.credentials_version = 2;
+    let mut three = oauth_account(3, Platform::Anthropic, 3600);
+    three.credentials_version = 2;
+    let h = Harness::new([two.clone(), three.clone()]);
+    let k2 = key(&Platform::Anthropic, 2);
+    h.cache
+        .put(
+            &k2,
+            &cached_token("at-2-shared", 2, in_secs(3600)),
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("put");
+    let token = h
+        .provider(&[Platform::Anthropic])
+        .access_token(&two)
+        .await
+        .expect("shared hit");
+    assert_eq!((token.token.expose(), token.version), ("at-2-shared", 2));
+    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.repo_gets(), 0, "a shared-cache hit reads no account");
+
+    // Shared cache newer than the snapshot: served as well.
+    h.cache
+        .put(
+            &k2,
+            &cached_token("at-2-newer", 3, in_secs(3600)),
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("put");
+    let token = h
+        .provider(&[Platform::Anthropic])
+        .access_token(&two)
+        .await
+        .expect("shared hit");
+    assert_eq!((token.token.expose(), token.version), ("at-2-newer", 3));
+    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.repo_gets(), 0);
+
+    // Shared cache older than the snapshot: not trusted, the account is read.
+    h.cache
+        .put(
+            &key(&Platform::Anthropic, 3),
+            &cached_token("at-3-older", 1, in_secs(3600)),
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("put");
+    let token = h
+        .provider(&[Platform::Anthropic])
+        .access_token(&three)
+        .await
+        .expect("stored token");
+    assert_eq!((token.token.expose(), token.version), ("at-3-0", 2));
+    assert_eq!(
+        h.repo_gets(),
+        1,
+        "an older shared entry falls through to the repository"
+    );
+    assert_eq!(
+        h.lock.calls("try_acquire"),
+        0,
+        "a fresh token needs no lock"
+    );
+}
+
+/// REFERENCE §12 Getters: "A blank or missing token is an error".
+#[tokio::test(start_paused = true)]
+async fn getter_blank_or_missing_token_is_an_error() {
+    // A future expiry: the shared predicate treats an unknown expiry as due,
+    // and these accounts must not be refreshed.
+    let missing = Account::oauth(
+        1,
+        Platform::Anthropic,
+        Credentials::new()
+            .with("refresh_token", "rt-1-0")
+            .with("expires_at", (T0 + 3600).to_string()),
+    );
+    let blank = Account::oauth(
+        2,
+        Platform::OpenAi,
+        Credentials::new()
+            .with("access_token", "   ")
+            .with("refresh_token", "rt-2-0")
+            .with("expires_at", (T0 + 3600).to_string()),
+    );
+    let h = Harness::new([missing.clone(), blank.clone()]);
+    let provider = h.provider(&[Platform::Anthropic, Platform::OpenAi]);
+
+    let err = provider
+        .access_token(&missing)
+        .await
+        .expect_err("no access token");
+    assert!(
+        matches!(err, TokenError::MissingAccessToken { id } if id == AccountId(1)),
+        "{err:?}"
+    );
+    let err = provider
+        .access_token(&blank)
+        .await
+        .expect_err("blank access token");
+    assert!(
+        matches!(err, TokenError::MissingAccessToken { id } if id == AccountId(2)),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(
+        h.upstream.calls(),
+        0,
+        "a token that is not due is never refreshed"
+    );
+    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.cache.calls("put"), 0, "nothing is cached");
+}
+
+/// What a caller saw while the lease was held elsewhere.
+struct WaitObservation {
+    token: Result<refresh_core::AccessToken, TokenError>,
+    elapsed: Duration,
+    shared_gets_while_waiting: u64,
+    metrics: MetricsSnapshot,
+    upstream_calls: u64,
+}
+
+/// The lease is held by another process and the token expires within the
+/// 3-minute skew but is still valid: the caller waits per its policy.
+async fn wait_while_lease_held(platform: Platform) -> WaitObservation {
+    let snapshot = oauth_account(7, platform.clone(), 120);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = h.provider(std::slice::from_ref(&platform));
+    let _lease = h.lock.hold(&key(&platform, 7)).await;
+
+    let started = Instant::now();
+    let token = provider.access_token(&snapshot).await;
+    let elapsed = started.elapsed();
+    WaitObservation {
+        token,
+        elapsed,
+        // One shared-cache read precedes the refresh attempt; the rest are
+        // the wait's polls.
+        shared_gets_while_waiting: h.cache.calls("get") - 1,
+        metrics: metrics(&provider, &platform),
+        upstream_calls: h.upstream.calls(),
+    }
+}
+
+fn assert_waited_then_served_stored_token(seen: &WaitObservation) {
+    let token = seen.token.as_ref().expect("the still-valid stored token");
+    assert_eq!(token.token.expose(), "at-7-0");
+    assert_eq!(token.version, 0);
+    assert!(
+        token.expires_at.is_some_and(|at| at > in_secs(0)),
+        "never an expired token"
+    );
+    assert_eq!(
+        seen.upstream_calls, 0,
+        "the holder elsewhere refreshes, not this caller"
+    );
+    assert_eq!(seen.metrics.lock_contention, 1);
+    assert_eq!(seen.metrics.lock_wait_samples, 1);
+    assert_eq!(seen.metrics.lock_wait_misses, 1, "no newer token appeared");
+    assert_eq!(seen.metrics.lock_wait_hits, 0);
+    assert_eq!(seen.metrics.refresh_requests, 1);
+}
+
+/// REFERENCE §5.3 / §12 Getters: "Claude waits once".
+#[tokio::test(start_paused = true)]
+async fn getter_claude_waits_once() {
+    let seen = wait_while_lease_held(Platform::Anthropic).await;
+    assert_eq!(
+        seen.shared_gets_while_waiting, 1,
+        "Claude polls the cache exactly once"
+    );
+    assert!(
+        seen.elapsed >= Duration::from_millis(200) && seen.elapsed < Duration::from_millis(210),
+        "one 200 ms wait without jitter, then a re-read: {:?}",
+        seen.elapsed
+    );
+    assert_waited_then_served_stored_token(&seen);
+}
+
+/// REFERENCE §5.3 / §12 Getters: "OpenAI polls with backoff".
+#[tokio::test(start_paused = true)]
+async fn getter_openai_polls_with_backoff() {
+    let seen = wait_while_lease_held(Platform::OpenAi).await;
+    assert_eq!(
+        seen.shared_gets_while_waiting, 5,
+        "OpenAI polls the cache five times"
+    );
+    // 20 + 40 + 80 + 120 + 120 = 380 ms, each wait jittered by ±20 %.
+    assert!(
+        seen.elapsed >= Duration::from_millis(300) && seen.elapsed <= Duration::from_millis(470),
+        "backoff schedule of about 380 ms: {:?}",
+        seen.elapsed
+    );
+    assert!(seen.metrics.lock_wait_total_ms >= 300, "{:?}", seen.metrics);
+    assert_waited_then_served_stored_token(&seen);
+}
+
+/// REFERENCE §12 Getters: "Cancellation during the wait returns the
+/// cancellation error, and the metrics are counted".
+#[tokio::test(start_paused = true)]
+async fn getter_cancellation_during_wait_returns_cancelled_and_counts_metrics() {
+    let snapshot = oauth_account(3, Platform::OpenAi, 120);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = h.provider(&[Platform::OpenAi]);
+    let _lease = h.lock.hold(&key(&Platform::OpenAi, 3)).await;
+
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let caller = tokio::spawn({
+        let (provider, cancel) = (provider.clone(), cancel.clone());
+        async move { provider.access_token_with_cancel(&snapshot, &cancel).await }
+    });
+    // The caller subscribes to the notification when it starts waiting.
+    h.cache.wait_for_subscriptions(1).await;
+    cancel.cancel();
+    let result = caller.await.expect("caller task");
+
+    assert!(
+        matches!(result, Err(TokenError::Cancelled { id }) if id == AccountId(3)),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(20),
+        "cancellation is prompt"
+    );
+    let seen = metrics(&provider, &Platform::OpenAi);
+    assert_eq!(seen.cancellations, 1, "{seen:?}");
+    assert!(seen.lock_contention >= 1, "{seen:?}");
+    assert!(seen.last_observation_unix_ms > 0);
+    assert_eq!(h.upstream.calls(), 0);
+}
+
+/// An Antigravity executor that serves `upstream` accounts their static
+/// `api_key`, as a plugin would.
+#[derive(Default)]
+struct AntigravityStaticKeys {
+    refreshes: AtomicU64,
+}
+
+#[async_trait]
+impl RefreshExecutor for AntigravityStaticKeys {
+    fn platform(&self) -> Platform {
+        Platform::Antigravity
+    }
+
+    fn static_token(&self, account: &Account) -> Option<Secret> {
+        (account.account_type == AccountType::Upstream)
+            .then(|| Secret::new(account.credentials.string_view("api_key")))
+    }
+
+    async fn refresh(&self, _account: &Account) -> Result<Credentials, ProviderError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::Configuration {
+            reason: "not used by these tests".into(),
+        })
+    }
+}
+
+/// REFERENCE §5.1 / §12 Getters: "An Antigravity upstream account returns
+/// its api_key".
+#[tokio::test(start_paused = true)]
+async fn getter_antigravity_upstream_account_returns_api_key() {
+    let upstream_account = |id: i64, credentials: Credentials| {
+        let mut account = Account::new(
+            id,
+            Platform::Antigravity,
+            AccountType::Upstream,
+            credentials,
+        );
+        account.credentials_version = 4;
+        account
+    };
+    let with_key = upstream_account(1, Credentials::new().with("api_key", "sk-ag-upstream-1"));
+    let blank_key = upstream_account(2, Credentials::new().with("api_key", "  "));
+    let no_key = upstream_account(3, Credentials::new());
+    let api_key_type = Account::new(
+        4,
+        Platform::Antigravity,
+        AccountType::ApiKey,
+        Credentials::new().with("api_key", "sk-4"),
+    );
+    let h = Harness::new([]);
+    let executor = Arc::new(AntigravityStaticKeys::default());
+    let provider =
+        TokenProvider::builder(h.flow(true), ExecutorRegistry::new().with(executor.clone()))
+            .shared_cache(h.cache.clone())
+            .build();
+
+    let token = provider.access_token(&with_key).await.expect("the api_key");
+    assert_eq!(token.token.expose(), "sk-ag-upstream-1");
+    assert_eq!(token.account_id, AccountId(1));
+    assert_eq!(token.expires_at, None);
+    assert_eq!(token.version, 4);
+
+    for account in [&blank_key, &no_key] {
+        let err = provider
+            .access_token(account)
+            .await
+            .expect_err("blank api_key");
+        assert!(
+            matches!(err, TokenError::MissingAccessToken { id } if id == account.id),
+            "{err:?}"
+        );
+    }
+    let err = provider
+        .access_token(&api_key_type)
+        .await
+        .expect_err("other Antigravity type");
+    assert!(
+        matches!(
+            err,
+            TokenError::NotEligible {
+                account_type: AccountType::ApiKey,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    assert_eq!(
+        executor.refreshes.load(Ordering::SeqCst),
+        0,
+        "static tokens are never refreshed"
+    );
+    assert_eq!(h.repo_gets(), 0, "no account read");
+    assert_eq!(h.lock.calls("try_acquire"), 0, "no lock");
+    assert_eq!(h.cache.calls("get") + h.cache.calls("put"), 0, "no cache");
+}
+
+/// REFERENCE §5.1 / §12 Getters: "A wrong platform or type is rejected".
+#[tokio::test(start_paused = true)]
+async fn getter_wrong_platform_or_type_is_rejected() {
+    let openai = oauth_account(1, Platform::OpenAi, 3600);
+    let plugin = oauth_account(2, Platform::Other("acme".into()), 3600);
+    let bedrock = Account::new(
+        3,
+        Platform::Anthropic,
+        AccountType::Bedrock,
+        Credentials::new().with("access_token", "at-3-0"),
+    );
+    let setup_token = Account::new(
+        4,
+        Platform::Anthropic,
+        AccountType::SetupToken,
+        Credentials::new().with("access_token", "at-4-0"),
+    );
+    let h = Harness::new([
+        openai.clone(),
+        plugin.clone(),
+        bedrock.clone(),
+        setup_token.clone(),
+    ]);
+    let provider = h.provider(&[Platform::Anthropic]);
+
+    let err = provider
+        .access_token(&openai)
+        .await
+        .expect_err("no OpenAI executor");
+    assert!(
+        matches!(&err, TokenError::UnsupportedPlatform { platform } if *platform == Platform::OpenAi),
+        "{err:?}"
+    );
+    let err = provider
+        .access_token(&plugin)
+        .await
+        .expect_err("no plugin executor");
+    assert!(
+        matches!(err, TokenError::UnsupportedPlatform { .. }),
+        "{err:?}"
+    );
+    let err = provider
+        .access_token(&bedrock)
+        .await
+        .expect_err("wrong type");
+    assert!(
+        matches!(
+            &err,
+            TokenError::NotEligible { id, platform, account_type: AccountType::Bedrock }
+                if *id == AccountId(3) && *platform == Platform::Anthropic
+        ),
+        "{err:?}"
+    );
+    // The executor serves no static token for setup-token accounts.
+    let err = provider
+        .access_token(&setup_token)
+        .await
+        .expect_err("no static token");
+    assert!(
+        matches!(
+            err,
+            TokenError::NotEligible {
+                account_type: AccountType::SetupToken,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    assert_eq!(h.upstream.calls(), 0);
+    assert_eq!(h.repo_gets(), 0);
+    assert_eq!(h.lock.calls("try_acquire"), 0);
+}
+
+/// REFERENCE §4 and defect 12: "use existing token" only while it is still
+/// valid; "return error" fails the request.
+#[tokio::test(start_paused = true)]
+async fn getter_refresh_error_policy() {
+    let transient = || ProviderError::Transient {
+        status: Some(503),
+        reason: "upstream status 503".into(),
+    };
+
+    // Claude and OpenAI (UseExistingToken) serve the still-valid token;
+    // Gemini and Antigravity (ReturnError) fail.
+    for (platform, uses_existing) in [
+        (Platform::Anthropic, true),
+        (Platform::OpenAi, true),
+        (Platform::Gemini, false),
+        (Platform::Antigravity, false),
+    ] {
+        let snapshot = oauth_account(1, platform.clone(), 120);
+        let h = Harness::new([snapshot.clone()]);
+        let provider = h.provider(std::slice::from_ref(&platform));
+        h.upstream.fail_next(transient());
+
+        let result = provider.access_token(&snapshot).await;
+        assert_eq!(h.upstream.calls(), 1, "{platform}: one refresh attempt");
+        assert_eq!(
+            metrics(&provider, &platform).refresh_failures,
+            1,
+            "{platform}"
+        );
+        if uses_existing {
+            let token =
+                result.unwrap_or_else(|e| panic!("{platform}: existing token expected, got {e:?}"));
+            assert_eq!(
+                (token.token.expose(), token.version),
+                ("at-1-0", 0),
+                "{platform}"
+            );
+        } else {
+            let err = result.expect_err("ReturnError policy");
+            assert!(
+                matches!(
+                    &err,
+                    TokenError::Refresh {
+                        source: FlowError::Upstream { .. },
+                        ..
+                    }
+                ),
+                "{platform}: {err:?}"
+            );
+        }
+        let stored = h.stored(1).await;
+        assert_eq!(
+            stored.credentials_version, 0,
+            "{platform}: nothing persisted"
+        );
+    }
+
+    // The existing token served after a failure is cached for the failure
+    // TTL (1 min) only; then the refresh is tried again.
+    let snapshot = oauth_account(2, Platform::Anthropic, 120);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = h.provider(&[Platform::Anthropic]);
+    h.upstream.fail_next(transient());
+    assert_eq!(
+        provider
+            .access_token(&snapshot)
+            .await
+            .expect("existing")
+            .token
+            .expose(),
+        "at-2-0"
+    );
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(
+        provider
+            .access_token(&snapshot)
+            .await
+            .expect("cached")
+            .token
+            .expose(),
+        "at-2-0"
+    );
+    assert_eq!(h.upstream.calls(), 1, "served from the failure-TTL cache");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let token = provider.access_token(&snapshot).await.expect("refreshed");
+    assert_eq!((token.token.expose(), token.version), ("at-2-1", 1));
+    assert_eq!(h.upstream.calls(), 2);
+
+    // Defect 12: once the existing token has expired, even Claude fails.
+    let expired = oauth_account(3, Platform::Anthropic, -10);
+    let h = Harness::new([expired.clone()]);
+    let provider = h.provider(&[Platform::Anthropic]);
+    h.upstream.fail_next(transient());
+    let err = provider
+        .access_token(&expired)
+        .await
+        .expect_err("no valid token left");
+    assert!(
+        matches!(
+            &err,
+            TokenError::Refresh {
+                source: FlowError::Upstream { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        h.cached(&key(&Platform::Anthropic, 3)).await.is_none(),
+        "the expired token is not cached"
+    );
+}
+
+/// REFERENCE §3.7 and defect 11: a stale snapshot never replaces a newer
+/// token, neither in the answer nor in the shared cache.
+#[tokio::test(start_paused = true)]
+async fn getter_stale_snapshot_never_overwrites_newer_cached_token() {
+    let mut stored = oauth_account(1, Platform::OpenAi, 3600);
+    stored.credentials.insert("access_token", "at-1-v3");
+    stored.credentials_version = 3;
+    let mut snapshot = oauth_account(1, Platform::OpenAi, 3000);
+    snapshot.credentials.insert("access_token", "at-1-v1");
+    snapshot.credentials_version = 1;
+    let h = Harness::new([stored]);
+    let k = key(&Platform::OpenAi, 1);
+
+    // The caller's old snapshot: the repository's newer version wins.
+    let provider = h.provider(&[Platform::OpenAi]);
+    let token = provider.access_token(&snapshot).await.expect("token");
+    assert_eq!((token.token.expose(), token.version), ("at-1-v3", 3));
+    let cached = h.cached(&k).await.expect("cached");
+    assert_eq!(
+        (cached.access_token.expose(), cached.version),
+        ("at-1-v3", 3)
+    );
+    assert_eq!(h.lock.calls("try_acquire"), 0);
+
+    // Another process with the same old snapshot whose shared-cache read and
+    // account read both fail falls back to the snapshot's still-valid token,
+    // but its cache write cannot replace version 3 with version 1.
+    h.cache
+        .inner
+        .faults
+        .fail_next("get", 1, StorageErrorKind::Unavailable);
+    h.repo
+        .faults
+        .fail_next("get", 1, StorageErrorKind::Unavailable);
+    let other = h.provider(&[Platform::OpenAi]);
+    let token = other.access_token(&snapshot).await.expect("snapshot token");
+    assert_eq!(token.version, 1);
+    assert!(
+        h.cache.calls("put") >= 2,
+        "the stale process did try to cache"
+    );
+    let cached = h.cached(&k).await.expect("still cached");
+    assert_eq!(
+        (cached.access_token.expose(), cached.version),
+        ("at-1-v3", 3),
+        "version 3 is not replaced by version 1"
+    );
+
+    // The guard itself: an older put is superseded, an equal or newer one is
+    // stored.
+    let outcome = h
+        .cache
+        .put(
+            &k,
+            &cached_token("at-1-v2", 2, in_secs(3600)),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("put");
+    assert_eq!(outcome, PutOutcome::Superseded { cached_version: 3 });
+    let outcome = h
+        .cache
+        .put(
+            &k,
+            &cached_token("at-1-v4", 4, in_secs(3600)),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("put");
+    assert_eq!(outcome, PutOutcome::Stored);
+    // A third process with the old snapshot now gets version 4 from the
+    // shared cache.
+    let token = h
+        .provider(&[Platform::OpenAi])
+        .access_token(&snapshot)
+        .await
+        .expect("token");
+    assert_eq!((token.token.expose(), token.version), ("at-1-v4", 4));
+}
+
+/// REFERENCE §5.2: a token with more than 5 min left is cached for the time
+/// left minus 5 min.
+#[tokio::test(start_paused = true)]
+async fn getter_cache_ttl_follows_reference() {
+    let snapshot = oauth_account(1, Platform::Gemini, 3600);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = h.provider(&[Platform::Gemini]);
+
+    let token = provider.access_token(&snapshot).await.expect("token");
+    assert_eq!(token.token.expose(), "at-1-0");
+    assert_eq!(h.repo_gets(), 1);
+    let shared_gets = h.cache.calls("get");
+
+    // TTL = 60 min − 5 min = 55 min.
+    tokio::time::advance(Duration::from_secs(55 * 60 - 1)).await;
+    assert_eq!(
+        provider
+            .access_token(&snapshot)
+            .await
+            .expect("hit")
+            .token
+            .expose(),
+        "at-1-0"
+    );
+    assert_eq!(h.repo_gets(), 1, "still within the TTL: in-process hit");
+    assert_eq!(h.cache.calls("get"), shared_gets);
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        provider
+            .access_token(&snapshot)
+            .await
+            .expect("miss")
+            .token
+            .expose(),
+        "at-1-0"
+    );
+    assert_eq!(h.repo_gets(), 2, "past the TTL: the account is read again");
+    assert_eq!(
+        h.cache.calls("get"),
+        shared_gets + 1,
+        "the shared entry expired with the same TTL"
+    );
+    assert_eq!(
+        h.upstream.calls(),
+        0,
+        "4m59s left is outside the 3-min skew"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Invariant 8: waiters get the new token
+// ---------------------------------------------------------------------------
+
+/// DESIGN invariant 8: a caller that finds the refresh held by another
+/// process waits for it and returns the new token: through the "refreshed"
+/// notification before any poll, through re-reads when there is no
+/// notification, and never an expired token when the holder never finishes.
+#[tokio::test(start_paused = true)]
+async fn invariant_8_waiter_gets_new_token_via_notification() {
+    let platform = Platform::Anthropic;
+    let expired = oauth_account(1, platform.clone(), -60);
+
+    // 1. Notification path.
+    let h = Harness::new([expired.clone()]);
+    h.upstream.hold_responses();
+    let a = h.provider(std::slice::from_ref(&platform));
+    let b = h.provider(std::slice::from_ref(&platform));
+    let a_caller = tokio::spawn({
+        let (a, account) = (a.clone(), expired.clone());
+        async move { a.access_token(&account).await }
+    });
+    h.upstream.wait_for_calls(1).await;
+    let b_started = Instant::now();
+    let b_caller = tokio::spawn({
+        let (b, account) = (b.clone(), expired.clone());
+        async move { b.access_token(&account).await }
+    });
+    h.cache.wait_for_subscriptions(1).await;
+    let gets_when_waiting = h.cache.calls("get");
+    h.upstream.release(1);
+
+    let b_token = b_caller.await.expect("b task").expect("B gets a token");
+    let b_elapsed = b_started.elapsed();
+    let a_token = a_caller.await.expect("a task").expect("A gets a token");
+    assert_eq!((a_token.token.expose(), a_token.version), ("at-1-1", 1));
+    assert_eq!(
+        (b_token.token.expose(), b_token.version),
+        ("at-1-1", 1),
+        "the waiter gets the NEW token"
+    );
+    assert!(
+        b_elapsed < Duration::from_millis(200),
+        "woken before the 200 ms poll: {b_elapsed:?}"
+    );
+    assert_eq!(
+        h.cache.calls("get"),
+        gets_when_waiting,
+        "no cache poll was needed"
+    );
+    assert_eq!(h.upstream.successes(), 1);
+    assert_eq!(h.upstream.reuses(), 0);
+    let seen = metrics(&b, &platform);
+    assert_eq!(
+        (
+            seen.lock_contention,
+            seen.lock_wait_hits,
+            seen.lock_wait_misses
+        ),
+        (1, 1, 0)
+    );
+
+    // 2. No notification (B has no shared cache): B keeps re-reading within
+    //    LockWait::max_wait and gets the new token once A has persisted it.
+    let h = Harness::new([expired.clone()]);
+    h.upstream.hold_responses();
+    let a = h.provider(std::slice::from_ref(&platform));
+    let b = h.provider_without_shared_cache(std::slice::from_ref(&platform));
+    let a_caller = tokio::spawn({
+        let (a, account) = (a.clone(), expired.clone());
+        async move { a.access_token(&account).await }
+    });
+    h.upstream.wait_for_calls(1).await;
+    let b_started = Instant::now();
+    let b_caller = tokio::spawn({
+        let (b, account) = (b.clone(), expired.clone());
+        async move { b.access_token(&account).await }
+    });
+    h.lock.wait_for_attempts(2).await;
+    // Paused time: B's polls run while A's upstream answer is held.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !b_caller.is_finished(),
+        "B must not return the expired token"
+    );
+    assert!(h.repo_gets() >= 4, "B re-read the account while waiting");
+    h.upstream.release(1);
+
+    let b_token = b_caller.await.expect("b task").expect("B gets a token");
+    let b_elapsed = b_started.elapsed();
+    assert_eq!((b_token.token.expose(), b_token.version), ("at-1-1", 1));
+    assert!(
+        b_elapsed >= Duration::from_secs(2) && b_elapsed < Duration::from_millis(2300),
+        "the next re-read after the release finds it: {b_elapsed:?}"
+    );
+    let max_wait = refresh_core::ProviderRefreshPolicy::for_platform(&platform)
+        .wait
+        .max_wait;
+    assert!(b_elapsed < max_wait);
+    let a_token = a_caller.await.expect("a task").expect("A gets a token");
+    assert_eq!(a_token.version, 1);
+    assert_eq!(h.upstream.successes(), 1);
+
+    // 3. The holder never finishes: B gives up after max_wait with a typed
+    //    error instead of handing out the expired token.
+    let h = Harness::new([expired.clone()]);
+    h.upstream.hold_responses();
+    let a = h.provider(std::slice::from_ref(&platform));
+    let b = h.provider(std::slice::from_ref(&platform));
+    let _a_caller = tokio::spawn({
+        let account = expired.clone();
+        async move { a.access_token(&account).await }
+    });
+    h.upstream.wait_for_calls(1).await;
+    let b_started = Instant::now();
+    let err = b.access_token(&expired).await.expect_err("no valid token");
+    let b_elapsed = b_started.elapsed();
+    assert!(
+        matches!(err, TokenError::WaitTimedOut { id, .. } if id == AccountId(1)),
+        "{err:?}"
+    );
+    assert!(
+        b_elapsed >= max_wait && b_elapsed < max_wait + Duration::from_secs(1),
+        "bounded by max_wait: {b_elapsed:?}"
+    );
+    assert_eq!(metrics(&b, &platform).lock_wait_misses, 1);
+    assert_eq!(
+        h.stored(1).await.credentials_version,
+        0,
+        "the holder never finished"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn getter_cached_token_lapses_when_it_enters_the_refresh_skew() {
+    // 4 min left: §5.2 alone would cache it for all 4 min, past the 3-min
+    // skew; the provider caches it only until the skew starts (1 min).
+    let snapshot = oauth_account(1, Platform::Gemini, 4 * 60);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = h.provider(&[Platform::Gemini]);
+
+    let first = provider.access_token(&snapshot).await.expect("token");
+    assert_eq!(first.token.expose(), "at-1-0");
+    assert_eq!(h.upstream.calls(), 0, "4 min left is not due yet");
+
+    tokio::time::advance(Duration::from_secs(59)).await;
+    provider.access_token(&snapshot).await.expect("hit");
+    assert_eq!(
+        h.upstream.calls(),
+        0,
+        "still before the skew: in-process hit"
+    );
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let refreshed = provider.access_token(&snapshot).await.expect("refreshed");
+    assert_eq!(
+        h.upstream.calls(),
+        1,
+        "the entry lapsed at the skew and the miss refreshed"
+    );
+    assert_eq!(refreshed.token.expose(), "at-1-1");
+}
