@@ -138,20 +138,32 @@ impl FlowInner {
         let Some(record) = record else {
             return Ok(None);
         };
-        if record.base_version != fresh.credentials_version {
+        if record
+            .credentials
+            .as_map()
+            .iter()
+            .all(|(k, v)| fresh.credentials.get(k) == Some(v))
+        {
+            debug!("recovery record already applied; removing it");
+            self.remove_recovery(id, record.base_version).await;
+            return Ok(None);
+        }
+        if fresh.credentials.refresh_token() != record.consumed_refresh_token {
             warn!(
                 base_version = record.base_version,
                 stored_version = fresh.credentials_version,
-                "discarding a recovery record superseded by a newer write"
+                "discarding a recovery record: the tokens were rotated or replaced since"
             );
             self.remove_recovery(id, record.base_version).await;
             return Ok(None);
         }
         info!(
             base_version = record.base_version,
+            stored_version = fresh.credentials_version,
             "persisting credentials from a recovery record"
         );
-        let outcome = self.persist(fresh.clone(), record.credentials).await?;
+        let merged = record.credentials.clone().merged_over(&fresh.credentials);
+        let outcome = self.persist(fresh.clone(), merged).await?;
         self.remove_recovery(id, record.base_version).await;
         Ok(Some(match outcome {
             Persisted::Applied(account) => {
@@ -295,7 +307,8 @@ impl FlowInner {
         let record = RecoveryRecord {
             account_id: id,
             base_version: base.credentials_version,
-            credentials: merged.clone(),
+            consumed_refresh_token: base.credentials.refresh_token(),
+            credentials: delta,
             created_at: self.clock.now(),
         };
         let recovery_saved = match self.recovery.save(&record).await {

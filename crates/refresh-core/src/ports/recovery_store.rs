@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{AccountId, Credentials};
+use crate::domain::{AccountId, Credentials, Secret};
 use crate::error::StorageError;
 
 /// Credentials the upstream issued that the fenced write could not store.
@@ -12,10 +12,16 @@ use crate::error::StorageError;
 pub struct RecoveryRecord {
     /// The account.
     pub account_id: AccountId,
-    /// The `credentials_version` the refresh started from; the record applies
-    /// only while the account is still at this version.
+    /// The `credentials_version` the refresh started from (informational, and
+    /// the guard of [`RecoveryStore::remove`]).
     pub base_version: u64,
-    /// The new credentials, already merged over the old ones.
+    /// The refresh token the rotation consumed. The record applies while the
+    /// account still holds it, whatever other writes bumped the version
+    /// meanwhile; once the account holds another refresh token, someone
+    /// rotated or replaced the tokens and the record is obsolete.
+    pub consumed_refresh_token: Option<Secret>,
+    /// The keys the refresh changed (new access token, rotated refresh
+    /// token, expiry, ...), to be merged over the stored credentials.
     pub credentials: Credentials,
     /// When the upstream answered.
     pub created_at: DateTime<Utc>,

@@ -11,6 +11,7 @@ fn record(id: i64, base_version: u64) -> RecoveryRecord {
     RecoveryRecord {
         account_id: AccountId(id),
         base_version,
+        consumed_refresh_token: Some(format!("rt-{id}-0").into()),
         credentials: account_expiring(id, Some(3600))
             .credentials
             .with("refresh_token", format!("rt-{id}-recovered-{base_version}")),
