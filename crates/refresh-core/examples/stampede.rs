@@ -15,14 +15,16 @@ use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock, InMem
 use refresh_core::ports::{AccountRepository, Clock, SystemClock};
 use refresh_core::testing::{FakeUpstream, RotatingExecutor};
 use refresh_core::{
-    Account, BackgroundConfig, BackgroundRefresher, Credentials, ExecutorRegistry, LockStrategy, Platform, RefreshExecutor,
-    RefreshFlow, TokenProvider,
+    Account, BackgroundConfig, BackgroundRefresher, Credentials, ExecutorRegistry, LockStrategy,
+    Platform, RefreshExecutor, RefreshFlow, TokenProvider,
 };
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -42,7 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with("access_token", "at-old")
         .with("refresh_token", "rt-old")
         .with("expires_at", (Utc::now().timestamp() + 60).to_string());
-    let account = repo.insert(Account::oauth(1, Platform::Anthropic, expiring)).await?;
+    let account = repo
+        .insert(Account::oauth(1, Platform::Anthropic, expiring))
+        .await?;
 
     // Four "instances": each has its own flow (single flight) and caches,
     // sharing the repository, the lease lock and the shared cache.
@@ -59,7 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
 
-    println!("stampede: 4 instances x 64 callers on account 1 (token expires in 60 s, upstream latency 50 ms)");
+    println!(
+        "stampede: 4 instances x 64 callers on account 1 (token expires in 60 s, upstream latency 50 ms)"
+    );
     let started = Instant::now();
     let mut callers = Vec::new();
     for i in 0..256 {
@@ -90,7 +96,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with("access_token", format!("at-{id}"))
             .with("refresh_token", format!("rt-{id}"))
             .with("expires_at", (Utc::now().timestamp() + 600).to_string());
-        repo.insert(Account::oauth(id, Platform::Anthropic, creds)).await?;
+        repo.insert(Account::oauth(id, Platform::Anthropic, creds))
+            .await?;
     }
     upstream.set_latency(Duration::from_millis(20));
     let flow = RefreshFlow::builder(repo.clone(), LockStrategy::single(lock.clone()))

@@ -1973,3 +1973,84 @@ async fn invariant_10_unreadable_expiry_kept_by_the_executor_is_not_stored() {
     );
     assert_eq!(h.stored().await, account);
 }
+
+#[tokio::test]
+async fn invariant_5_stacked_never_proceeds_on_the_fast_layer_alone() {
+    // A peer whose fast layer failed may hold only the durable lease; a flow
+    // holding only the fast lease must not refresh beside it.
+    let h = Harness::new(expired_account());
+    let primary = memory_lock(&h.clock);
+    h.lock
+        .faults
+        .fail_always("try_acquire", StorageErrorKind::Unavailable);
+    let flow = h.flow(
+        LockStrategy::stacked(primary.clone(), h.lock.clone()),
+        FlowConfig::default(),
+    );
+
+    let err = h
+        .refresh(&flow)
+        .await
+        .expect_err("durable layer unavailable");
+
+    assert!(matches!(err, FlowError::LockUnavailable { .. }), "{err:?}");
+    assert_eq!(
+        primary.faults.calls("release"),
+        1,
+        "the fast lease is given back"
+    );
+    assert!(lease_is_free(primary.inner().as_ref()).await);
+    assert_eq!(h.upstream.calls(), 0);
+    assert_eq!(h.cas_calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_2_late_upstream_answer_is_kept_and_persisted_without_reuse() {
+    let h = Harness::new(expired_account());
+    let flow = h.flow(
+        LockStrategy::single(h.lock.clone()),
+        FlowConfig {
+            upstream_timeout: Duration::from_secs(1),
+            ..FlowConfig::default()
+        },
+    );
+    h.upstream.hold_responses();
+
+    let err = h.refresh(&flow).await.expect_err("no answer in time");
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
+        "{err:?}"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+
+    // The upstream rotated when the request arrived; its answer comes late.
+    h.upstream.release(1);
+    for _ in 0..100 {
+        if !h.recovery.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.recovery.len(), 1, "the late answer is kept");
+
+    h.upstream.open();
+    let outcome = h.refresh(&flow).await.expect("recovered");
+    let RefreshOutcome::Refreshed { account, recovered } = outcome else {
+        panic!("expected Refreshed, got {outcome:?}");
+    };
+    assert!(recovered);
+    assert_eq!(
+        h.upstream.calls(),
+        1,
+        "the consumed token is never presented again"
+    );
+    assert_eq!(h.upstream.reuses(), 0);
+    assert_eq!(
+        account
+            .credentials
+            .refresh_token()
+            .map(|t| t.expose().to_owned()),
+        h.upstream.current_refresh_token(id())
+    );
+    assert!(h.recovery.is_empty());
+}

@@ -123,7 +123,7 @@ impl OAuthErrorBody {
 /// Longest description kept.
 const MAX_DESCRIPTION: usize = 160;
 /// Words at least this long without spaces are treated as possible tokens.
-const TOKEN_LIKE_LEN: usize = 24;
+const TOKEN_LIKE_LEN: usize = 16;
 
 /// Shortens an upstream description and blanks anything that could be token
 /// material (long unbroken words), so it can be logged and stored

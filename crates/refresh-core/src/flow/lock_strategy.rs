@@ -15,10 +15,12 @@ use crate::ports::{Lease, RefreshLock};
 /// - [`LockStrategy::single`]: one lock; unavailable → "lock unavailable".
 /// - [`LockStrategy::layered`]: a fast primary (Redis) falling back to a
 ///   durable secondary (database lease) when the primary is unavailable.
-/// - [`LockStrategy::stacked`]: hold both whenever both answer. This keeps
+/// - [`LockStrategy::stacked`]: hold both; the primary may be skipped when it
+///   is unavailable, the secondary (durable) lease never. This keeps
 ///   invariant 1 even when the primary loses its state (a Redis restart or
 ///   `FLUSHALL` while a lease is held): the durable lease still excludes the
-///   second worker. Recommended for production.
+///   second worker. Recommended for production; `layered` trades that
+///   guarantee for one fewer database round trip per refresh.
 /// - [`LockStrategy::process_local`]: no cross-instance lock at all, only the
 ///   in-process single flight. An explicit opt-in for single-process
 ///   deployments.
@@ -71,8 +73,8 @@ impl LockStrategy {
         }
     }
 
-    /// Both leases whenever both stores answer; either alone when the other
-    /// errors.
+    /// Both leases; the secondary alone when the primary errors; "lock
+    /// unavailable" when the secondary errors.
     pub fn stacked(primary: Arc<dyn RefreshLock>, secondary: Arc<dyn RefreshLock>) -> Self {
         Self {
             hold_both: true,
@@ -103,6 +105,7 @@ impl LockStrategy {
     ) -> Result<Acquired, FlowError> {
         let mut held = HeldLeases::default();
         let mut last_error: Option<StorageError> = None;
+        let mut durable_failed = false;
         let layers = self.primary.iter().chain(self.secondary.iter());
         for (index, lock) in layers.enumerate() {
             if index > 0 && !held.is_empty() && !self.hold_both {
@@ -115,24 +118,25 @@ impl LockStrategy {
                     return Ok(Acquired::HeldElsewhere);
                 }
                 Err(error) => {
-                    warn!(%key, lock = lock.name(), kind = %error.kind(), "refresh lock unavailable; trying next layer");
+                    warn!(%key, lock = lock.name(), kind = %error.kind(), "refresh lock unavailable");
+                    durable_failed = index > 0;
                     last_error = Some(error);
                 }
             }
         }
-        if held.is_empty() {
-            match last_error {
-                Some(error) if !self.lock_free_on_failure => {
-                    return Err(FlowError::LockUnavailable {
-                        key: key.clone(),
-                        source: error,
-                    });
-                }
-                Some(_) => {
-                    warn!(%key, "every refresh lock is unavailable; refreshing lock-free by explicit policy")
-                }
-                None => {}
+        // Stacked: the durable layer is the authority. Proceeding on the fast
+        // layer alone would let a peer that holds only the durable lease (its
+        // fast layer failed) refresh at the same time.
+        let must_fail = held.is_empty() || (self.hold_both && durable_failed);
+        if let (true, Some(error)) = (must_fail, last_error) {
+            if !self.lock_free_on_failure {
+                held.release(Duration::from_secs(2)).await;
+                return Err(FlowError::LockUnavailable {
+                    key: key.clone(),
+                    source: error,
+                });
             }
+            warn!(%key, "refresh lock unavailable; refreshing with the leases held (or none) by explicit policy");
         }
         Ok(Acquired::Held(held))
     }

@@ -41,7 +41,7 @@ impl FlowInner {
             debug!(fence = held.fence(), "refresh lease acquired");
             let keeper = LeaseKeeper::start(&held, self.config.lease_ttl);
             let result = self
-                .run_locked(&key, snapshot.id, executor.as_ref(), window, &keeper)
+                .run_locked(&key, snapshot.id, &executor, window, &keeper)
                 .await;
             drop(keeper);
             held.release(self.config.release_timeout).await;
@@ -55,7 +55,7 @@ impl FlowInner {
         &self,
         key: &RefreshKey,
         id: AccountId,
-        executor: &dyn RefreshExecutor,
+        executor: &Arc<dyn RefreshExecutor>,
         window: Duration,
         keeper: &LeaseKeeper,
     ) -> FlowResult {
@@ -77,7 +77,7 @@ impl FlowInner {
         let issued = match self.call_upstream(executor, &fresh).await {
             Ok(credentials) => credentials,
             Err(error) if error.is_grant_rejected() => {
-                return self.race_recovery(&fresh, error).await;
+                return self.race_recovery(key, &fresh, error).await;
             }
             Err(error) => {
                 warn!(kind = error.kind_name(), "upstream refresh failed");
@@ -186,22 +186,58 @@ impl FlowInner {
         }
     }
 
+    /// Runs the executor on its own task. If it has not answered within
+    /// `upstream_timeout`, the outcome is ambiguous (the upstream may have
+    /// rotated already); the call is not dropped: a late answer is kept in a
+    /// recovery record, which the next flow persists before it would present
+    /// the consumed refresh token again (invariant 2).
     async fn call_upstream(
         &self,
-        executor: &dyn RefreshExecutor,
+        executor: &Arc<dyn RefreshExecutor>,
         fresh: &Account,
     ) -> Result<Credentials, ProviderError> {
-        match tokio::time::timeout(self.config.upstream_timeout, executor.refresh(fresh)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Ambiguous {
-                reason: format!("no answer within {:?}", self.config.upstream_timeout),
-            }),
+        let (executor, account) = (Arc::clone(executor), fresh.clone());
+        let mut call = tokio::spawn(async move { executor.refresh(&account).await });
+        match tokio::time::timeout(self.config.upstream_timeout, &mut call).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => {
+                warn!(
+                    timeout_ms = self.config.upstream_timeout.as_millis() as u64,
+                    "upstream refresh did not answer in time; a late answer goes to the recovery store"
+                );
+                let (recovery, base, now) =
+                    (Arc::clone(&self.recovery), fresh.clone(), self.clock.now());
+                tokio::spawn(async move {
+                    let Ok(Ok(issued)) = call.await else { return };
+                    let merged = issued.merged_over(&base.credentials);
+                    let record = recovery_record(&base, changes(&merged, &base.credentials), now);
+                    match recovery.save(&record).await {
+                        Ok(()) => {
+                            warn!(account_id = %base.id, "late upstream answer kept in a recovery record")
+                        }
+                        Err(error) => {
+                            warn!(account_id = %base.id, kind = %error.kind(), "late upstream answer lost: recovery store failed")
+                        }
+                    }
+                });
+                Err(ProviderError::Ambiguous {
+                    reason: format!("no answer within {:?}", self.config.upstream_timeout),
+                })
+            }
         }
     }
 
     /// After `invalid_grant`: if the stored refresh token or version moved,
     /// another worker won the race and its credentials stand (invariant 6).
-    async fn race_recovery(&self, presented: &Account, error: ProviderError) -> FlowResult {
+    /// Also checks the recovery store: a late answer to an earlier,
+    /// ambiguous call may have landed there meanwhile.
+    async fn race_recovery(
+        &self,
+        key: &RefreshKey,
+        presented: &Account,
+        error: ProviderError,
+    ) -> FlowResult {
         let id = presented.id;
         match self.repo.get(id).await {
             Ok(Some(stored))
@@ -213,16 +249,20 @@ impl FlowInner {
                     stored_version = stored.credentials_version,
                     "refresh token already rotated by another worker; using its credentials"
                 );
-                Ok(RefreshOutcome::StillFresh { account: stored })
+                return Ok(RefreshOutcome::StillFresh { account: stored });
             }
-            Ok(_) | Err(_) => {
-                warn!(
-                    kind = error.kind_name(),
-                    "refresh token rejected by upstream"
-                );
-                Err(FlowError::Upstream { id, source: error })
+            Ok(Some(mut stored)) => {
+                if let Some(outcome) = self.consume_recovery(key, &mut stored).await? {
+                    return Ok(outcome);
+                }
             }
+            Ok(None) | Err(_) => {}
         }
+        warn!(
+            kind = error.kind_name(),
+            "refresh token rejected by upstream"
+        );
+        Err(FlowError::Upstream { id, source: error })
     }
 
     /// The fenced write with bounded retries. On a version mismatch it
@@ -304,13 +344,7 @@ impl FlowInner {
                 }
             }
         }
-        let record = RecoveryRecord {
-            account_id: id,
-            base_version: base.credentials_version,
-            consumed_refresh_token: base.credentials.refresh_token(),
-            credentials: delta,
-            created_at: self.clock.now(),
-        };
+        let record = recovery_record(&base, delta, self.clock.now());
         let recovery_saved = match self.recovery.save(&record).await {
             Ok(()) => true,
             Err(error) => {
@@ -343,6 +377,21 @@ impl FlowInner {
             }
             Err(_) => warn!("refreshed notification timed out; waiters fall back to polling"),
         }
+    }
+}
+
+/// A recovery record of `delta`, computed against `base`.
+fn recovery_record(
+    base: &Account,
+    delta: Credentials,
+    now: chrono::DateTime<chrono::Utc>,
+) -> RecoveryRecord {
+    RecoveryRecord {
+        account_id: base.id,
+        base_version: base.credentials_version,
+        consumed_refresh_token: base.credentials.refresh_token(),
+        credentials: delta,
+        created_at: now,
     }
 }
 
