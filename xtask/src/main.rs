@@ -99,7 +99,80 @@ fn test(extra: &[String]) -> Result<()> {
     tests.args(["--", "--include-ignored"]);
     tests.args(extra);
     services.export(&mut tests);
-    run("cargo test --include-ignored", tests)?;
+    let totals = run_tests(tests)?;
     drop(services);
+    // One plain closing line summing every test binary, so the run's outcome
+    // is not judged by whichever binary happened to print last.
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "tests: {} passed, {} failed, {} skipped",
+            totals.passed, totals.failed, totals.ignored
+        );
+    }
+    if totals.failed > 0 || totals.passed == 0 {
+        bail!("{} tests failed, {} passed", totals.failed, totals.passed);
+    }
     Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo test`, echoing its output and summing its `test result:`
+/// lines.
+fn run_tests(mut cmd: Command) -> Result<Totals> {
+    use std::io::{BufRead, BufReader, Write};
+
+    say("==> cargo test --include-ignored");
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("could not start cargo test")?;
+    let mut totals = Totals::default();
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("read cargo test output")?;
+        writeln!(out, "{line}")?;
+        if let Some(result) = line.strip_prefix("test result: ") {
+            for part in result.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let count: u64 = count.parse().unwrap_or(0);
+                match label {
+                    "passed" => totals.passed += count,
+                    "failed" => totals.failed += count,
+                    "ignored" => totals.ignored += count,
+                    _ => {}
+                }
+            }
+        }
+    }
+    drop(out);
+    let status = child.wait().context("wait for cargo test")?;
+    // One plain closing line summing every test binary, so the run's outcome
+    // is not judged by whichever binary happened to print last.
+    writeln!(
+        std::io::stdout(),
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed,
+        totals.failed,
+        totals.ignored
+    )?;
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    say(&format!(
+        "    cargo test ok in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(totals)
 }
