@@ -60,3 +60,26 @@ async fn in_memory_recovery_store_conforms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn rotating_executor_conforms() {
+    use refresh_core::ports::{RefreshExecutor, TokioClock};
+    use refresh_core::testing::conformance::{account_expiring, refresh_executor_suite};
+    use refresh_core::testing::{FakeUpstream, RotatingExecutor};
+    use refresh_core::{AccountId, Platform};
+
+    let now = DateTime::from_timestamp(T0, 0).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(now));
+    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
+        Platform::Anthropic,
+        FakeUpstream::new(),
+        clock,
+        std::time::Duration::from_secs(3600),
+    ));
+    refresh_executor_suite(
+        executor,
+        |id: AccountId| async move { account_expiring(id.get(), Some(60)) },
+        now,
+    )
+    .await;
+}

@@ -1,12 +1,14 @@
 //! Conformance suites: every backend of a port runs the same checks, which
 //! spell out the port's `# Contract`. Core runs them against the in-memory
 //! backends; `refresh-redis` and `refresh-seaorm` run them against real
-//! servers.
+//! servers; provider plugins run [`refresh_executor_suite`] against their
+//! emulator or a local stub.
 
 mod account_repository;
 mod fixtures;
 mod harness;
 mod recovery_store;
+mod refresh_executor;
 mod refresh_lock;
 mod token_cache;
 
@@ -14,5 +16,6 @@ pub use account_repository::account_repository_suite;
 pub use fixtures::{T0, account_expiring};
 pub use harness::TimeHarness;
 pub use recovery_store::recovery_store_suite;
+pub use refresh_executor::refresh_executor_suite;
 pub use refresh_lock::refresh_lock_suite;
 pub use token_cache::token_cache_suite;
