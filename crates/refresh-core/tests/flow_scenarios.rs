@@ -2005,7 +2005,7 @@ async fn invariant_5_stacked_never_proceeds_on_the_fast_layer_alone() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_2_late_upstream_answer_is_kept_and_persisted_without_reuse() {
+async fn invariant_1_late_upstream_answer_keeps_the_lease_and_is_persisted() {
     let h = Harness::new(expired_account());
     let flow = h.flow(
         LockStrategy::single(h.lock.clone()),
@@ -2023,15 +2023,92 @@ async fn invariant_2_late_upstream_answer_is_kept_and_persisted_without_reuse() 
     );
     assert_eq!(h.upstream.calls(), 1);
 
-    // The upstream rotated when the request arrived; its answer comes late.
+    // The upstream rotated when the request arrived; while its answer is
+    // outstanding nobody may present the old token again.
+    let again = h.refresh(&flow).await.expect("held");
+    assert_eq!(
+        again,
+        RefreshOutcome::HeldElsewhere,
+        "the lease stays with the late call"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+
     h.upstream.release(1);
     for _ in 0..100 {
-        if !h.recovery.is_empty() {
+        if h.stored().await.credentials_version == 1 {
             break;
         }
         tokio::task::yield_now().await;
     }
-    assert_eq!(h.recovery.len(), 1, "the late answer is kept");
+    let stored = h.stored().await;
+    assert_eq!(
+        stored.credentials_version, 1,
+        "the late answer is persisted"
+    );
+    assert_eq!(
+        stored
+            .credentials
+            .refresh_token()
+            .map(|t| t.expose().to_owned()),
+        h.upstream.current_refresh_token(id())
+    );
+    assert!(
+        lease_is_free(h.lock.inner().as_ref()).await,
+        "released after the late answer"
+    );
+    assert_eq!(h.upstream.reuses(), 0);
+    assert!(h.recovery.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_2_answer_after_the_grace_is_kept_and_persisted_without_reuse() {
+    let h = Harness::new(expired_account());
+    let flow = h.flow(
+        LockStrategy::single(h.lock.clone()),
+        FlowConfig {
+            upstream_timeout: Duration::from_secs(1),
+            ..FlowConfig::default()
+        },
+    );
+    h.upstream.hold_responses();
+    h.refresh(&flow).await.expect_err("no answer in time");
+
+    // Past the grace (another upstream_timeout) the lease is given up.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    for _ in 0..100 {
+        if lease_is_free(h.lock.inner().as_ref()).await {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+
+    // Meanwhile a marker keeps everyone from presenting the old token.
+    let pending = h.recovery.load(id()).await.expect("load").expect("marker");
+    assert!(pending.pending);
+    let blocked = h.refresh(&flow).await.expect("held");
+    assert_eq!(
+        blocked,
+        RefreshOutcome::HeldElsewhere,
+        "the outstanding call blocks a second redemption"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+
+    h.upstream.release(1);
+    let mut kept = None;
+    for _ in 0..100 {
+        kept = h
+            .recovery
+            .load(id())
+            .await
+            .expect("load")
+            .filter(|r| !r.pending);
+        if kept.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(kept.is_some(), "the very late answer replaces the marker");
 
     h.upstream.open();
     let outcome = h.refresh(&flow).await.expect("recovered");
@@ -2053,4 +2130,51 @@ async fn invariant_2_late_upstream_answer_is_kept_and_persisted_without_reuse() 
         h.upstream.current_refresh_token(id())
     );
     assert!(h.recovery.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_1_a_late_failure_clears_the_pending_marker() {
+    let h = Harness::new(expired_account());
+    let flow = h.flow(
+        LockStrategy::single(h.lock.clone()),
+        FlowConfig {
+            upstream_timeout: Duration::from_secs(1),
+            ..FlowConfig::default()
+        },
+    );
+    h.upstream.hold_responses();
+    h.upstream.fail_next(ProviderError::Transient {
+        status: Some(503),
+        reason: "unavailable".into(),
+    });
+    h.refresh(&flow).await.expect_err("no answer in time");
+    assert!(
+        !h.recovery.is_empty(),
+        "a marker records the outstanding call"
+    );
+
+    // The late answer is a definite failure: nothing was rotated.
+    h.upstream.release(1);
+    for _ in 0..100 {
+        if h.recovery.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(h.recovery.is_empty(), "the marker is cleared");
+
+    h.upstream.open();
+    let outcome = h.refresh(&flow).await.expect("refreshed");
+    assert!(
+        matches!(
+            outcome,
+            RefreshOutcome::Refreshed {
+                recovered: false,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(h.upstream.calls(), 2);
+    assert_eq!(h.upstream.reuses(), 0);
 }

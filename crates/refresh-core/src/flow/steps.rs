@@ -5,12 +5,29 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::lock_strategy::HeldLeases;
+
 use super::lease_keeper::LeaseKeeper;
 use super::lock_strategy::Acquired;
 use super::{FlowInner, FlowResult, RefreshOutcome};
 use crate::domain::{Account, AccountId, Credentials, RefreshKey, keys};
 use crate::error::{FlowError, ProviderError, StorageError, StorageErrorKind};
 use crate::ports::{CasOutcome, RecoveryRecord, RefreshExecutor};
+
+/// The leases of one run and the task that extends them. Dropping it stops
+/// the extension; [`HeldLeases`]'s own drop still releases.
+struct LeaseGuard {
+    held: HeldLeases,
+    keeper: LeaseKeeper,
+}
+
+impl LeaseGuard {
+    async fn release(self, timeout: Duration) {
+        let Self { mut held, keeper } = self;
+        drop(keeper);
+        held.release(timeout).await;
+    }
+}
 
 /// How a fenced write ended when it did not fail.
 enum Persisted {
@@ -31,7 +48,7 @@ impl FlowInner {
         let span =
             info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
         async move {
-            let mut held = match self.locks.acquire(&key, self.config.lease_ttl).await? {
+            let held = match self.locks.acquire(&key, self.config.lease_ttl).await? {
                 Acquired::Held(held) => held,
                 Acquired::HeldElsewhere => {
                     debug!("refresh lease held elsewhere");
@@ -40,11 +57,13 @@ impl FlowInner {
             };
             debug!(fence = held.fence(), "refresh lease acquired");
             let keeper = LeaseKeeper::start(&held, self.config.lease_ttl);
+            let mut lease = Some(LeaseGuard { held, keeper });
             let result = self
-                .run_locked(&key, snapshot.id, &executor, window, &keeper)
+                .run_locked(&key, snapshot.id, &executor, window, &mut lease)
                 .await;
-            drop(keeper);
-            held.release(self.config.release_timeout).await;
+            if let Some(lease) = lease {
+                lease.release(self.config.release_timeout).await;
+            }
             result
         }
         .instrument(span)
@@ -52,12 +71,12 @@ impl FlowInner {
     }
 
     async fn run_locked(
-        &self,
+        self: &Arc<Self>,
         key: &RefreshKey,
         id: AccountId,
         executor: &Arc<dyn RefreshExecutor>,
         window: Duration,
-        keeper: &LeaseKeeper,
+        lease: &mut Option<LeaseGuard>,
     ) -> FlowResult {
         let mut fresh = self.reread(id).await?;
         if let Some(outcome) = self.consume_recovery(key, &mut fresh).await? {
@@ -74,7 +93,7 @@ impl FlowInner {
             return Ok(RefreshOutcome::StillFresh { account: fresh });
         }
 
-        let issued = match self.call_upstream(executor, &fresh).await {
+        let issued = match self.call_upstream(key, executor, &fresh, lease).await {
             Ok(credentials) => credentials,
             Err(error) if error.is_grant_rejected() => {
                 return self.race_recovery(key, &fresh, error).await;
@@ -84,16 +103,22 @@ impl FlowInner {
                 return Err(FlowError::Upstream { id, source: error });
             }
         };
+        if lease.as_ref().is_some_and(|l| l.keeper.lost()) {
+            warn!("lease lost before persist; the fenced write decides");
+        }
+        self.complete(key, fresh, issued).await
+    }
+
+    /// Merges the issued credentials over the re-read ones, persists them
+    /// (fenced), and notifies waiters.
+    async fn complete(&self, key: &RefreshKey, fresh: Account, issued: Credentials) -> FlowResult {
         if issued.access_token().is_none() {
-            return Err(FlowError::EmptyCredentials { id });
+            return Err(FlowError::EmptyCredentials { id: fresh.id });
         }
         let mut merged = issued.merged_over(&fresh.credentials);
         if let Err(error) = merged.canonicalize() {
             warn!(%error, "executor wrote an unreadable expires_at; storing the expiry as unknown");
             merged.remove(keys::EXPIRES_AT);
-        }
-        if keeper.lost() {
-            warn!("lease lost before persist; the fenced write decides");
         }
         match self.persist(fresh, merged).await? {
             Persisted::Applied(account) => {
@@ -138,6 +163,9 @@ impl FlowInner {
         let Some(record) = record else {
             return Ok(None);
         };
+        if record.pending {
+            return Ok(self.outstanding_call(fresh, &record).await);
+        }
         if record
             .credentials
             .as_map()
@@ -180,6 +208,42 @@ impl FlowInner {
         }))
     }
 
+    /// A pending marker: while the token it names is still stored and the
+    /// marker is younger than [`PENDING_MARKER_TTL`] upstream timeouts, the
+    /// earlier call may still rotate it, so nobody presents it again.
+    async fn outstanding_call(
+        &self,
+        fresh: &Account,
+        marker: &RecoveryRecord,
+    ) -> Option<RefreshOutcome> {
+        let age = (self.clock.now() - marker.created_at)
+            .to_std()
+            .unwrap_or_default();
+        let expired = age
+            > self
+                .config
+                .upstream_timeout
+                .saturating_mul(PENDING_MARKER_TTL);
+        if fresh.credentials.refresh_token() == marker.consumed_refresh_token && !expired {
+            debug!("an earlier upstream call is still outstanding");
+            return Some(RefreshOutcome::HeldElsewhere);
+        }
+        warn!(expired, "discarding a pending-call marker");
+        self.remove_recovery(fresh.id, marker.base_version).await;
+        None
+    }
+
+    /// Removes the pending marker of `base` if it is still there (a real
+    /// record that replaced it stays).
+    async fn clear_marker(&self, base: &Account) {
+        if let Ok(Some(record)) = self.recovery.load(base.id).await
+            && record.pending
+            && record.base_version == base.credentials_version
+        {
+            self.remove_recovery(base.id, record.base_version).await;
+        }
+    }
+
     async fn remove_recovery(&self, id: AccountId, base_version: u64) {
         if let Err(error) = self.recovery.remove(id, base_version).await {
             warn!(kind = %error.kind(), "could not remove a consumed recovery record; it is stale and will be discarded");
@@ -187,43 +251,77 @@ impl FlowInner {
     }
 
     /// Runs the executor on its own task. If it has not answered within
-    /// `upstream_timeout`, the outcome is ambiguous (the upstream may have
-    /// rotated already); the call is not dropped: a late answer is kept in a
-    /// recovery record, which the next flow persists before it would present
-    /// the consumed refresh token again (invariant 2).
+    /// `upstream_timeout`, the caller gets an ambiguous error (the upstream
+    /// may have rotated already) but the call is not dropped:
+    /// - a pending-call marker goes to the recovery store, so no flow
+    ///   presents the possibly consumed token while the call is outstanding
+    ///   (they report "held elsewhere");
+    /// - the lease moves to a task that waits another `upstream_timeout` for
+    ///   the answer and persists it like an in-time one;
+    /// - an answer later still replaces the marker with a recovery record,
+    ///   which the next flow persists; a failed call removes the marker.
     async fn call_upstream(
-        &self,
+        self: &Arc<Self>,
+        key: &RefreshKey,
         executor: &Arc<dyn RefreshExecutor>,
         fresh: &Account,
+        lease: &mut Option<LeaseGuard>,
     ) -> Result<Credentials, ProviderError> {
         let (executor, account) = (Arc::clone(executor), fresh.clone());
         let mut call = tokio::spawn(async move { executor.refresh(&account).await });
-        match tokio::time::timeout(self.config.upstream_timeout, &mut call).await {
+        let timeout = self.config.upstream_timeout;
+        match tokio::time::timeout(timeout, &mut call).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
             Err(_) => {
                 warn!(
-                    timeout_ms = self.config.upstream_timeout.as_millis() as u64,
-                    "upstream refresh did not answer in time; a late answer goes to the recovery store"
+                    timeout_ms = timeout.as_millis() as u64,
+                    "upstream refresh did not answer in time; waiting for a late answer under the lease"
                 );
-                let (recovery, base, now) =
-                    (Arc::clone(&self.recovery), fresh.clone(), self.clock.now());
-                tokio::spawn(async move {
-                    let Ok(Ok(issued)) = call.await else { return };
-                    let merged = issued.merged_over(&base.credentials);
-                    let record = recovery_record(&base, changes(&merged, &base.credentials), now);
-                    match recovery.save(&record).await {
-                        Ok(()) => {
-                            warn!(account_id = %base.id, "late upstream answer kept in a recovery record")
+                let marker = RecoveryRecord {
+                    pending: true,
+                    ..recovery_record(fresh, Credentials::new(), self.clock.now())
+                };
+                if let Err(error) = self.recovery.save(&marker).await {
+                    warn!(kind = %error.kind(), "could not record the outstanding call; relying on the lease");
+                }
+                let (this, key, base, lease) =
+                    (Arc::clone(self), key.clone(), fresh.clone(), lease.take());
+                tokio::spawn(
+                    async move {
+                        let late = tokio::time::timeout(timeout, &mut call).await;
+                        let within_grace = late.is_ok();
+                        if let Ok(Ok(Ok(issued))) = late {
+                            let _ = this.complete(&key, base.clone(), issued).await;
                         }
-                        Err(error) => {
-                            warn!(account_id = %base.id, kind = %error.kind(), "late upstream answer lost: recovery store failed")
+                        if let Some(lease) = lease {
+                            lease.release(this.config.release_timeout).await;
                         }
+                        if !within_grace && let Ok(Ok(issued)) = call.await {
+                            this.keep_late_answer(&base, issued).await;
+                            return;
+                        }
+                        this.clear_marker(&base).await;
                     }
-                });
+                    .in_current_span(),
+                );
                 Err(ProviderError::Ambiguous {
-                    reason: format!("no answer within {:?}", self.config.upstream_timeout),
+                    reason: format!("no answer within {timeout:?}"),
                 })
+            }
+        }
+    }
+
+    /// Stores an answer that arrived after the lease was given up.
+    async fn keep_late_answer(&self, base: &Account, issued: Credentials) {
+        let merged = issued.merged_over(&base.credentials);
+        let record = recovery_record(base, changes(&merged, &base.credentials), self.clock.now());
+        match self.recovery.save(&record).await {
+            Ok(()) => {
+                warn!(account_id = %base.id, "late upstream answer kept in a recovery record")
+            }
+            Err(error) => {
+                warn!(account_id = %base.id, kind = %error.kind(), "late upstream answer lost: recovery store failed");
             }
         }
     }
@@ -380,6 +478,10 @@ impl FlowInner {
     }
 }
 
+/// How many upstream timeouts a pending-call marker blocks new calls for; a
+/// call still silent by then is presumed dead.
+const PENDING_MARKER_TTL: u32 = 10;
+
 /// A recovery record of `delta`, computed against `base`.
 fn recovery_record(
     base: &Account,
@@ -392,6 +494,7 @@ fn recovery_record(
         consumed_refresh_token: base.credentials.refresh_token(),
         credentials: delta,
         created_at: now,
+        pending: false,
     }
 }
 

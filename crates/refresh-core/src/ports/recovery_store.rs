@@ -23,8 +23,14 @@ pub struct RecoveryRecord {
     /// The keys the refresh changed (new access token, rotated refresh
     /// token, expiry, ...), to be merged over the stored credentials.
     pub credentials: Credentials,
-    /// When the upstream answered.
+    /// When the record was written.
     pub created_at: DateTime<Utc>,
+    /// A marker rather than credentials: a refresh presenting
+    /// `consumed_refresh_token` was sent and its answer is still
+    /// outstanding. While it is, flows report "held elsewhere" instead of
+    /// presenting that token again (invariant 1); the late answer replaces
+    /// the marker with a real record, or removes it.
+    pub pending: bool,
 }
 
 /// Durable storage of [`RecoveryRecord`]s, one per account (invariant 2).

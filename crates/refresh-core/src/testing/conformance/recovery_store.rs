@@ -16,6 +16,7 @@ fn record(id: i64, base_version: u64) -> RecoveryRecord {
             .credentials
             .with("refresh_token", format!("rt-{id}-recovered-{base_version}")),
         created_at: chrono::DateTime::from_timestamp(T0, 0).expect("valid"),
+        pending: base_version % 2 == 1,
     }
 }
 

@@ -1,0 +1,1106 @@
+//! Tests for the REFERENCE.md §12 behaviours and DESIGN.md invariants that
+//! the other suites of this crate did not cover, or covered only in passing
+//! (see `TESTING.md` for the full map):
+//!
+//! - Parsing and keys: lock and cache keys depend only on the account id; a
+//!   backfilled `project_id` changes neither (Gemini, Antigravity).
+//! - Background loop: a missing invalidator (no token cache) is fine.
+//! - Classification: `invalid_grant` inside a longer message and in upper
+//!   case; a network timeout is not non-retryable.
+//! - Not tested in Go: cancellation releasing the lock; lock TTL expiry
+//!   during a slow refresh; a proxy lookup failure failing the refresh.
+//!
+//! Everything runs on the in-memory backends, the fault-injecting
+//! [`Faulty`] wrappers and the rotating [`FakeUpstream`]. Synchronisation
+//! uses the fake upstream's gate and call counter, `Notify` and paused tokio
+//! time, never real sleeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use refresh_core::error::OAuthErrorCode;
+use refresh_core::memory::{
+    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
+};
+use refresh_core::ports::{CasOutcome, Lease, ManualClock, TokioClock};
+use refresh_core::testing::conformance::T0;
+use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use refresh_core::{
+    Account, AccountId, AccountRepository, AccountStatus, BackgroundConfig, BackgroundRefresher,
+    Clock, Credentials, CycleReport, ExecutorRegistry, FlowConfig, FlowError, FlowStage,
+    LockStrategy, Platform, ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshKey,
+    RefreshLock, RefreshOutcome, StorageError, TokenCache, TokenError, TokenProvider,
+};
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+/// The window getters use (REFERENCE.md §3.2).
+const WINDOW: Duration = Duration::from_secs(180);
+/// Lifetime of the access tokens the fake upstream issues.
+const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
+/// TTL of the leases third parties take in the tests.
+const PROBE_TTL: Duration = Duration::from_secs(60);
+
+const PLATFORMS: [Platform; 4] = [
+    Platform::Anthropic,
+    Platform::OpenAi,
+    Platform::Gemini,
+    Platform::Antigravity,
+];
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
+}
+
+/// An active OAuth account with tokens `at-<id>-0` / `rt-<id>-0` expiring
+/// `expires_in` seconds after T0 (negative: already expired).
+fn account(id: i64, platform: Platform, expires_in: i64) -> Account {
+    Account::oauth(
+        id,
+        platform,
+        Credentials::new()
+            .with("access_token", format!("at-{id}-0"))
+            .with("refresh_token", format!("rt-{id}-0"))
+            .with("expires_at", (T0 + expires_in).to_string()),
+    )
+}
+
+fn key(platform: &Platform, id: i64) -> RefreshKey {
+    RefreshKey::for_account(platform, AccountId(id))
+}
+
+fn refresh_token(account: &Account) -> Option<String> {
+    account
+        .credentials
+        .refresh_token()
+        .map(|t| t.expose().to_owned())
+}
+
+fn access_token(account: &Account) -> Option<String> {
+    account
+        .credentials
+        .access_token()
+        .map(|t| t.expose().to_owned())
+}
+
+/// One account store, one lock, one recovery store and one fake upstream,
+/// shared by every flow built from it (each flow is a separate "process":
+/// its own single flight).
+struct Stack {
+    clock: Arc<dyn Clock>,
+    repo: Arc<Faulty<InMemoryAccountRepository>>,
+    lock: Arc<Faulty<InMemoryRefreshLock>>,
+    recovery: Arc<InMemoryRecoveryStore>,
+    upstream: Arc<FakeUpstream>,
+}
+
+impl Stack {
+    /// The lock measures its leases on the flow's clock.
+    fn new(accounts: impl IntoIterator<Item = Account>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_lock_clock(accounts, Arc::clone(&clock), clock)
+    }
+
+    /// The lock measures its leases on its own clock (a lock store whose
+    /// clock a test moves independently, e.g. Redis expiring a key).
+    fn with_lock_clock(
+        accounts: impl IntoIterator<Item = Account>,
+        clock: Arc<dyn Clock>,
+        lock_clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            repo: Arc::new(Faulty::new(Arc::new(
+                InMemoryAccountRepository::with_accounts(accounts),
+            ))),
+            lock: Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(lock_clock)))),
+            recovery: Arc::new(InMemoryRecoveryStore::new()),
+            upstream: FakeUpstream::new(),
+            clock,
+        }
+    }
+
+    fn flow_with(&self, lock: Arc<dyn RefreshLock>, config: FlowConfig) -> RefreshFlow {
+        RefreshFlow::builder(
+            Arc::clone(&self.repo) as Arc<dyn AccountRepository>,
+            LockStrategy::single(lock),
+        )
+        .recovery(Arc::clone(&self.recovery) as Arc<dyn RecoveryStore>)
+        .clock(Arc::clone(&self.clock))
+        .config(config)
+        .build()
+        .expect("valid flow configuration")
+    }
+
+    fn flow(&self) -> RefreshFlow {
+        self.flow_with(
+            Arc::clone(&self.lock) as Arc<dyn RefreshLock>,
+            FlowConfig::default(),
+        )
+    }
+
+    fn rotating(&self, platform: Platform) -> RotatingExecutor {
+        RotatingExecutor::new(
+            platform,
+            Arc::clone(&self.upstream),
+            Arc::clone(&self.clock),
+            ISSUED_LIFETIME,
+        )
+    }
+
+    fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
+        Arc::new(self.rotating(platform))
+    }
+
+    /// The account as stored now (read past the fault wrapper).
+    async fn stored(&self, id: i64) -> Account {
+        self.repo
+            .inner()
+            .get(AccountId(id))
+            .await
+            .expect("in-memory repository answers")
+            .expect("account exists")
+    }
+
+    /// Whether a third party could take the lease of `key` now; a lease
+    /// taken by the probe is released at once.
+    async fn lease_is_free(&self, key: &RefreshKey) -> bool {
+        let lock = self.lock.inner();
+        match lock.try_acquire(key, PROBE_TTL).await.expect("probe") {
+            Some(lease) => {
+                assert!(lock.release(&lease).await.expect("probe release"));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a late upstream answer for account `id` has been kept (a
+    /// recovery record, or stored outright) and nothing holds its lease.
+    async fn late_answer_landed(&self, id: i64, platform: &Platform) -> bool {
+        (!self.recovery.is_empty() || self.stored(id).await.credentials_version > 0)
+            && self.lease_is_free(&key(platform, id)).await
+    }
+
+    fn repo_calls(&self, op: &'static str) -> u64 {
+        self.repo.faults.calls(op)
+    }
+}
+
+/// A lock that signals every completed release, so a test can await the
+/// release done by a detached flow without sleeping.
+struct SignallingLock {
+    inner: Arc<dyn RefreshLock>,
+    released: Notify,
+}
+
+#[async_trait]
+impl RefreshLock for SignallingLock {
+    fn name(&self) -> &'static str {
+        "signalling"
+    }
+
+    async fn try_acquire(
+        &self,
+        key: &RefreshKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StorageError> {
+        self.inner.try_acquire(key, ttl).await
+    }
+
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
+        self.inner.extend(lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
+        let released = self.inner.release(lease).await;
+        self.released.notify_one();
+        released
+    }
+}
+
+/// An executor that keeps every provided method of [`RefreshExecutor`]
+/// (the default `key`, `can_refresh`, `needs_refresh`) and is never called.
+struct DefaultKeyExecutor(Platform);
+
+#[async_trait]
+impl RefreshExecutor for DefaultKeyExecutor {
+    fn platform(&self) -> Platform {
+        self.0.clone()
+    }
+
+    async fn refresh(&self, _account: &Account) -> Result<Credentials, ProviderError> {
+        Err(ProviderError::Configuration {
+            reason: "not called by these tests".into(),
+        })
+    }
+}
+
+/// An executor whose account references a proxy record that cannot be
+/// loaded: it fails closed with a configuration error before sending
+/// anything (REFERENCE.md defect 16), and never goes direct.
+struct ProxyLookupFails {
+    platform: Platform,
+    attempts: AtomicUsize,
+}
+
+impl ProxyLookupFails {
+    fn new(platform: Platform) -> Self {
+        Self {
+            platform,
+            attempts: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl RefreshExecutor for ProxyLookupFails {
+    fn platform(&self) -> Platform {
+        self.platform.clone()
+    }
+
+    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let proxy = account.proxy_id.unwrap_or_default();
+        Err(ProviderError::Configuration {
+            reason: format!("proxy {proxy} could not be loaded"),
+        })
+    }
+}
+
+/// A rotating executor whose first upstream answer is slow: the upstream
+/// rotates when the request arrives, then the answer waits for `answer`.
+/// Later calls answer at once.
+struct SlowFirstAnswer {
+    inner: RotatingExecutor,
+    first: AtomicBool,
+    answer: Notify,
+}
+
+impl SlowFirstAnswer {
+    fn new(inner: RotatingExecutor) -> Self {
+        Self {
+            inner,
+            first: AtomicBool::new(true),
+            answer: Notify::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl RefreshExecutor for SlowFirstAnswer {
+    fn platform(&self) -> Platform {
+        self.inner.platform()
+    }
+
+    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
+        let result = self.inner.refresh(account).await;
+        if self.first.swap(false, Ordering::SeqCst) {
+            self.answer.notified().await;
+        }
+        result
+    }
+}
+
+/// Lets detached tasks run until `done` holds (bounded; paused time does not
+/// move while tasks are runnable).
+async fn settle(mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing and keys
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 Parsing and keys: "lock and cache keys depend only on the
+/// account id; a backfilled `project_id` does not change them" (defect 8),
+/// through the default [`RefreshExecutor::key`] and
+/// [`RefreshKey::for_account`].
+#[test]
+fn keys_depend_only_on_account_id_not_project_id() {
+    for (platform, prefix) in [
+        (Platform::Gemini, "gemini"),
+        (Platform::Antigravity, "ag"),
+        (Platform::Anthropic, "claude"),
+        (Platform::OpenAi, "openai"),
+    ] {
+        let executor = DefaultKeyExecutor(platform.clone());
+        let before = account(7, platform.clone(), 3600);
+        let mut backfilled = before.clone();
+        backfilled.credentials.insert("project_id", "proj-shared");
+        backfilled.credentials.insert("tier_id", "standard-tier");
+        backfilled.credentials.insert("oauth_type", "code_assist");
+        backfilled.credentials_version = 1;
+
+        let expected = format!("{prefix}:account:7");
+        assert_eq!(executor.key(&before).as_str(), expected, "{platform}");
+        assert_eq!(
+            executor.key(&backfilled),
+            executor.key(&before),
+            "{platform}: the backfill changes no key"
+        );
+        assert_eq!(
+            RefreshKey::for_account(&platform, AccountId(7)).as_str(),
+            expected,
+            "{platform}"
+        );
+        assert!(
+            !executor.key(&backfilled).as_str().contains("proj"),
+            "{platform}: the key never embeds the project"
+        );
+
+        // Go keyed Gemini/Antigravity by project: two accounts of one project
+        // shared a lock and a cached token. Here each account has its own.
+        let mut neighbour = backfilled.clone();
+        neighbour.id = AccountId(8);
+        assert_eq!(
+            executor.key(&neighbour).as_str(),
+            format!("{prefix}:account:8"),
+            "{platform}"
+        );
+        assert_ne!(
+            executor.key(&neighbour),
+            executor.key(&backfilled),
+            "{platform}"
+        );
+    }
+}
+
+/// REFERENCE §12 Parsing and keys, end to end for Gemini and Antigravity: the
+/// flow's lease and the getter's cache entry of an account are the same
+/// before and after a `project_id` backfill, and an account sharing the
+/// project is not serialized with it.
+#[tokio::test]
+async fn keys_backfilled_project_id_keeps_the_lock_and_cache_key() {
+    for platform in [Platform::Gemini, Platform::Antigravity] {
+        let seven = account(7, platform.clone(), -60);
+        let mut eight = account(8, platform.clone(), -60);
+        eight.credentials.insert("project_id", "proj-shared");
+        let s = Stack::new(
+            [seven.clone(), eight.clone()],
+            Arc::new(ManualClock::new(t0())),
+        );
+        let executor = s.executor(platform.clone());
+        let flow = s.flow();
+
+        // Another process holds account 7's lease.
+        let theirs = s
+            .lock
+            .inner()
+            .try_acquire(&key(&platform, 7), PROBE_TTL)
+            .await
+            .expect("acquire")
+            .expect("free");
+
+        // The project backfill: a fenced partial write of project_id.
+        let with_project = seven
+            .credentials
+            .clone()
+            .with("project_id", "proj-shared")
+            .with("tier_id", "standard-tier");
+        let CasOutcome::Applied(backfilled) = s
+            .repo
+            .inner()
+            .compare_and_set_credentials(AccountId(7), 0, &with_project)
+            .await
+            .expect("write")
+        else {
+            panic!("{platform}: the backfill applies");
+        };
+        assert_eq!(backfilled.credentials_version, 1);
+
+        for snapshot in [&seven, &backfilled] {
+            let outcome = flow
+                .refresh_if_needed(snapshot, &executor, WINDOW)
+                .await
+                .expect("held elsewhere is not an error");
+            assert_eq!(
+                outcome,
+                RefreshOutcome::HeldElsewhere,
+                "{platform}: the same lease before and after the backfill"
+            );
+        }
+        assert_eq!(s.upstream.calls(), 0, "{platform}");
+
+        // Account 8 shares the project but not the lease.
+        let outcome = flow
+            .refresh_if_needed(&eight, &executor, WINDOW)
+            .await
+            .expect("refresh");
+        assert!(
+            matches!(outcome, RefreshOutcome::Refreshed { .. }),
+            "{platform}: {outcome:?}"
+        );
+        assert_eq!(s.upstream.calls(), 1, "{platform}");
+        assert!(s.lock.inner().release(&theirs).await.expect("release"));
+
+        // Cache: a getter with the pre-backfill snapshot refreshes and caches
+        // under the account-id key; another process holding the backfilled
+        // snapshot is served from that same entry.
+        let cache = Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(Arc::clone(
+            &s.clock,
+        )))));
+        let provider = |flow: RefreshFlow| {
+            TokenProvider::builder(
+                flow,
+                ExecutorRegistry::new().with(s.executor(platform.clone())),
+            )
+            .shared_cache(Arc::clone(&cache) as Arc<dyn TokenCache>)
+            .build()
+        };
+        let token = provider(s.flow())
+            .access_token(&seven)
+            .await
+            .expect("refreshed token");
+        assert_eq!(
+            (token.token.expose(), token.version),
+            ("at-7-1", 2),
+            "{platform}"
+        );
+        let cached = cache
+            .inner()
+            .get(&key(&platform, 7))
+            .await
+            .expect("cache answers")
+            .expect("cached under the account-id key");
+        assert_eq!(cached.version, 2, "{platform}");
+        let stored = s.stored(7).await;
+        assert_eq!(
+            stored.credentials.get("project_id"),
+            Some(&json!("proj-shared")),
+            "{platform}: the refresh keeps the backfilled project"
+        );
+
+        let (acquires, gets) = (s.lock.faults.calls("try_acquire"), s.repo_calls("get"));
+        let token = provider(s.flow())
+            .access_token(&backfilled)
+            .await
+            .expect("shared-cache hit");
+        assert_eq!(
+            (token.token.expose(), token.version),
+            ("at-7-1", 2),
+            "{platform}"
+        );
+        assert_eq!(
+            s.lock.faults.calls("try_acquire"),
+            acquires,
+            "{platform}: no lock"
+        );
+        assert_eq!(s.repo_calls("get"), gets, "{platform}: no account read");
+        assert_eq!(s.upstream.calls(), 2, "{platform}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Background loop
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 Background loop: "A missing invalidator is fine". With no
+/// token cache configured, oauth accounts of every platform are refreshed
+/// and persisted, and the temp-unschedulable state is still cleared in the
+/// database (only the cache delete is skipped).
+#[tokio::test(start_paused = true)]
+async fn background_missing_invalidator_is_fine() {
+    let accounts: Vec<Account> = PLATFORMS
+        .iter()
+        .zip(1..)
+        .map(|(platform, id)| {
+            let mut a = account(id, platform.clone(), 60);
+            a.temp_unschedulable_until = Some(t0() + chrono::Duration::minutes(10));
+            a.temp_unschedulable_reason = Some("rate limited".into());
+            a
+        })
+        .collect();
+    let s = Stack::new(accounts.clone(), Arc::new(TokioClock::starting_at(t0())));
+    let registry = PLATFORMS
+        .iter()
+        .fold(ExecutorRegistry::new(), |registry, platform| {
+            registry.with(s.executor(platform.clone()))
+        });
+    let refresher = BackgroundRefresher::builder(s.flow(), registry)
+        .config(BackgroundConfig {
+            interval: Duration::from_secs(3600),
+            ..BackgroundConfig::default()
+        })
+        .build()
+        .expect("valid config");
+
+    let report = refresher.run_once().await;
+
+    assert_eq!(
+        report,
+        CycleReport {
+            total: 4,
+            due: 4,
+            refreshed: 4,
+            ..CycleReport::default()
+        }
+    );
+    assert_eq!(s.repo_calls("compare_and_set_credentials"), 4);
+    assert_eq!(s.repo_calls("clear_temp_unschedulable"), 4);
+    assert_eq!(s.repo_calls("set_error"), 0);
+    for original in &accounts {
+        let id = original.id.get();
+        let stored = s.stored(id).await;
+        assert_eq!(
+            access_token(&stored),
+            Some(format!("at-{id}-1")),
+            "{}",
+            original.platform
+        );
+        assert_eq!(stored.status, AccountStatus::Active);
+        assert_eq!(stored.temp_unschedulable_until, None);
+        assert_eq!(stored.temp_unschedulable_reason, None);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Classification
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 Classification: "`invalid_grant` is recognized inside a
+/// longer message and in upper case". In Rust the code comes from the parsed
+/// OAuth `error` field (flat or nested, any case and padding) next to long
+/// descriptions, never from substring search; the background marks the
+/// account with the normalized code.
+#[tokio::test(start_paused = true)]
+async fn classification_invalid_grant_inside_a_longer_message_and_in_upper_case() {
+    let bodies = [
+        r#"{"error":"INVALID_GRANT","error_description":"Token has been expired or revoked. The refresh token presented is no longer valid; please sign in again to continue using this account."}"#,
+        r#"{"error":"  Invalid_Grant  ","error_description":"Bad Request"}"#,
+        r#"{"error":{"code":"INVALID_GRANT","message":"The provided authorization grant is invalid, expired, revoked, or was issued to another client.","type":"invalid_request_error"}}"#,
+        r#"{"error":{"code":400,"status":"INVALID_GRANT","message":"Bad Request: the refresh token is invalid"}}"#,
+    ];
+    for body in bodies {
+        for status in [400, 401] {
+            let error = ProviderError::from_response(status, body.as_bytes(), None);
+            assert!(
+                matches!(&error, ProviderError::InvalidGrant { code, .. } if code.as_str() == "invalid_grant"),
+                "{status} {body}: {error:?}"
+            );
+            assert!(!error.is_retryable(), "{body}");
+            assert!(error.is_grant_rejected(), "{body}");
+            assert_eq!(error.kind_name(), "invalid_grant");
+        }
+    }
+    assert_eq!(
+        OAuthErrorCode::new(" INVALID_GRANT\n").as_str(),
+        "invalid_grant"
+    );
+
+    // Through the background: the upper-case answer marks the account once,
+    // with the normalized code in the stored message.
+    let s = Stack::new(
+        [account(1, Platform::Gemini, 60)],
+        Arc::new(TokioClock::starting_at(t0())),
+    );
+    s.upstream.fail_next(ProviderError::from_response(
+        400,
+        bodies[0].as_bytes(),
+        None,
+    ));
+    let refresher = BackgroundRefresher::builder(
+        s.flow(),
+        ExecutorRegistry::new().with(s.executor(Platform::Gemini)),
+    )
+    .build()
+    .expect("valid config");
+    let report = refresher.run_once().await;
+    assert_eq!((report.failed, report.marked_error), (1, 1), "{report:?}");
+    assert_eq!(s.upstream.calls(), 1, "non-retryable: one attempt");
+    let stored = s.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Error);
+    let message = stored.error_message.unwrap_or_default();
+    assert!(message.contains("invalid_grant"), "{message}");
+    assert!(!message.contains("rt-1-0"), "{message}");
+}
+
+/// REFERENCE §12 Classification: "Not non-retryable: no error; a network
+/// timeout". A timeout (before or after sending) is retryable at every
+/// layer, and the background retries it instead of marking the account; a
+/// successful refresh marks nothing.
+#[tokio::test(start_paused = true)]
+async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
+    let timeouts = [
+        ProviderError::Transient {
+            status: None,
+            reason: "connect timeout".into(),
+        },
+        ProviderError::Ambiguous {
+            reason: "read timeout after sending".into(),
+        },
+    ];
+    for error in &timeouts {
+        assert!(error.is_retryable(), "{error:?}");
+        let flow_error = FlowError::Upstream {
+            id: AccountId(1),
+            source: error.clone(),
+        };
+        assert!(flow_error.is_retryable(), "{flow_error:?}");
+    }
+
+    // Account 1: a connect timeout, then success. Account 2: no error.
+    let s = Stack::new(
+        [
+            account(1, Platform::OpenAi, 60),
+            account(2, Platform::OpenAi, 120),
+        ],
+        Arc::new(TokioClock::starting_at(t0())),
+    );
+    s.upstream.fail_next(timeouts[0].clone());
+    let refresher = BackgroundRefresher::builder(
+        s.flow(),
+        ExecutorRegistry::new().with(s.executor(Platform::OpenAi)),
+    )
+    .config(BackgroundConfig {
+        concurrency: 1,
+        ..BackgroundConfig::default()
+    })
+    .build()
+    .expect("valid config");
+    let report = refresher.run_once().await;
+
+    assert_eq!(
+        report,
+        CycleReport {
+            total: 2,
+            due: 2,
+            refreshed: 2,
+            ..CycleReport::default()
+        }
+    );
+    assert_eq!(s.upstream.calls(), 3, "the timed-out attempt was retried");
+    assert_eq!(s.repo_calls("set_error"), 0, "nothing marked");
+    for id in [1, 2] {
+        let stored = s.stored(id).await;
+        assert_eq!(stored.status, AccountStatus::Active);
+        assert_eq!(stored.error_message, None);
+        assert_eq!(stored.credentials_version, 1);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Not tested in Go: cancellation releasing the lock
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 "Not tested in Go": "Cancellation releasing the lock"
+/// (defect 3, invariant 7). A caller of the flow that is aborted, and a
+/// getter caller cancelled through its token, both while the upstream call
+/// is in flight: nobody else calls again, yet the detached refresh persists
+/// and releases the lease by itself.
+#[tokio::test]
+async fn cancellation_releases_the_lock() {
+    // 1. The flow's caller task is aborted.
+    let s = Stack::new(
+        [account(1, Platform::Anthropic, -60)],
+        Arc::new(ManualClock::new(t0())),
+    );
+    let lock = Arc::new(SignallingLock {
+        inner: Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
+        released: Notify::new(),
+    });
+    let flow = s.flow_with(
+        Arc::clone(&lock) as Arc<dyn RefreshLock>,
+        FlowConfig::default(),
+    );
+    let executor = s.executor(Platform::Anthropic);
+    s.upstream.hold_responses();
+    let caller = tokio::spawn({
+        let (flow, executor, snapshot) = (
+            flow.clone(),
+            Arc::clone(&executor),
+            account(1, Platform::Anthropic, -60),
+        );
+        async move { flow.refresh_if_needed(&snapshot, &executor, WINDOW).await }
+    });
+    s.upstream.wait_for_calls(1).await;
+    caller.abort();
+    assert!(caller.await.expect_err("aborted").is_cancelled());
+    assert!(
+        !s.lease_is_free(&key(&Platform::Anthropic, 1)).await,
+        "the refresh still runs under the lease"
+    );
+    s.upstream.release(1);
+
+    lock.released.notified().await;
+    assert!(s.lease_is_free(&key(&Platform::Anthropic, 1)).await);
+    assert_eq!(s.lock.faults.calls("release"), 1);
+    let stored = s.stored(1).await;
+    assert_eq!(stored.credentials_version, 1, "the rotation is persisted");
+    assert_eq!(
+        refresh_token(&stored),
+        s.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(s.upstream.calls(), 1);
+
+    // 2. A getter caller cancels while the refresh it started is in flight.
+    let s = Stack::new(
+        [account(2, Platform::OpenAi, -60)],
+        Arc::new(ManualClock::new(t0())),
+    );
+    let lock = Arc::new(SignallingLock {
+        inner: Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
+        released: Notify::new(),
+    });
+    let provider = TokenProvider::builder(
+        s.flow_with(
+            Arc::clone(&lock) as Arc<dyn RefreshLock>,
+            FlowConfig::default(),
+        ),
+        ExecutorRegistry::new().with(s.executor(Platform::OpenAi)),
+    )
+    .build();
+    s.upstream.hold_responses();
+    let cancel = CancellationToken::new();
+    let caller = tokio::spawn({
+        let (provider, cancel) = (provider.clone(), cancel.clone());
+        async move {
+            provider
+                .access_token_with_cancel(&account(2, Platform::OpenAi, -60), &cancel)
+                .await
+        }
+    });
+    s.upstream.wait_for_calls(1).await;
+    cancel.cancel();
+    let result = caller.await.expect("caller task");
+    assert!(
+        matches!(result, Err(TokenError::Cancelled { id }) if id == AccountId(2)),
+        "{result:?}"
+    );
+    assert_eq!(
+        provider
+            .metrics()
+            .platform(&Platform::OpenAi)
+            .snapshot()
+            .cancellations,
+        1
+    );
+    s.upstream.release(1);
+
+    lock.released.notified().await;
+    assert!(s.lease_is_free(&key(&Platform::OpenAi, 2)).await);
+    assert_eq!(s.lock.faults.calls("release"), 1);
+    let stored = s.stored(2).await;
+    assert_eq!(stored.credentials_version, 1, "the rotation is persisted");
+    assert_eq!(
+        refresh_token(&stored),
+        s.upstream.current_refresh_token(AccountId(2))
+    );
+    assert_eq!(s.upstream.calls(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Not tested in Go: lock TTL expiry during a slow refresh
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 "Not tested in Go": "Lock TTL expiry during a slow
+/// refresh", when the lease lapses anyway (the lock store's clock passes the
+/// TTL, as when extensions cannot reach it). A second process takes the
+/// lease and presents the same refresh token; then:
+/// - the first holder's release is owner-checked and does not delete the
+///   second holder's lease (defect 1, invariant 4);
+/// - the first holder's rotation goes through the fenced write
+///   (invariant 3), and the second holder's `refresh_token_reused` is race
+///   recovery, not an error (invariant 6);
+/// - the last-issued refresh token ends up stored.
+#[tokio::test]
+async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
+    let lock_clock = Arc::new(ManualClock::new(t0()));
+    let s = Stack::with_lock_clock(
+        [account(1, Platform::Anthropic, -60)],
+        Arc::new(ManualClock::new(t0())),
+        Arc::clone(&lock_clock) as Arc<dyn Clock>,
+    );
+    let config = FlowConfig::default();
+    let (a, b) = (s.flow(), s.flow());
+    let executor = s.executor(Platform::Anthropic);
+    let spawn = |flow: RefreshFlow| {
+        let executor = Arc::clone(&executor);
+        tokio::spawn(async move {
+            flow.refresh_if_needed(&account(1, Platform::Anthropic, -60), &executor, WINDOW)
+                .await
+        })
+    };
+    s.upstream.hold_responses();
+
+    let first = spawn(a);
+    s.upstream.wait_for_calls(1).await;
+    assert!(!s.lease_is_free(&key(&Platform::Anthropic, 1)).await);
+
+    // The slow answer outlives the lease.
+    lock_clock.advance(config.lease_ttl + Duration::from_secs(1));
+    let second = spawn(b);
+    s.upstream.wait_for_calls(2).await;
+    assert_eq!(
+        s.upstream.reuses(),
+        1,
+        "a lapsed lease lets a second holder present the consumed token"
+    );
+
+    // The first holder's answer arrives; it persists and releases.
+    s.upstream.release(1);
+    let outcome = first.await.expect("first task").expect("first refresh");
+    let RefreshOutcome::Refreshed { account: mine, .. } = outcome else {
+        panic!("expected Refreshed, got {outcome:?}");
+    };
+    assert_eq!(mine.credentials_version, 1);
+    assert_eq!(refresh_token(&mine).as_deref(), Some("rt-1-1"));
+    assert!(
+        !s.lease_is_free(&key(&Platform::Anthropic, 1)).await,
+        "the lapsed holder's release left the second holder's lease alone"
+    );
+
+    // The second holder's rejection is recognized as another worker's win.
+    s.upstream.release(1);
+    let outcome = second.await.expect("second task").expect("race recovery");
+    let RefreshOutcome::StillFresh { account: theirs } = outcome else {
+        panic!("expected StillFresh, got {outcome:?}");
+    };
+    assert_eq!(theirs, mine);
+    assert!(s.lease_is_free(&key(&Platform::Anthropic, 1)).await);
+
+    let stored = s.stored(1).await;
+    assert_eq!(stored, mine);
+    assert_eq!(
+        refresh_token(&stored),
+        s.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(s.repo_calls("compare_and_set_credentials"), 1);
+    assert_eq!(s.repo_calls("set_error"), 0);
+    assert_eq!(s.upstream.successes(), 1);
+}
+
+/// Settings whose upstream deadline is short, so a slow answer outlives it.
+fn short_upstream_timeout() -> FlowConfig {
+    FlowConfig {
+        upstream_timeout: Duration::from_secs(1),
+        ..FlowConfig::default()
+    }
+}
+
+/// REFERENCE §12 "Not tested in Go": "Lock TTL expiry during a slow
+/// refresh", when the refresh is slower than the flow's upstream deadline.
+/// The flow gives up waiting (`Ambiguous`) while the request it sent is still
+/// in flight and the upstream has already rotated. Until that late answer
+/// has landed, another refresh of the account must not present the consumed
+/// refresh token again (invariant 1, defect 2: Go's lock expired while the
+/// refresh still ran, and the next worker replayed the token).
+#[tokio::test(start_paused = true)]
+async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
+    let s = Stack::new(
+        [account(1, Platform::OpenAi, -60)],
+        Arc::new(TokioClock::starting_at(t0())),
+    );
+    let flow = s.flow_with(
+        Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
+        short_upstream_timeout(),
+    );
+    let slow = Arc::new(SlowFirstAnswer::new(s.rotating(Platform::OpenAi)));
+    let executor = Arc::clone(&slow) as Arc<dyn RefreshExecutor>;
+    let snapshot = account(1, Platform::OpenAi, -60);
+
+    let error = flow
+        .refresh_if_needed(&snapshot, &executor, WINDOW)
+        .await
+        .expect_err("no answer within the upstream deadline");
+    assert!(
+        matches!(
+            error.provider_error(),
+            Some(ProviderError::Ambiguous { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(s.upstream.calls(), 1);
+    assert_eq!(s.upstream.successes(), 1, "the upstream rotated on arrival");
+
+    // The caller (a getter, or the background's next attempt) tries again
+    // while the first answer is still on its way.
+    let again = flow.refresh_if_needed(&snapshot, &executor, WINDOW).await;
+    assert_eq!(
+        (s.upstream.calls(), s.upstream.reuses()),
+        (1, 0),
+        "the consumed refresh token was presented again while the first request was in flight: {again:?}"
+    );
+
+    // The late answer lands; the next flow stores it without a new call.
+    slow.answer.notify_one();
+    settle(async || s.late_answer_landed(1, &Platform::OpenAi).await).await;
+    let outcome = flow
+        .refresh_if_needed(&snapshot, &executor, WINDOW)
+        .await
+        .expect("the late rotation is stored");
+    assert!(outcome.account().is_some(), "{outcome:?}");
+    let stored = s.stored(1).await;
+    assert_eq!(
+        refresh_token(&stored),
+        s.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(s.upstream.reuses(), 0);
+}
+
+/// The background consequence of the case above (REFERENCE §11, invariant
+/// 6): a refresh slower than the upstream deadline is retried after the
+/// backoff; the retry must not replay the consumed token, be told
+/// `refresh_token_reused`, and mark the healthy account `error`.
+#[tokio::test(start_paused = true)]
+async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_account_error() {
+    let s = Stack::new(
+        [account(1, Platform::OpenAi, 60)],
+        Arc::new(TokioClock::starting_at(t0())),
+    );
+    let flow = s.flow_with(
+        Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
+        short_upstream_timeout(),
+    );
+    let slow = Arc::new(SlowFirstAnswer::new(s.rotating(Platform::OpenAi)));
+    let refresher = BackgroundRefresher::builder(
+        flow,
+        ExecutorRegistry::new().with(Arc::clone(&slow) as Arc<dyn RefreshExecutor>),
+    )
+    .build()
+    .expect("valid config");
+
+    let report = refresher.run_once().await;
+
+    assert_eq!(
+        s.upstream.reuses(),
+        0,
+        "a retry replayed the consumed refresh token: {report:?}"
+    );
+    assert_eq!(report.marked_error, 0, "{report:?}");
+    assert_eq!(s.repo_calls("set_error"), 0);
+    assert_eq!(s.stored(1).await.status, AccountStatus::Active);
+
+    // Once the late answer lands, the next cycle stores it.
+    slow.answer.notify_one();
+    settle(async || s.late_answer_landed(1, &Platform::OpenAi).await).await;
+    refresher.run_once().await;
+    let stored = s.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(
+        refresh_token(&stored),
+        s.upstream.current_refresh_token(AccountId(1))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Not tested in Go: a proxy lookup failure failing the refresh
+// ---------------------------------------------------------------------------
+
+/// REFERENCE §12 "Not tested in Go": "A proxy lookup failure failing the
+/// refresh" (defect 16), at the flow: the executor's configuration error
+/// surfaces typed and non-retryable, without race recovery, nothing is
+/// persisted or kept for recovery, and the lease is released.
+#[tokio::test]
+async fn proxy_lookup_failure_fails_the_refresh() {
+    let mut stored = account(1, Platform::Gemini, -60);
+    stored.proxy_id = Some(9);
+    let s = Stack::new([stored.clone()], Arc::new(ManualClock::new(t0())));
+    let failing = Arc::new(ProxyLookupFails::new(Platform::Gemini));
+    let executor = Arc::clone(&failing) as Arc<dyn RefreshExecutor>;
+
+    let error = s
+        .flow()
+        .refresh_if_needed(&stored, &executor, WINDOW)
+        .await
+        .expect_err("a missing proxy fails the refresh");
+
+    let FlowError::Upstream {
+        id,
+        source: ProviderError::Configuration { reason },
+    } = &error
+    else {
+        panic!("expected Upstream(Configuration), got {error:?}");
+    };
+    assert_eq!(*id, AccountId(1));
+    assert!(reason.contains("proxy 9"), "{reason}");
+    assert_eq!(error.stage(), FlowStage::Upstream);
+    assert!(!error.is_retryable(), "a human must fix the proxy");
+    assert_eq!(failing.attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(s.repo_calls("get"), 1, "one re-read, no race recovery");
+    assert_eq!(
+        s.repo_calls("compare_and_set_credentials"),
+        0,
+        "nothing persisted"
+    );
+    assert!(s.recovery.is_empty(), "nothing to recover");
+    assert_eq!(s.lock.faults.calls("release"), 1);
+    assert!(s.lease_is_free(&key(&Platform::Gemini, 1)).await);
+    assert_eq!(s.stored(1).await, stored);
+}
+
+/// REFERENCE §12 "Not tested in Go": "A proxy lookup failure failing the
+/// refresh", in the background on every platform: one attempt (no retries),
+/// no persist, and the account marked `error` once with a short, sanitized
+/// message that names the kind and carries no token.
+#[tokio::test(start_paused = true)]
+async fn proxy_lookup_failure_marks_the_account_error_in_the_background() {
+    for platform in PLATFORMS {
+        let mut stored = account(1, platform.clone(), 60);
+        stored.proxy_id = Some(9);
+        let s = Stack::new([stored.clone()], Arc::new(TokioClock::starting_at(t0())));
+        let cache = Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(Arc::clone(
+            &s.clock,
+        )))));
+        let failing = Arc::new(ProxyLookupFails::new(platform.clone()));
+        let refresher = BackgroundRefresher::builder(
+            s.flow(),
+            ExecutorRegistry::new().with(Arc::clone(&failing) as Arc<dyn RefreshExecutor>),
+        )
+        .cache(Arc::clone(&cache) as Arc<dyn TokenCache>)
+        .build()
+        .expect("valid config");
+
+        let report = refresher.run_once().await;
+
+        assert_eq!(
+            report,
+            CycleReport {
+                total: 1,
+                due: 1,
+                failed: 1,
+                marked_error: 1,
+                ..CycleReport::default()
+            },
+            "{platform}"
+        );
+        assert_eq!(
+            failing.attempts.load(Ordering::SeqCst),
+            1,
+            "{platform}: no retry"
+        );
+        assert_eq!(s.repo_calls("compare_and_set_credentials"), 0, "{platform}");
+        assert_eq!(s.repo_calls("set_error"), 1, "{platform}");
+        assert_eq!(cache.faults.calls("invalidate"), 0, "{platform}");
+        let now = s.stored(1).await;
+        assert_eq!(now.status, AccountStatus::Error, "{platform}");
+        assert_eq!(
+            now.credentials, stored.credentials,
+            "{platform}: tokens kept"
+        );
+        let message = now.error_message.unwrap_or_default();
+        assert!(
+            message.starts_with("Token refresh failed (non-retryable)"),
+            "{platform}: {message}"
+        );
+        assert!(message.contains("configuration"), "{platform}: {message}");
+        assert!(message.contains("proxy 9"), "{platform}: {message}");
+        assert!(message.chars().count() <= 500, "{platform}");
+        for secret in ["at-1-0", "rt-1-0"] {
+            assert!(!message.contains(secret), "{platform}: {message}");
+        }
+    }
+}
