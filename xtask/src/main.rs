@@ -101,15 +101,6 @@ fn test(extra: &[String]) -> Result<()> {
     services.export(&mut tests);
     let totals = run_tests(tests)?;
     drop(services);
-    // One plain closing line summing every test binary, so the run's outcome
-    // is not judged by whichever binary happened to print last.
-    #[allow(clippy::print_stdout)]
-    {
-        println!(
-            "tests: {} passed, {} failed, {} skipped",
-            totals.passed, totals.failed, totals.ignored
-        );
-    }
     if totals.failed > 0 || totals.passed == 0 {
         bail!("{} tests failed, {} passed", totals.failed, totals.passed);
     }
