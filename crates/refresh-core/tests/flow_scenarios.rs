@@ -1382,8 +1382,9 @@ async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone()
 // Invariant 4: owner-checked leases, extended while the refresh runs
 // ---------------------------------------------------------------------------
 
-/// Short lease settings that pass validation: 2 s upstream + 0.5 s persist
-/// budget < 3 s lease; the keeper extends every second.
+/// Short lease settings that pass validation: 2 s upstream + 2 × 0.2 s
+/// storage + 0.5 s persist budget < 3 s lease; the keeper extends every
+/// second.
 fn short_lease_config() -> FlowConfig {
     FlowConfig {
         lease_ttl: Duration::from_secs(3),
@@ -1392,6 +1393,7 @@ fn short_lease_config() -> FlowConfig {
         persist_attempt_timeout: Duration::from_millis(500),
         persist_backoff: Duration::from_millis(100),
         release_timeout: Duration::from_millis(500),
+        storage_timeout: Duration::from_millis(200),
     }
 }
 
@@ -1450,6 +1452,55 @@ async fn invariant_4_lease_outlives_several_ttls_while_a_slow_refresh_holds_it()
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
     let h = Harness::build(vec![expired_account()], clock);
     let config = short_lease_config();
+    let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    h.upstream.hold_responses();
+
+    let task = h.spawn_refresh(&flow);
+    h.upstream.wait_for_calls(1).await;
+    // The caller gives up at the upstream timeout (2 s), but the late call
+    // keeps the lease through its grace period: more than one lease TTL.
+    let stall = config.upstream_timeout + config.upstream_timeout * 3 / 4;
+    assert!(stall > config.lease_ttl);
+    advance_checking_lease_held(h.lock.inner().as_ref(), stall, Duration::from_millis(500)).await;
+    assert!(
+        h.lock.faults.calls("extend") >= 3,
+        "extended about every ttl/3, got {}",
+        h.lock.faults.calls("extend")
+    );
+    let err = task
+        .await
+        .expect("flow task")
+        .expect_err("the caller got an ambiguous outcome");
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
+        "{err:?}"
+    );
+
+    h.upstream.release(1);
+    for _ in 0..100 {
+        if lease_is_free(h.lock.inner().as_ref()).await {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        lease_is_free(h.lock.inner().as_ref()).await,
+        "released after the late answer"
+    );
+    let stored = h.stored().await;
+    assert_eq!(
+        stored.credentials_version, 1,
+        "the late answer was persisted under the lease"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+    assert_eq!(h.upstream.reuses(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_4_hung_storage_fails_the_flow_and_frees_the_lease() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
+    let h = Harness::build(vec![expired_account()], clock);
+    let config = short_lease_config();
     let slow = Arc::new(SlowFirstRead {
         inner: Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
         armed: AtomicBool::new(true),
@@ -1459,29 +1510,20 @@ async fn invariant_4_lease_outlives_several_ttls_while_a_slow_refresh_holds_it()
     let flow = h.flow_over(
         Arc::clone(&slow) as Arc<dyn AccountRepository>,
         LockStrategy::single(h.lock.clone()),
-        config.clone(),
+        config,
     );
 
-    let task = h.spawn_refresh(&flow);
-    slow.entered.notified().await;
-    // The re-read under the lease stalls for more than three lease TTLs.
-    let stall = config.lease_ttl * 3 + Duration::from_secs(1);
-    advance_checking_lease_held(h.lock.inner().as_ref(), stall, Duration::from_millis(500)).await;
+    // The re-read under the lease never answers: the flow must not hold the
+    // lease (and the in-process flight) forever.
+    let err = h.refresh(&flow).await.expect_err("re-read timed out");
     assert!(
-        h.lock.faults.calls("extend") >= 9,
-        "extended about every ttl/3, got {}",
-        h.lock.faults.calls("extend")
+        matches!(&err, FlowError::Reread { source, .. } if source.kind() == StorageErrorKind::Timeout),
+        "{err:?}"
     );
+    assert!(err.is_retryable());
+    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert_eq!(h.upstream.calls(), 0);
     slow.gate.notify_one();
-
-    let (account, _) = refreshed(task.await.expect("flow task").expect("refresh succeeds"));
-    assert_eq!(account.credentials_version, 1);
-    assert_eq!(h.upstream.calls(), 1);
-    assert_eq!(h.lock.faults.calls("release"), 1);
-    assert!(
-        lease_is_free(h.lock.inner().as_ref()).await,
-        "released at the end"
-    );
 }
 
 #[tokio::test]
@@ -1492,7 +1534,7 @@ async fn invariant_4_lease_shorter_than_upstream_timeout_plus_persist_is_rejecte
         upstream_timeout: Duration::from_secs(10),
         ..FlowConfig::default()
     };
-    let required = short.upstream_timeout + short.persist_budget();
+    let required = short.upstream_timeout + short.storage_timeout * 2 + short.persist_budget();
 
     let error = RefreshFlow::builder(
         Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
@@ -2177,4 +2219,54 @@ async fn invariant_1_a_late_failure_clears_the_pending_marker() {
     );
     assert_eq!(h.upstream.calls(), 2);
     assert_eq!(h.upstream.reuses(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_4_lease_lost_before_the_upstream_call_sends_nothing() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
+    let h = Harness::build(vec![expired_account()], clock);
+    // Keeper period ttl/3 = 20 s; the re-read stalls 22 s (within the 25 s
+    // storage timeout), long enough for the keeper to learn the lease is gone.
+    let config = FlowConfig {
+        lease_ttl: Duration::from_secs(60),
+        upstream_timeout: Duration::from_secs(5),
+        storage_timeout: Duration::from_secs(25),
+        persist_attempts: 1,
+        persist_attempt_timeout: Duration::from_millis(500),
+        ..FlowConfig::default()
+    };
+    let mut lock = MockRefreshLock::new();
+    lock.expect_name().return_const("mock");
+    lock.expect_try_acquire().times(1).returning(|key, ttl| {
+        Ok(Some(Lease {
+            key: key.clone(),
+            owner: LeaseOwner::random(),
+            fence: 1,
+            ttl,
+        }))
+    });
+    lock.expect_extend().returning(|_, _| Ok(false));
+    lock.expect_release().returning(|_| Ok(false));
+    let slow = Arc::new(SlowFirstRead {
+        inner: Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
+        armed: AtomicBool::new(true),
+        entered: Notify::new(),
+        gate: Notify::new(),
+    });
+    let flow = h.flow_over(
+        Arc::clone(&slow) as Arc<dyn AccountRepository>,
+        LockStrategy::single(Arc::new(lock)),
+        config,
+    );
+
+    let task = h.spawn_refresh(&flow);
+    slow.entered.notified().await;
+    tokio::time::advance(Duration::from_secs(22)).await;
+    slow.gate.notify_one();
+
+    let err = task.await.expect("flow task").expect_err("lease lost");
+    assert!(matches!(err, FlowError::LeaseLost { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(h.upstream.calls(), 0, "nothing is sent without a lease");
+    assert_eq!(h.cas_calls(), 0);
 }

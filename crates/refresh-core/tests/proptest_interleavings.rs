@@ -93,6 +93,7 @@ fn flow_config() -> FlowConfig {
         persist_attempt_timeout: Duration::from_secs(1),
         persist_backoff: Duration::from_millis(200),
         release_timeout: Duration::from_secs(1),
+        storage_timeout: Duration::from_secs(1),
     }
 }
 

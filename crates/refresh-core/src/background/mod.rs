@@ -82,8 +82,7 @@ impl BackgroundRefresher {
         let inner = &self.inner;
         let cfg = &inner.config;
         let window = cfg.window.max(inner.executors.max_min_window());
-        let before = inner.flow.clock().now()
-            + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let before = crate::domain::add_duration(inner.flow.clock().now(), window);
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
         let mut tasks = JoinSet::new();
         let mut report = CycleReport::default();

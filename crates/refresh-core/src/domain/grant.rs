@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::credentials::keys;
 use super::{Credentials, Secret};
+use super::{add_duration, sub_duration};
 
 /// The fields every OAuth token response shares.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,13 +46,18 @@ impl ExpiryRule {
     };
 
     /// The expiry of a grant of `expires_in` seconds received at `now`.
+    /// `expires_in` is clamped to `0..=10 years`, so a hostile or garbled
+    /// response cannot overflow the arithmetic or produce an expiry the
+    /// parser would later reject.
     pub fn expires_at(self, now: DateTime<Utc>, expires_in: i64) -> DateTime<Utc> {
-        let lifetime = chrono::Duration::seconds(expires_in.max(0));
-        let margin = chrono::Duration::from_std(self.margin).unwrap_or_default();
-        let floor = chrono::Duration::from_std(self.floor).unwrap_or_default();
-        (now + lifetime - margin).max(now + floor)
+        let lifetime = Duration::from_secs(expires_in.clamp(0, MAX_EXPIRES_IN) as u64);
+        let exact = add_duration(now, lifetime);
+        sub_duration(exact, self.margin).max(add_duration(now, self.floor))
     }
 }
+
+/// Ten years: the longest `expires_in` taken at face value.
+const MAX_EXPIRES_IN: i64 = 10 * 365 * 24 * 3600;
 
 /// Which optional keys [`TokenGrant::to_credentials`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -151,6 +157,12 @@ mod tests {
             now() + chrono::Duration::seconds(3300)
         );
         // Antigravity defect 17: a short expires_in must not land in the past.
+        assert_eq!(
+            ExpiryRule::GOOGLE.expires_at(now(), i64::MAX),
+            now() + chrono::Duration::seconds(MAX_EXPIRES_IN - 300),
+            "invariant 10: absurd expires_in is clamped, not a panic"
+        );
+        assert_eq!(ExpiryRule::EXACT.expires_at(now(), -5), now());
         assert_eq!(
             ExpiryRule::GOOGLE.expires_at(now(), 100),
             now() + chrono::Duration::seconds(30)

@@ -51,6 +51,13 @@ pub enum FlowError {
         #[source]
         source: StorageError,
     },
+    /// The lease lapsed or was taken over before the upstream call; nothing
+    /// was sent (invariant 4).
+    #[error("refresh lease for {key} was lost before the upstream call")]
+    LeaseLost {
+        /// The key.
+        key: RefreshKey,
+    },
     /// The recovery store failed.
     #[error("recovery store failed for account {id}")]
     Recovery {
@@ -129,7 +136,7 @@ impl FlowError {
     /// The stage that failed.
     pub fn stage(&self) -> FlowStage {
         match self {
-            Self::LockUnavailable { .. } => FlowStage::Lock,
+            Self::LockUnavailable { .. } | Self::LeaseLost { .. } => FlowStage::Lock,
             Self::Recovery { .. } => FlowStage::Recovery,
             Self::Reread { .. } | Self::AccountNotFound { .. } | Self::NotEligible { .. } => {
                 FlowStage::Reread
@@ -148,6 +155,7 @@ impl FlowError {
             Self::Upstream { source, .. } => source.is_retryable(),
             Self::AccountNotFound { .. } | Self::NotEligible { .. } => false,
             Self::LockUnavailable { .. }
+            | Self::LeaseLost { .. }
             | Self::EmptyCredentials { .. }
             | Self::NotPersisted { .. }
             | Self::TaskFailed { .. } => true,

@@ -7,7 +7,8 @@ use crate::error::ConfigError;
 /// Timeouts and retry bounds of [`RefreshFlow`](super::RefreshFlow).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowConfig {
-    /// Lease TTL; must exceed `upstream_timeout` plus the persist budget.
+    /// Lease TTL; must exceed `upstream_timeout`, two storage calls (re-read
+    /// and recovery check) and the persist budget.
     pub lease_ttl: Duration,
     /// Deadline of one executor call (its internal retries included). A
     /// call still running then is reported as ambiguous.
@@ -20,6 +21,10 @@ pub struct FlowConfig {
     pub persist_backoff: Duration,
     /// Deadline of each lease release, and of publishing the notification.
     pub release_timeout: Duration,
+    /// Deadline of every other storage call (lease acquire and extend,
+    /// re-read, recovery store). A hung backend then fails the flow instead
+    /// of holding the lease and the in-process flight forever.
+    pub storage_timeout: Duration,
 }
 
 impl Default for FlowConfig {
@@ -31,6 +36,7 @@ impl Default for FlowConfig {
             persist_attempt_timeout: Duration::from_secs(5),
             persist_backoff: Duration::from_millis(100),
             release_timeout: Duration::from_secs(2),
+            storage_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -39,12 +45,18 @@ impl FlowConfig {
     /// The longest the persist step can take: every attempt timing out plus
     /// every backoff.
     pub fn persist_budget(&self) -> Duration {
-        let backoffs: Duration = (0..self.persist_attempts.saturating_sub(1))
-            .map(|i| self.persist_backoff.saturating_mul(1 << i.min(16)))
-            .sum();
-        self.persist_attempt_timeout
-            .saturating_mul(self.persist_attempts)
-            + backoffs
+        (2..=self.persist_attempts).fold(
+            self.persist_attempt_timeout
+                .saturating_mul(self.persist_attempts),
+            |total, attempt| total.saturating_add(self.persist_backoff_before(attempt)),
+        )
+    }
+
+    /// The pause before write attempt `attempt` (2, 3, ...): the backoff,
+    /// doubled per attempt.
+    pub fn persist_backoff_before(&self, attempt: u32) -> Duration {
+        self.persist_backoff
+            .saturating_mul(1 << attempt.saturating_sub(2).min(16))
     }
 
     /// Checks the invariants of the configuration.
@@ -64,6 +76,7 @@ impl FlowConfig {
             ("upstream_timeout", self.upstream_timeout),
             ("persist_attempt_timeout", self.persist_attempt_timeout),
             ("release_timeout", self.release_timeout),
+            ("storage_timeout", self.storage_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -72,7 +85,10 @@ impl FlowConfig {
                 });
             }
         }
-        let required = self.upstream_timeout + self.persist_budget();
+        let required = self
+            .upstream_timeout
+            .saturating_add(self.storage_timeout.saturating_mul(2))
+            .saturating_add(self.persist_budget());
         if self.lease_ttl <= required {
             return Err(ConfigError::LeaseTooShort {
                 lease_ttl: self.lease_ttl,
@@ -103,6 +119,20 @@ mod tests {
             cfg.validate(),
             Err(ConfigError::LeaseTooShort { .. })
         ));
+    }
+
+    #[test]
+    fn invariant_10_huge_durations_are_rejected_not_a_panic() {
+        let cfg = FlowConfig {
+            upstream_timeout: Duration::MAX,
+            persist_attempt_timeout: Duration::MAX,
+            ..FlowConfig::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::LeaseTooShort { .. })
+        ));
+        assert_eq!(cfg.persist_budget(), Duration::MAX);
     }
 
     #[test]

@@ -8,19 +8,26 @@ use std::time::Duration;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
+use tokio::time::Instant;
+
 use super::lock_strategy::HeldLeases;
+use super::{FlowConfig, bounded};
 use crate::ports::{Lease, RefreshLock};
 
-/// Extends every held lease every `ttl / 3` until dropped. If an extension
-/// reports the lease lost, [`LeaseKeeper::lost`] turns true; the flow then
-/// relies on the fenced write alone.
+/// Extends every held lease every `ttl / 3` until dropped; after a failed
+/// extension it retries sooner (`ttl / 10`). Each extension is bounded by
+/// the storage timeout. [`LeaseKeeper::lost`] turns true, and extending
+/// stops, when a lock reports the lease gone or when no extension has
+/// succeeded for a whole TTL (the lease must be presumed lapsed). The flow
+/// then stops before the upstream call, or relies on the fenced write if the
+/// call was already sent.
 pub(crate) struct LeaseKeeper {
     lost: Arc<AtomicBool>,
     _stop: Option<DropGuard>,
 }
 
 impl LeaseKeeper {
-    pub(crate) fn start(held: &HeldLeases, ttl: Duration) -> Self {
+    pub(crate) fn start(held: &HeldLeases, config: &FlowConfig) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         if held.is_empty() {
             return Self { lost, _stop: None };
@@ -28,24 +35,43 @@ impl LeaseKeeper {
         let leases: Vec<(Arc<dyn RefreshLock>, Lease)> = held.leases.clone();
         let stop = CancellationToken::new();
         let (token, flag) = (stop.clone(), Arc::clone(&lost));
+        let (ttl, storage_timeout) = (config.lease_ttl, config.storage_timeout);
         let period = (ttl / 3).max(Duration::from_millis(10));
+        let retry = (ttl / 10).max(Duration::from_millis(10));
         tokio::spawn(async move {
+            let mut confirmed = Instant::now();
+            let mut pause = period;
             loop {
                 tokio::select! {
                     () = token.cancelled() => return,
-                    () = tokio::time::sleep(period) => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
+                let mut all_ok = true;
                 for (lock, lease) in &leases {
-                    match lock.extend(lease, ttl).await {
+                    match bounded(storage_timeout, "extend", lock.extend(lease, ttl)).await {
                         Ok(true) => debug!(key = %lease.key, fence = lease.fence, "lease extended"),
                         Ok(false) => {
-                            warn!(key = %lease.key, lock = lock.name(), "lease lost during refresh; relying on the fenced write");
+                            warn!(key = %lease.key, lock = lock.name(), "lease lost during refresh");
                             flag.store(true, Ordering::SeqCst);
+                            return;
                         }
                         Err(error) => {
-                            warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease extension failed; retrying")
+                            warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease extension failed; retrying");
+                            all_ok = false;
                         }
                     }
+                }
+                if all_ok {
+                    confirmed = Instant::now();
+                    pause = period;
+                } else if confirmed.elapsed() >= ttl {
+                    warn!(
+                        "no lease extension succeeded for a whole ttl; presuming the lease lapsed"
+                    );
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                } else {
+                    pause = retry;
                 }
             }
         });
@@ -55,7 +81,7 @@ impl LeaseKeeper {
         }
     }
 
-    /// Whether a lease was reported lost.
+    /// Whether a lease was lost or presumed lapsed.
     pub(crate) fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
     }

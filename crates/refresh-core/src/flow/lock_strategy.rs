@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use super::{FlowConfig, bounded};
 use crate::domain::RefreshKey;
 use crate::error::{FlowError, StorageError};
 use crate::ports::{Lease, RefreshLock};
@@ -101,8 +102,9 @@ impl LockStrategy {
     pub(crate) async fn acquire(
         &self,
         key: &RefreshKey,
-        ttl: Duration,
+        config: &FlowConfig,
     ) -> Result<Acquired, FlowError> {
+        let (ttl, release_timeout) = (config.lease_ttl, config.release_timeout);
         let mut held = HeldLeases::default();
         let mut last_error: Option<StorageError> = None;
         let mut durable_failed = false;
@@ -111,10 +113,16 @@ impl LockStrategy {
             if index > 0 && !held.is_empty() && !self.hold_both {
                 break;
             }
-            match lock.try_acquire(key, ttl).await {
+            match bounded(
+                config.storage_timeout,
+                "try_acquire",
+                lock.try_acquire(key, ttl),
+            )
+            .await
+            {
                 Ok(Some(lease)) => held.leases.push((Arc::clone(lock), lease)),
                 Ok(None) => {
-                    held.release(Duration::from_secs(2)).await;
+                    held.release(release_timeout).await;
                     return Ok(Acquired::HeldElsewhere);
                 }
                 Err(error) => {
@@ -130,7 +138,7 @@ impl LockStrategy {
         let must_fail = held.is_empty() || (self.hold_both && durable_failed);
         if let (true, Some(error)) = (must_fail, last_error) {
             if !self.lock_free_on_failure {
-                held.release(Duration::from_secs(2)).await;
+                held.release(release_timeout).await;
                 return Err(FlowError::LockUnavailable {
                     key: key.clone(),
                     source: error,
@@ -141,6 +149,9 @@ impl LockStrategy {
         Ok(Acquired::Held(held))
     }
 }
+
+/// Release deadline of leases released by `Drop` (a flow that unwound).
+const DROP_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The leases one flow holds.
 #[derive(Default)]
@@ -191,7 +202,7 @@ impl Drop for HeldLeases {
                 let mut held = HeldLeases {
                     leases: std::mem::take(&mut rest),
                 };
-                held.release(Duration::from_secs(2)).await;
+                held.release(DROP_RELEASE_TIMEOUT).await;
             });
         }
     }

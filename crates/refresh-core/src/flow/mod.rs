@@ -5,6 +5,7 @@
 //! fenced compare-and-set persist with bounded retry while the lease is
 //! extended → recovery record on persist failure → notify waiters → release.
 
+mod bounded;
 mod config;
 mod lease_keeper;
 mod lock_strategy;
@@ -15,6 +16,7 @@ mod steps;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use bounded::bounded;
 pub use config::FlowConfig;
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
@@ -40,6 +42,8 @@ pub(crate) struct FlowInner {
     repo: Arc<dyn AccountRepository>,
     locks: LockStrategy,
     recovery: Arc<dyn RecoveryStore>,
+    /// Every record is also kept here; see `save_record`.
+    local_recovery: InMemoryRecoveryStore,
     notifier: Option<Arc<dyn TokenCache>>,
     clock: Arc<dyn Clock>,
     config: FlowConfig,
@@ -161,6 +165,7 @@ impl RefreshFlowBuilder {
                 recovery: self
                     .recovery
                     .unwrap_or_else(|| Arc::new(InMemoryRecoveryStore::new())),
+                local_recovery: InMemoryRecoveryStore::new(),
                 notifier: self.notifier,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 config: self.config,

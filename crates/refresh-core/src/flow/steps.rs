@@ -9,10 +9,10 @@ use super::lock_strategy::HeldLeases;
 
 use super::lease_keeper::LeaseKeeper;
 use super::lock_strategy::Acquired;
-use super::{FlowInner, FlowResult, RefreshOutcome};
+use super::{FlowInner, FlowResult, RefreshOutcome, bounded};
 use crate::domain::{Account, AccountId, Credentials, RefreshKey, keys};
 use crate::error::{FlowError, ProviderError, StorageError, StorageErrorKind};
-use crate::ports::{CasOutcome, RecoveryRecord, RefreshExecutor};
+use crate::ports::{CasOutcome, RecoveryRecord, RecoveryStore, RefreshExecutor};
 
 /// The leases of one run and the task that extends them. Dropping it stops
 /// the extension; [`HeldLeases`]'s own drop still releases.
@@ -48,7 +48,7 @@ impl FlowInner {
         let span =
             info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
         async move {
-            let held = match self.locks.acquire(&key, self.config.lease_ttl).await? {
+            let held = match self.locks.acquire(&key, &self.config).await? {
                 Acquired::Held(held) => held,
                 Acquired::HeldElsewhere => {
                     debug!("refresh lease held elsewhere");
@@ -56,7 +56,7 @@ impl FlowInner {
                 }
             };
             debug!(fence = held.fence(), "refresh lease acquired");
-            let keeper = LeaseKeeper::start(&held, self.config.lease_ttl);
+            let keeper = LeaseKeeper::start(&held, &self.config);
             let mut lease = Some(LeaseGuard { held, keeper });
             let result = self
                 .run_locked(&key, snapshot.id, &executor, window, &mut lease)
@@ -93,6 +93,9 @@ impl FlowInner {
             return Ok(RefreshOutcome::StillFresh { account: fresh });
         }
 
+        if lease.as_ref().is_some_and(|l| l.keeper.lost()) {
+            return Err(FlowError::LeaseLost { key: key.clone() });
+        }
         let issued = match self.call_upstream(key, executor, &fresh, lease).await {
             Ok(credentials) => credentials,
             Err(error) if error.is_grant_rejected() => {
@@ -137,7 +140,7 @@ impl FlowInner {
     }
 
     async fn reread(&self, id: AccountId) -> Result<Account, FlowError> {
-        match self.repo.get(id).await {
+        match self.get_account(id).await {
             Ok(Some(account)) => Ok(account),
             Ok(None) => Err(FlowError::AccountNotFound { id }),
             Err(source) => {
@@ -156,8 +159,7 @@ impl FlowInner {
     ) -> Result<Option<RefreshOutcome>, FlowError> {
         let id = fresh.id;
         let record = self
-            .recovery
-            .load(id)
+            .load_record(id)
             .await
             .map_err(|source| FlowError::Recovery { id, source })?;
         let Some(record) = record else {
@@ -236,7 +238,7 @@ impl FlowInner {
     /// Removes the pending marker of `base` if it is still there (a real
     /// record that replaced it stays).
     async fn clear_marker(&self, base: &Account) {
-        if let Ok(Some(record)) = self.recovery.load(base.id).await
+        if let Ok(Some(record)) = self.load_record(base.id).await
             && record.pending
             && record.base_version == base.credentials_version
         {
@@ -245,9 +247,52 @@ impl FlowInner {
     }
 
     async fn remove_recovery(&self, id: AccountId, base_version: u64) {
-        if let Err(error) = self.recovery.remove(id, base_version).await {
+        let _ = self.local_recovery.remove(id, base_version).await;
+        let removal = bounded(
+            self.config.storage_timeout,
+            "recovery_remove",
+            self.recovery.remove(id, base_version),
+        );
+        if let Err(error) = removal.await {
             warn!(kind = %error.kind(), "could not remove a consumed recovery record; it is stale and will be discarded");
         }
+    }
+
+    /// Saves a record in process memory (always) and in the configured
+    /// store, so a record the store refused still protects this process
+    /// (invariant 2). The result is the configured store's.
+    async fn save_record(&self, record: &RecoveryRecord) -> Result<(), StorageError> {
+        let _ = self.local_recovery.save(record).await;
+        bounded(
+            self.config.storage_timeout,
+            "recovery_save",
+            self.recovery.save(record),
+        )
+        .await
+    }
+
+    /// The newest record of the configured store and process memory. An
+    /// unreadable store with nothing in memory is an error: the flow must
+    /// not call the upstream without knowing.
+    async fn load_record(&self, id: AccountId) -> Result<Option<RecoveryRecord>, StorageError> {
+        let local = self.local_recovery.load(id).await.unwrap_or_default();
+        let stored = bounded(
+            self.config.storage_timeout,
+            "recovery_load",
+            self.recovery.load(id),
+        )
+        .await;
+        match (stored, local) {
+            (Ok(Some(a)), Some(b)) => Ok(Some(if b.created_at > a.created_at { b } else { a })),
+            (Ok(a), b) => Ok(a.or(b)),
+            (Err(_), Some(b)) => Ok(Some(b)),
+            (Err(error), None) => Err(error),
+        }
+    }
+
+    /// One bounded account read.
+    async fn get_account(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+        bounded(self.config.storage_timeout, "get", self.repo.get(id)).await
     }
 
     /// Runs the executor on its own task. If it has not answered within
@@ -282,7 +327,7 @@ impl FlowInner {
                     pending: true,
                     ..recovery_record(fresh, Credentials::new(), self.clock.now())
                 };
-                if let Err(error) = self.recovery.save(&marker).await {
+                if let Err(error) = self.save_record(&marker).await {
                     warn!(kind = %error.kind(), "could not record the outstanding call; relying on the lease");
                 }
                 let (this, key, base, lease) =
@@ -316,7 +361,7 @@ impl FlowInner {
     async fn keep_late_answer(&self, base: &Account, issued: Credentials) {
         let merged = issued.merged_over(&base.credentials);
         let record = recovery_record(base, changes(&merged, &base.credentials), self.clock.now());
-        match self.recovery.save(&record).await {
+        match self.save_record(&record).await {
             Ok(()) => {
                 warn!(account_id = %base.id, "late upstream answer kept in a recovery record")
             }
@@ -337,7 +382,7 @@ impl FlowInner {
         error: ProviderError,
     ) -> FlowResult {
         let id = presented.id;
-        match self.repo.get(id).await {
+        match self.get_account(id).await {
             Ok(Some(stored))
                 if stored.credentials_version != presented.credentials_version
                     || stored.credentials.refresh_token()
@@ -383,11 +428,7 @@ impl FlowInner {
         );
         for attempt in 1..=self.config.persist_attempts {
             if attempt > 1 {
-                let backoff = self
-                    .config
-                    .persist_backoff
-                    .saturating_mul(1 << (attempt - 2).min(16));
-                tokio::time::sleep(backoff).await;
+                tokio::time::sleep(self.config.persist_backoff_before(attempt)).await;
             }
             let write =
                 self.repo
@@ -409,7 +450,7 @@ impl FlowInner {
                         attempt,
                         current_version, "fenced write found a newer version"
                     );
-                    let current = match self.repo.get(id).await {
+                    let current = match self.get_account(id).await {
                         Ok(Some(current)) => current,
                         Ok(None) => return Err(FlowError::AccountNotFound { id }),
                         Err(error) => {
@@ -443,10 +484,10 @@ impl FlowInner {
             }
         }
         let record = recovery_record(&base, delta, self.clock.now());
-        let recovery_saved = match self.recovery.save(&record).await {
+        let recovery_saved = match self.save_record(&record).await {
             Ok(()) => true,
             Err(error) => {
-                warn!(kind = %error.kind(), "recovery record could not be saved; credentials only in the error");
+                warn!(kind = %error.kind(), "recovery store refused the record; kept in process memory and in the error");
                 false
             }
         };

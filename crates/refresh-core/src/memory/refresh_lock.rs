@@ -46,7 +46,7 @@ impl InMemoryRefreshLock {
     }
 
     fn deadline(&self, ttl: Duration) -> DateTime<Utc> {
-        self.clock.now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+        crate::domain::add_duration(self.clock.now(), ttl)
     }
 
     fn with_key<R>(

@@ -74,7 +74,7 @@ impl TokenCache for InMemoryTokenCache {
         ttl: Duration,
     ) -> Result<PutOutcome, StorageError> {
         let now = self.clock.now();
-        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let until = crate::domain::add_duration(now, ttl);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached, cached_until)) = entries.get(key)
             && *cached_until > now

@@ -15,9 +15,7 @@ use crate::domain::Account;
 /// miss without ever refreshing (defect 10).
 pub fn needs_refresh(account: &Account, window: Duration, now: DateTime<Utc>) -> bool {
     match account.credentials.expires_at() {
-        Ok(Some(at)) => {
-            at - now <= chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX)
-        }
+        Ok(Some(at)) => at <= crate::domain::add_duration(now, window),
         Ok(None) | Err(_) => true,
     }
 }

@@ -42,7 +42,7 @@ impl LocalCache {
 
     /// Stores `token` for `ttl` unless a newer version is cached and valid.
     pub(crate) fn put(&self, token: &AccessToken, ttl: Duration, now: DateTime<Utc>) {
-        let valid_until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let valid_until = crate::domain::add_duration(now, ttl);
         let entry = Entry {
             token: token.clone(),
             valid_until,

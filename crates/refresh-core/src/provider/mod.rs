@@ -29,7 +29,7 @@ use crate::background::RefreshListener;
 use crate::domain::{Account, AccountId, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::single_flight::SingleFlight;
-use crate::flow::{RefreshFlow, RefreshOutcome};
+use crate::flow::{RefreshFlow, RefreshOutcome, bounded};
 use crate::policy::{
     OnLockHeld, OnRefreshError, ProviderRefreshPolicy, cache_ttl, failure_ttl, token_is_valid,
 };
@@ -215,13 +215,13 @@ impl ProviderInner {
     ) -> TokenResult {
         let now = self.flow.clock().now();
         if let Some(shared) = &self.shared {
-            match shared.get(key).await {
+            match bounded(self.storage_timeout(), "cache_get", shared.get(key)).await {
                 Ok(Some(cached))
                     if cached.version >= snapshot.credentials_version
                         && token_is_valid(cached.expires_at, now) =>
                 {
                     let token = AccessToken::from_cached(snapshot.id, cached);
-                    self.cache_locally(&token, cache_ttl(token.expires_at, now));
+                    self.cache_locally(&token, self.ttl(token.expires_at, now));
                     return Ok(token);
                 }
                 Ok(_) => {}
@@ -231,7 +231,10 @@ impl ProviderInner {
             }
         }
         let (mut current, verified) = self.newest(snapshot).await;
-        let mut ttl_override = None;
+        // Tokens served by a policy fallback are cached in this process only,
+        // briefly: a shared entry could outlive a newer token elsewhere
+        // (REFERENCE.md defect 11).
+        let mut fallback_ttl = None;
         if executor.needs_refresh(&current, self.skew, now) {
             let policy = self.policy(&current.platform);
             self.record(&current.platform, Event::RefreshRequest);
@@ -249,28 +252,34 @@ impl ProviderInner {
                 }
                 Ok(RefreshOutcome::HeldElsewhere) => {
                     self.record(&current.platform, Event::LockContention);
-                    let usable = AccessToken::of_account(&current)
-                        .filter(|t| token_is_valid(t.expires_at, self.flow.clock().now()));
-                    match (policy.on_lock_held, usable) {
-                        (OnLockHeld::UseExistingToken, Some(_)) => {}
+                    match (policy.on_lock_held, self.valid_token(&current)) {
+                        (OnLockHeld::UseExistingToken, Some(token)) => {
+                            fallback_ttl = Some(self.fallback_ttl(policy.failure_ttl, &token));
+                        }
                         _ => return self.wait_and_cache(&current, key, &policy).await,
                     }
+                }
+                Err(FlowError::NotPersisted { credentials, .. })
+                    if credentials.access_token().is_some() =>
+                {
+                    // The upstream issued a token that is not stored yet (it
+                    // waits in a recovery record); it is the newest there is.
+                    self.record(&current.platform, Event::RefreshFailure);
+                    current.credentials = *credentials;
+                    let token = self.valid_token(&current);
+                    let token = token.ok_or(TokenError::Expired { id: current.id })?;
+                    self.cache_locally(&token, self.fallback_ttl(Duration::ZERO, &token));
+                    return Ok(token);
                 }
                 Err(error) => {
                     self.record(&current.platform, Event::RefreshFailure);
                     if matches!(error, FlowError::LockUnavailable { .. }) {
                         self.record(&current.platform, Event::LockAcquireFailure);
                     }
-                    let usable = AccessToken::of_account(&current)
-                        .filter(|t| token_is_valid(t.expires_at, self.flow.clock().now()));
-                    match (policy.on_refresh_error, usable) {
+                    match (policy.on_refresh_error, self.valid_token(&current)) {
                         (OnRefreshError::UseExistingToken, Some(token)) => {
                             warn!(account_id = %current.id, stage = %error.stage(), "refresh failed; serving the still-valid existing token");
-                            ttl_override = Some(failure_ttl(
-                                policy.failure_ttl,
-                                token.expires_at,
-                                self.flow.clock().now(),
-                            ));
+                            fallback_ttl = Some(self.fallback_ttl(policy.failure_ttl, &token));
                         }
                         _ => {
                             return Err(TokenError::Refresh {
@@ -288,21 +297,44 @@ impl ProviderInner {
         if !token_is_valid(token.expires_at, now) {
             return Err(TokenError::Expired { id: current.id });
         }
-        let mut ttl = ttl_override.unwrap_or_else(|| self.ttl(token.expires_at, now));
-        if !verified {
+        match fallback_ttl {
+            Some(ttl) => self.cache_locally(&token, ttl),
             // The store could not confirm this is the newest token: keep it
-            // briefly so a newer one is picked up soon.
-            ttl = ttl.map(|t| t.min(UNVERIFIED_TTL));
+            // briefly, in this process only.
+            None if !verified => self.cache_locally(
+                &token,
+                self.ttl(token.expires_at, now)
+                    .map(|t| t.min(UNVERIFIED_TTL)),
+            ),
+            None => {
+                let ttl = self.ttl(token.expires_at, now);
+                self.cache_everywhere(key, &token, ttl).await;
+            }
         }
-        self.cache_everywhere(key, &token, ttl).await;
         Ok(token)
+    }
+
+    /// The account's access token while it is valid.
+    fn valid_token(&self, account: &Account) -> Option<AccessToken> {
+        AccessToken::of_account(account)
+            .filter(|t| token_is_valid(t.expires_at, self.flow.clock().now()))
+    }
+
+    /// The TTL of a token served by a policy fallback.
+    fn fallback_ttl(&self, ttl: Duration, token: &AccessToken) -> Option<Duration> {
+        failure_ttl(ttl, token.expires_at, self.flow.clock().now())
+    }
+
+    fn storage_timeout(&self) -> Duration {
+        self.flow.config().storage_timeout
     }
 
     /// The stored account when it is at least as new as the snapshot; the
     /// snapshot when the read fails or finds nothing (REFERENCE.md §3.7).
     /// The second value says whether the store answered.
     async fn newest(&self, snapshot: &Account) -> (Account, bool) {
-        match self.flow.repository().get(snapshot.id).await {
+        let read = self.flow.repository().get(snapshot.id);
+        match bounded(self.storage_timeout(), "get", read).await {
             Ok(Some(stored)) if stored.credentials_version >= snapshot.credentials_version => {
                 (stored, true)
             }
@@ -317,13 +349,17 @@ impl ProviderInner {
     /// The §5.2 cache TTL, shortened so the entry lapses by the time the
     /// token enters the refresh skew: a cached token is never served past
     /// the point where a miss would have refreshed it.
+    /// A token already inside the skew (served while a refresh is held
+    /// elsewhere) is cached for at most [`UNVERIFIED_TTL`].
     fn ttl(&self, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
         let ttl = cache_ttl(expires_at, now)?;
-        let until_due = expires_at
-            .and_then(|at| (at - now).to_std().ok())
-            .and_then(|left| left.checked_sub(self.skew))
-            .filter(|d| !d.is_zero());
-        Some(until_due.map_or(ttl, |d| ttl.min(d)))
+        let Some(left) = expires_at.and_then(|at| (at - now).to_std().ok()) else {
+            return Some(ttl);
+        };
+        Some(match left.checked_sub(self.skew).filter(|d| !d.is_zero()) {
+            Some(until_due) => ttl.min(until_due),
+            None => ttl.min(UNVERIFIED_TTL),
+        })
     }
 
     async fn wait_and_cache(
@@ -348,7 +384,12 @@ impl ProviderInner {
         let Some(ttl) = ttl else { return };
         self.cache_locally(token, Some(ttl));
         if let Some(shared) = &self.shared
-            && let Err(error) = shared.put(key, &token.to_cached(), ttl).await
+            && let Err(error) = bounded(
+                self.storage_timeout(),
+                "cache_put",
+                shared.put(key, &token.to_cached(), ttl),
+            )
+            .await
         {
             debug!(%key, kind = %error.kind(), "shared cache write failed");
         }
