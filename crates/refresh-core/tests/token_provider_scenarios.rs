@@ -24,9 +24,9 @@ use refresh_core::testing::conformance::T0;
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountType, CachedToken, Clock, Credentials,
-    ExecutorRegistry, FlowError, LockStrategy, Platform, ProviderError, RefreshExecutor,
-    RefreshFlow, RefreshKey, RefreshLock, Secret, StorageError, TokenCache, TokenError,
-    TokenProvider,
+    ExecutorRegistry, FlowError, LockStrategy, Platform, ProviderError, ProviderRefreshPolicy,
+    RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock, Secret, StorageError, TokenCache,
+    TokenError, TokenProvider,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -1139,4 +1139,68 @@ async fn getter_cached_token_lapses_when_it_enters_the_refresh_skew() {
         "the entry lapsed at the skew and the miss refreshed"
     );
     assert_eq!(refreshed.token.expose(), "at-1-1");
+}
+
+/// A shared cache whose "refreshed" channel is closed: every notice resolves
+/// `None` at once.
+struct ClosedChannelCache(InMemoryTokenCache);
+
+#[async_trait]
+impl TokenCache for ClosedChannelCache {
+    async fn get(&self, key: &RefreshKey) -> Result<Option<CachedToken>, StorageError> {
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError> {
+        self.0.put(key, token, ttl).await
+    }
+    async fn invalidate(&self, key: &RefreshKey) -> Result<(), StorageError> {
+        self.0.invalidate(key).await
+    }
+    async fn publish_refreshed(&self, key: &RefreshKey, version: u64) -> Result<(), StorageError> {
+        self.0.publish_refreshed(key, version).await
+    }
+    async fn subscribe_refreshed(&self, _key: &RefreshKey) -> Result<RefreshNotice, StorageError> {
+        Ok(RefreshNotice::new(async { None }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_8_closed_notification_channel_falls_back_to_bounded_polling() {
+    // Expired token, lease held elsewhere for good: the caller waits the
+    // policy's max_wait, polling, and never spins on the closed channel.
+    let snapshot = oauth_account(1, Platform::OpenAi, -10);
+    let h = Harness::new([snapshot.clone()]);
+    let theirs = h
+        .lock
+        .inner
+        .inner()
+        .try_acquire(&key(&Platform::OpenAi, 1), Duration::from_secs(3600))
+        .await
+        .expect("acquire")
+        .expect("free");
+    let cache = Arc::new(ClosedChannelCache(InMemoryTokenCache::new(Arc::clone(
+        &h.clock,
+    ))));
+    let provider = TokenProvider::builder(h.flow(false), h.registry(&[Platform::OpenAi]))
+        .shared_cache(cache)
+        .build();
+
+    let err = provider
+        .access_token(&snapshot)
+        .await
+        .expect_err("never refreshed");
+    assert!(matches!(err, TokenError::WaitTimedOut { .. }), "{err:?}");
+    let policy = ProviderRefreshPolicy::for_platform(&Platform::OpenAi);
+    let polls = policy.wait.max_wait.as_millis() / policy.wait.poll_interval.as_millis();
+    assert!(
+        u128::from(h.repo_gets()) <= polls + 10,
+        "bounded polling, not a spin: {} reads",
+        h.repo_gets()
+    );
+    drop(theirs);
 }

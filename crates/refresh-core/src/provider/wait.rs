@@ -9,6 +9,7 @@ use super::metrics::Event;
 use super::{AccessToken, ProviderInner, TokenResult};
 use crate::domain::{Account, RefreshKey};
 use crate::error::TokenError;
+use crate::flow::bounded;
 use crate::policy::{ProviderRefreshPolicy, token_is_valid};
 use crate::ports::RefreshNotice;
 
@@ -48,7 +49,12 @@ impl ProviderInner {
         for delay in &policy.wait.schedule {
             let delay = jittered(*delay, policy.wait.jitter);
             tokio::select! {
-                _ = &mut notice => {
+                fired = &mut notice => {
+                    if fired.is_none() {
+                        // The channel closed: stop listening, keep polling.
+                        notice = RefreshNotice::never();
+                        continue;
+                    }
                     if let Some(token) = self.stored_newer_token(current).await {
                         return Ok(token);
                     }
@@ -61,7 +67,9 @@ impl ProviderInner {
                 }
             }
         }
-        let deadline = started + policy.wait.max_wait;
+        let deadline = started
+            .checked_add(policy.wait.max_wait)
+            .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
         loop {
             if let Some(token) = self.stored_valid_token(current).await {
                 return Ok(token);
@@ -74,7 +82,12 @@ impl ProviderInner {
             }
             let pause = policy.wait.poll_interval.min(deadline - Instant::now());
             tokio::select! {
-                _ = &mut notice => notice = self.subscribe(key).await,
+                fired = &mut notice => {
+                    notice = match fired {
+                        Some(_) => self.subscribe(key).await,
+                        None => RefreshNotice::never(),
+                    };
+                }
                 () = tokio::time::sleep(pause) => {}
             }
         }
@@ -82,7 +95,13 @@ impl ProviderInner {
 
     async fn subscribe(&self, key: &RefreshKey) -> RefreshNotice {
         match &self.shared {
-            Some(shared) => shared.subscribe_refreshed(key).await.unwrap_or_else(|error| {
+            Some(shared) => bounded(
+                self.storage_timeout(),
+                "subscribe_refreshed",
+                shared.subscribe_refreshed(key),
+            )
+            .await
+            .unwrap_or_else(|error| {
                 debug!(%key, kind = %error.kind(), "cannot subscribe to refresh notifications; polling only");
                 RefreshNotice::never()
             }),
@@ -92,7 +111,8 @@ impl ProviderInner {
 
     async fn cached_newer_token(&self, current: &Account, key: &RefreshKey) -> Option<AccessToken> {
         let shared = self.shared.as_ref()?;
-        let cached = shared.get(key).await.ok().flatten()?;
+        let read = bounded(self.storage_timeout(), "cache_get", shared.get(key));
+        let cached = read.await.ok().flatten()?;
         (cached.version > current.credentials_version
             && token_is_valid(cached.expires_at, self.flow.clock().now()))
         .then(|| AccessToken::from_cached(current.id, cached))
@@ -105,21 +125,23 @@ impl ProviderInner {
     }
 
     async fn stored_valid_token(&self, current: &Account) -> Option<AccessToken> {
-        let stored = self
-            .flow
-            .repository()
-            .get(current.id)
+        let read = self.flow.repository().get(current.id);
+        let stored = bounded(self.storage_timeout(), "get", read)
             .await
             .ok()
             .flatten()?;
-        AccessToken::of_account(&stored)
-            .filter(|t| token_is_valid(t.expires_at, self.flow.clock().now()))
+        self.valid_token(&stored)
     }
 }
 
 /// `delay` times a uniform factor in `[1 − jitter, 1 + jitter]`.
 fn jittered(delay: Duration, jitter: f64) -> Duration {
-    if jitter <= 0.0 {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    if jitter == 0.0 {
         return delay;
     }
     delay.mul_f64(1.0 - jitter + 2.0 * jitter * fastrand::f64())
@@ -142,5 +164,11 @@ mod tests {
             jittered(Duration::from_millis(100), 0.0),
             Duration::from_millis(100)
         );
+        // invariant 10: a bad configured jitter cannot panic.
+        assert_eq!(
+            jittered(Duration::from_millis(100), f64::NAN),
+            Duration::from_millis(100)
+        );
+        assert!(jittered(Duration::from_millis(100), 7.0) <= Duration::from_millis(200));
     }
 }
