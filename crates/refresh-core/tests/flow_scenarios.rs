@@ -707,6 +707,7 @@ async fn ref_op_executor_invalid_grant() {
     let FlowError::Upstream {
         id: failed,
         source: ProviderError::InvalidGrant { code, .. },
+        ..
     } = &error
     else {
         panic!("expected Upstream(InvalidGrant), got {error:?}");

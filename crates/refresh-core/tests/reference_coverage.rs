@@ -646,6 +646,7 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
         assert!(error.is_retryable(), "{error:?}");
         let flow_error = FlowError::Upstream {
             id: AccountId(1),
+            version: 0,
             source: error.clone(),
         };
         assert!(flow_error.is_retryable(), "{flow_error:?}");
@@ -1021,6 +1022,7 @@ async fn proxy_lookup_failure_fails_the_refresh() {
     let FlowError::Upstream {
         id,
         source: ProviderError::Configuration { reason },
+        ..
     } = &error
     else {
         panic!("expected Upstream(Configuration), got {error:?}");

@@ -26,7 +26,7 @@ use self::backoff::backoff;
 use self::report::AccountResult;
 use crate::domain::{Account, AccountStatus, AccountType, RefreshKey};
 use crate::error::{ConfigError, FlowError, ProviderError};
-use crate::flow::{RefreshFlow, RefreshOutcome};
+use crate::flow::{RefreshFlow, RefreshOutcome, bounded};
 use crate::policy::SkipAction;
 use crate::ports::{DueCursor, RefreshExecutor, TokenCache};
 use crate::provider::ExecutorRegistry;
@@ -250,8 +250,18 @@ impl BackgroundRefresher {
     /// Other non-retryable failures (the account vanished or changed type)
     /// are not the account's fault and leave it alone.
     async fn mark_error(&self, account: &Account, error: &FlowError) -> bool {
-        if !matches!(error, FlowError::Upstream { .. }) {
+        let FlowError::Upstream { version, .. } = error else {
             warn!(account_id = %account.id, stage = %error.stage(), "refresh failed permanently; account left unchanged");
+            return false;
+        };
+        let repo = self.inner.flow.repository();
+        let timeout = self.inner.flow.config().storage_timeout;
+        if let Ok(Some(stored)) = bounded(timeout, "get", repo.get(account.id)).await
+            && stored.credentials_version != *version
+        {
+            // Credentials were written since the failed attempt (a refresh
+            // elsewhere, a re-import): the failure no longer describes them.
+            warn!(account_id = %account.id, "credentials changed since the failure; not marking the account");
             return false;
         }
         let message = error.account_error_message();

@@ -92,10 +92,12 @@ pub enum FlowError {
         platform: Platform,
     },
     /// The upstream refresh failed (after race recovery).
-    #[error("upstream refresh of account {id} failed: {source}")]
+    #[error("upstream refresh of account {id} failed")]
     Upstream {
         /// The account.
         id: AccountId,
+        /// The `credentials_version` the failed refresh started from.
+        version: u64,
         /// The classified provider error.
         #[source]
         source: ProviderError,
@@ -171,11 +173,15 @@ impl FlowError {
     }
 
     /// A short, secret-free description for the `error_message` column:
-    /// `Token refresh failed (non-retryable): <error>`.
+    /// `Token refresh failed (non-retryable): <error>: <cause>: ...`.
     pub fn account_error_message(&self) -> String {
-        format!("Token refresh failed (non-retryable): {self}")
-            .chars()
-            .take(500)
-            .collect()
+        let mut message = format!("Token refresh failed (non-retryable): {self}");
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            message.push_str(": ");
+            message.push_str(&error.to_string());
+            cause = error.source();
+        }
+        message.chars().take(500).collect()
     }
 }

@@ -82,7 +82,10 @@ pub enum ProviderError {
         /// Short reason (no secrets, no proxy password).
         reason: String,
     },
-    /// Tokens were obtained but the project id could not be discovered.
+    /// The project id could not be discovered before any token was issued.
+    /// An executor that already holds new tokens returns them (`Ok`) and
+    /// reports the project problem separately, so the rotation is persisted
+    /// (REFERENCE.md §10).
     #[error("project discovery failed: {reason}")]
     ProjectDiscovery {
         /// Short reason.

@@ -16,11 +16,11 @@ use crate::ports::{Lease, RefreshLock};
 
 /// Extends every held lease every `ttl / 3` until dropped; after a failed
 /// extension it retries sooner (`ttl / 10`). Each extension is bounded by
-/// the storage timeout. [`LeaseKeeper::lost`] turns true, and extending
-/// stops, when a lock reports the lease gone or when no extension has
-/// succeeded for a whole TTL (the lease must be presumed lapsed). The flow
-/// then stops before the upstream call, or relies on the fenced write if the
-/// call was already sent.
+/// the storage timeout. A lease counts as lost when its lock says so or when
+/// no extension of it succeeded for a whole TTL; [`LeaseKeeper::lost`] turns
+/// true, and extending stops, once every held lease is lost. The flow then
+/// stops before the upstream call, or relies on the fenced write if the call
+/// was already sent.
 pub(crate) struct LeaseKeeper {
     lost: Arc<AtomicBool>,
     _stop: Option<DropGuard>,
@@ -39,39 +39,41 @@ impl LeaseKeeper {
         let period = (ttl / 3).max(Duration::from_millis(10));
         let retry = (ttl / 10).max(Duration::from_millis(10));
         tokio::spawn(async move {
-            let mut confirmed = Instant::now();
+            // Per lease: when an extension last succeeded; `None` once lost.
+            let mut confirmed: Vec<Option<Instant>> = vec![Some(Instant::now()); leases.len()];
             let mut pause = period;
             loop {
                 tokio::select! {
                     () = token.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
                 }
-                let mut all_ok = true;
-                for (lock, lease) in &leases {
+                pause = period;
+                for ((lock, lease), state) in leases.iter().zip(confirmed.iter_mut()) {
+                    let Some(since) = *state else { continue };
                     match bounded(storage_timeout, "extend", lock.extend(lease, ttl)).await {
-                        Ok(true) => debug!(key = %lease.key, fence = lease.fence, "lease extended"),
+                        Ok(true) => {
+                            debug!(key = %lease.key, fence = lease.fence, "lease extended");
+                            *state = Some(Instant::now());
+                        }
                         Ok(false) => {
                             warn!(key = %lease.key, lock = lock.name(), "lease lost during refresh");
-                            flag.store(true, Ordering::SeqCst);
-                            return;
+                            *state = None;
+                        }
+                        Err(error) if since.elapsed() >= ttl => {
+                            warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "no extension for a whole ttl; presuming the lease lapsed");
+                            *state = None;
                         }
                         Err(error) => {
                             warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease extension failed; retrying");
-                            all_ok = false;
+                            pause = retry;
                         }
                     }
                 }
-                if all_ok {
-                    confirmed = Instant::now();
-                    pause = period;
-                } else if confirmed.elapsed() >= ttl {
-                    warn!(
-                        "no lease extension succeeded for a whole ttl; presuming the lease lapsed"
-                    );
+                // Stacked leases: the refresh stays protected while any one
+                // of them (the durable one in practice) is still held.
+                if confirmed.iter().all(Option::is_none) {
                     flag.store(true, Ordering::SeqCst);
                     return;
-                } else {
-                    pause = retry;
                 }
             }
         });

@@ -103,7 +103,11 @@ impl FlowInner {
             }
             Err(error) => {
                 warn!(kind = error.kind_name(), "upstream refresh failed");
-                return Err(FlowError::Upstream { id, source: error });
+                return Err(FlowError::Upstream {
+                    id,
+                    version: fresh.credentials_version,
+                    source: error,
+                });
             }
         };
         if lease.as_ref().is_some_and(|l| l.keeper.lost()) {
@@ -116,7 +120,19 @@ impl FlowInner {
     /// (fenced), and notifies waiters.
     async fn complete(&self, key: &RefreshKey, fresh: Account, issued: Credentials) -> FlowResult {
         if issued.access_token().is_none() {
-            return Err(FlowError::EmptyCredentials { id: fresh.id });
+            let id = fresh.id;
+            if issued.refresh_token().is_some()
+                && issued.refresh_token() != fresh.credentials.refresh_token()
+            {
+                // Unusable answer, but it rotated the refresh token: keep the
+                // new one (a failed write leaves a recovery record).
+                warn!("answer without an access token rotated the refresh token; storing it");
+                let merged = issued.merged_over(&fresh.credentials);
+                if let Ok(Persisted::Applied(account)) = self.persist(fresh, merged).await {
+                    self.notify(key, account.credentials_version).await;
+                }
+            }
+            return Err(FlowError::EmptyCredentials { id });
         }
         let mut merged = issued.merged_over(&fresh.credentials);
         if let Err(error) = merged.canonicalize() {
@@ -342,9 +358,19 @@ impl FlowInner {
                         if let Some(lease) = lease {
                             lease.release(this.config.release_timeout).await;
                         }
-                        if !within_grace && let Ok(Ok(issued)) = call.await {
-                            this.keep_late_answer(&base, issued).await;
-                            return;
+                        if !within_grace {
+                            let cap = timeout.saturating_mul(PENDING_MARKER_TTL - 2);
+                            match tokio::time::timeout(cap, &mut call).await {
+                                Ok(Ok(Ok(issued))) => {
+                                    this.keep_late_answer(&base, issued).await;
+                                    return;
+                                }
+                                Ok(_) => {}
+                                Err(_) => {
+                                    call.abort();
+                                    warn!("upstream call never answered; presumed dead");
+                                }
+                            }
                         }
                         this.clear_marker(&base).await;
                     }
@@ -405,7 +431,11 @@ impl FlowInner {
             kind = error.kind_name(),
             "refresh token rejected by upstream"
         );
-        Err(FlowError::Upstream { id, source: error })
+        Err(FlowError::Upstream {
+            id,
+            version: presented.credentials_version,
+            source: error,
+        })
     }
 
     /// The fenced write with bounded retries. On a version mismatch it
