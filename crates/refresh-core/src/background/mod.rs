@@ -91,7 +91,11 @@ impl BackgroundRefresher {
         'pages: loop {
             let page = tokio::select! {
                 () = shutdown.cancelled() => break 'pages,
-                page = inner.flow.repository().list_due(before, cursor, cfg.page_size) => page,
+                page = bounded(
+                    inner.flow.config().storage_timeout,
+                    "list_due",
+                    inner.flow.repository().list_due(before, cursor, cfg.page_size),
+                ) => page,
             };
             let page = match page {
                 Ok(page) => page,
@@ -255,8 +259,7 @@ impl BackgroundRefresher {
             return false;
         };
         let repo = self.inner.flow.repository();
-        let timeout = self.inner.flow.config().storage_timeout;
-        if let Ok(Some(stored)) = bounded(timeout, "get", repo.get(account.id)).await
+        if let Ok(Some(stored)) = bounded(self.timeout(), "get", repo.get(account.id)).await
             && stored.credentials_version != *version
         {
             // Credentials were written since the failed attempt (a refresh
@@ -265,12 +268,12 @@ impl BackgroundRefresher {
             return false;
         }
         let message = error.account_error_message();
-        match self
-            .inner
-            .flow
-            .repository()
-            .set_error(account.id, &message)
-            .await
+        match bounded(
+            self.timeout(),
+            "set_error",
+            repo.set_error(account.id, &message),
+        )
+        .await
         {
             Ok(()) => {
                 warn!(account_id = %account.id, platform = %account.platform, kind = error.provider_error().map_or("flow", ProviderError::kind_name), "non-retryable refresh failure; account marked error");
@@ -283,6 +286,10 @@ impl BackgroundRefresher {
         }
     }
 
+    fn timeout(&self) -> std::time::Duration {
+        self.inner.flow.config().storage_timeout
+    }
+
     /// Post-refresh actions (REFERENCE.md §8.4), each best effort.
     async fn after_refresh(&self, account: &Account, executor: &dyn RefreshExecutor) {
         let inner = &self.inner;
@@ -293,7 +300,7 @@ impl BackgroundRefresher {
                 .error_message
                 .as_deref()
                 .is_some_and(|m| m.contains("missing_project_id:"))
-            && let Err(error) = repo.clear_error(id).await
+            && let Err(error) = bounded(self.timeout(), "clear_error", repo.clear_error(id)).await
         {
             warn!(account_id = %id, kind = %error.kind(), "could not clear the missing_project_id error");
         }
@@ -301,7 +308,8 @@ impl BackgroundRefresher {
             .temp_unschedulable_until
             .is_some_and(|until| until > inner.flow.clock().now())
         {
-            if let Err(error) = repo.clear_temp_unschedulable(id).await {
+            let clear = repo.clear_temp_unschedulable(id);
+            if let Err(error) = bounded(self.timeout(), "clear_temp_unschedulable", clear).await {
                 warn!(account_id = %id, kind = %error.kind(), "could not clear temp-unschedulable");
             }
             self.invalidate(&RefreshKey::from_raw(format!("temp_unsched:account:{id}")))
@@ -320,7 +328,7 @@ impl BackgroundRefresher {
 
     async fn invalidate(&self, key: &RefreshKey) {
         if let Some(cache) = &self.inner.cache
-            && let Err(error) = cache.invalidate(key).await
+            && let Err(error) = bounded(self.timeout(), "invalidate", cache.invalidate(key)).await
         {
             warn!(%key, kind = %error.kind(), "cache invalidation failed");
         }

@@ -53,7 +53,8 @@ impl fmt::Display for StorageErrorKind {
 
 /// A backend failure: a kind, the operation, a short message and an optional
 /// driver error as source. Backends must keep secrets out of the message
-/// (no connection strings with passwords, no bound parameters).
+/// and out of the source's `Display` and `Debug` (no connection strings with
+/// passwords, no bound parameters): both end up in logs.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storage {kind} in {operation}: {message}")]
 pub struct StorageError {

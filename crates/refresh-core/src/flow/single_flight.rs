@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::FutureExt;
@@ -17,8 +16,7 @@ pub(crate) type Flight<T> = Shared<BoxFuture<'static, Option<T>>>;
 /// In-process single flight. The work runs in a spawned task, so it finishes
 /// even when every caller has gone away (invariant 7).
 pub(crate) struct SingleFlight<K, T: Clone> {
-    flights: Mutex<HashMap<K, (u64, Flight<T>)>>,
-    generation: AtomicU64,
+    flights: Mutex<HashMap<K, Flight<T>>>,
 }
 
 impl<K, T> SingleFlight<K, T>
@@ -29,11 +27,10 @@ where
     pub(crate) fn new() -> Self {
         Self {
             flights: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, (u64, Flight<T>)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, Flight<T>>> {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -45,20 +42,20 @@ where
         F: Future<Output = T> + Send + 'static,
     {
         let mut flights = self.lock();
-        if let Some((_, flight)) = flights.get(key) {
+        if let Some(flight) = flights.get(key) {
             return flight.clone();
         }
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let work = make();
         let (tx, rx) = oneshot::channel();
         let flight: Flight<T> = async move { rx.await.ok() }.boxed().shared();
-        flights.insert(key.clone(), (generation, flight.clone()));
+        flights.insert(key.clone(), flight.clone());
         drop(flights);
 
-        let work = make();
+        // Only this flight's task removes the entry, and no other flight for
+        // the key can start before it does.
         let guard = Landing {
             owner: Arc::clone(self),
             key: key.clone(),
-            generation,
         };
         tokio::spawn(async move {
             let out = work.await;
@@ -79,27 +76,20 @@ where
 struct Landing<K: Hash + Eq + Clone + Send + Sync + 'static, T: Clone + Send + Sync + 'static> {
     owner: Arc<SingleFlight<K, T>>,
     key: K,
-    generation: u64,
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static, T: Clone + Send + Sync + 'static> Drop
     for Landing<K, T>
 {
     fn drop(&mut self) {
-        let mut flights = self.owner.lock();
-        if flights
-            .get(&self.key)
-            .is_some_and(|(g, _)| *g == self.generation)
-        {
-            flights.remove(&self.key);
-        }
+        self.owner.lock().remove(&self.key);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::Notify;
 
     #[tokio::test]

@@ -84,7 +84,9 @@ pub trait AccountRepository: Send + Sync {
 
     /// A page of `active` accounts whose `expires_at` is before `before` or
     /// unknown, ordered by `(expires_at, id)` with unknown first, starting
-    /// after `after`, at most `limit` long. Backends serve it from an index.
+    /// after `after`. The page holds exactly `limit` accounts unless fewer
+    /// remain, so a short page is the last one. Backends serve it from an
+    /// index.
     ///
     /// # Errors
     /// A [`StorageError`] when the backend fails.

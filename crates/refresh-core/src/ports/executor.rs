@@ -46,7 +46,9 @@ pub trait RefreshExecutor: Send + Sync {
     }
 
     /// The lock, cache and notification key: by default
-    /// `<platform prefix>:account:<id>`.
+    /// `<platform prefix>:account:<id>`. An override must stay unique per
+    /// account and depend on the account id only: single flights, leases and
+    /// cached tokens are shared by everything with the same key.
     fn key(&self, account: &Account) -> RefreshKey {
         RefreshKey::for_account(&self.platform(), account.id)
     }

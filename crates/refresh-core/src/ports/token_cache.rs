@@ -79,7 +79,10 @@ impl fmt::Debug for RefreshNotice {
 /// - A notice from [`subscribe_refreshed`](Self::subscribe_refreshed)
 ///   resolves after any [`publish_refreshed`](Self::publish_refreshed) of
 ///   the same key that happens after the subscription. It may also resolve
-///   spuriously; waiters re-check the state they wait on.
+///   spuriously; waiters re-check the state they wait on. A notice that
+///   resolves `None` means the channel is closed: waiters stop listening and
+///   fall back to polling, so it must not be returned while the channel
+///   still works.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait TokenCache: Send + Sync {

@@ -29,6 +29,7 @@ where
     cas_touches_only_credential_fields(make().await).await;
     concurrent_cas_at_one_version_applies_once(make().await).await;
     list_due_filters_orders_and_pages(make().await).await;
+    list_due_pages_through_ties_and_unknown_expiries(make().await).await;
     status_writes_touch_only_their_fields(make().await).await;
     status_writes_on_missing_account_are_not_found(make().await).await;
 }
@@ -278,6 +279,38 @@ async fn list_due_filters_orders_and_pages(repo: Arc<dyn AccountRepository>) {
     assert_eq!(
         seen, expected,
         "list_due_filters_orders_and_pages: unknown expiry first, then by expires_at; no disabled, none past `before`"
+    );
+}
+
+async fn list_due_pages_through_ties_and_unknown_expiries(repo: Arc<dyn AccountRepository>) {
+    // Three unknown expiries and five accounts sharing one expiry: the
+    // keyset cursor must neither skip nor repeat across page boundaries
+    // (SQL pitfalls: NULL comparisons, NULL ordering, equal sort keys).
+    for id in [7, 3, 5] {
+        seed(&repo, account_expiring(id, None)).await;
+    }
+    for id in [12, 10, 14, 11, 13] {
+        seed(&repo, account_expiring(id, Some(120))).await;
+    }
+    seed(&repo, account_expiring(20, Some(60))).await;
+    let before = t0() + Span::seconds(3600);
+    let mut pages = Vec::new();
+    let mut cursor: Option<DueCursor> = None;
+    loop {
+        let page = repo.list_due(before, cursor, 2).await.expect("list_due");
+        let Some(last) = page.last() else { break };
+        cursor = Some(DueCursor::after(last));
+        pages.push(page.iter().map(|a| a.id.get()).collect::<Vec<_>>());
+    }
+    let seen: Vec<i64> = pages.concat();
+    assert_eq!(
+        seen,
+        vec![3, 5, 7, 20, 10, 11, 12, 13, 14],
+        "list_due_pages_through_ties_and_unknown_expiries: unknown first by id, then (expires_at, id)"
+    );
+    assert!(
+        pages[..pages.len() - 1].iter().all(|p| p.len() == 2),
+        "list_due_pages_through_ties_and_unknown_expiries: every page but the last is full ({pages:?})"
     );
 }
 
