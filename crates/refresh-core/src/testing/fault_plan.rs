@@ -3,6 +3,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use tokio::sync::Notify;
+
 use crate::error::{StorageError, StorageErrorKind};
 
 /// Per-operation queues of failures to inject, and per-operation call counts.
@@ -12,6 +14,7 @@ pub struct FaultPlan {
     queued: Mutex<HashMap<&'static str, VecDeque<StorageErrorKind>>>,
     always: Mutex<HashMap<&'static str, StorageErrorKind>>,
     calls: Mutex<HashMap<&'static str, u64>>,
+    called: Notify,
 }
 
 impl FaultPlan {
@@ -54,6 +57,18 @@ impl FaultPlan {
             .unwrap_or(0)
     }
 
+    /// Resolves once `op` has been called at least `n` times (counting
+    /// failed calls): lets a test wait for a backend call without sleeping.
+    pub async fn wait_for_calls(&self, op: &'static str, n: u64) {
+        loop {
+            let called = self.called.notified();
+            if self.calls(op) >= n {
+                return;
+            }
+            called.await;
+        }
+    }
+
     /// Counts a call of `op` and returns the failure scripted for it.
     ///
     /// # Errors
@@ -65,6 +80,7 @@ impl FaultPlan {
             .unwrap_or_else(|e| e.into_inner())
             .entry(op)
             .or_default() += 1;
+        self.called.notify_waiters();
         let queued = self
             .queued
             .lock()
