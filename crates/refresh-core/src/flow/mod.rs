@@ -1,9 +1,23 @@
 //! [`RefreshFlow`]: the one path every refresh takes.
 //!
-//! single flight in process → lease (layered locks) → re-read → consume a
+//! single flight in process → lease ([`LockStrategy`]) → re-read → consume a
 //! pending recovery record → double-check → upstream call (detached) →
 //! fenced compare-and-set persist with bounded retry while the lease is
 //! extended → recovery record on persist failure → notify waiters → release.
+//!
+//! # How faults are handled
+//!
+//! | fault | what the flow does |
+//! |---|---|
+//! | lock store down | next layer; all down → `LockUnavailable` (lock-free only by opt-in) |
+//! | lease extension fails | retried every `ttl/10`; a lease unconfirmed for a whole TTL counts as lost; with every lease lost the flow stops before the upstream call (`LeaseLost`) |
+//! | storage call hangs | each is bounded by [`FlowConfig::storage_timeout`] |
+//! | re-read fails | `Reread` error; never refreshes from the caller's snapshot |
+//! | `invalid_grant` | race recovery: a rotation by someone else (or a late answer in the recovery store) is success |
+//! | upstream silent past `upstream_timeout` | caller gets `Ambiguous`; a pending-call marker stops every flow from presenting the token again; the lease stays with the call for another `upstream_timeout` and a late answer is persisted; later still, it becomes a recovery record |
+//! | write fails | bounded retries; then the credentials go to the recovery store (and an in-process copy) and `NotPersisted` carries them; the next flow persists them before any upstream call |
+//! | write conflict without rotation | the refresh's changed keys are re-applied over the newer row |
+//! | executor panics | `TaskFailed`; leases released on unwind |
 
 mod bounded;
 mod config;
