@@ -7,30 +7,33 @@
 //!
 //! Every test runs on paused tokio time with a [`TokioClock`], the in-memory
 //! backends wrapped in call-counting [`Faulty`] wrappers, and the rotating
-//! [`FakeUpstream`]. Synchronization uses the fake upstream's gate and call
-//! counter and watch counters, never real sleeps.
+//! [`FakeUpstream`] (see `common::Backends`). Synchronization uses the fake
+//! upstream's gate and call counter and the wrappers' call counts
+//! (`FaultPlan::wait_for_calls`), never real sleeps.
+
+mod common;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use common::{
+    Backends, HookedRepository, PLATFORMS, RepositoryHooks, access_token, credentials, in_secs,
+    key, oauth_account, refresh_token_of, spawn_access_token, tokio_clock,
+};
 use refresh_core::background::{BackgroundRefresherBuilder, MockRefreshListener};
 use refresh_core::error::{OAuthErrorCode, StorageErrorKind};
-use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
-};
-use refresh_core::ports::{CasOutcome, DueCursor, Lease, TokioClock};
+use refresh_core::memory::{InMemoryAccountRepository, InMemoryTokenCache};
+use refresh_core::ports::CasOutcome;
+use refresh_core::testing::Faulty;
 use refresh_core::testing::conformance::T0;
-use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, AccountType, BackgroundConfig,
-    BackgroundRefreshPolicy, BackgroundRefresher, CachedToken, Clock, Credentials, CycleReport,
+    BackgroundRefreshPolicy, BackgroundRefresher, CachedToken, Credentials, CycleReport,
     ExecutorRegistry, LockStrategy, Platform, ProviderError, RefreshExecutor, RefreshFlow,
-    RefreshKey, RefreshListener, RefreshLock, Secret, StorageError, TokenCache, TokenProvider,
+    RefreshKey, RefreshListener, Secret, StorageError, TokenCache, TokenProvider,
 };
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,45 +41,9 @@ use tokio_util::sync::CancellationToken;
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// Lifetime of the tokens the fake upstream issues (outside the 30-min
-/// window, so a refreshed account is no longer due).
-const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
-
-const PLATFORMS: [Platform; 4] = [
-    Platform::Anthropic,
-    Platform::OpenAi,
-    Platform::Gemini,
-    Platform::Antigravity,
-];
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
-}
-
-fn in_secs(secs: i64) -> DateTime<Utc> {
-    t0() + chrono::Duration::seconds(secs)
-}
-
-fn credentials(id: i64, expires_in: i64) -> Credentials {
-    Credentials::new()
-        .with("access_token", format!("at-{id}-0"))
-        .with("refresh_token", format!("rt-{id}-0"))
-        .with("expires_at", (T0 + expires_in).to_string())
-}
-
-/// An active OAuth account whose token `at-<id>-0` expires `expires_in`
-/// seconds after the start of the test.
-fn oauth_account(id: i64, platform: Platform, expires_in: i64) -> Account {
-    Account::oauth(id, platform, credentials(id, expires_in))
-}
-
 /// An OAuth account due within the 30-min window (expires in 60 s).
 fn due_account(id: i64, platform: Platform) -> Account {
     oauth_account(id, platform, 60)
-}
-
-fn key(platform: &Platform, id: i64) -> RefreshKey {
-    RefreshKey::for_account(platform, AccountId(id))
 }
 
 fn temp_unsched_key(id: i64) -> RefreshKey {
@@ -118,137 +85,37 @@ enum AfterList {
     SetError(AccountId, &'static str),
 }
 
-/// The in-memory repository with actions run once, after the first
-/// `list_due`.
-struct HookedRepo {
-    inner: InMemoryAccountRepository,
-    after_list: Mutex<Vec<AfterList>>,
-}
+/// Actions run once, after the first `list_due`.
+struct AfterListActions(Mutex<Vec<AfterList>>);
 
 #[async_trait]
-impl AccountRepository for HookedRepo {
-    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
-        self.inner.get(id).await
-    }
-
-    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
-        self.inner.insert(account).await
-    }
-
-    async fn compare_and_set_credentials(
-        &self,
-        id: AccountId,
-        expected_version: u64,
-        credentials: &Credentials,
-    ) -> Result<CasOutcome, StorageError> {
-        self.inner
-            .compare_and_set_credentials(id, expected_version, credentials)
-            .await
-    }
-
-    async fn list_due(
-        &self,
-        before: DateTime<Utc>,
-        after: Option<DueCursor>,
-        limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
-        let page = self.inner.list_due(before, after, limit).await?;
-        let actions = std::mem::take(&mut *self.after_list.lock().expect("not poisoned"));
+impl RepositoryHooks for AfterListActions {
+    async fn after_list_due(&self, inner: &dyn AccountRepository) -> Result<(), StorageError> {
+        let actions = std::mem::take(&mut *self.0.lock().expect("not poisoned"));
         for action in actions {
             match action {
                 AfterList::RefreshedElsewhere(id) => {
-                    let current = self.inner.get(id).await?.expect("hooked account exists");
+                    let current = inner.get(id).await?.expect("hooked account exists");
                     let rotated = Credentials::new()
                         .with("access_token", "at-elsewhere")
                         .with("refresh_token", "rt-elsewhere")
                         .with("expires_at", (T0 + 3600).to_string());
-                    let outcome = self
-                        .inner
+                    let outcome = inner
                         .compare_and_set_credentials(id, current.credentials_version, &rotated)
                         .await?;
                     assert!(matches!(outcome, CasOutcome::Applied(_)), "{outcome:?}");
                 }
-                AfterList::SetError(id, message) => self.inner.set_error(id, message).await?,
+                AfterList::SetError(id, message) => inner.set_error(id, message).await?,
             }
         }
-        Ok(page)
-    }
-
-    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError> {
-        self.inner.set_error(id, message).await
-    }
-
-    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_error(id).await
-    }
-
-    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_temp_unschedulable(id).await
+        Ok(())
     }
 }
 
-/// A [`RefreshLock`] that counts calls (through [`Faulty`]) and lets a test
-/// await a number of acquisition attempts.
-struct ObservedLock {
-    inner: Arc<Faulty<InMemoryRefreshLock>>,
-    attempts: watch::Sender<u64>,
-}
-
-impl ObservedLock {
-    async fn wait_for_attempts(&self, n: u64) {
-        let mut rx = self.attempts.subscribe();
-        rx.wait_for(|count| *count >= n)
-            .await
-            .expect("sender lives in self");
-    }
-
-    /// Takes the lease of `key` "from another process".
-    async fn hold(&self, key: &RefreshKey) -> Lease {
-        self.inner
-            .inner()
-            .try_acquire(key, Duration::from_secs(3600))
-            .await
-            .expect("in-memory lock answers")
-            .expect("the lease is free")
-    }
-}
-
-#[async_trait]
-impl RefreshLock for ObservedLock {
-    fn name(&self) -> &'static str {
-        "observed-memory"
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &RefreshKey,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, StorageError> {
-        let result = self.inner.try_acquire(key, ttl).await;
-        self.attempts.send_modify(|count| *count += 1);
-        result
-    }
-
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
-        self.inner.extend(lease, ttl).await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
-        self.inner.release(lease).await
-    }
-}
-
-/// Shared backends of one scenario. Every flow built from it is a separate
-/// "process" over the same repository, lock, cache, recovery store and
-/// upstream.
-struct Harness {
-    clock: Arc<dyn Clock>,
-    repo: Arc<Faulty<HookedRepo>>,
-    lock: Arc<ObservedLock>,
-    cache: Arc<Faulty<InMemoryTokenCache>>,
-    recovery: Arc<InMemoryRecoveryStore>,
-    upstream: Arc<FakeUpstream>,
-}
+/// Shared backends of one scenario, over the in-memory repository with
+/// [`AfterList`] actions. Every flow built from it is a separate "process"
+/// over the same repository, lock, cache, recovery store and upstream.
+type Harness = Backends<HookedRepository<AfterListActions>>;
 
 impl Harness {
     fn new(accounts: impl IntoIterator<Item = Account>) -> Self {
@@ -256,52 +123,20 @@ impl Harness {
     }
 
     fn with_hooks(accounts: impl IntoIterator<Item = Account>, after_list: Vec<AfterList>) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
-        let repo = HookedRepo {
-            inner: InMemoryAccountRepository::with_accounts(accounts),
-            after_list: Mutex::new(after_list),
+        let repo = HookedRepository {
+            inner: Arc::new(InMemoryAccountRepository::with_accounts(accounts)),
+            hooks: AfterListActions(Mutex::new(after_list)),
         };
-        Self {
-            repo: Arc::new(Faulty::new(Arc::new(repo))),
-            lock: Arc::new(ObservedLock {
-                inner: Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(Arc::clone(
-                    &clock,
-                ))))),
-                attempts: watch::channel(0).0,
-            }),
-            cache: Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(Arc::clone(
-                &clock,
-            ))))),
-            recovery: Arc::new(InMemoryRecoveryStore::new()),
-            upstream: FakeUpstream::new(),
-            clock,
-        }
+        let clock = tokio_clock();
+        Self::with_repo(repo, Arc::clone(&clock), clock)
     }
 
     fn flow(&self) -> RefreshFlow {
-        RefreshFlow::builder(self.repo.clone(), LockStrategy::single(self.lock.clone()))
-            .clock(Arc::clone(&self.clock))
+        self.flow_builder(LockStrategy::single(self.lock.clone()))
             .recovery(self.recovery.clone())
             .notifier(self.cache.clone())
             .build()
             .expect("default flow config is valid")
-    }
-
-    fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
-        Arc::new(RotatingExecutor::new(
-            platform,
-            Arc::clone(&self.upstream),
-            Arc::clone(&self.clock),
-            ISSUED_LIFETIME,
-        ))
-    }
-
-    fn registry(&self, platforms: &[Platform]) -> ExecutorRegistry {
-        platforms
-            .iter()
-            .fold(ExecutorRegistry::new(), |registry, platform| {
-                registry.with(self.executor(platform.clone()))
-            })
     }
 
     /// A refresher (own flow) with no cache; add one with `.cache(...)`.
@@ -327,23 +162,6 @@ impl Harness {
             .build()
     }
 
-    async fn stored(&self, id: i64) -> Account {
-        self.repo
-            .inner()
-            .get(AccountId(id))
-            .await
-            .expect("in-memory repository answers")
-            .expect("account exists")
-    }
-
-    async fn cached(&self, key: &RefreshKey) -> Option<CachedToken> {
-        self.cache
-            .inner()
-            .get(key)
-            .await
-            .expect("in-memory cache answers")
-    }
-
     async fn seed_cache(&self, key: &RefreshKey) {
         let token = CachedToken {
             access_token: Secret::from("at-cached"),
@@ -356,29 +174,6 @@ impl Harness {
             .await
             .expect("in-memory cache answers");
     }
-
-    fn repo_calls(&self, op: &'static str) -> u64 {
-        self.repo.faults.calls(op)
-    }
-
-    fn cache_calls(&self, op: &'static str) -> u64 {
-        self.cache.faults.calls(op)
-    }
-}
-
-fn token_of(account: &Account) -> String {
-    account
-        .credentials
-        .access_token()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default()
-}
-
-fn refresh_token_of(account: &Account) -> Option<String> {
-    account
-        .credentials
-        .refresh_token()
-        .map(|t| t.expose().to_owned())
 }
 
 // ---------------------------------------------------------------------------
@@ -404,7 +199,7 @@ async fn background_success() {
         "the account key is invalidated"
     );
     let stored = h.stored(1).await;
-    assert_eq!(token_of(&stored), "at-1-1");
+    assert_eq!(access_token(&stored), "at-1-1");
     assert_eq!(stored.credentials_version, 1);
     assert_eq!(
         refresh_token_of(&stored),
@@ -420,7 +215,7 @@ async fn background_success() {
     let result = h.cached_refresher(&[Platform::OpenAi]).run_once().await;
     assert_eq!(result, report(1, 1, 1, 0, 0, 0));
     assert_eq!(h.cache_calls("invalidate"), 1);
-    assert_eq!(token_of(&h.stored(1).await), "at-1-1");
+    assert_eq!(access_token(&h.stored(1).await), "at-1-1");
 
     // No cache configured is fine.
     let h = Harness::new([due_account(1, Platform::Gemini)]);
@@ -430,7 +225,7 @@ async fn background_success() {
         .expect("valid config");
     assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
     assert_eq!(h.cache_calls("invalidate"), 0);
-    assert_eq!(token_of(&h.stored(1).await), "at-1-1");
+    assert_eq!(access_token(&h.stored(1).await), "at-1-1");
 
     // Invalidation for oauth accounts on every platform; non-oauth accounts
     // are listed but neither refreshed nor invalidated.
@@ -470,7 +265,7 @@ async fn background_success() {
             account.platform
         );
         assert_eq!(
-            token_of(&h.stored(id).await),
+            access_token(&h.stored(id).await),
             format!("at-{id}-1"),
             "{}",
             account.platform
@@ -532,7 +327,7 @@ async fn background_retryable_error_exhausts_retries() {
 
     // The next cycle retries.
     assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
-    assert_eq!(token_of(&h.stored(1).await), "at-1-1");
+    assert_eq!(access_token(&h.stored(1).await), "at-1-1");
 }
 
 /// REFERENCE §12 Background loop: "invalid_grant on each of the four
@@ -653,7 +448,7 @@ async fn background_temp_unschedulable_cleared() {
 async fn background_lock_held_or_already_refreshed_is_skipped() {
     // Lock held by another instance.
     let h = Harness::new([due_account(1, Platform::Anthropic)]);
-    let _lease = h.lock.hold(&key(&Platform::Anthropic, 1)).await;
+    let _lease = h.hold(&key(&Platform::Anthropic, 1)).await;
     let result = h.cached_refresher(&[Platform::Anthropic]).run_once().await;
     assert_eq!(result, report(1, 1, 0, 1, 0, 0), "skipped by default");
     let overriding = h
@@ -701,7 +496,7 @@ async fn background_lock_held_or_already_refreshed_is_skipped() {
             "{policy:?}: no persist"
         );
         assert_eq!(
-            token_of(&h.stored(1).await),
+            access_token(&h.stored(1).await),
             "at-elsewhere",
             "{policy:?}: theirs stand"
         );
@@ -757,7 +552,7 @@ async fn background_persist_failure() {
     assert_eq!(h.upstream.reuses(), 0);
     assert!(h.recovery.is_empty(), "the record is consumed");
     let stored = h.stored(1).await;
-    assert_eq!(token_of(&stored), "at-1-1");
+    assert_eq!(access_token(&stored), "at-1-1");
     assert_eq!(stored.credentials_version, 1);
     assert_eq!(
         refresh_token_of(&stored),
@@ -800,14 +595,14 @@ async fn background_missing_project_id_error_cleared_after_success() {
     let one = h.stored(1).await;
     assert_eq!(one.status, AccountStatus::Active);
     assert_eq!(one.error_message, None);
-    assert_eq!(token_of(&one), "at-1-1");
+    assert_eq!(access_token(&one), "at-1-1");
     let two = h.stored(2).await;
     assert_eq!(
         two.status,
         AccountStatus::Error,
         "other errors are left for a human"
     );
-    assert_eq!(token_of(&two), "at-2-1");
+    assert_eq!(access_token(&two), "at-2-1");
 }
 
 /// An executor wrapper that measures how many refreshes run at once.
@@ -877,7 +672,7 @@ async fn background_pages_and_bounded_concurrency() {
     for id in 1..=50 {
         let stored = h.stored(id).await;
         assert_eq!(
-            (token_of(&stored), stored.credentials_version),
+            (access_token(&stored), stored.credentials_version),
             (format!("at-{id}-1"), 1)
         );
     }
@@ -889,6 +684,16 @@ struct RecordingListener {
     cache: Arc<Faulty<InMemoryTokenCache>>,
     calls: AtomicU64,
     saw_invalidated_cache: AtomicU64,
+}
+
+impl RecordingListener {
+    fn new(cache: &Arc<Faulty<InMemoryTokenCache>>) -> Arc<Self> {
+        Arc::new(Self {
+            cache: Arc::clone(cache),
+            calls: AtomicU64::new(0),
+            saw_invalidated_cache: AtomicU64::new(0),
+        })
+    }
 }
 
 #[async_trait]
@@ -938,11 +743,7 @@ async fn background_listener_runs_after_success() {
                     .is_some_and(|t| t.expose() == "at-1-1")
         })
         .return_const(());
-    let recording = Arc::new(RecordingListener {
-        cache: Arc::clone(&h.cache),
-        calls: AtomicU64::new(0),
-        saw_invalidated_cache: AtomicU64::new(0),
-    });
+    let recording = RecordingListener::new(&h.cache);
     let refresher = h
         .refresher(&[Platform::Anthropic], config())
         .cache(h.cache.clone())
@@ -996,11 +797,7 @@ impl RefreshListener for PanickingListener {
 #[tokio::test(start_paused = true)]
 async fn background_listener_never_affects_the_result() {
     let h = Harness::new([due_account(1, Platform::Anthropic)]);
-    let recording = Arc::new(RecordingListener {
-        cache: Arc::clone(&h.cache),
-        calls: AtomicU64::new(0),
-        saw_invalidated_cache: AtomicU64::new(0),
-    });
+    let recording = RecordingListener::new(&h.cache);
     let refresher = h
         .refresher(&[Platform::Anthropic], config())
         .cache(h.cache.clone())
@@ -1012,7 +809,7 @@ async fn background_listener_never_affects_the_result() {
     let result = refresher.run_once().await;
     let stored = h.stored(1).await;
     assert_eq!(
-        (token_of(&stored), stored.credentials_version),
+        (access_token(&stored), stored.credentials_version),
         ("at-1-1".to_owned(), 1)
     );
     assert_eq!(
@@ -1137,16 +934,13 @@ async fn background_concurrent_getters_and_background_one_refresh() {
     let mut callers = Vec::new();
     for provider in [&a, &b] {
         for _ in 0..8 {
-            let (provider, account) = (provider.clone(), account.clone());
-            callers.push(tokio::spawn(async move {
-                provider.access_token(&account).await
-            }));
+            callers.push(spawn_access_token(provider, &account));
         }
     }
     // Three flows (background, process A, process B) contend for the lease
     // while the winner's upstream answer is held.
     h.upstream.wait_for_calls(1).await;
-    h.lock.wait_for_attempts(3).await;
+    h.lock.faults.wait_for_calls("try_acquire", 3).await;
     assert_eq!(
         h.upstream.calls(),
         1,

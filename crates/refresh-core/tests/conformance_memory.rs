@@ -1,20 +1,32 @@
 //! Core's conformance suites against the in-memory backends.
 
+mod common;
+
+use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use chrono::DateTime;
+use common::{ISSUED_LIFETIME, anthropic_executor, t0, tokio_clock};
+use refresh_core::AccountId;
 use refresh_core::memory::{
     InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
 use refresh_core::ports::{
     AccountRepository, Clock, ManualClock, RecoveryStore, RefreshLock, TokenCache,
 };
+use refresh_core::testing::FakeUpstream;
 use refresh_core::testing::conformance::{
-    T0, account_repository_suite, recovery_store_suite, refresh_lock_suite, token_cache_suite,
+    account_expiring, account_repository_suite, recovery_store_suite, refresh_executor_suite,
+    refresh_lock_suite, token_cache_suite,
 };
 
 fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(DateTime::from_timestamp(T0, 0).unwrap()))
+    Arc::new(ManualClock::new(t0()))
+}
+
+/// A factory for the suites: each call builds a fresh backend on `clock`.
+fn on_clock<B>(clock: &Arc<ManualClock>, make: fn(Arc<dyn Clock>) -> B) -> impl Fn() -> Ready<B> {
+    let clock = Arc::clone(clock);
+    move || ready(make(Arc::clone(&clock) as Arc<dyn Clock>))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -28,29 +40,19 @@ async fn in_memory_account_repository_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_refresh_lock_conforms() {
     let clock = clock();
-    let c = Arc::clone(&clock);
-    refresh_lock_suite(
-        move || {
-            let c = Arc::clone(&c) as Arc<dyn Clock>;
-            async move { Arc::new(InMemoryRefreshLock::new(c)) as Arc<dyn RefreshLock> }
-        },
-        &clock,
-    )
-    .await;
+    let make = on_clock(&clock, |c| {
+        Arc::new(InMemoryRefreshLock::new(c)) as Arc<dyn RefreshLock>
+    });
+    refresh_lock_suite(make, &clock).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_token_cache_conforms() {
     let clock = clock();
-    let c = Arc::clone(&clock);
-    token_cache_suite(
-        move || {
-            let c = Arc::clone(&c) as Arc<dyn Clock>;
-            async move { Arc::new(InMemoryTokenCache::new(c)) as Arc<dyn TokenCache> }
-        },
-        &clock,
-    )
-    .await;
+    let make = on_clock(&clock, |c| {
+        Arc::new(InMemoryTokenCache::new(c)) as Arc<dyn TokenCache>
+    });
+    token_cache_suite(make, &clock).await;
 }
 
 #[tokio::test]
@@ -63,23 +65,11 @@ async fn in_memory_recovery_store_conforms() {
 
 #[tokio::test]
 async fn rotating_executor_conforms() {
-    use refresh_core::ports::{RefreshExecutor, TokioClock};
-    use refresh_core::testing::conformance::{account_expiring, refresh_executor_suite};
-    use refresh_core::testing::{FakeUpstream, RotatingExecutor};
-    use refresh_core::{AccountId, Platform};
-
-    let now = DateTime::from_timestamp(T0, 0).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(now));
-    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
-        Platform::Anthropic,
-        FakeUpstream::new(),
-        clock,
-        std::time::Duration::from_secs(3600),
-    ));
+    let executor = anthropic_executor(&FakeUpstream::new(), &tokio_clock(), ISSUED_LIFETIME);
     refresh_executor_suite(
         executor,
         |id: AccountId| async move { account_expiring(id.get(), Some(60)) },
-        now,
+        t0(),
     )
     .await;
 }

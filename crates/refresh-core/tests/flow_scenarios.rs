@@ -5,8 +5,11 @@
 //! rotating [`FakeUpstream`].
 //!
 //! Synchronisation never relies on sleeping: tests use paused tokio time
-//! (`tokio::time::advance`), `Notify`, watch channels and the fake upstream's
+//! (`tokio::time::advance`), `Notify`, watch channels, the wrappers' call
+//! counts (`FaultPlan::wait_for_calls`) and the fake upstream's
 //! `hold_responses` / `wait_for_calls` / `release`.
+
+mod common;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +18,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use common::{
+    Backends, HookedRepository, ISSUED_LIFETIME, PROBE_TTL, RepositoryHooks, WINDOW, access_token,
+    hold_lease, lease_is_free, memory_lock, refresh_token, refresh_token_of, settle,
+    short_upstream_timeout, t0, tokio_clock,
+};
 use futures_util::FutureExt;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -23,13 +30,11 @@ use tokio::task::JoinHandle;
 
 use refresh_core::domain::keys;
 use refresh_core::error::OAuthErrorCode;
-use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
-};
+use refresh_core::memory::{InMemoryRecoveryStore, InMemoryRefreshLock};
 use refresh_core::policy::needs_refresh;
 use refresh_core::ports::{
-    CasOutcome, DueCursor, Lease, LeaseOwner, ManualClock, MockAccountRepository,
-    MockRefreshExecutor, MockRefreshLock, TokioClock,
+    CasOutcome, Lease, LeaseOwner, ManualClock, MockAccountRepository, MockRefreshExecutor,
+    MockRefreshLock,
 };
 use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
@@ -37,36 +42,24 @@ use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, AccountType, Clock, ConfigError,
     Credentials, CredentialsError, FlowConfig, FlowError, FlowStage, LockStrategy, Platform,
     ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock,
-    RefreshOutcome, StorageError, StorageErrorKind, TokenCache,
+    RefreshOutcome, StorageErrorKind, TokenCache,
 };
 
 type FlowResult = Result<RefreshOutcome, FlowError>;
-type Repo = Faulty<InMemoryAccountRepository>;
-type Lock = Faulty<InMemoryRefreshLock>;
 
-/// The window getters use (REFERENCE.md §3.2).
-const WINDOW: Duration = Duration::from_secs(180);
-/// Lifetime of the access tokens the fake upstream issues.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// The account every scenario refreshes.
 const ID: i64 = 1;
-/// TTL of the leases third parties take in the tests.
-const PROBE_TTL: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // Fixtures and helpers
 // ---------------------------------------------------------------------------
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
-}
 
 fn id() -> AccountId {
     AccountId(ID)
 }
 
 fn key() -> RefreshKey {
-    RefreshKey::for_account(&Platform::Anthropic, id())
+    common::key(&Platform::Anthropic, ID)
 }
 
 /// The account as the caller saw it: tokens `at-1-0` / `rt-1-0`, expired a
@@ -80,59 +73,10 @@ fn fresh_account() -> Account {
     account_expiring(ID, Some(3600))
 }
 
-fn access_token(account: &Account) -> String {
-    account
-        .credentials
-        .access_token()
-        .expect("access token")
-        .expose()
-        .to_owned()
-}
-
-fn refresh_token(account: &Account) -> String {
-    account
-        .credentials
-        .refresh_token()
-        .expect("refresh token")
-        .expose()
-        .to_owned()
-}
-
 fn grant_error(code: &str) -> ProviderError {
     ProviderError::InvalidGrant {
         code: OAuthErrorCode::new(code),
         description: None,
-    }
-}
-
-fn memory_lock(clock: &Arc<dyn Clock>) -> Arc<Lock> {
-    Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(Arc::clone(
-        clock,
-    )))))
-}
-
-fn rotating_executor(upstream: &Arc<FakeUpstream>, clock: &Arc<dyn Clock>) -> RotatingExecutor {
-    RotatingExecutor::new(
-        Platform::Anthropic,
-        Arc::clone(upstream),
-        Arc::clone(clock),
-        TOKEN_LIFETIME,
-    )
-}
-
-/// Whether a third party could take the lease of [`key`] now. Probes
-/// non-destructively: a lease taken by the probe is released at once.
-async fn lease_is_free(lock: &dyn RefreshLock) -> bool {
-    match lock
-        .try_acquire(&key(), PROBE_TTL)
-        .await
-        .expect("probe acquire")
-    {
-        Some(lease) => {
-            assert!(lock.release(&lease).await.expect("probe release"));
-            true
-        }
-        None => false,
     }
 }
 
@@ -171,16 +115,21 @@ async fn refresh_counting_join(
     }
 }
 
-/// One account store, one lock, one fake upstream, one recovery store, and
-/// the caller's snapshot of the account.
+/// The shared backends (one account store, one lock, one fake upstream, one
+/// recovery store), an Anthropic executor over them, and the caller's
+/// snapshot of the account.
 struct Harness {
-    clock: Arc<dyn Clock>,
-    repo: Arc<Repo>,
-    lock: Arc<Lock>,
-    recovery: Arc<InMemoryRecoveryStore>,
-    upstream: Arc<FakeUpstream>,
+    backends: Backends,
     executor: Arc<dyn RefreshExecutor>,
     snapshot: Account,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Backends;
+
+    fn deref(&self) -> &Backends {
+        &self.backends
+    }
 }
 
 impl Harness {
@@ -191,20 +140,11 @@ impl Harness {
     }
 
     fn build(accounts: Vec<Account>, clock: Arc<dyn Clock>) -> Self {
-        let repo = Arc::new(Faulty::new(Arc::new(
-            InMemoryAccountRepository::with_accounts(accounts),
-        )));
-        let lock = memory_lock(&clock);
-        let upstream = FakeUpstream::new();
-        let executor: Arc<dyn RefreshExecutor> = Arc::new(rotating_executor(&upstream, &clock));
+        let backends = Backends::on_clock(accounts, clock);
         Self {
-            clock,
-            repo,
-            lock,
-            recovery: Arc::new(InMemoryRecoveryStore::new()),
-            upstream,
-            executor,
+            executor: backends.executor(Platform::Anthropic),
             snapshot: expired_account(),
+            backends,
         }
     }
 
@@ -228,6 +168,20 @@ impl Harness {
             .config(config)
             .build()
             .expect("valid flow configuration")
+    }
+
+    /// A second in-memory lock (the primary, fast layer) and a flow with
+    /// default settings over `layers(primary, harness lock)`.
+    fn two_layer_flow(
+        &self,
+        layers: fn(Arc<dyn RefreshLock>, Arc<dyn RefreshLock>) -> LockStrategy,
+    ) -> (Arc<Faulty<InMemoryRefreshLock>>, RefreshFlow) {
+        let primary = memory_lock(&self.clock);
+        let flow = self.flow(
+            layers(primary.clone(), self.lock.clone()),
+            FlowConfig::default(),
+        );
+        (primary, flow)
     }
 
     /// A flow with the harness lock as its only lock and default settings.
@@ -262,18 +216,55 @@ impl Harness {
         tokio::spawn(async move { flow.refresh_if_needed(&snapshot, &executor, WINDOW).await })
     }
 
+    /// Holds the upstream's responses, then runs [`Self::spawn_refresh`]
+    /// until its request has reached the upstream.
+    async fn spawn_held_refresh(&self, flow: &RefreshFlow) -> JoinHandle<FlowResult> {
+        self.upstream.hold_responses();
+        let task = self.spawn_refresh(flow);
+        self.upstream.wait_for_calls(1).await;
+        task
+    }
+
     /// The account as stored now (read past the fault wrapper).
     async fn stored(&self) -> Account {
-        self.repo
-            .inner()
-            .get(id())
-            .await
-            .expect("read")
-            .expect("account exists")
+        self.backends.stored(ID).await
     }
 
     fn cas_calls(&self) -> u64 {
-        self.repo.faults.calls("compare_and_set_credentials")
+        self.repo_calls("compare_and_set_credentials")
+    }
+
+    /// Another writer stores `credentials` with a fenced write at version 0
+    /// (the version the flows start from).
+    async fn write_elsewhere(&self, credentials: &Credentials) {
+        let written = self
+            .repo
+            .inner()
+            .compare_and_set_credentials(id(), 0, credentials)
+            .await
+            .expect("write");
+        assert!(matches!(written, CasOutcome::Applied(_)), "{written:?}");
+    }
+
+    /// Runs `flow` while every write fails: the rotation goes to the
+    /// recovery store (`NotPersisted`). The repository is healed afterwards.
+    async fn refresh_into_recovery(&self, flow: &RefreshFlow) {
+        self.repo
+            .faults
+            .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+        let error = self.refresh(flow).await.expect_err("the write fails");
+        assert!(
+            matches!(
+                error,
+                FlowError::NotPersisted {
+                    recovery_saved: true,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(self.recovery.len(), 1);
+        self.repo.faults.heal();
     }
 }
 
@@ -328,90 +319,35 @@ impl RefreshExecutor for PanickingExecutor {
     }
 }
 
-/// A lock that signals every completed release.
-struct SignallingLock {
-    inner: Arc<dyn RefreshLock>,
-    released: Notify,
-}
-
-#[async_trait]
-impl RefreshLock for SignallingLock {
-    fn name(&self) -> &'static str {
-        "signalling"
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &RefreshKey,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, StorageError> {
-        self.inner.try_acquire(key, ttl).await
-    }
-
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
-        self.inner.extend(lease, ttl).await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
-        let released = self.inner.release(lease).await;
-        self.released.notify_one();
-        released
-    }
-}
-
-/// A repository whose first `get` stalls until `gate` is notified (a slow
-/// database under the lease). `entered` fires when that read starts.
+/// Makes the first `get` stall until `gate` is notified (a slow database
+/// under the lease). `entered` fires when that read starts.
 struct SlowFirstRead {
-    inner: Arc<dyn AccountRepository>,
     armed: AtomicBool,
     entered: Notify,
     gate: Notify,
 }
 
+impl SlowFirstRead {
+    /// The harness repository behind a slow first read.
+    fn over(h: &Harness) -> Arc<HookedRepository<Self>> {
+        Arc::new(HookedRepository {
+            inner: Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
+            hooks: Self {
+                armed: AtomicBool::new(true),
+                entered: Notify::new(),
+                gate: Notify::new(),
+            },
+        })
+    }
+}
+
 #[async_trait]
-impl AccountRepository for SlowFirstRead {
-    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+impl RepositoryHooks for SlowFirstRead {
+    async fn before_get(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.entered.notify_one();
             self.gate.notified().await;
         }
-        self.inner.get(id).await
-    }
-
-    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
-        self.inner.insert(account).await
-    }
-
-    async fn compare_and_set_credentials(
-        &self,
-        id: AccountId,
-        expected_version: u64,
-        credentials: &Credentials,
-    ) -> Result<CasOutcome, StorageError> {
-        self.inner
-            .compare_and_set_credentials(id, expected_version, credentials)
-            .await
-    }
-
-    async fn list_due(
-        &self,
-        before: DateTime<Utc>,
-        after: Option<DueCursor>,
-        limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
-        self.inner.list_due(before, after, limit).await
-    }
-
-    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError> {
-        self.inner.set_error(id, message).await
-    }
-
-    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_error(id).await
-    }
-
-    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_temp_unschedulable(id).await
     }
 }
 
@@ -475,7 +411,7 @@ async fn ref_op_due_lock_acquired() {
         h.upstream.current_refresh_token(id()).as_deref(),
         Some("rt-1-1")
     );
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert!(h.lease_is_free(&key()).await);
 }
 
 #[tokio::test]
@@ -536,7 +472,12 @@ async fn ref_op_due_lock_acquired_with_mocks() {
             counter.fetch_add(1, Ordering::SeqCst);
             Ok(true)
         });
-    lock.expect_extend().never();
+    // One owner-checked confirmation right before the upstream call.
+    let held_by = owner.clone();
+    lock.expect_extend()
+        .withf(move |lease, _| lease.owner == held_by && lease.fence == 7)
+        .times(1)
+        .returning(|_, _| Ok(true));
 
     let (executor, upstream_calls) = mock_executor(|account| {
         Ok(Credentials::new()
@@ -577,13 +518,7 @@ async fn ref_op_due_lock_acquired_with_mocks() {
 async fn ref_op_lock_held_elsewhere() {
     let h = Harness::new(expired_account());
     let flow = h.single_flow();
-    let theirs = h
-        .lock
-        .inner()
-        .try_acquire(&key(), PROBE_TTL)
-        .await
-        .expect("acquire")
-        .expect("free before the flow runs");
+    let theirs = h.hold(&key()).await;
 
     let outcome = h
         .refresh(&flow)
@@ -606,7 +541,7 @@ async fn ref_op_lock_held_elsewhere() {
     );
     assert_eq!(h.stored().await, expired_account());
     assert!(
-        !lease_is_free(h.lock.inner().as_ref()).await,
+        !h.lease_is_free(&key()).await,
         "the other holder still holds it"
     );
     assert!(h.lock.inner().release(&theirs).await.expect("release"));
@@ -689,10 +624,7 @@ async fn ref_op_not_due_after_reread() {
     assert_eq!(h.upstream.calls(), 0, "no executor call");
     assert_eq!(h.cas_calls(), 0, "no persist");
     assert_eq!(h.lock.faults.calls("release"), 1, "the lease is released");
-    assert!(
-        lease_is_free(h.lock.inner().as_ref()).await,
-        "a later acquire succeeds"
-    );
+    assert!(h.lease_is_free(&key()).await, "a later acquire succeeds");
     assert_eq!(h.stored().await, stored);
 }
 
@@ -882,16 +814,16 @@ async fn ref_op_executor_returns_nothing() {
 #[tokio::test]
 async fn ref_op_refreshed_notifies_waiters() {
     let h = Harness::new(expired_account());
-    let cache = Arc::new(InMemoryTokenCache::new(Arc::clone(&h.clock)));
-    let flow = RefreshFlow::builder(
-        Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
-        LockStrategy::single(h.lock.clone()),
-    )
-    .clock(Arc::clone(&h.clock))
-    .notifier(Arc::clone(&cache) as Arc<dyn TokenCache>)
-    .build()
-    .expect("valid flow");
-    let notice = cache.subscribe_refreshed(&key()).await.expect("subscribe");
+    let flow = h
+        .flow_builder(LockStrategy::single(h.lock.clone()))
+        .notifier(h.cache.clone())
+        .build()
+        .expect("valid flow");
+    let notice = h
+        .cache
+        .subscribe_refreshed(&key())
+        .await
+        .expect("subscribe");
 
     let (account, _) = refreshed(h.refresh(&flow).await.expect("refresh succeeds"));
 
@@ -1058,7 +990,7 @@ async fn invariant_1_two_flows_free_running_rounds_never_reuse_a_token() {
             h.upstream.current_refresh_token(id())
         );
         // Let the new token come due for the next round.
-        clock.advance(TOKEN_LIFETIME * 2);
+        clock.advance(ISSUED_LIFETIME * 2);
     }
     assert_eq!(h.upstream.calls(), ROUNDS);
 }
@@ -1070,24 +1002,9 @@ async fn invariant_1_two_flows_free_running_rounds_never_reuse_a_token() {
 #[tokio::test(start_paused = true)]
 async fn invariant_2_pending_recovery_is_persisted_without_a_second_upstream_call() {
     let h = Harness::new(expired_account());
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
     let flow = h.single_flow();
-    let error = h.refresh(&flow).await.expect_err("the write fails");
-    assert!(
-        matches!(
-            error,
-            FlowError::NotPersisted {
-                recovery_saved: true,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_eq!(h.recovery.len(), 1);
+    h.refresh_into_recovery(&flow).await;
 
-    h.repo.faults.heal();
     let (account, recovered) = refreshed(
         h.refresh(&flow)
             .await
@@ -1117,22 +1034,8 @@ async fn invariant_2_pending_recovery_is_persisted_without_a_second_upstream_cal
 #[tokio::test(start_paused = true)]
 async fn invariant_2_recovery_record_survives_a_non_token_write() {
     let h = Harness::new(expired_account());
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
     let flow = h.single_flow();
-    let error = h.refresh(&flow).await.expect_err("the write fails");
-    assert!(
-        matches!(
-            error,
-            FlowError::NotPersisted {
-                recovery_saved: true,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    h.repo.faults.heal();
+    h.refresh_into_recovery(&flow).await;
 
     // Before the next flow runs, another writer backfills a non-token key
     // (REFERENCE.md §7.3), keeping the old tokens: nobody rotated, so the
@@ -1140,13 +1043,7 @@ async fn invariant_2_recovery_record_survives_a_non_token_write() {
     let backfilled = expired_account()
         .credentials
         .with("project_id", "proj-backfilled");
-    let written = h
-        .repo
-        .inner()
-        .compare_and_set_credentials(id(), 0, &backfilled)
-        .await
-        .expect("write");
-    assert!(matches!(written, CasOutcome::Applied(_)));
+    h.write_elsewhere(&backfilled).await;
 
     let outcome = h.refresh(&flow).await;
 
@@ -1178,14 +1075,11 @@ async fn invariant_2_unreadable_recovery_store_blocks_the_upstream_call() {
     recovery
         .faults
         .fail_always("load", StorageErrorKind::Unavailable);
-    let flow = RefreshFlow::builder(
-        Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
-        LockStrategy::single(h.lock.clone()),
-    )
-    .clock(Arc::clone(&h.clock))
-    .recovery(Arc::clone(&recovery) as Arc<dyn RecoveryStore>)
-    .build()
-    .expect("valid flow");
+    let flow = h
+        .flow_builder(LockStrategy::single(h.lock.clone()))
+        .recovery(Arc::clone(&recovery) as Arc<dyn RecoveryStore>)
+        .build()
+        .expect("valid flow");
 
     let error = h
         .refresh(&flow)
@@ -1214,9 +1108,7 @@ async fn invariant_2_unreadable_recovery_store_blocks_the_upstream_call() {
 async fn invariant_3_fenced_write_rejects_older_writer() {
     let h = Harness::new(expired_account());
     let flow = h.single_flow();
-    h.upstream.hold_responses();
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
 
     // Meanwhile another writer (say, one whose lease lapsed earlier) stores
     // its own rotation at the version this flow started from.
@@ -1225,13 +1117,7 @@ async fn invariant_3_fenced_write_rejects_older_writer() {
         .with(keys::ACCESS_TOKEN, "at-other")
         .with(keys::REFRESH_TOKEN, "rt-other")
         .with(keys::EXPIRES_AT, (T0 + 7200).to_string());
-    let written = h
-        .repo
-        .inner()
-        .compare_and_set_credentials(id(), 0, &theirs)
-        .await
-        .expect("write");
-    assert!(matches!(written, CasOutcome::Applied(_)));
+    h.write_elsewhere(&theirs).await;
     h.upstream.release(1);
 
     let account = still_fresh(
@@ -1264,21 +1150,13 @@ async fn invariant_3_fenced_write_rejects_older_writer() {
 async fn invariant_3_non_token_conflict_is_merged_and_persisted() {
     let h = Harness::new(expired_account());
     let flow = h.single_flow();
-    h.upstream.hold_responses();
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
 
     // Another writer backfills a key, keeping the same tokens.
     let backfilled = expired_account()
         .credentials
         .with("project_id", "proj-backfilled");
-    let written = h
-        .repo
-        .inner()
-        .compare_and_set_credentials(id(), 0, &backfilled)
-        .await
-        .expect("write");
-    assert!(matches!(written, CasOutcome::Applied(_)));
+    h.write_elsewhere(&backfilled).await;
     h.upstream.release(1);
 
     let (account, _) = refreshed(task.await.expect("flow task").expect("refresh succeeds"));
@@ -1303,19 +1181,11 @@ async fn invariant_3_non_token_conflict_keeps_the_other_writers_value_of_an_exis
     stored.credentials.insert("project_id", "proj-old");
     let h = Harness::new(stored.clone());
     let flow = h.single_flow();
-    h.upstream.hold_responses();
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
 
     // Another writer changes an existing non-token key, keeping the tokens.
     let updated = stored.credentials.clone().with("project_id", "proj-new");
-    let written = h
-        .repo
-        .inner()
-        .compare_and_set_credentials(id(), 0, &updated)
-        .await
-        .expect("write");
-    assert!(matches!(written, CasOutcome::Applied(_)));
+    h.write_elsewhere(&updated).await;
     h.upstream.release(1);
 
     let (account, _) = refreshed(task.await.expect("flow task").expect("refresh succeeds"));
@@ -1341,9 +1211,7 @@ async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone()
     stored.priority = 5;
     let h = Harness::new(stored.clone());
     let flow = h.single_flow();
-    h.upstream.hold_responses();
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
 
     // Someone else owns the status columns and writes them meanwhile.
     h.repo
@@ -1420,15 +1288,12 @@ async fn advance_checking_lease_held(lock: &dyn RefreshLock, total: Duration, st
 
 #[tokio::test(start_paused = true)]
 async fn invariant_4_lease_extended_during_slow_refresh() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
-    let h = Harness::build(vec![expired_account()], clock);
+    let h = Harness::build(vec![expired_account()], tokio_clock());
     let config = short_lease_config();
     config.validate().expect("valid short-lease configuration");
     let flow = h.flow(LockStrategy::single(h.lock.clone()), config);
-    h.upstream.hold_responses();
 
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
     // The upstream answers just before the upstream timeout.
     advance_checking_lease_held(
         h.lock.inner().as_ref(),
@@ -1445,19 +1310,16 @@ async fn invariant_4_lease_extended_during_slow_refresh() {
     let (account, _) = refreshed(task.await.expect("flow task").expect("refresh succeeds"));
     assert_eq!(refresh_token(&account), "rt-1-1");
     assert_eq!(h.lock.faults.calls("release"), 1);
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert!(h.lease_is_free(&key()).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn invariant_4_lease_outlives_several_ttls_while_a_slow_refresh_holds_it() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
-    let h = Harness::build(vec![expired_account()], clock);
+    let h = Harness::build(vec![expired_account()], tokio_clock());
     let config = short_lease_config();
     let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
-    h.upstream.hold_responses();
 
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
     // The caller gives up at the upstream timeout (2 s), but the late call
     // keeps the lease through its grace period: more than one lease TTL.
     let stall = config.upstream_timeout + config.upstream_timeout * 3 / 4;
@@ -1478,14 +1340,9 @@ async fn invariant_4_lease_outlives_several_ttls_while_a_slow_refresh_holds_it()
     );
 
     h.upstream.release(1);
-    for _ in 0..100 {
-        if lease_is_free(h.lock.inner().as_ref()).await {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    settle(async || h.lease_is_free(&key()).await).await;
     assert!(
-        lease_is_free(h.lock.inner().as_ref()).await,
+        h.lease_is_free(&key()).await,
         "released after the late answer"
     );
     let stored = h.stored().await;
@@ -1499,15 +1356,9 @@ async fn invariant_4_lease_outlives_several_ttls_while_a_slow_refresh_holds_it()
 
 #[tokio::test(start_paused = true)]
 async fn invariant_4_hung_storage_fails_the_flow_and_frees_the_lease() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
-    let h = Harness::build(vec![expired_account()], clock);
+    let h = Harness::build(vec![expired_account()], tokio_clock());
     let config = short_lease_config();
-    let slow = Arc::new(SlowFirstRead {
-        inner: Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
-        armed: AtomicBool::new(true),
-        entered: Notify::new(),
-        gate: Notify::new(),
-    });
+    let slow = SlowFirstRead::over(&h);
     let flow = h.flow_over(
         Arc::clone(&slow) as Arc<dyn AccountRepository>,
         LockStrategy::single(h.lock.clone()),
@@ -1522,9 +1373,9 @@ async fn invariant_4_hung_storage_fails_the_flow_and_frees_the_lease() {
         "{err:?}"
     );
     assert!(err.is_retryable());
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert!(h.lease_is_free(&key()).await);
     assert_eq!(h.upstream.calls(), 0);
-    slow.gate.notify_one();
+    slow.hooks.gate.notify_one();
 }
 
 #[tokio::test]
@@ -1537,13 +1388,11 @@ async fn invariant_4_lease_shorter_than_upstream_timeout_plus_persist_is_rejecte
     };
     let required = short.upstream_timeout + short.storage_timeout * 2 + short.persist_budget();
 
-    let error = RefreshFlow::builder(
-        Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
-        LockStrategy::single(h.lock.clone()),
-    )
-    .config(short.clone())
-    .build()
-    .expect_err("a lease that can lapse mid-refresh is rejected");
+    let error = h
+        .flow_builder(LockStrategy::single(h.lock.clone()))
+        .config(short.clone())
+        .build()
+        .expect_err("a lease that can lapse mid-refresh is rejected");
     assert!(
         matches!(error, ConfigError::LeaseTooShort { lease_ttl, required: r } if lease_ttl == short.lease_ttl && r == required),
         "{error:?}"
@@ -1562,13 +1411,10 @@ async fn invariant_4_lease_shorter_than_upstream_timeout_plus_persist_is_rejecte
         lease_ttl: required + Duration::from_millis(1),
         ..short
     };
-    RefreshFlow::builder(
-        Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
-        LockStrategy::single(h.lock.clone()),
-    )
-    .config(enough)
-    .build()
-    .expect("a long enough lease is accepted");
+    h.flow_builder(LockStrategy::single(h.lock.clone()))
+        .config(enough)
+        .build()
+        .expect("a long enough lease is accepted");
 }
 
 // ---------------------------------------------------------------------------
@@ -1578,14 +1424,10 @@ async fn invariant_4_lease_shorter_than_upstream_timeout_plus_persist_is_rejecte
 #[tokio::test]
 async fn invariant_5_layered_falls_back_to_secondary_when_primary_unavailable() {
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
+    let (primary, flow) = h.two_layer_flow(LockStrategy::layered);
     primary
         .faults
         .fail_always("try_acquire", StorageErrorKind::Unavailable);
-    let flow = h.flow(
-        LockStrategy::layered(primary.clone(), h.lock.clone()),
-        FlowConfig::default(),
-    );
 
     let (account, _) = refreshed(h.refresh(&flow).await.expect("the secondary serializes"));
 
@@ -1604,17 +1446,8 @@ async fn invariant_5_layered_falls_back_to_secondary_when_primary_unavailable() 
 #[tokio::test]
 async fn invariant_5_layered_primary_held_elsewhere_does_not_fall_back() {
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
-    let _theirs = primary
-        .inner()
-        .try_acquire(&key(), PROBE_TTL)
-        .await
-        .expect("acquire")
-        .expect("free");
-    let flow = h.flow(
-        LockStrategy::layered(primary.clone(), h.lock.clone()),
-        FlowConfig::default(),
-    );
+    let (primary, flow) = h.two_layer_flow(LockStrategy::layered);
+    let _theirs = hold_lease(primary.inner().as_ref(), &key()).await;
 
     let outcome = h.refresh(&flow).await.expect("held elsewhere");
 
@@ -1630,17 +1463,13 @@ async fn invariant_5_layered_primary_held_elsewhere_does_not_fall_back() {
 #[tokio::test]
 async fn invariant_5_every_lock_unavailable_without_opt_in_is_lock_unavailable() {
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
+    let (primary, flow) = h.two_layer_flow(LockStrategy::layered);
     primary
         .faults
         .fail_always("try_acquire", StorageErrorKind::Unavailable);
     h.lock
         .faults
         .fail_always("try_acquire", StorageErrorKind::Timeout);
-    let flow = h.flow(
-        LockStrategy::layered(primary.clone(), h.lock.clone()),
-        FlowConfig::default(),
-    );
 
     let error = h
         .refresh(&flow)
@@ -1664,17 +1493,13 @@ async fn invariant_5_every_lock_unavailable_without_opt_in_is_lock_unavailable()
 #[tokio::test]
 async fn invariant_5_allow_lock_free_proceeds_when_every_lock_fails() {
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
+    let (primary, flow) = h.two_layer_flow(|a, b| LockStrategy::layered(a, b).allow_lock_free());
     primary
         .faults
         .fail_always("try_acquire", StorageErrorKind::Unavailable);
     h.lock
         .faults
         .fail_always("try_acquire", StorageErrorKind::Unavailable);
-    let flow = h.flow(
-        LockStrategy::layered(primary.clone(), h.lock.clone()).allow_lock_free(),
-        FlowConfig::default(),
-    );
 
     let (account, _) = refreshed(h.refresh(&flow).await.expect("explicit opt-in proceeds"));
 
@@ -1690,21 +1515,15 @@ async fn invariant_5_allow_lock_free_proceeds_when_every_lock_fails() {
 #[tokio::test]
 async fn invariant_5_stacked_holds_both_leases_during_refresh() {
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
-    let flow = h.flow(
-        LockStrategy::stacked(primary.clone(), h.lock.clone()),
-        FlowConfig::default(),
-    );
-    h.upstream.hold_responses();
+    let (primary, flow) = h.two_layer_flow(LockStrategy::stacked);
 
-    let task = h.spawn_refresh(&flow);
-    h.upstream.wait_for_calls(1).await;
+    let task = h.spawn_held_refresh(&flow).await;
     assert!(
-        !lease_is_free(primary.inner().as_ref()).await,
+        !lease_is_free(primary.inner().as_ref(), &key()).await,
         "primary held during the refresh"
     );
     assert!(
-        !lease_is_free(h.lock.inner().as_ref()).await,
+        !h.lease_is_free(&key()).await,
         "secondary held during the refresh"
     );
     h.upstream.release(1);
@@ -1713,25 +1532,15 @@ async fn invariant_5_stacked_holds_both_leases_during_refresh() {
     assert_eq!(refresh_token(&account), "rt-1-1");
     assert_eq!(primary.faults.calls("release"), 1);
     assert_eq!(h.lock.faults.calls("release"), 1);
-    assert!(lease_is_free(primary.inner().as_ref()).await);
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert!(lease_is_free(primary.inner().as_ref(), &key()).await);
+    assert!(h.lease_is_free(&key()).await);
 }
 
 #[tokio::test]
 async fn invariant_5_stacked_reports_held_elsewhere_when_secondary_is_held() {
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
-    let theirs = h
-        .lock
-        .inner()
-        .try_acquire(&key(), PROBE_TTL)
-        .await
-        .expect("acquire")
-        .expect("free");
-    let flow = h.flow(
-        LockStrategy::stacked(primary.clone(), h.lock.clone()),
-        FlowConfig::default(),
-    );
+    let (primary, flow) = h.two_layer_flow(LockStrategy::stacked);
+    let theirs = h.hold(&key()).await;
 
     let outcome = h.refresh(&flow).await.expect("held elsewhere");
 
@@ -1742,9 +1551,9 @@ async fn invariant_5_stacked_reports_held_elsewhere_when_secondary_is_held() {
         1,
         "the primary lease is given back"
     );
-    assert!(lease_is_free(primary.inner().as_ref()).await);
+    assert!(lease_is_free(primary.inner().as_ref(), &key()).await);
     assert!(
-        !lease_is_free(h.lock.inner().as_ref()).await,
+        !h.lease_is_free(&key()).await,
         "the other holder keeps the secondary"
     );
     assert!(h.lock.inner().release(&theirs).await.expect("release"));
@@ -1758,8 +1567,8 @@ async fn invariant_5_stacked_reports_held_elsewhere_when_secondary_is_held() {
 
 fn racing_executor(h: &Harness, answer: Option<ProviderError>) -> Arc<dyn RefreshExecutor> {
     Arc::new(RacingExecutor {
-        rival: rotating_executor(&h.upstream, &h.clock),
-        own: rotating_executor(&h.upstream, &h.clock),
+        rival: h.rotating(Platform::Anthropic),
+        own: h.rotating(Platform::Anthropic),
         upstream: Arc::clone(&h.upstream),
         repo: Arc::clone(h.repo.inner()) as Arc<dyn AccountRepository>,
         answer,
@@ -1870,7 +1679,7 @@ async fn invariant_7_cancelled_caller_does_not_abort_refresh() {
     assert_eq!(refresh_token(&account), "rt-1-1");
     assert_eq!(h.stored().await, account, "the rotation is persisted");
     assert_eq!(h.lock.faults.calls("release"), 1, "the lease is released");
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert!(h.lease_is_free(&key()).await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1901,14 +1710,10 @@ async fn invariant_7_timed_out_caller_does_not_abort_refresh() {
     assert_eq!(h.lock.faults.calls("release"), 1);
 }
 
-#[tokio::test]
-async fn invariant_7_panicking_executor_is_task_failed_and_lease_released() {
-    let h = Harness::new(expired_account());
-    let lock = Arc::new(SignallingLock {
-        inner: Arc::clone(&h.lock) as Arc<dyn RefreshLock>,
-        released: Notify::new(),
-    });
-    let flow = h.flow(LockStrategy::single(lock.clone()), FlowConfig::default());
+#[tokio::test(start_paused = true)]
+async fn invariant_7_panicking_executor_is_ambiguous_and_lease_released() {
+    let h = Harness::build(vec![expired_account()], tokio_clock());
+    let flow = h.single_flow();
     let panicking: Arc<dyn RefreshExecutor> = Arc::new(PanickingExecutor);
 
     let error = h
@@ -1916,19 +1721,33 @@ async fn invariant_7_panicking_executor_is_task_failed_and_lease_released() {
         .await
         .expect_err("a panic is an error");
 
+    // The executor may have sent the request before panicking: the outcome
+    // is ambiguous, and a pending-call marker blocks a second presentation.
     assert!(
-        matches!(&error, FlowError::TaskFailed { key: k } if *k == key()),
+        matches!(
+            error.provider_error(),
+            Some(ProviderError::Ambiguous { .. })
+        ),
         "{error:?}"
     );
-    assert_eq!(error.stage(), FlowStage::Task);
-    tokio::time::timeout(Duration::from_secs(10), lock.released.notified())
+    assert_eq!(error.stage(), FlowStage::Upstream);
+    let released = h.lock.faults.wait_for_calls("release", 1);
+    tokio::time::timeout(Duration::from_secs(10), released)
         .await
         .expect("the lease is released after the panic");
-    assert_eq!(h.lock.faults.calls("release"), 1);
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    assert!(h.lease_is_free(&key()).await);
     assert_eq!(h.cas_calls(), 0);
+    let blocked = h.refresh(&flow).await.expect("held");
+    assert_eq!(
+        blocked,
+        RefreshOutcome::HeldElsewhere,
+        "the marker blocks the token"
+    );
+    assert_eq!(h.upstream.calls(), 0);
 
-    // The flight is gone: a later call refreshes normally.
+    // Once the marker has expired (ten upstream timeouts), refreshing resumes.
+    tokio::time::advance(FlowConfig::default().upstream_timeout * 10 + Duration::from_secs(1))
+        .await;
     let (account, _) = refreshed(h.refresh(&flow).await.expect("next refresh works"));
     assert_eq!(account.credentials_version, 1);
 }
@@ -2022,14 +1841,10 @@ async fn invariant_5_stacked_never_proceeds_on_the_fast_layer_alone() {
     // A peer whose fast layer failed may hold only the durable lease; a flow
     // holding only the fast lease must not refresh beside it.
     let h = Harness::new(expired_account());
-    let primary = memory_lock(&h.clock);
+    let (primary, flow) = h.two_layer_flow(LockStrategy::stacked);
     h.lock
         .faults
         .fail_always("try_acquire", StorageErrorKind::Unavailable);
-    let flow = h.flow(
-        LockStrategy::stacked(primary.clone(), h.lock.clone()),
-        FlowConfig::default(),
-    );
 
     let err = h
         .refresh(&flow)
@@ -2042,7 +1857,7 @@ async fn invariant_5_stacked_never_proceeds_on_the_fast_layer_alone() {
         1,
         "the fast lease is given back"
     );
-    assert!(lease_is_free(primary.inner().as_ref()).await);
+    assert!(lease_is_free(primary.inner().as_ref(), &key()).await);
     assert_eq!(h.upstream.calls(), 0);
     assert_eq!(h.cas_calls(), 0);
 }
@@ -2052,10 +1867,7 @@ async fn invariant_1_late_upstream_answer_keeps_the_lease_and_is_persisted() {
     let h = Harness::new(expired_account());
     let flow = h.flow(
         LockStrategy::single(h.lock.clone()),
-        FlowConfig {
-            upstream_timeout: Duration::from_secs(1),
-            ..FlowConfig::default()
-        },
+        short_upstream_timeout(),
     );
     h.upstream.hold_responses();
 
@@ -2077,26 +1889,18 @@ async fn invariant_1_late_upstream_answer_keeps_the_lease_and_is_persisted() {
     assert_eq!(h.upstream.calls(), 1);
 
     h.upstream.release(1);
-    for _ in 0..100 {
-        if h.stored().await.credentials_version == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    settle(async || h.stored().await.credentials_version == 1).await;
     let stored = h.stored().await;
     assert_eq!(
         stored.credentials_version, 1,
         "the late answer is persisted"
     );
     assert_eq!(
-        stored
-            .credentials
-            .refresh_token()
-            .map(|t| t.expose().to_owned()),
+        refresh_token_of(&stored),
         h.upstream.current_refresh_token(id())
     );
     assert!(
-        lease_is_free(h.lock.inner().as_ref()).await,
+        h.lease_is_free(&key()).await,
         "released after the late answer"
     );
     assert_eq!(h.upstream.reuses(), 0);
@@ -2104,27 +1908,19 @@ async fn invariant_1_late_upstream_answer_keeps_the_lease_and_is_persisted() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_2_answer_after_the_grace_is_kept_and_persisted_without_reuse() {
+async fn invariant_2_answer_after_the_grace_is_persisted_without_reuse() {
     let h = Harness::new(expired_account());
     let flow = h.flow(
         LockStrategy::single(h.lock.clone()),
-        FlowConfig {
-            upstream_timeout: Duration::from_secs(1),
-            ..FlowConfig::default()
-        },
+        short_upstream_timeout(),
     );
     h.upstream.hold_responses();
     h.refresh(&flow).await.expect_err("no answer in time");
 
     // Past the grace (another upstream_timeout) the lease is given up.
     tokio::time::advance(Duration::from_secs(2)).await;
-    for _ in 0..100 {
-        if lease_is_free(h.lock.inner().as_ref()).await {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert!(lease_is_free(h.lock.inner().as_ref()).await);
+    settle(async || h.lease_is_free(&key()).await).await;
+    assert!(h.lease_is_free(&key()).await);
 
     // Meanwhile a marker keeps everyone from presenting the old token.
     let pending = h.recovery.load(id()).await.expect("load").expect("marker");
@@ -2137,42 +1933,32 @@ async fn invariant_2_answer_after_the_grace_is_kept_and_persisted_without_reuse(
     );
     assert_eq!(h.upstream.calls(), 1);
 
+    // The very late answer is persisted with the fenced write (no lease is
+    // needed for that) and the marker is cleared.
     h.upstream.release(1);
-    let mut kept = None;
-    for _ in 0..100 {
-        kept = h
-            .recovery
-            .load(id())
-            .await
-            .expect("load")
-            .filter(|r| !r.pending);
-        if kept.is_some() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert!(kept.is_some(), "the very late answer replaces the marker");
+    let persisted = async || h.stored().await.credentials_version == 1;
+    settle(persisted).await;
+    assert!(persisted().await, "the very late answer is persisted");
+    settle(async || h.recovery.is_empty()).await;
+    assert!(h.recovery.is_empty(), "the marker is cleared");
+    let stored = h.stored().await;
+    assert_eq!(
+        refresh_token_of(&stored),
+        h.upstream.current_refresh_token(id())
+    );
 
     h.upstream.open();
-    let outcome = h.refresh(&flow).await.expect("recovered");
-    let RefreshOutcome::Refreshed { account, recovered } = outcome else {
-        panic!("expected Refreshed, got {outcome:?}");
-    };
-    assert!(recovered);
+    let outcome = h.refresh(&flow).await.expect("fresh");
+    assert!(
+        matches!(outcome, RefreshOutcome::StillFresh { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(
         h.upstream.calls(),
         1,
         "the consumed token is never presented again"
     );
     assert_eq!(h.upstream.reuses(), 0);
-    assert_eq!(
-        account
-            .credentials
-            .refresh_token()
-            .map(|t| t.expose().to_owned()),
-        h.upstream.current_refresh_token(id())
-    );
-    assert!(h.recovery.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -2180,10 +1966,7 @@ async fn invariant_1_a_late_failure_clears_the_pending_marker() {
     let h = Harness::new(expired_account());
     let flow = h.flow(
         LockStrategy::single(h.lock.clone()),
-        FlowConfig {
-            upstream_timeout: Duration::from_secs(1),
-            ..FlowConfig::default()
-        },
+        short_upstream_timeout(),
     );
     h.upstream.hold_responses();
     h.upstream.fail_next(ProviderError::Transient {
@@ -2198,12 +1981,7 @@ async fn invariant_1_a_late_failure_clears_the_pending_marker() {
 
     // The late answer is a definite failure: nothing was rotated.
     h.upstream.release(1);
-    for _ in 0..100 {
-        if h.recovery.is_empty() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    settle(async || h.recovery.is_empty()).await;
     assert!(h.recovery.is_empty(), "the marker is cleared");
 
     h.upstream.open();
@@ -2224,8 +2002,7 @@ async fn invariant_1_a_late_failure_clears_the_pending_marker() {
 
 #[tokio::test(start_paused = true)]
 async fn invariant_4_lease_lost_before_the_upstream_call_sends_nothing() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
-    let h = Harness::build(vec![expired_account()], clock);
+    let h = Harness::build(vec![expired_account()], tokio_clock());
     // Keeper period ttl/3 = 20 s; the re-read stalls 22 s (within the 25 s
     // storage timeout), long enough for the keeper to learn the lease is gone.
     let config = FlowConfig {
@@ -2248,12 +2025,7 @@ async fn invariant_4_lease_lost_before_the_upstream_call_sends_nothing() {
     });
     lock.expect_extend().returning(|_, _| Ok(false));
     lock.expect_release().returning(|_| Ok(false));
-    let slow = Arc::new(SlowFirstRead {
-        inner: Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
-        armed: AtomicBool::new(true),
-        entered: Notify::new(),
-        gate: Notify::new(),
-    });
+    let slow = SlowFirstRead::over(&h);
     let flow = h.flow_over(
         Arc::clone(&slow) as Arc<dyn AccountRepository>,
         LockStrategy::single(Arc::new(lock)),
@@ -2261,9 +2033,9 @@ async fn invariant_4_lease_lost_before_the_upstream_call_sends_nothing() {
     );
 
     let task = h.spawn_refresh(&flow);
-    slow.entered.notified().await;
+    slow.hooks.entered.notified().await;
     tokio::time::advance(Duration::from_secs(22)).await;
-    slow.gate.notify_one();
+    slow.hooks.gate.notify_one();
 
     let err = task.await.expect("flow task").expect_err("lease lost");
     assert!(matches!(err, FlowError::LeaseLost { .. }), "{err:?}");

@@ -9,17 +9,18 @@
 //! distinctive seeded tokens and every `rt-<id>-<n>` / `at-<id>-<n>` the
 //! fake upstream issued.
 
+mod common;
+
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::{ISSUED_LIFETIME, anthropic_executor, memory_lock, tokio_clock};
 use refresh_core::memory::{
     InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
-use refresh_core::ports::TokioClock;
 use refresh_core::provider::REFRESH_SKEW;
-use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use refresh_core::testing::{FakeUpstream, Faulty};
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, BackgroundRefresher, Clock, Credentials,
     ExecutorRegistry, FlowError, LockStrategy, Platform, ProviderError, RecoveryStore,
@@ -96,10 +97,6 @@ impl Rendered {
     }
 }
 
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_893_456_000, 0).expect("valid instant")
-}
-
 /// An OAuth Claude account holding `at-SECRET-000<n>` / `rt-SECRET-000<n>`
 /// (or `refresh_token` when given) that expires `expires_in` seconds from
 /// `now`.
@@ -160,15 +157,10 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
+    let clock = tokio_clock();
     let now = clock.now();
     let upstream = FakeUpstream::new();
-    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
-        Platform::Anthropic,
-        Arc::clone(&upstream),
-        Arc::clone(&clock),
-        Duration::from_secs(3600),
-    ));
+    let executor = anthropic_executor(&upstream, &clock, ISSUED_LIFETIME);
     let cache = Arc::new(InMemoryTokenCache::new(Arc::clone(&clock)));
     let mut out = Rendered::default();
 
@@ -357,9 +349,7 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     let repo4 = Arc::new(InMemoryAccountRepository::with_accounts([account(
         9004, 4, None, now, -30,
     )]));
-    let lock4 = Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(Arc::clone(
-        &clock,
-    )))));
+    let lock4 = memory_lock(&clock);
     lock4
         .faults
         .fail_always("try_acquire", StorageErrorKind::Unavailable);

@@ -47,24 +47,26 @@
 //! keeper runs, and a live flow always ends (or times out) within the TTL even
 //! when extension fails.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use common::{anthropic_executor, oauth_account, refresh_token_of, tokio_clock};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use refresh_core::memory::{
     InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
-use refresh_core::ports::{CasOutcome, Lease, TokioClock};
+use refresh_core::ports::{CasOutcome, Lease};
 use refresh_core::provider::REFRESH_SKEW;
-use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use refresh_core::testing::{FakeUpstream, Faulty};
 use refresh_core::{
-    Account, AccountId, AccountRepository, Clock, Credentials, ExecutorRegistry, FlowConfig,
-    FlowError, LockStrategy, Platform, ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow,
-    RefreshKey, RefreshLock, RefreshOutcome, StorageError, StorageErrorKind, TokenProvider,
+    Account, AccountId, AccountRepository, Clock, ExecutorRegistry, FlowConfig, FlowError,
+    LockStrategy, Platform, ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshKey,
+    RefreshLock, RefreshOutcome, StorageError, StorageErrorKind, TokenProvider,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -270,23 +272,14 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        let t0 = DateTime::from_timestamp(1_893_456_000, 0).expect("valid instant");
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0));
+        let clock = tokio_clock();
         let upstream = FakeUpstream::new();
         upstream.hold_responses();
-        let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
-            Platform::Anthropic,
-            Arc::clone(&upstream),
-            Arc::clone(&clock),
-            TOKEN_LIFETIME,
-        ));
-        let seeded = ACCOUNTS.iter().zip(SEEDED_EXPIRY).map(|(&id, expires_in)| {
-            let credentials = Credentials::new()
-                .with("access_token", format!("at-{id}-0"))
-                .with("refresh_token", format!("rt-{id}-0"))
-                .with("expires_at", (t0.timestamp() + expires_in).to_string());
-            Account::oauth(id, Platform::Anthropic, credentials)
-        });
+        let executor = anthropic_executor(&upstream, &clock, TOKEN_LIFETIME);
+        let seeded = ACCOUNTS
+            .iter()
+            .zip(SEEDED_EXPIRY)
+            .map(|(&id, expires_in)| oauth_account(id, Platform::Anthropic, expires_in));
         let accounts = Arc::new(InMemoryAccountRepository::with_accounts(seeded));
         let repo = Arc::new(Faulty::new(Arc::clone(&accounts)));
         let recovery = Arc::new(InMemoryRecoveryStore::new());
@@ -342,7 +335,7 @@ impl World {
     }
 
     fn key(index: usize) -> RefreshKey {
-        RefreshKey::for_account(&Platform::Anthropic, AccountId(ACCOUNTS[index]))
+        common::key(&Platform::Anthropic, ACCOUNTS[index])
     }
 
     /// The stored row, read past the fault wrapper.
@@ -577,10 +570,7 @@ impl World {
     }
 
     fn stored_refresh_token(&self, id: AccountId) -> Option<String> {
-        self.stored(id)
-            .credentials
-            .refresh_token()
-            .map(|t| t.expose().to_owned())
+        refresh_token_of(&self.stored(id))
     }
 
     /// The refresh token the upstream accepts now (the seeded one until the
@@ -719,24 +709,14 @@ async fn run_schedule(steps: &[Step]) -> Result<(), String> {
 /// consumed refresh token again (invariant 1).
 #[tokio::test(start_paused = true)]
 async fn invariant_2_recovery_record_survives_a_non_token_credential_write() {
-    let t0 = DateTime::from_timestamp(1_893_456_000, 0).expect("valid instant");
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0));
+    let clock = tokio_clock();
     let upstream = FakeUpstream::new();
-    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
-        Platform::Anthropic,
-        Arc::clone(&upstream),
-        Arc::clone(&clock),
-        TOKEN_LIFETIME,
-    ));
+    let executor = anthropic_executor(&upstream, &clock, TOKEN_LIFETIME);
     let id = AccountId(1);
-    let credentials = Credentials::new()
-        .with("access_token", "at-1-0")
-        .with("refresh_token", "rt-1-0")
-        .with("expires_at", (t0.timestamp() + 60).to_string());
-    let accounts = Arc::new(InMemoryAccountRepository::with_accounts([Account::oauth(
-        id,
+    let accounts = Arc::new(InMemoryAccountRepository::with_accounts([oauth_account(
+        id.get(),
         Platform::Anthropic,
-        credentials,
+        60,
     )]));
     let repo = Arc::new(Faulty::new(Arc::clone(&accounts)));
     let recovery = Arc::new(InMemoryRecoveryStore::new());
@@ -808,11 +788,7 @@ async fn invariant_2_recovery_record_survives_a_non_token_credential_write() {
     );
     let stored = accounts.get(id).await.unwrap().unwrap();
     assert_eq!(
-        stored
-            .credentials
-            .refresh_token()
-            .map(|t| t.expose().to_owned())
-            .as_deref(),
+        refresh_token_of(&stored).as_deref(),
         Some("rt-1-1"),
         "invariant 2: the last rotation is not stored"
     );

@@ -11,132 +11,53 @@
 //!   during a slow refresh; a proxy lookup failure failing the refresh.
 //!
 //! Everything runs on the in-memory backends, the fault-injecting
-//! [`Faulty`] wrappers and the rotating [`FakeUpstream`]. Synchronisation
-//! uses the fake upstream's gate and call counter, `Notify` and paused tokio
-//! time, never real sleeps.
+//! [`Faulty`] wrappers and the rotating [`FakeUpstream`] (see
+//! `common::Backends`). Synchronisation uses the fake upstream's gate and
+//! call counter, the wrappers' call counts (`FaultPlan::wait_for_calls`),
+//! `Notify` and paused tokio time, never real sleeps.
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use common::{
+    Backends, PLATFORMS, WINDOW, access_token_of, key, oauth_account, refresh_token_of, settle,
+    short_upstream_timeout, t0,
+};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use refresh_core::error::OAuthErrorCode;
-use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
-};
-use refresh_core::ports::{CasOutcome, Lease, ManualClock, TokioClock};
-use refresh_core::testing::conformance::T0;
-use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use refresh_core::memory::InMemoryAccountRepository;
+use refresh_core::ports::{CasOutcome, ManualClock};
+use refresh_core::testing::RotatingExecutor;
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, BackgroundConfig, BackgroundRefresher,
     Clock, Credentials, CycleReport, ExecutorRegistry, FlowConfig, FlowError, FlowStage,
     LockStrategy, Platform, ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshKey,
-    RefreshLock, RefreshOutcome, StorageError, TokenCache, TokenError, TokenProvider,
+    RefreshLock, RefreshOutcome, TokenCache, TokenError, TokenProvider,
 };
 
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// The window getters use (REFERENCE.md §3.2).
-const WINDOW: Duration = Duration::from_secs(180);
-/// Lifetime of the access tokens the fake upstream issues.
-const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
-/// TTL of the leases third parties take in the tests.
-const PROBE_TTL: Duration = Duration::from_secs(60);
-
-const PLATFORMS: [Platform; 4] = [
-    Platform::Anthropic,
-    Platform::OpenAi,
-    Platform::Gemini,
-    Platform::Antigravity,
-];
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
-}
-
-/// An active OAuth account with tokens `at-<id>-0` / `rt-<id>-0` expiring
-/// `expires_in` seconds after T0 (negative: already expired).
-fn account(id: i64, platform: Platform, expires_in: i64) -> Account {
-    Account::oauth(
-        id,
-        platform,
-        Credentials::new()
-            .with("access_token", format!("at-{id}-0"))
-            .with("refresh_token", format!("rt-{id}-0"))
-            .with("expires_at", (T0 + expires_in).to_string()),
-    )
-}
-
-fn key(platform: &Platform, id: i64) -> RefreshKey {
-    RefreshKey::for_account(platform, AccountId(id))
-}
-
-fn refresh_token(account: &Account) -> Option<String> {
-    account
-        .credentials
-        .refresh_token()
-        .map(|t| t.expose().to_owned())
-}
-
-fn access_token(account: &Account) -> Option<String> {
-    account
-        .credentials
-        .access_token()
-        .map(|t| t.expose().to_owned())
-}
-
-/// One account store, one lock, one recovery store and one fake upstream,
-/// shared by every flow built from it (each flow is a separate "process":
-/// its own single flight).
-struct Stack {
-    clock: Arc<dyn Clock>,
-    repo: Arc<Faulty<InMemoryAccountRepository>>,
-    lock: Arc<Faulty<InMemoryRefreshLock>>,
-    recovery: Arc<InMemoryRecoveryStore>,
-    upstream: Arc<FakeUpstream>,
-}
+/// One account store, one lock, one token cache, one recovery store and one
+/// fake upstream, shared by every flow built from it (each flow is a
+/// separate "process": its own single flight).
+type Stack = Backends;
 
 impl Stack {
-    /// The lock measures its leases on the flow's clock.
-    fn new(accounts: impl IntoIterator<Item = Account>, clock: Arc<dyn Clock>) -> Self {
-        Self::with_lock_clock(accounts, Arc::clone(&clock), clock)
-    }
-
-    /// The lock measures its leases on its own clock (a lock store whose
-    /// clock a test moves independently, e.g. Redis expiring a key).
-    fn with_lock_clock(
-        accounts: impl IntoIterator<Item = Account>,
-        clock: Arc<dyn Clock>,
-        lock_clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            repo: Arc::new(Faulty::new(Arc::new(
-                InMemoryAccountRepository::with_accounts(accounts),
-            ))),
-            lock: Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(lock_clock)))),
-            recovery: Arc::new(InMemoryRecoveryStore::new()),
-            upstream: FakeUpstream::new(),
-            clock,
-        }
-    }
-
     fn flow_with(&self, lock: Arc<dyn RefreshLock>, config: FlowConfig) -> RefreshFlow {
-        RefreshFlow::builder(
-            Arc::clone(&self.repo) as Arc<dyn AccountRepository>,
-            LockStrategy::single(lock),
-        )
-        .recovery(Arc::clone(&self.recovery) as Arc<dyn RecoveryStore>)
-        .clock(Arc::clone(&self.clock))
-        .config(config)
-        .build()
-        .expect("valid flow configuration")
+        self.flow_builder(LockStrategy::single(lock))
+            .recovery(Arc::clone(&self.recovery) as Arc<dyn RecoveryStore>)
+            .config(config)
+            .build()
+            .expect("valid flow configuration")
     }
 
     fn flow(&self) -> RefreshFlow {
@@ -146,83 +67,11 @@ impl Stack {
         )
     }
 
-    fn rotating(&self, platform: Platform) -> RotatingExecutor {
-        RotatingExecutor::new(
-            platform,
-            Arc::clone(&self.upstream),
-            Arc::clone(&self.clock),
-            ISSUED_LIFETIME,
-        )
-    }
-
-    fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
-        Arc::new(self.rotating(platform))
-    }
-
-    /// The account as stored now (read past the fault wrapper).
-    async fn stored(&self, id: i64) -> Account {
-        self.repo
-            .inner()
-            .get(AccountId(id))
-            .await
-            .expect("in-memory repository answers")
-            .expect("account exists")
-    }
-
-    /// Whether a third party could take the lease of `key` now; a lease
-    /// taken by the probe is released at once.
-    async fn lease_is_free(&self, key: &RefreshKey) -> bool {
-        let lock = self.lock.inner();
-        match lock.try_acquire(key, PROBE_TTL).await.expect("probe") {
-            Some(lease) => {
-                assert!(lock.release(&lease).await.expect("probe release"));
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Whether a late upstream answer for account `id` has been kept (a
     /// recovery record, or stored outright) and nothing holds its lease.
     async fn late_answer_landed(&self, id: i64, platform: &Platform) -> bool {
         (!self.recovery.is_empty() || self.stored(id).await.credentials_version > 0)
             && self.lease_is_free(&key(platform, id)).await
-    }
-
-    fn repo_calls(&self, op: &'static str) -> u64 {
-        self.repo.faults.calls(op)
-    }
-}
-
-/// A lock that signals every completed release, so a test can await the
-/// release done by a detached flow without sleeping.
-struct SignallingLock {
-    inner: Arc<dyn RefreshLock>,
-    released: Notify,
-}
-
-#[async_trait]
-impl RefreshLock for SignallingLock {
-    fn name(&self) -> &'static str {
-        "signalling"
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &RefreshKey,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, StorageError> {
-        self.inner.try_acquire(key, ttl).await
-    }
-
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
-        self.inner.extend(lease, ttl).await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
-        let released = self.inner.release(lease).await;
-        self.released.notify_one();
-        released
     }
 }
 
@@ -309,17 +158,6 @@ impl RefreshExecutor for SlowFirstAnswer {
     }
 }
 
-/// Lets detached tasks run until `done` holds (bounded; paused time does not
-/// move while tasks are runnable).
-async fn settle(mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if done().await {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Parsing and keys
 // ---------------------------------------------------------------------------
@@ -337,7 +175,7 @@ fn keys_depend_only_on_account_id_not_project_id() {
         (Platform::OpenAi, "openai"),
     ] {
         let executor = DefaultKeyExecutor(platform.clone());
-        let before = account(7, platform.clone(), 3600);
+        let before = oauth_account(7, platform.clone(), 3600);
         let mut backfilled = before.clone();
         backfilled.credentials.insert("project_id", "proj-shared");
         backfilled.credentials.insert("tier_id", "standard-tier");
@@ -385,10 +223,10 @@ fn keys_depend_only_on_account_id_not_project_id() {
 #[tokio::test]
 async fn keys_backfilled_project_id_keeps_the_lock_and_cache_key() {
     for platform in [Platform::Gemini, Platform::Antigravity] {
-        let seven = account(7, platform.clone(), -60);
-        let mut eight = account(8, platform.clone(), -60);
+        let seven = oauth_account(7, platform.clone(), -60);
+        let mut eight = oauth_account(8, platform.clone(), -60);
         eight.credentials.insert("project_id", "proj-shared");
-        let s = Stack::new(
+        let s = Stack::on_clock(
             [seven.clone(), eight.clone()],
             Arc::new(ManualClock::new(t0())),
         );
@@ -396,13 +234,7 @@ async fn keys_backfilled_project_id_keeps_the_lock_and_cache_key() {
         let flow = s.flow();
 
         // Another process holds account 7's lease.
-        let theirs = s
-            .lock
-            .inner()
-            .try_acquire(&key(&platform, 7), PROBE_TTL)
-            .await
-            .expect("acquire")
-            .expect("free");
+        let theirs = s.hold(&key(&platform, 7)).await;
 
         // The project backfill: a fenced partial write of project_id.
         let with_project = seven
@@ -449,16 +281,10 @@ async fn keys_backfilled_project_id_keeps_the_lock_and_cache_key() {
         // Cache: a getter with the pre-backfill snapshot refreshes and caches
         // under the account-id key; another process holding the backfilled
         // snapshot is served from that same entry.
-        let cache = Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(Arc::clone(
-            &s.clock,
-        )))));
         let provider = |flow: RefreshFlow| {
-            TokenProvider::builder(
-                flow,
-                ExecutorRegistry::new().with(s.executor(platform.clone())),
-            )
-            .shared_cache(Arc::clone(&cache) as Arc<dyn TokenCache>)
-            .build()
+            TokenProvider::builder(flow, s.registry(std::slice::from_ref(&platform)))
+                .shared_cache(Arc::clone(&s.cache) as Arc<dyn TokenCache>)
+                .build()
         };
         let token = provider(s.flow())
             .access_token(&seven)
@@ -469,11 +295,9 @@ async fn keys_backfilled_project_id_keeps_the_lock_and_cache_key() {
             ("at-7-1", 2),
             "{platform}"
         );
-        let cached = cache
-            .inner()
-            .get(&key(&platform, 7))
+        let cached = s
+            .cached(&key(&platform, 7))
             .await
-            .expect("cache answers")
             .expect("cached under the account-id key");
         assert_eq!(cached.version, 2, "{platform}");
         let stored = s.stored(7).await;
@@ -517,19 +341,14 @@ async fn background_missing_invalidator_is_fine() {
         .iter()
         .zip(1..)
         .map(|(platform, id)| {
-            let mut a = account(id, platform.clone(), 60);
+            let mut a = oauth_account(id, platform.clone(), 60);
             a.temp_unschedulable_until = Some(t0() + chrono::Duration::minutes(10));
             a.temp_unschedulable_reason = Some("rate limited".into());
             a
         })
         .collect();
-    let s = Stack::new(accounts.clone(), Arc::new(TokioClock::starting_at(t0())));
-    let registry = PLATFORMS
-        .iter()
-        .fold(ExecutorRegistry::new(), |registry, platform| {
-            registry.with(s.executor(platform.clone()))
-        });
-    let refresher = BackgroundRefresher::builder(s.flow(), registry)
+    let s = Stack::new(accounts.clone());
+    let refresher = BackgroundRefresher::builder(s.flow(), s.registry(&PLATFORMS))
         .config(BackgroundConfig {
             interval: Duration::from_secs(3600),
             ..BackgroundConfig::default()
@@ -555,7 +374,7 @@ async fn background_missing_invalidator_is_fine() {
         let id = original.id.get();
         let stored = s.stored(id).await;
         assert_eq!(
-            access_token(&stored),
+            access_token_of(&stored),
             Some(format!("at-{id}-1")),
             "{}",
             original.platform
@@ -602,21 +421,15 @@ async fn classification_invalid_grant_inside_a_longer_message_and_in_upper_case(
 
     // Through the background: the upper-case answer marks the account once,
     // with the normalized code in the stored message.
-    let s = Stack::new(
-        [account(1, Platform::Gemini, 60)],
-        Arc::new(TokioClock::starting_at(t0())),
-    );
+    let s = Stack::new([oauth_account(1, Platform::Gemini, 60)]);
     s.upstream.fail_next(ProviderError::from_response(
         400,
         bodies[0].as_bytes(),
         None,
     ));
-    let refresher = BackgroundRefresher::builder(
-        s.flow(),
-        ExecutorRegistry::new().with(s.executor(Platform::Gemini)),
-    )
-    .build()
-    .expect("valid config");
+    let refresher = BackgroundRefresher::builder(s.flow(), s.registry(&[Platform::Gemini]))
+        .build()
+        .expect("valid config");
     let report = refresher.run_once().await;
     assert_eq!((report.failed, report.marked_error), (1, 1), "{report:?}");
     assert_eq!(s.upstream.calls(), 1, "non-retryable: one attempt");
@@ -653,24 +466,18 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
     }
 
     // Account 1: a connect timeout, then success. Account 2: no error.
-    let s = Stack::new(
-        [
-            account(1, Platform::OpenAi, 60),
-            account(2, Platform::OpenAi, 120),
-        ],
-        Arc::new(TokioClock::starting_at(t0())),
-    );
+    let s = Stack::new([
+        oauth_account(1, Platform::OpenAi, 60),
+        oauth_account(2, Platform::OpenAi, 120),
+    ]);
     s.upstream.fail_next(timeouts[0].clone());
-    let refresher = BackgroundRefresher::builder(
-        s.flow(),
-        ExecutorRegistry::new().with(s.executor(Platform::OpenAi)),
-    )
-    .config(BackgroundConfig {
-        concurrency: 1,
-        ..BackgroundConfig::default()
-    })
-    .build()
-    .expect("valid config");
+    let refresher = BackgroundRefresher::builder(s.flow(), s.registry(&[Platform::OpenAi]))
+        .config(BackgroundConfig {
+            concurrency: 1,
+            ..BackgroundConfig::default()
+        })
+        .build()
+        .expect("valid config");
     let report = refresher.run_once().await;
 
     assert_eq!(
@@ -704,25 +511,18 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
 #[tokio::test]
 async fn cancellation_releases_the_lock() {
     // 1. The flow's caller task is aborted.
-    let s = Stack::new(
-        [account(1, Platform::Anthropic, -60)],
+    let s = Stack::on_clock(
+        [oauth_account(1, Platform::Anthropic, -60)],
         Arc::new(ManualClock::new(t0())),
     );
-    let lock = Arc::new(SignallingLock {
-        inner: Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
-        released: Notify::new(),
-    });
-    let flow = s.flow_with(
-        Arc::clone(&lock) as Arc<dyn RefreshLock>,
-        FlowConfig::default(),
-    );
+    let flow = s.flow();
     let executor = s.executor(Platform::Anthropic);
     s.upstream.hold_responses();
     let caller = tokio::spawn({
         let (flow, executor, snapshot) = (
             flow.clone(),
             Arc::clone(&executor),
-            account(1, Platform::Anthropic, -60),
+            oauth_account(1, Platform::Anthropic, -60),
         );
         async move { flow.refresh_if_needed(&snapshot, &executor, WINDOW).await }
     });
@@ -734,42 +534,21 @@ async fn cancellation_releases_the_lock() {
         "the refresh still runs under the lease"
     );
     s.upstream.release(1);
-
-    lock.released.notified().await;
-    assert!(s.lease_is_free(&key(&Platform::Anthropic, 1)).await);
-    assert_eq!(s.lock.faults.calls("release"), 1);
-    let stored = s.stored(1).await;
-    assert_eq!(stored.credentials_version, 1, "the rotation is persisted");
-    assert_eq!(
-        refresh_token(&stored),
-        s.upstream.current_refresh_token(AccountId(1))
-    );
-    assert_eq!(s.upstream.calls(), 1);
+    assert_detached_refresh_finished(&s, &Platform::Anthropic, 1).await;
 
     // 2. A getter caller cancels while the refresh it started is in flight.
-    let s = Stack::new(
-        [account(2, Platform::OpenAi, -60)],
+    let s = Stack::on_clock(
+        [oauth_account(2, Platform::OpenAi, -60)],
         Arc::new(ManualClock::new(t0())),
     );
-    let lock = Arc::new(SignallingLock {
-        inner: Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
-        released: Notify::new(),
-    });
-    let provider = TokenProvider::builder(
-        s.flow_with(
-            Arc::clone(&lock) as Arc<dyn RefreshLock>,
-            FlowConfig::default(),
-        ),
-        ExecutorRegistry::new().with(s.executor(Platform::OpenAi)),
-    )
-    .build();
+    let provider = TokenProvider::builder(s.flow(), s.registry(&[Platform::OpenAi])).build();
     s.upstream.hold_responses();
     let cancel = CancellationToken::new();
     let caller = tokio::spawn({
         let (provider, cancel) = (provider.clone(), cancel.clone());
         async move {
             provider
-                .access_token_with_cancel(&account(2, Platform::OpenAi, -60), &cancel)
+                .access_token_with_cancel(&oauth_account(2, Platform::OpenAi, -60), &cancel)
                 .await
         }
     });
@@ -789,15 +568,20 @@ async fn cancellation_releases_the_lock() {
         1
     );
     s.upstream.release(1);
+    assert_detached_refresh_finished(&s, &Platform::OpenAi, 2).await;
+}
 
-    lock.released.notified().await;
-    assert!(s.lease_is_free(&key(&Platform::OpenAi, 2)).await);
+/// Waits for the lease release of the detached refresh of account `id`,
+/// then checks it persisted the one rotation and freed the lease.
+async fn assert_detached_refresh_finished(s: &Stack, platform: &Platform, id: i64) {
+    s.lock.faults.wait_for_calls("release", 1).await;
+    assert!(s.lease_is_free(&key(platform, id)).await);
     assert_eq!(s.lock.faults.calls("release"), 1);
-    let stored = s.stored(2).await;
+    let stored = s.stored(id).await;
     assert_eq!(stored.credentials_version, 1, "the rotation is persisted");
     assert_eq!(
-        refresh_token(&stored),
-        s.upstream.current_refresh_token(AccountId(2))
+        refresh_token_of(&stored),
+        s.upstream.current_refresh_token(AccountId(id))
     );
     assert_eq!(s.upstream.calls(), 1);
 }
@@ -819,8 +603,8 @@ async fn cancellation_releases_the_lock() {
 #[tokio::test]
 async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     let lock_clock = Arc::new(ManualClock::new(t0()));
-    let s = Stack::with_lock_clock(
-        [account(1, Platform::Anthropic, -60)],
+    let s = Stack::with_repo(
+        InMemoryAccountRepository::with_accounts([oauth_account(1, Platform::Anthropic, -60)]),
         Arc::new(ManualClock::new(t0())),
         Arc::clone(&lock_clock) as Arc<dyn Clock>,
     );
@@ -830,8 +614,12 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     let spawn = |flow: RefreshFlow| {
         let executor = Arc::clone(&executor);
         tokio::spawn(async move {
-            flow.refresh_if_needed(&account(1, Platform::Anthropic, -60), &executor, WINDOW)
-                .await
+            flow.refresh_if_needed(
+                &oauth_account(1, Platform::Anthropic, -60),
+                &executor,
+                WINDOW,
+            )
+            .await
         })
     };
     s.upstream.hold_responses();
@@ -857,7 +645,7 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
         panic!("expected Refreshed, got {outcome:?}");
     };
     assert_eq!(mine.credentials_version, 1);
-    assert_eq!(refresh_token(&mine).as_deref(), Some("rt-1-1"));
+    assert_eq!(refresh_token_of(&mine).as_deref(), Some("rt-1-1"));
     assert!(
         !s.lease_is_free(&key(&Platform::Anthropic, 1)).await,
         "the lapsed holder's release left the second holder's lease alone"
@@ -875,21 +663,13 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     let stored = s.stored(1).await;
     assert_eq!(stored, mine);
     assert_eq!(
-        refresh_token(&stored),
+        refresh_token_of(&stored),
         s.upstream.current_refresh_token(AccountId(1))
     );
     assert_eq!(stored.status, AccountStatus::Active);
     assert_eq!(s.repo_calls("compare_and_set_credentials"), 1);
     assert_eq!(s.repo_calls("set_error"), 0);
     assert_eq!(s.upstream.successes(), 1);
-}
-
-/// Settings whose upstream deadline is short, so a slow answer outlives it.
-fn short_upstream_timeout() -> FlowConfig {
-    FlowConfig {
-        upstream_timeout: Duration::from_secs(1),
-        ..FlowConfig::default()
-    }
 }
 
 /// REFERENCE §12 "Not tested in Go": "Lock TTL expiry during a slow
@@ -901,17 +681,14 @@ fn short_upstream_timeout() -> FlowConfig {
 /// refresh still ran, and the next worker replayed the token).
 #[tokio::test(start_paused = true)]
 async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
-    let s = Stack::new(
-        [account(1, Platform::OpenAi, -60)],
-        Arc::new(TokioClock::starting_at(t0())),
-    );
+    let s = Stack::new([oauth_account(1, Platform::OpenAi, -60)]);
     let flow = s.flow_with(
         Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
         short_upstream_timeout(),
     );
     let slow = Arc::new(SlowFirstAnswer::new(s.rotating(Platform::OpenAi)));
     let executor = Arc::clone(&slow) as Arc<dyn RefreshExecutor>;
-    let snapshot = account(1, Platform::OpenAi, -60);
+    let snapshot = oauth_account(1, Platform::OpenAi, -60);
 
     let error = flow
         .refresh_if_needed(&snapshot, &executor, WINDOW)
@@ -946,7 +723,7 @@ async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
     assert!(outcome.account().is_some(), "{outcome:?}");
     let stored = s.stored(1).await;
     assert_eq!(
-        refresh_token(&stored),
+        refresh_token_of(&stored),
         s.upstream.current_refresh_token(AccountId(1))
     );
     assert_eq!(s.upstream.reuses(), 0);
@@ -958,10 +735,7 @@ async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
 /// `refresh_token_reused`, and mark the healthy account `error`.
 #[tokio::test(start_paused = true)]
 async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_account_error() {
-    let s = Stack::new(
-        [account(1, Platform::OpenAi, 60)],
-        Arc::new(TokioClock::starting_at(t0())),
-    );
+    let s = Stack::new([oauth_account(1, Platform::OpenAi, 60)]);
     let flow = s.flow_with(
         Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
         short_upstream_timeout(),
@@ -992,7 +766,7 @@ async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_accoun
     let stored = s.stored(1).await;
     assert_eq!(stored.status, AccountStatus::Active);
     assert_eq!(
-        refresh_token(&stored),
+        refresh_token_of(&stored),
         s.upstream.current_refresh_token(AccountId(1))
     );
 }
@@ -1007,9 +781,9 @@ async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_accoun
 /// persisted or kept for recovery, and the lease is released.
 #[tokio::test]
 async fn proxy_lookup_failure_fails_the_refresh() {
-    let mut stored = account(1, Platform::Gemini, -60);
+    let mut stored = oauth_account(1, Platform::Gemini, -60);
     stored.proxy_id = Some(9);
-    let s = Stack::new([stored.clone()], Arc::new(ManualClock::new(t0())));
+    let s = Stack::on_clock([stored.clone()], Arc::new(ManualClock::new(t0())));
     let failing = Arc::new(ProxyLookupFails::new(Platform::Gemini));
     let executor = Arc::clone(&failing) as Arc<dyn RefreshExecutor>;
 
@@ -1051,18 +825,15 @@ async fn proxy_lookup_failure_fails_the_refresh() {
 #[tokio::test(start_paused = true)]
 async fn proxy_lookup_failure_marks_the_account_error_in_the_background() {
     for platform in PLATFORMS {
-        let mut stored = account(1, platform.clone(), 60);
+        let mut stored = oauth_account(1, platform.clone(), 60);
         stored.proxy_id = Some(9);
-        let s = Stack::new([stored.clone()], Arc::new(TokioClock::starting_at(t0())));
-        let cache = Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(Arc::clone(
-            &s.clock,
-        )))));
+        let s = Stack::new([stored.clone()]);
         let failing = Arc::new(ProxyLookupFails::new(platform.clone()));
         let refresher = BackgroundRefresher::builder(
             s.flow(),
             ExecutorRegistry::new().with(Arc::clone(&failing) as Arc<dyn RefreshExecutor>),
         )
-        .cache(Arc::clone(&cache) as Arc<dyn TokenCache>)
+        .cache(Arc::clone(&s.cache) as Arc<dyn TokenCache>)
         .build()
         .expect("valid config");
 
@@ -1086,7 +857,7 @@ async fn proxy_lookup_failure_marks_the_account_error_in_the_background() {
         );
         assert_eq!(s.repo_calls("compare_and_set_credentials"), 0, "{platform}");
         assert_eq!(s.repo_calls("set_error"), 1, "{platform}");
-        assert_eq!(cache.faults.calls("invalidate"), 0, "{platform}");
+        assert_eq!(s.cache_calls("invalidate"), 0, "{platform}");
         let now = s.stored(1).await;
         assert_eq!(now.status, AccountStatus::Error, "{platform}");
         assert_eq!(

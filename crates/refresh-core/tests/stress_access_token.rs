@@ -18,20 +18,22 @@
 //! and a real two-worker runtime whose [`ManualClock`] is advanced between
 //! rounds (true parallelism, no sleeps).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::{anthropic_executor, oauth_account, t0};
 use refresh_core::memory::{
     InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
 use refresh_core::ports::{ManualClock, TokioClock};
 use refresh_core::provider::REFRESH_SKEW;
-use refresh_core::testing::{FakeUpstream, RotatingExecutor};
+use refresh_core::testing::FakeUpstream;
 use refresh_core::{
-    AccessToken, Account, AccountId, AccountRepository, AccountStatus, Clock, Credentials,
-    ExecutorRegistry, LockStrategy, Platform, RecoveryStore, RefreshExecutor, RefreshFlow,
-    TokenError, TokenProvider,
+    AccessToken, Account, AccountId, AccountRepository, AccountStatus, Clock, ExecutorRegistry,
+    LockStrategy, Platform, RecoveryStore, RefreshFlow, TokenError, TokenProvider,
 };
 use tokio::sync::Barrier;
 
@@ -45,10 +47,6 @@ const LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// `REFRESH_SKEW − 1 min` (= 2 min) left, minus the time the previous round
 /// took: due, but still valid.
 const ROUND_GAP: Duration = Duration::from_secs(LIFETIME.as_secs() - REFRESH_SKEW.as_secs() + 60);
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_893_456_000, 0).expect("valid instant")
-}
 
 /// How the test moves time between rounds.
 enum Time {
@@ -87,21 +85,11 @@ struct World {
 
 fn world(clock: Arc<dyn Clock>) -> World {
     let upstream = FakeUpstream::new();
-    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
-        Platform::Anthropic,
-        Arc::clone(&upstream),
-        Arc::clone(&clock),
-        LIFETIME,
-    ));
-    let expires_at =
-        (clock.now() + chrono::Duration::from_std(LIFETIME).expect("small duration")).timestamp();
-    let accounts = (1..=ACCOUNTS).map(|id| {
-        let credentials = Credentials::new()
-            .with("access_token", format!("at-{id}-0"))
-            .with("refresh_token", format!("rt-{id}-0"))
-            .with("expires_at", expires_at.to_string());
-        Account::oauth(id, Platform::Anthropic, credentials)
-    });
+    let executor = anthropic_executor(&upstream, &clock, LIFETIME);
+    // Every clock starts at T0: the seeded tokens live `LIFETIME` from now.
+    assert_eq!(clock.now(), t0());
+    let expires_in = i64::try_from(LIFETIME.as_secs()).expect("small duration");
+    let accounts = (1..=ACCOUNTS).map(|id| oauth_account(id, Platform::Anthropic, expires_in));
     let repo = Arc::new(InMemoryAccountRepository::with_accounts(accounts));
     let lock = Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock)));
     let cache = Arc::new(InMemoryTokenCache::new(Arc::clone(&clock)));

@@ -6,29 +6,28 @@
 //!
 //! Every test runs on paused tokio time with a [`TokioClock`], the in-memory
 //! backends wrapped in call-counting [`Faulty`] wrappers, and the rotating
-//! [`FakeUpstream`]. Synchronization uses the fake upstream's gate and call
-//! counter and the watch counters of the observing wrappers below, never
-//! real sleeps.
+//! [`FakeUpstream`] (see `common::Backends`). Synchronization uses the fake
+//! upstream's gate and call counter and the wrappers' call counts
+//! (`FaultPlan::wait_for_calls`), never real sleeps.
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use common::{Backends, in_secs, key, oauth_account, spawn_access_token};
 use refresh_core::error::StorageErrorKind;
-use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock, InMemoryTokenCache};
-use refresh_core::ports::{Lease, PutOutcome, RefreshNotice, TokioClock};
+use refresh_core::memory::InMemoryTokenCache;
+use refresh_core::ports::{PutOutcome, RefreshNotice};
 use refresh_core::provider::MetricsSnapshot;
 use refresh_core::testing::conformance::T0;
-use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
-    Account, AccountId, AccountRepository, AccountType, CachedToken, Clock, Credentials,
-    ExecutorRegistry, FlowError, LockStrategy, Platform, ProviderError, ProviderRefreshPolicy,
-    RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock, Secret, StorageError, TokenCache,
-    TokenError, TokenProvider,
+    Account, AccountId, AccountType, CachedToken, Credentials, ExecutorRegistry, FlowError,
+    LockStrategy, Platform, ProviderError, ProviderRefreshPolicy, RefreshExecutor, RefreshFlow,
+    RefreshKey, Secret, StorageError, TokenCache, TokenError, TokenProvider,
 };
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,203 +35,18 @@ use tokio_util::sync::CancellationToken;
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// Lifetime of the tokens the fake upstream issues.
-const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant")
-}
-
-/// An active OAuth account whose token `at-<id>-0` expires `expires_in`
-/// seconds after the start of the test (negative: already expired).
-fn oauth_account(id: i64, platform: Platform, expires_in: i64) -> Account {
-    Account::oauth(
-        id,
-        platform,
-        Credentials::new()
-            .with("access_token", format!("at-{id}-0"))
-            .with("refresh_token", format!("rt-{id}-0"))
-            .with("expires_at", (T0 + expires_in).to_string()),
-    )
-}
-
-fn in_secs(secs: i64) -> DateTime<Utc> {
-    t0() + chrono::Duration::seconds(secs)
-}
-
-fn key(platform: &Platform, id: i64) -> RefreshKey {
-    RefreshKey::for_account(platform, AccountId(id))
-}
-
-/// A [`TokenCache`] that counts calls (through [`Faulty`]) and lets a test
-/// await the moment a waiter subscribes to "refreshed" notifications.
-struct ObservedCache {
-    inner: Arc<Faulty<InMemoryTokenCache>>,
-    subscriptions: watch::Sender<u64>,
-}
-
-impl ObservedCache {
-    fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            inner: Arc::new(Faulty::new(Arc::new(InMemoryTokenCache::new(clock)))),
-            subscriptions: watch::channel(0).0,
-        }
-    }
-
-    fn calls(&self, op: &'static str) -> u64 {
-        self.inner.faults.calls(op)
-    }
-
-    async fn wait_for_subscriptions(&self, n: u64) {
-        let mut rx = self.subscriptions.subscribe();
-        rx.wait_for(|count| *count >= n)
-            .await
-            .expect("sender lives in self");
-    }
-}
-
-#[async_trait]
-impl TokenCache for ObservedCache {
-    async fn get(&self, key: &RefreshKey) -> Result<Option<CachedToken>, StorageError> {
-        self.inner.get(key).await
-    }
-
-    async fn put(
-        &self,
-        key: &RefreshKey,
-        token: &CachedToken,
-        ttl: Duration,
-    ) -> Result<PutOutcome, StorageError> {
-        self.inner.put(key, token, ttl).await
-    }
-
-    async fn invalidate(&self, key: &RefreshKey) -> Result<(), StorageError> {
-        self.inner.invalidate(key).await
-    }
-
-    async fn publish_refreshed(&self, key: &RefreshKey, version: u64) -> Result<(), StorageError> {
-        self.inner.publish_refreshed(key, version).await
-    }
-
-    async fn subscribe_refreshed(&self, key: &RefreshKey) -> Result<RefreshNotice, StorageError> {
-        let notice = self.inner.subscribe_refreshed(key).await;
-        self.subscriptions.send_modify(|count| *count += 1);
-        notice
-    }
-}
-
-/// A [`RefreshLock`] that counts calls (through [`Faulty`]) and lets a test
-/// await a number of acquisition attempts.
-struct ObservedLock {
-    inner: Arc<Faulty<InMemoryRefreshLock>>,
-    attempts: watch::Sender<u64>,
-}
-
-impl ObservedLock {
-    fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            inner: Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(clock)))),
-            attempts: watch::channel(0).0,
-        }
-    }
-
-    fn calls(&self, op: &'static str) -> u64 {
-        self.inner.faults.calls(op)
-    }
-
-    async fn wait_for_attempts(&self, n: u64) {
-        let mut rx = self.attempts.subscribe();
-        rx.wait_for(|count| *count >= n)
-            .await
-            .expect("sender lives in self");
-    }
-
-    /// Takes the lease of `key` "from another process".
-    async fn hold(&self, key: &RefreshKey) -> Lease {
-        self.inner
-            .inner()
-            .try_acquire(key, Duration::from_secs(3600))
-            .await
-            .expect("in-memory lock answers")
-            .expect("the lease is free")
-    }
-}
-
-#[async_trait]
-impl RefreshLock for ObservedLock {
-    fn name(&self) -> &'static str {
-        "observed-memory"
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &RefreshKey,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, StorageError> {
-        let result = self.inner.try_acquire(key, ttl).await;
-        self.attempts.send_modify(|count| *count += 1);
-        result
-    }
-
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StorageError> {
-        self.inner.extend(lease, ttl).await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
-        self.inner.release(lease).await
-    }
-}
-
 /// Shared backends of one scenario: every provider built from it is a
 /// separate "process" (own flow, own in-process cache, own single flight)
 /// over the same repository, lock, shared cache and upstream.
-struct Harness {
-    clock: Arc<dyn Clock>,
-    repo: Arc<Faulty<InMemoryAccountRepository>>,
-    lock: Arc<ObservedLock>,
-    cache: Arc<ObservedCache>,
-    upstream: Arc<FakeUpstream>,
-}
+type Harness = Backends;
 
 impl Harness {
-    fn new(accounts: impl IntoIterator<Item = Account>) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(t0()));
-        Self {
-            repo: Arc::new(Faulty::new(Arc::new(
-                InMemoryAccountRepository::with_accounts(accounts),
-            ))),
-            lock: Arc::new(ObservedLock::new(Arc::clone(&clock))),
-            cache: Arc::new(ObservedCache::new(Arc::clone(&clock))),
-            upstream: FakeUpstream::new(),
-            clock,
-        }
-    }
-
     fn flow(&self, notifier: bool) -> RefreshFlow {
-        let mut builder =
-            RefreshFlow::builder(self.repo.clone(), LockStrategy::single(self.lock.clone()))
-                .clock(Arc::clone(&self.clock));
+        let mut builder = self.flow_builder(LockStrategy::single(self.lock.clone()));
         if notifier {
             builder = builder.notifier(self.cache.clone());
         }
         builder.build().expect("default flow config is valid")
-    }
-
-    fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
-        Arc::new(RotatingExecutor::new(
-            platform,
-            Arc::clone(&self.upstream),
-            Arc::clone(&self.clock),
-            ISSUED_LIFETIME,
-        ))
-    }
-
-    fn registry(&self, platforms: &[Platform]) -> ExecutorRegistry {
-        platforms
-            .iter()
-            .fold(ExecutorRegistry::new(), |registry, platform| {
-                registry.with(self.executor(platform.clone()))
-            })
     }
 
     /// A provider with the shared cache (and its notifications).
@@ -248,39 +62,30 @@ impl Harness {
         TokenProvider::builder(self.flow(false), self.registry(platforms)).build()
     }
 
-    async fn stored(&self, id: i64) -> Account {
-        self.repo
-            .inner()
-            .get(AccountId(id))
-            .await
-            .expect("in-memory repository answers")
-            .expect("account exists")
-    }
-
-    async fn cached(&self, key: &RefreshKey) -> Option<CachedToken> {
-        self.cache
-            .inner
-            .inner()
-            .get(key)
-            .await
-            .expect("in-memory cache answers")
-    }
-
     fn repo_gets(&self) -> u64 {
-        self.repo.faults.calls("get")
+        self.repo_calls("get")
+    }
+
+    /// Puts `token` (version `version`, expiring an hour after T0) into the
+    /// shared cache for `ttl`, through its wrapper.
+    async fn put_shared(
+        &self,
+        key: &RefreshKey,
+        token: &str,
+        version: u64,
+        ttl: Duration,
+    ) -> PutOutcome {
+        let token = CachedToken {
+            access_token: Secret::from(token),
+            version,
+            expires_at: Some(in_secs(3600)),
+        };
+        self.cache.put(key, &token, ttl).await.expect("put")
     }
 }
 
 fn metrics(provider: &TokenProvider, platform: &Platform) -> MetricsSnapshot {
     provider.metrics().platform(platform).snapshot()
-}
-
-fn cached_token(token: &str, version: u64, expires_at: DateTime<Utc>) -> CachedToken {
-    CachedToken {
-        access_token: Secret::from(token),
-        version,
-        expires_at: Some(expires_at),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -304,21 +109,21 @@ async fn getter_cache_hit_returns_without_locking() {
     assert_eq!(first.token.expose(), "at-1-1");
     assert_eq!(first.version, 1);
     assert_eq!(
-        h.lock.calls("try_acquire"),
+        h.lock_calls("try_acquire"),
         1,
         "the due token was refreshed under the lease"
     );
-    let (repo_gets, cache_gets) = (h.repo_gets(), h.cache.calls("get"));
+    let (repo_gets, cache_gets) = (h.repo_gets(), h.cache_calls("get"));
 
     let second = provider
         .access_token(&snapshot)
         .await
         .expect("cached token");
     assert_eq!(second, first);
-    assert_eq!(h.lock.calls("try_acquire"), 1, "a cache hit takes no lock");
+    assert_eq!(h.lock_calls("try_acquire"), 1, "a cache hit takes no lock");
     assert_eq!(h.repo_gets(), repo_gets, "a cache hit reads no account");
     assert_eq!(
-        h.cache.calls("get"),
+        h.cache_calls("get"),
         cache_gets,
         "an in-process hit does not reach the shared cache"
     );
@@ -332,50 +137,37 @@ async fn getter_cache_hit_returns_without_locking() {
     three.credentials_version = 2;
     let h = Harness::new([two.clone(), three.clone()]);
     let k2 = key(&Platform::Anthropic, 2);
-    h.cache
-        .put(
-            &k2,
-            &cached_token("at-2-shared", 2, in_secs(3600)),
-            Duration::from_secs(600),
-        )
-        .await
-        .expect("put");
+    h.put_shared(&k2, "at-2-shared", 2, Duration::from_secs(600))
+        .await;
     let token = h
         .provider(&[Platform::Anthropic])
         .access_token(&two)
         .await
         .expect("shared hit");
     assert_eq!((token.token.expose(), token.version), ("at-2-shared", 2));
-    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.lock_calls("try_acquire"), 0);
     assert_eq!(h.repo_gets(), 0, "a shared-cache hit reads no account");
 
     // Shared cache newer than the snapshot: served as well.
-    h.cache
-        .put(
-            &k2,
-            &cached_token("at-2-newer", 3, in_secs(3600)),
-            Duration::from_secs(600),
-        )
-        .await
-        .expect("put");
+    h.put_shared(&k2, "at-2-newer", 3, Duration::from_secs(600))
+        .await;
     let token = h
         .provider(&[Platform::Anthropic])
         .access_token(&two)
         .await
         .expect("shared hit");
     assert_eq!((token.token.expose(), token.version), ("at-2-newer", 3));
-    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.lock_calls("try_acquire"), 0);
     assert_eq!(h.repo_gets(), 0);
 
     // Shared cache older than the snapshot: not trusted, the account is read.
-    h.cache
-        .put(
-            &key(&Platform::Anthropic, 3),
-            &cached_token("at-3-older", 1, in_secs(3600)),
-            Duration::from_secs(600),
-        )
-        .await
-        .expect("put");
+    h.put_shared(
+        &key(&Platform::Anthropic, 3),
+        "at-3-older",
+        1,
+        Duration::from_secs(600),
+    )
+    .await;
     let token = h
         .provider(&[Platform::Anthropic])
         .access_token(&three)
@@ -388,7 +180,7 @@ async fn getter_cache_hit_returns_without_locking() {
         "an older shared entry falls through to the repository"
     );
     assert_eq!(
-        h.lock.calls("try_acquire"),
+        h.lock_calls("try_acquire"),
         0,
         "a fresh token needs no lock"
     );
@@ -439,8 +231,8 @@ async fn getter_blank_or_missing_token_is_an_error() {
         0,
         "a token that is not due is never refreshed"
     );
-    assert_eq!(h.lock.calls("try_acquire"), 0);
-    assert_eq!(h.cache.calls("put"), 0, "nothing is cached");
+    assert_eq!(h.lock_calls("try_acquire"), 0);
+    assert_eq!(h.cache_calls("put"), 0, "nothing is cached");
 }
 
 /// What a caller saw while the lease was held elsewhere.
@@ -458,7 +250,7 @@ async fn wait_while_lease_held(platform: Platform) -> WaitObservation {
     let snapshot = oauth_account(7, platform.clone(), 120);
     let h = Harness::new([snapshot.clone()]);
     let provider = h.provider(std::slice::from_ref(&platform));
-    let _lease = h.lock.hold(&key(&platform, 7)).await;
+    let _lease = h.hold(&key(&platform, 7)).await;
 
     let started = Instant::now();
     let token = provider.access_token(&snapshot).await;
@@ -468,7 +260,7 @@ async fn wait_while_lease_held(platform: Platform) -> WaitObservation {
         elapsed,
         // One shared-cache read precedes the refresh attempt; the rest are
         // the wait's polls.
-        shared_gets_while_waiting: h.cache.calls("get") - 1,
+        shared_gets_while_waiting: h.cache_calls("get") - 1,
         metrics: metrics(&provider, &platform),
         upstream_calls: h.upstream.calls(),
     }
@@ -534,7 +326,7 @@ async fn getter_cancellation_during_wait_returns_cancelled_and_counts_metrics() 
     let snapshot = oauth_account(3, Platform::OpenAi, 120);
     let h = Harness::new([snapshot.clone()]);
     let provider = h.provider(&[Platform::OpenAi]);
-    let _lease = h.lock.hold(&key(&Platform::OpenAi, 3)).await;
+    let _lease = h.hold(&key(&Platform::OpenAi, 3)).await;
 
     let cancel = CancellationToken::new();
     let started = Instant::now();
@@ -543,7 +335,10 @@ async fn getter_cancellation_during_wait_returns_cancelled_and_counts_metrics() 
         async move { provider.access_token_with_cancel(&snapshot, &cancel).await }
     });
     // The caller subscribes to the notification when it starts waiting.
-    h.cache.wait_for_subscriptions(1).await;
+    h.cache
+        .faults
+        .wait_for_calls("subscribe_refreshed", 1)
+        .await;
     cancel.cancel();
     let result = caller.await.expect("caller task");
 
@@ -655,8 +450,8 @@ async fn getter_antigravity_upstream_account_returns_api_key() {
         "static tokens are never refreshed"
     );
     assert_eq!(h.repo_gets(), 0, "no account read");
-    assert_eq!(h.lock.calls("try_acquire"), 0, "no lock");
-    assert_eq!(h.cache.calls("get") + h.cache.calls("put"), 0, "no cache");
+    assert_eq!(h.lock_calls("try_acquire"), 0, "no lock");
+    assert_eq!(h.cache_calls("get") + h.cache_calls("put"), 0, "no cache");
 }
 
 /// REFERENCE §5.1 / §12 Getters: "A wrong platform or type is rejected".
@@ -730,7 +525,7 @@ async fn getter_wrong_platform_or_type_is_rejected() {
 
     assert_eq!(h.upstream.calls(), 0);
     assert_eq!(h.repo_gets(), 0);
-    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.lock_calls("try_acquire"), 0);
 }
 
 /// REFERENCE §4 and defect 12: "use existing token" only while it is still
@@ -868,14 +663,13 @@ async fn getter_stale_snapshot_never_overwrites_newer_cached_token() {
         (cached.access_token.expose(), cached.version),
         ("at-1-v3", 3)
     );
-    assert_eq!(h.lock.calls("try_acquire"), 0);
+    assert_eq!(h.lock_calls("try_acquire"), 0);
 
     // Another process with the same old snapshot whose shared-cache read and
     // account read both fail falls back to the snapshot's still-valid token,
     // which it keeps in its own cache only: it cannot tell it is not the
     // newest, so it never writes it to the shared cache.
     h.cache
-        .inner
         .faults
         .fail_next("get", 1, StorageErrorKind::Unavailable);
     h.repo
@@ -885,7 +679,7 @@ async fn getter_stale_snapshot_never_overwrites_newer_cached_token() {
     let token = other.access_token(&snapshot).await.expect("snapshot token");
     assert_eq!(token.version, 1);
     assert_eq!(
-        h.cache.calls("put"),
+        h.cache_calls("put"),
         1,
         "an unverified token is not written to the shared cache"
     );
@@ -899,24 +693,12 @@ async fn getter_stale_snapshot_never_overwrites_newer_cached_token() {
     // The guard itself: an older put is superseded, an equal or newer one is
     // stored.
     let outcome = h
-        .cache
-        .put(
-            &k,
-            &cached_token("at-1-v2", 2, in_secs(3600)),
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("put");
+        .put_shared(&k, "at-1-v2", 2, Duration::from_secs(60))
+        .await;
     assert_eq!(outcome, PutOutcome::Superseded { cached_version: 3 });
     let outcome = h
-        .cache
-        .put(
-            &k,
-            &cached_token("at-1-v4", 4, in_secs(3600)),
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("put");
+        .put_shared(&k, "at-1-v4", 4, Duration::from_secs(60))
+        .await;
     assert_eq!(outcome, PutOutcome::Stored);
     // A third process with the old snapshot now gets version 4 from the
     // shared cache.
@@ -939,7 +721,7 @@ async fn getter_cache_ttl_follows_reference() {
     let token = provider.access_token(&snapshot).await.expect("token");
     assert_eq!(token.token.expose(), "at-1-0");
     assert_eq!(h.repo_gets(), 1);
-    let shared_gets = h.cache.calls("get");
+    let shared_gets = h.cache_calls("get");
 
     // TTL = 60 min − 5 min = 55 min.
     tokio::time::advance(Duration::from_secs(55 * 60 - 1)).await;
@@ -953,7 +735,7 @@ async fn getter_cache_ttl_follows_reference() {
         "at-1-0"
     );
     assert_eq!(h.repo_gets(), 1, "still within the TTL: in-process hit");
-    assert_eq!(h.cache.calls("get"), shared_gets);
+    assert_eq!(h.cache_calls("get"), shared_gets);
 
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(
@@ -967,7 +749,7 @@ async fn getter_cache_ttl_follows_reference() {
     );
     assert_eq!(h.repo_gets(), 2, "past the TTL: the account is read again");
     assert_eq!(
-        h.cache.calls("get"),
+        h.cache_calls("get"),
         shared_gets + 1,
         "the shared entry expired with the same TTL"
     );
@@ -996,18 +778,15 @@ async fn invariant_8_waiter_gets_new_token_via_notification() {
     h.upstream.hold_responses();
     let a = h.provider(std::slice::from_ref(&platform));
     let b = h.provider(std::slice::from_ref(&platform));
-    let a_caller = tokio::spawn({
-        let (a, account) = (a.clone(), expired.clone());
-        async move { a.access_token(&account).await }
-    });
+    let a_caller = spawn_access_token(&a, &expired);
     h.upstream.wait_for_calls(1).await;
     let b_started = Instant::now();
-    let b_caller = tokio::spawn({
-        let (b, account) = (b.clone(), expired.clone());
-        async move { b.access_token(&account).await }
-    });
-    h.cache.wait_for_subscriptions(1).await;
-    let gets_when_waiting = h.cache.calls("get");
+    let b_caller = spawn_access_token(&b, &expired);
+    h.cache
+        .faults
+        .wait_for_calls("subscribe_refreshed", 1)
+        .await;
+    let gets_when_waiting = h.cache_calls("get");
     h.upstream.release(1);
 
     let b_token = b_caller.await.expect("b task").expect("B gets a token");
@@ -1024,7 +803,7 @@ async fn invariant_8_waiter_gets_new_token_via_notification() {
         "woken before the 200 ms poll: {b_elapsed:?}"
     );
     assert_eq!(
-        h.cache.calls("get"),
+        h.cache_calls("get"),
         gets_when_waiting,
         "no cache poll was needed"
     );
@@ -1046,17 +825,11 @@ async fn invariant_8_waiter_gets_new_token_via_notification() {
     h.upstream.hold_responses();
     let a = h.provider(std::slice::from_ref(&platform));
     let b = h.provider_without_shared_cache(std::slice::from_ref(&platform));
-    let a_caller = tokio::spawn({
-        let (a, account) = (a.clone(), expired.clone());
-        async move { a.access_token(&account).await }
-    });
+    let a_caller = spawn_access_token(&a, &expired);
     h.upstream.wait_for_calls(1).await;
     let b_started = Instant::now();
-    let b_caller = tokio::spawn({
-        let (b, account) = (b.clone(), expired.clone());
-        async move { b.access_token(&account).await }
-    });
-    h.lock.wait_for_attempts(2).await;
+    let b_caller = spawn_access_token(&b, &expired);
+    h.lock.faults.wait_for_calls("try_acquire", 2).await;
     // Paused time: B's polls run while A's upstream answer is held.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -1087,10 +860,7 @@ async fn invariant_8_waiter_gets_new_token_via_notification() {
     h.upstream.hold_responses();
     let a = h.provider(std::slice::from_ref(&platform));
     let b = h.provider(std::slice::from_ref(&platform));
-    let _a_caller = tokio::spawn({
-        let account = expired.clone();
-        async move { a.access_token(&account).await }
-    });
+    let _a_caller = spawn_access_token(&a, &expired);
     h.upstream.wait_for_calls(1).await;
     let b_started = Instant::now();
     let err = b.access_token(&expired).await.expect_err("no valid token");
@@ -1175,14 +945,7 @@ async fn invariant_8_closed_notification_channel_falls_back_to_bounded_polling()
     // policy's max_wait, polling, and never spins on the closed channel.
     let snapshot = oauth_account(1, Platform::OpenAi, -10);
     let h = Harness::new([snapshot.clone()]);
-    let theirs = h
-        .lock
-        .inner
-        .inner()
-        .try_acquire(&key(&Platform::OpenAi, 1), Duration::from_secs(3600))
-        .await
-        .expect("acquire")
-        .expect("free");
+    let theirs = h.hold(&key(&Platform::OpenAi, 1)).await;
     let cache = Arc::new(ClosedChannelCache(InMemoryTokenCache::new(Arc::clone(
         &h.clock,
     ))));

@@ -18,7 +18,8 @@ use crate::ports::{Lease, RefreshLock};
 /// extension it retries sooner (`ttl / 10`). Each extension is bounded by
 /// the storage timeout. A lease counts as lost when its lock says so or when
 /// no extension of it succeeded for a whole TTL; [`LeaseKeeper::lost`] turns
-/// true, and extending stops, once every held lease is lost. The flow then
+/// true, and extending stops, once the last held lease (the durable one of a
+/// stacked pair) is lost. The flow then
 /// stops before the upstream call, or relies on the fenced write if the call
 /// was already sent.
 pub(crate) struct LeaseKeeper {
@@ -69,9 +70,9 @@ impl LeaseKeeper {
                         }
                     }
                 }
-                // Stacked leases: the refresh stays protected while any one
-                // of them (the durable one in practice) is still held.
-                if confirmed.iter().all(Option::is_none) {
+                // The last lease is the authority: the durable one of a
+                // stacked pair, or the only one.
+                if confirmed.last().is_some_and(Option::is_none) {
                     flag.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -86,5 +87,39 @@ impl LeaseKeeper {
     /// Whether a lease was lost or presumed lapsed.
     pub(crate) fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+}
+
+/// The leases of one run and the task that extends them. Dropping it stops
+/// the extension; [`HeldLeases`]'s own drop still releases.
+pub(crate) struct LeaseGuard {
+    pub(crate) held: HeldLeases,
+    pub(crate) keeper: LeaseKeeper,
+}
+
+impl LeaseGuard {
+    /// Checks, with one bounded extension, that the authoritative (last)
+    /// lease is still held right before the upstream call: a Redis failover
+    /// or flush since acquisition would otherwise go unnoticed until the
+    /// keeper's first tick. A failed check of the store itself is not a
+    /// loss; the keeper handles that.
+    pub(crate) async fn confirm(&self, config: &FlowConfig) -> bool {
+        if self.keeper.lost() {
+            return false;
+        }
+        let Some((lock, lease)) = self.held.leases.last() else {
+            return true;
+        };
+        let extend = lock.extend(lease, config.lease_ttl);
+        !matches!(
+            bounded(config.storage_timeout, "extend", extend).await,
+            Ok(false)
+        )
+    }
+
+    pub(crate) async fn release(self, timeout: Duration) {
+        let Self { mut held, keeper } = self;
+        drop(keeper);
+        held.release(timeout).await;
     }
 }

@@ -24,8 +24,11 @@ mod config;
 mod lease_keeper;
 mod lock_strategy;
 mod outcome;
+mod persist;
+mod recovery;
 pub(crate) mod single_flight;
 mod steps;
+mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -27,6 +27,14 @@ impl InMemoryRecoveryStore {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Drops the record of an account, whatever its base version.
+    pub fn forget(&self, id: AccountId) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
     /// Whether no record is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
