@@ -13,6 +13,9 @@ use crate::flow::bounded;
 use crate::policy::{ProviderRefreshPolicy, token_is_valid};
 use crate::ports::RefreshNotice;
 
+/// Polls never come faster than this, whatever the configured interval.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
 impl ProviderInner {
     /// Waits for the holder's "refreshed" notification, polling the shared
     /// cache on the policy's schedule as a fallback, then re-reads the
@@ -80,7 +83,11 @@ impl ProviderInner {
                     waited: started.elapsed(),
                 });
             }
-            let pause = policy.wait.poll_interval.min(deadline - Instant::now());
+            let pause = policy
+                .wait
+                .poll_interval
+                .max(MIN_POLL_INTERVAL)
+                .min(deadline - Instant::now());
             tokio::select! {
                 fired = &mut notice => {
                     notice = match fired {
@@ -144,7 +151,8 @@ fn jittered(delay: Duration, jitter: f64) -> Duration {
     if jitter == 0.0 {
         return delay;
     }
-    delay.mul_f64(1.0 - jitter + 2.0 * jitter * fastrand::f64())
+    let factor = 1.0 - jitter + 2.0 * jitter * fastrand::f64();
+    Duration::try_from_secs_f64(delay.as_secs_f64() * factor).unwrap_or(delay)
 }
 
 #[cfg(test)]
@@ -170,5 +178,6 @@ mod tests {
             Duration::from_millis(100)
         );
         assert!(jittered(Duration::from_millis(100), 7.0) <= Duration::from_millis(200));
+        assert!(jittered(Duration::MAX, 0.5) > Duration::ZERO);
     }
 }
