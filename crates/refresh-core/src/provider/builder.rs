@@ -1,0 +1,65 @@
+//! [`TokenProviderBuilder`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::local_cache::LocalCache;
+use super::{ExecutorRegistry, ProviderInner, TokenMetrics, TokenProvider};
+use crate::domain::Platform;
+use crate::flow::RefreshFlow;
+use crate::flow::single_flight::SingleFlight;
+use crate::policy::ProviderRefreshPolicy;
+use crate::ports::TokenCache;
+
+/// Builds a [`TokenProvider`].
+pub struct TokenProviderBuilder {
+    pub(super) flow: RefreshFlow,
+    pub(super) executors: ExecutorRegistry,
+    pub(super) shared: Option<Arc<dyn TokenCache>>,
+    pub(super) policies: HashMap<Platform, ProviderRefreshPolicy>,
+    pub(super) skew: Duration,
+    pub(super) capacity: u64,
+}
+
+impl TokenProviderBuilder {
+    /// The cache shared by all instances (Redis in production).
+    pub fn shared_cache(mut self, cache: Arc<dyn TokenCache>) -> Self {
+        self.shared = Some(cache);
+        self
+    }
+
+    /// Overrides the policy of one platform.
+    pub fn policy(mut self, platform: Platform, policy: ProviderRefreshPolicy) -> Self {
+        self.policies.insert(platform, policy);
+        self
+    }
+
+    /// The refresh skew (default 3 min).
+    pub fn skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Capacity of the in-process cache, in accounts (default 100 000).
+    pub fn local_capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Builds the provider.
+    pub fn build(self) -> TokenProvider {
+        TokenProvider {
+            inner: Arc::new(ProviderInner {
+                flow: self.flow,
+                executors: self.executors,
+                shared: self.shared,
+                local: LocalCache::new(self.capacity),
+                policies: self.policies,
+                skew: self.skew,
+                metrics: TokenMetrics::default(),
+                flights: Arc::new(SingleFlight::new()),
+            }),
+        }
+    }
+}
