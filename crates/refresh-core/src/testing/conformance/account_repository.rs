@@ -38,6 +38,10 @@ fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(T0, 0).expect("valid")
 }
 
+async fn read_back(repo: &Arc<dyn AccountRepository>, id: AccountId) -> Account {
+    repo.get(id).await.expect("get").expect("present")
+}
+
 async fn seed(repo: &Arc<dyn AccountRepository>, account: Account) -> Account {
     repo.insert(account).await.expect("insert")
 }
@@ -61,7 +65,7 @@ async fn insert_round_trips_every_field(repo: Arc<dyn AccountRepository>) {
         .credentials
         .insert("intercept_warmup_requests", json!(true));
     let stored = seed(&repo, account.clone()).await;
-    let read = repo.get(account.id).await.expect("get").expect("present");
+    let read = read_back(&repo, account.id).await;
     assert_eq!(
         read, stored,
         "insert_round_trips_every_field: get differs from insert's result"
@@ -129,7 +133,7 @@ async fn cas_applies_at_expected_version_and_bumps_it(repo: Arc<dyn AccountRepos
         Some(t0() + Span::seconds(7200)),
         "cas_applies_at_expected_version_and_bumps_it: expires_at re-derived"
     );
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.credentials, creds,
         "cas_applies_at_expected_version_and_bumps_it: stored credentials"
@@ -159,7 +163,7 @@ async fn cas_rejects_an_older_writer(repo: Arc<dyn AccountRepository>) {
         CasOutcome::VersionMismatch { current_version: 1 },
         "cas_rejects_an_older_writer"
     );
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.credentials
             .refresh_token()
@@ -197,7 +201,7 @@ async fn cas_touches_only_credential_fields(repo: Arc<dyn AccountRepository>) {
             .expect("cas"),
         CasOutcome::Applied(_)
     ));
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.status,
         AccountStatus::Error,
@@ -243,7 +247,7 @@ async fn concurrent_cas_at_one_version_applies_once(repo: Arc<dyn AccountReposit
         }
     }
     assert_eq!(applied, 1, "concurrent_cas_at_one_version_applies_once");
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.credentials_version, 1,
         "concurrent_cas_at_one_version_applies_once: version"
@@ -322,7 +326,7 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
     repo.set_error(a.id, "Token refresh failed (non-retryable): x")
         .await
         .expect("set_error");
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.status,
         AccountStatus::Error,
@@ -337,7 +341,7 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
         "status_writes_touch_only_their_fields: set_error version"
     );
     repo.clear_error(a.id).await.expect("clear_error");
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.status,
         AccountStatus::Active,
@@ -350,7 +354,7 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
     repo.clear_temp_unschedulable(a.id)
         .await
         .expect("clear_temp_unschedulable");
-    let read = repo.get(a.id).await.expect("get").expect("present");
+    let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.temp_unschedulable_until, None,
         "status_writes_touch_only_their_fields: until"

@@ -6,7 +6,15 @@ use std::time::Duration;
 
 use super::TimeHarness;
 use crate::domain::RefreshKey;
-use crate::ports::RefreshLock;
+use crate::ports::{Lease, RefreshLock};
+
+/// Takes a lease that must be free.
+async fn held(lock: &Arc<dyn RefreshLock>, key: &RefreshKey, ttl: Duration) -> Lease {
+    lock.try_acquire(key, ttl)
+        .await
+        .expect("acquire")
+        .expect("the lease is free")
+}
 
 fn key(name: &str) -> RefreshKey {
     RefreshKey::from_raw(format!("conformance:account:{name}"))
@@ -35,11 +43,7 @@ where
 
 async fn acquire_excludes_a_second_holder(lock: Arc<dyn RefreshLock>, ttl: Duration) {
     let k = key("a");
-    let lease = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = held(&lock, &k, ttl).await;
     assert_eq!(lease.key, k, "acquire_excludes_a_second_holder: key");
     assert!(
         lock.try_acquire(&k, ttl).await.expect("acquire").is_none(),
@@ -57,20 +61,12 @@ async fn acquire_excludes_a_second_holder(lock: Arc<dyn RefreshLock>, ttl: Durat
 
 async fn release_is_owner_checked(lock: Arc<dyn RefreshLock>, ttl: Duration) {
     let k = key("b");
-    let first = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let first = held(&lock, &k, ttl).await;
     assert!(
         lock.release(&first).await.expect("release"),
         "release_is_owner_checked: owner releases"
     );
-    let second = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let second = held(&lock, &k, ttl).await;
     assert!(
         !lock.release(&first).await.expect("release"),
         "release_is_owner_checked: stale owner cannot release"
@@ -87,21 +83,13 @@ async fn release_is_owner_checked(lock: Arc<dyn RefreshLock>, ttl: Duration) {
 
 async fn extend_is_owner_checked(lock: Arc<dyn RefreshLock>, ttl: Duration) {
     let k = key("c");
-    let first = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let first = held(&lock, &k, ttl).await;
     assert!(
         lock.extend(&first, ttl).await.expect("extend"),
         "extend_is_owner_checked: owner extends"
     );
     lock.release(&first).await.expect("release");
-    let second = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let second = held(&lock, &k, ttl).await;
     assert!(
         !lock.extend(&first, ttl).await.expect("extend"),
         "extend_is_owner_checked: stale owner cannot extend"
@@ -117,11 +105,7 @@ async fn fences_increase_across_acquisitions(
     let k = key("d");
     let mut last = 0;
     for round in 0..3 {
-        let lease = lock
-            .try_acquire(&k, ttl)
-            .await
-            .expect("acquire")
-            .expect("free");
+        let lease = held(&lock, &k, ttl).await;
         assert!(
             lease.fence > last,
             "fences_increase_across_acquisitions: round {round}"
@@ -141,11 +125,7 @@ async fn a_lapsed_lease_can_be_taken_and_the_old_owner_cannot_act(
     time: &dyn TimeHarness,
 ) {
     let k = key("e");
-    let old = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let old = held(&lock, &k, ttl).await;
     time.advance(ttl + Duration::from_millis(50)).await;
     let new = lock
         .try_acquire(&k, ttl)
@@ -176,11 +156,7 @@ async fn extension_keeps_the_lease_past_its_first_ttl(
     time: &dyn TimeHarness,
 ) {
     let k = key("f");
-    let lease = lock
-        .try_acquire(&k, ttl)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = held(&lock, &k, ttl).await;
     time.advance(ttl / 2).await;
     assert!(
         lock.extend(&lease, ttl).await.expect("extend"),
