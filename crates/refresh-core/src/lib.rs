@@ -8,10 +8,14 @@
 //! - [`domain`]: [`Account`], [`Credentials`] (typed, redacting), [`Secret`],
 //!   [`Platform`], [`RefreshKey`].
 //! - [`ports`]: the traits backends and plugins implement —
-//!   [`AccountRepository`], [`RefreshLock`], [`TokenCache`],
-//!   [`RecoveryStore`], [`RefreshExecutor`], [`Clock`].
-//! - [`RefreshFlow`]: single flight → lease → re-read → recovery → double
-//!   check → detached upstream call → fenced persist → notify → release.
+//!   [`AccountRepository`], [`ClaimStore`], [`RefreshLock`], [`TokenCache`],
+//!   [`RefreshExecutor`], [`Clock`] — and the extension points
+//!   [`ExecutorRegistry`] and [`RefreshListener`].
+//! - [`plugin`]: one import for a provider plugin or a backend.
+//! - [`RefreshFlow`]: single flight → lease → re-read → due check → claim
+//!   the generation → re-read → upstream call within a hard deadline →
+//!   answer into the claim → fenced persist → claim consumed → notify →
+//!   release.
 //! - [`TokenProvider`]: the cache-first request path.
 //! - [`BackgroundRefresher`]: the periodic sweep.
 //! - [`memory`]: in-memory backends, the reference semantics.
@@ -22,12 +26,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock};
+//! use refresh_core::memory::{InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock};
 //! use refresh_core::{LockStrategy, RefreshFlow};
 //!
 //! let repo = Arc::new(InMemoryAccountRepository::new());
 //! let lock = Arc::new(InMemoryRefreshLock::default());
-//! let flow = RefreshFlow::builder(repo, LockStrategy::single(lock)).build().unwrap();
+//! // One process: the in-memory claim store is the explicit opt-in.
+//! let claims = Arc::new(InMemoryClaimStore::single_process());
+//! let flow = RefreshFlow::builder(repo, LockStrategy::single(lock), claims).build().unwrap();
 //! # let _ = flow;
 //! ```
 
@@ -36,24 +42,28 @@ pub mod domain;
 pub mod error;
 pub mod flow;
 pub mod memory;
+pub mod plugin;
 pub mod policy;
 pub mod ports;
 pub mod provider;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use background::{BackgroundConfig, BackgroundRefresher, CycleReport, RefreshListener};
+pub use background::{BackgroundConfig, BackgroundRefresher, CycleReport};
 pub use domain::{
-    Account, AccountId, AccountStatus, AccountType, Credentials, Platform, RefreshKey, Secret,
+    Account, AccountId, AccountStatus, AccountType, Credentials, ExpiryRule, Fingerprint,
+    GrantFields, Platform, RefreshKey, Secret, TokenGrant,
 };
 pub use error::{
-    ConfigError, CredentialsError, DomainError, FlowError, FlowStage, ProviderError, StorageError,
-    StorageErrorKind, TokenError,
+    ConfigError, CredentialsError, DomainError, FlowError, FlowStage, OAuthErrorCode,
+    ProviderError, StorageError, StorageErrorKind, TokenError,
 };
-pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshOutcome};
+pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshFlowBuilder, RefreshOutcome};
 pub use policy::{BackgroundRefreshPolicy, ProviderRefreshPolicy};
 pub use ports::{
-    AccountRepository, CachedToken, Clock, RecoveryRecord, RecoveryStore, RefreshExecutor,
-    RefreshLock, SystemClock, TokenCache,
+    AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
+    ClaimKey, ClaimState, ClaimStore, Clock, DueCursor, ExecutorRegistry, Lease, LeaseOwner,
+    ManualClock, PutOutcome, RefreshContext, RefreshExecutor, RefreshListener, RefreshLock,
+    RefreshNotice, SystemClock, TokenCache, TokioClock,
 };
-pub use provider::{AccessToken, ExecutorRegistry, TokenProvider};
+pub use provider::{AccessToken, TokenProvider};

@@ -34,14 +34,7 @@ impl BackgroundRefresher {
         if !executor.needs_refresh(&account, inner.config.window, inner.flow.clock().now()) {
             return AccountResult::NotDue;
         }
-        let attempts = self.attempts(&account, executor, shutdown);
-        match tokio::time::timeout(inner.config.account_deadline, attempts).await {
-            Ok(result) => result,
-            Err(_) => {
-                warn!(account_id = %account.id, "account refresh deadline passed; retrying next cycle");
-                AccountResult::Failed { marked: false }
-            }
-        }
+        self.attempts(&account, executor, shutdown).await
     }
 
     async fn attempts(
@@ -52,6 +45,7 @@ impl BackgroundRefresher {
     ) -> AccountResult {
         let inner = &self.inner;
         let cfg = &inner.config;
+        let give_up_at = tokio::time::Instant::now() + cfg.account_deadline;
         for attempt in 1..=cfg.max_retries {
             let error = match inner
                 .flow
@@ -95,6 +89,10 @@ impl BackgroundRefresher {
             {
                 pause = pause.max(*after);
             }
+            if tokio::time::Instant::now() + pause >= give_up_at {
+                warn!(account_id = %account.id, "account refresh deadline reached; retrying next cycle");
+                break;
+            }
             warn!(account_id = %account.id, stage = %error.stage(), attempt, backoff_ms = pause.as_millis() as u64, "refresh failed; backing off");
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -104,34 +102,28 @@ impl BackgroundRefresher {
         AccountResult::Failed { marked: false }
     }
 
-    /// Marks the account `error` when the upstream refused it for good.
-    /// Other non-retryable failures (the account vanished or changed type)
-    /// are not the account's fault and leave it alone.
+    /// Marks the account `error` when the upstream refused it for good, or
+    /// its credentials regressed to a consumed token. The mark is fenced on
+    /// the version the failure was observed on, so a re-import of fresh
+    /// credentials in between is never marked. Other non-retryable failures
+    /// (the account vanished or changed type, a quarantine) are not the
+    /// account's fault and leave it alone.
     async fn mark_error(&self, account: &Account, error: &FlowError) -> bool {
-        let FlowError::Upstream { version, .. } = error else {
+        let Some(version) = error.observed_version() else {
             warn!(account_id = %account.id, stage = %error.stage(), "refresh failed permanently; account left unchanged");
             return false;
         };
         let repo = self.inner.flow.repository();
-        if let Ok(Some(stored)) = bounded(self.timeout(), "get", repo.get(account.id)).await
-            && stored.credentials_version != *version
-        {
-            // Credentials were written since the failed attempt (a refresh
-            // elsewhere, a re-import): the failure no longer describes them.
-            warn!(account_id = %account.id, "credentials changed since the failure; not marking the account");
-            return false;
-        }
         let message = error.account_error_message();
-        match bounded(
-            self.timeout(),
-            "set_error",
-            repo.set_error(account.id, &message),
-        )
-        .await
-        {
-            Ok(()) => {
+        let mark = repo.set_error(account.id, version, &message);
+        match bounded(self.timeout(), "set_error", mark).await {
+            Ok(true) => {
                 warn!(account_id = %account.id, platform = %account.platform, kind = error.provider_error().map_or("flow", ProviderError::kind_name), "non-retryable refresh failure; account marked error");
                 true
+            }
+            Ok(false) => {
+                warn!(account_id = %account.id, "credentials changed since the failure; not marking the account");
+                false
             }
             Err(store) => {
                 warn!(account_id = %account.id, kind = %store.kind(), "could not mark the account error");

@@ -6,7 +6,7 @@ use super::{BackgroundConfig, BackgroundRefresher, Inner, RefreshListener};
 use crate::error::ConfigError;
 use crate::flow::RefreshFlow;
 use crate::ports::TokenCache;
-use crate::provider::ExecutorRegistry;
+use crate::ports::ExecutorRegistry;
 
 /// Builds a [`BackgroundRefresher`].
 pub struct BackgroundRefresherBuilder {

@@ -24,8 +24,9 @@ pub struct BackgroundConfig {
     pub concurrency: usize,
     /// Accounts per `list_due` page (default 500).
     pub page_size: usize,
-    /// Deadline of one account's attempts (the upstream call itself runs
-    /// detached and still completes).
+    /// No new attempt (or backoff) of an account starts after this; a
+    /// running attempt is never cut short, so the concurrency bound covers
+    /// every upstream call (each ends by the flow's hard deadline).
     pub account_deadline: Duration,
     /// How accounts refreshed elsewhere are counted.
     pub policy: BackgroundRefreshPolicy,

@@ -5,9 +5,9 @@ mod account;
 mod backoff;
 mod builder;
 mod config;
-mod listener;
 mod report;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -18,14 +18,17 @@ use tracing::{debug, info, warn};
 pub use builder::BackgroundRefresherBuilder;
 pub use config::BackgroundConfig;
 #[cfg(any(test, feature = "mock"))]
-pub use listener::MockRefreshListener;
-pub use listener::RefreshListener;
+pub use crate::ports::MockRefreshListener;
+pub use crate::ports::RefreshListener;
 pub use report::CycleReport;
 
 use self::report::AccountResult;
 use crate::flow::{RefreshFlow, bounded};
 use crate::ports::{DueCursor, TokenCache};
-use crate::provider::ExecutorRegistry;
+use crate::ports::ExecutorRegistry;
+
+/// Claims purged at most per cycle.
+const PURGE_BATCH: usize = 1000;
 
 /// Pages through accounts due within the window (from the repository's
 /// index, never a full scan), refreshes them through the [`RefreshFlow`]
@@ -83,6 +86,9 @@ impl BackgroundRefresher {
         let mut tasks = JoinSet::new();
         let mut report = CycleReport::default();
         let mut cursor: Option<DueCursor> = None;
+        // A refreshed account can sort again after the cursor when the
+        // window exceeds the tokens' lifetime: each is taken once a cycle.
+        let mut seen = HashSet::new();
 
         'pages: loop {
             let page = tokio::select! {
@@ -104,6 +110,9 @@ impl BackgroundRefresher {
             let full = page.len() >= cfg.page_size;
             cursor = page.last().map(DueCursor::after);
             for account in page {
+                if !seen.insert(account.id) {
+                    continue;
+                }
                 report.total += 1;
                 let permit = tokio::select! {
                     () = shutdown.cancelled() => break 'pages,
@@ -136,12 +145,27 @@ impl BackgroundRefresher {
             }
         }
         report.cancelled = shutdown.is_cancelled();
+        if !report.cancelled {
+            self.purge_claims().await;
+        }
         if report.is_eventful() {
             info!(?report, "background refresh cycle");
         } else {
             debug!(?report, "background refresh cycle");
         }
         report
+    }
+
+    /// Deletes generation claims that are over (consumed past their
+    /// horizon, expired empty ones), a bounded batch per cycle.
+    async fn purge_claims(&self) {
+        let flow = &self.inner.flow;
+        let purge = flow.claims().purge(PURGE_BATCH);
+        match bounded(flow.config().storage_timeout, "claim_purge", purge).await {
+            Ok(0) => {}
+            Ok(purged) => debug!(purged, "expired generation claims purged"),
+            Err(error) => debug!(kind = %error.kind(), "claim purge failed; next cycle"),
+        }
     }
 
     /// Runs a cycle now and then every `interval` until `shutdown` fires;

@@ -85,8 +85,15 @@ impl Account {
     /// Replaces the credentials and re-derives `expires_at` (the repository
     /// calls this when it applies a credential write).
     pub fn set_credentials(&mut self, credentials: Credentials) {
-        self.expires_at = credentials.expires_at().ok().flatten();
         self.credentials = credentials;
+        self.derive_expires_at();
+    }
+
+    /// Re-derives the denormalized `expires_at` from the credentials
+    /// (unknown when missing or unreadable). Repositories call it on insert
+    /// and on every credential write.
+    pub fn derive_expires_at(&mut self) {
+        self.expires_at = self.credentials.expires_at().ok().flatten();
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use super::{ProviderError, StorageError};
+use chrono::{DateTime, Utc};
+
+use super::{ProviderError, StorageError, redact_token_like};
 use crate::domain::{AccountId, Credentials, Platform, RefreshKey};
 
 /// The stage of the refresh flow an error comes from.
@@ -10,8 +12,8 @@ use crate::domain::{AccountId, Credentials, Platform, RefreshKey};
 pub enum FlowStage {
     /// Taking the lease.
     Lock,
-    /// Reading or persisting a recovery record.
-    Recovery,
+    /// The generation claim.
+    Claim,
     /// Re-reading the account under the lease.
     Reread,
     /// The upstream call.
@@ -26,7 +28,7 @@ impl fmt::Display for FlowStage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Lock => "lock",
-            Self::Recovery => "recovery",
+            Self::Claim => "claim",
             Self::Reread => "reread",
             Self::Upstream => "upstream",
             Self::Persist => "persist",
@@ -51,21 +53,35 @@ pub enum FlowError {
         #[source]
         source: StorageError,
     },
-    /// The lease lapsed or was taken over before the upstream call; nothing
-    /// was sent (invariant 4).
-    #[error("refresh lease for {key} was lost before the upstream call")]
-    LeaseLost {
-        /// The key.
-        key: RefreshKey,
-    },
-    /// The recovery store failed.
-    #[error("recovery store failed for account {id}")]
-    Recovery {
+    /// The claim store could not be asked or refused the claim: the token
+    /// was not presented (invariant 1).
+    #[error("generation claim for account {id} failed")]
+    Claim {
         /// The account.
         id: AccountId,
         /// The store error.
         #[source]
         source: StorageError,
+    },
+    /// An earlier request presenting the account's refresh token may have
+    /// consumed it and no answer came: nobody presents it again until the
+    /// quarantine ends (by the claim store's clock).
+    #[error("refresh of account {id} is quarantined until {until}")]
+    Quarantined {
+        /// The account.
+        id: AccountId,
+        /// When the quarantine ends, on this process's clock.
+        until: DateTime<Utc>,
+    },
+    /// The account holds a refresh token whose generation was already
+    /// consumed (an old export re-imported, a backup restored). Nothing was
+    /// sent; needs a human (a fresh login or import).
+    #[error("account {id} holds a consumed refresh token (credentials regressed)")]
+    CredentialsRegressed {
+        /// The account.
+        id: AccountId,
+        /// The `credentials_version` that holds it.
+        version: u64,
     },
     /// Re-reading the account under the lease failed; the caller's snapshot
     /// is never used instead (defect 6).
@@ -109,19 +125,20 @@ pub enum FlowError {
         id: AccountId,
     },
     /// The upstream rotated the tokens but the fenced write failed after its
-    /// retries. The credentials are carried here and, when
-    /// `recovery_saved`, kept in the recovery store for the next flow
-    /// (invariant 2).
+    /// retries. The credentials are carried here; when `answer_saved` the
+    /// generation claim holds them and the next flow applies them
+    /// (invariant 2), otherwise a detached rescue keeps retrying the write
+    /// and the claim under the leases.
     #[error(
-        "account {id} was refreshed upstream but the new credentials were not persisted (recovery record saved: {recovery_saved})"
+        "account {id} was refreshed upstream but the new credentials were not persisted (answer saved in the claim: {answer_saved})"
     )]
     NotPersisted {
         /// The account.
         id: AccountId,
         /// The new credentials (redacted `Debug`).
         credentials: Box<Credentials>,
-        /// Whether a recovery record holds them.
-        recovery_saved: bool,
+        /// Whether the generation claim holds them.
+        answer_saved: bool,
         /// The last write error.
         #[source]
         source: StorageError,
@@ -138,8 +155,10 @@ impl FlowError {
     /// The stage that failed.
     pub fn stage(&self) -> FlowStage {
         match self {
-            Self::LockUnavailable { .. } | Self::LeaseLost { .. } => FlowStage::Lock,
-            Self::Recovery { .. } => FlowStage::Recovery,
+            Self::LockUnavailable { .. } => FlowStage::Lock,
+            Self::Claim { .. } | Self::Quarantined { .. } | Self::CredentialsRegressed { .. } => {
+                FlowStage::Claim
+            }
             Self::Reread { .. } | Self::AccountNotFound { .. } | Self::NotEligible { .. } => {
                 FlowStage::Reread
             }
@@ -153,11 +172,13 @@ impl FlowError {
     /// error, never from message text.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Recovery { source, .. } | Self::Reread { source, .. } => source.is_retryable(),
+            Self::Claim { source, .. } | Self::Reread { source, .. } => source.is_retryable(),
             Self::Upstream { source, .. } => source.is_retryable(),
-            Self::AccountNotFound { .. } | Self::NotEligible { .. } => false,
+            Self::AccountNotFound { .. }
+            | Self::NotEligible { .. }
+            | Self::Quarantined { .. }
+            | Self::CredentialsRegressed { .. } => false,
             Self::LockUnavailable { .. }
-            | Self::LeaseLost { .. }
             | Self::EmptyCredentials { .. }
             | Self::NotPersisted { .. }
             | Self::TaskFailed { .. } => true,
@@ -172,16 +193,34 @@ impl FlowError {
         }
     }
 
+    /// The `credentials_version` a failure that deserves an error mark was
+    /// observed on: an upstream refusal or regressed credentials. `None` for
+    /// failures that are not the account's fault.
+    pub fn observed_version(&self) -> Option<u64> {
+        match self {
+            Self::Upstream { version, .. } | Self::CredentialsRegressed { version, .. } => {
+                Some(*version)
+            }
+            _ => None,
+        }
+    }
+
     /// A short, secret-free description for the `error_message` column:
-    /// `Token refresh failed (non-retryable): <error>: <cause>: ...`.
+    /// `Token refresh failed (non-retryable): <error>: <cause>: ...`, with
+    /// every token-like word of the chain (an executor-supplied reason
+    /// included) redacted.
     pub fn account_error_message(&self) -> String {
-        let mut message = format!("Token refresh failed (non-retryable): {self}");
+        let mut message = self.to_string();
         let mut cause = std::error::Error::source(self);
         while let Some(error) = cause {
             message.push_str(": ");
             message.push_str(&error.to_string());
             cause = error.source();
         }
+        let message = format!(
+            "Token refresh failed (non-retryable): {}",
+            redact_token_like(&message)
+        );
         message.chars().take(500).collect()
     }
 }

@@ -10,7 +10,7 @@ mod token;
 
 pub use domain::{ConfigError, CredentialsError, DomainError};
 pub use flow::{FlowError, FlowStage};
-pub use oauth_code::{OAuthErrorBody, OAuthErrorCode, sanitize_description};
+pub use oauth_code::{OAuthErrorBody, OAuthErrorCode, redact_token_like, sanitize_description};
 pub use provider::ProviderError;
 pub use storage::{StorageError, StorageErrorKind};
 pub use token::TokenError;

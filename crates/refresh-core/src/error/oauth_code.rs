@@ -126,23 +126,36 @@ const MAX_DESCRIPTION: usize = 160;
 const TOKEN_LIKE_LEN: usize = 16;
 
 /// Shortens an upstream description and blanks anything that could be token
-/// material (long unbroken words), so it can be logged and stored
+/// material (see [`redact_token_like`]), so it can be logged and stored
 /// (invariant 9).
 pub fn sanitize_description(raw: &str) -> String {
+    let mut out = redact_token_like(raw);
+    if out.chars().count() > MAX_DESCRIPTION {
+        out = out.chars().take(MAX_DESCRIPTION).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// Replaces every word that could be token material with `[redacted]` and
+/// drops control characters; whitespace is folded to single spaces. A word
+/// is token-like when it is at least 16 characters long and is not made of
+/// lower-case letters and `_-.:()` alone (OAuth codes such as
+/// `refresh_token_reused` stay readable). Used for upstream descriptions
+/// and for every reason that reaches an account's `error_message`.
+pub fn redact_token_like(raw: &str) -> String {
     let mut out = String::new();
     for word in raw.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
-        if word.chars().count() >= TOKEN_LIKE_LEN {
+        let identifier = word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || "_-.:()".contains(c));
+        if word.chars().count() >= TOKEN_LIKE_LEN && !identifier {
             out.push_str("[redacted]");
         } else {
             out.extend(word.chars().filter(|c| !c.is_control()));
-        }
-        if out.chars().count() >= MAX_DESCRIPTION {
-            out = out.chars().take(MAX_DESCRIPTION).collect();
-            out.push('…');
-            break;
         }
     }
     out

@@ -44,11 +44,20 @@ pub enum ProviderError {
         /// The upstream's `Retry-After`, when given.
         retry_after: Option<Duration>,
     },
-    /// A failure before the request reached the upstream, a 5xx, or
-    /// `temporarily_unavailable`/`server_error`.
-    #[error("transient upstream failure: {reason}")]
-    Transient {
-        /// HTTP status, when there was a response.
+    /// The request provably never left: DNS, connect, TLS or proxy CONNECT
+    /// refusal, HTTP/2 `REFUSED_STREAM`. The token was not presented, so the
+    /// generation claim is released.
+    #[error("request not sent: {reason}")]
+    NotSent {
+        /// Short reason.
+        reason: String,
+    },
+    /// The upstream answered 5xx or `temporarily_unavailable`/`server_error`.
+    /// It processed the request, so the token may be consumed: the claim is
+    /// kept as a quarantine.
+    #[error("upstream server error: {reason}")]
+    ServerError {
+        /// HTTP status, when there was one.
         status: Option<u16>,
         /// Short reason (no body).
         reason: String,
@@ -105,15 +114,50 @@ impl ProviderError {
             Some(code) if code.is_access_denied() => Self::AccessDenied { description },
             Some(code) if code.is_rate_limited() => Self::RateLimited { retry_after },
             _ if status == 429 => Self::RateLimited { retry_after },
-            Some(code) if code.is_transient() => Self::Transient {
+            Some(code) if code.is_transient() => Self::ServerError {
                 status: Some(status),
                 reason: format!("upstream {code}"),
             },
-            _ if status >= 500 => Self::Transient {
+            _ if status >= 500 => Self::ServerError {
                 status: Some(status),
                 reason: format!("upstream status {status}"),
             },
             code => Self::UnexpectedStatus { status, code },
+        }
+    }
+
+    /// A transport failure: [`NotSent`](Self::NotSent) when the request
+    /// provably never left (`sent == false`), [`Ambiguous`](Self::Ambiguous)
+    /// otherwise. Executors map their HTTP client's errors through this.
+    pub fn transport(sent: bool, reason: impl Into<String>) -> Self {
+        let reason = super::sanitize_description(&reason.into());
+        if sent {
+            Self::Ambiguous { reason }
+        } else {
+            Self::NotSent { reason }
+        }
+    }
+
+    /// Whether the upstream provably did not consume the presented token:
+    /// the request never left, was refused before processing (429), was
+    /// rejected before sending (no refresh token, configuration), or was
+    /// answered with a parsed RFC 6749 error other than `invalid_grant`.
+    /// Every other outcome may have consumed it (the flow keeps the
+    /// generation claim then).
+    pub fn provably_not_consumed(&self) -> bool {
+        match self {
+            Self::NotSent { .. }
+            | Self::MissingRefreshToken
+            | Self::Configuration { .. }
+            | Self::RateLimited { .. }
+            | Self::InvalidClient { .. }
+            | Self::AccessDenied { .. } => true,
+            Self::UnexpectedStatus { code, .. } => code.is_some(),
+            Self::InvalidGrant { .. }
+            | Self::ServerError { .. }
+            | Self::Ambiguous { .. }
+            | Self::InvalidResponse { .. }
+            | Self::ProjectDiscovery { .. } => false,
         }
     }
 
@@ -122,7 +166,8 @@ impl ProviderError {
         matches!(
             self,
             Self::RateLimited { .. }
-                | Self::Transient { .. }
+                | Self::NotSent { .. }
+                | Self::ServerError { .. }
                 | Self::UnexpectedStatus { .. }
                 | Self::Ambiguous { .. }
                 | Self::InvalidResponse { .. }
@@ -143,7 +188,8 @@ impl ProviderError {
             Self::InvalidClient { .. } => "invalid_client",
             Self::AccessDenied { .. } => "access_denied",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Transient { .. } => "transient",
+            Self::NotSent { .. } => "not_sent",
+            Self::ServerError { .. } => "server_error",
             Self::UnexpectedStatus { .. } => "unexpected_status",
             Self::Ambiguous { .. } => "ambiguous",
             Self::InvalidResponse { .. } => "invalid_response",
@@ -163,13 +209,11 @@ mod tests {
 
     #[test]
     fn classification_not_non_retryable_for_timeout_and_5xx() {
-        assert!(
-            ProviderError::Transient {
-                status: None,
-                reason: "timeout".into()
-            }
-            .is_retryable()
-        );
+        assert!(ProviderError::transport(false, "connect refused").is_retryable());
+        assert!(matches!(
+            ProviderError::transport(true, "reset"),
+            ProviderError::Ambiguous { .. }
+        ));
         assert!(classify(503, "<html>down</html>").is_retryable());
         assert!(classify(429, "").is_retryable());
         assert!(classify(400, r#"{"error":"temporarily_unavailable"}"#).is_retryable());
@@ -213,6 +257,25 @@ mod tests {
             err,
             ProviderError::UnexpectedStatus { status: 400, .. }
         ));
+    }
+
+    #[test]
+    fn only_the_allowlist_is_provably_not_consumed() {
+        assert!(classify(429, "").provably_not_consumed());
+        assert!(classify(400, r#"{"error":"invalid_client"}"#).provably_not_consumed());
+        assert!(classify(400, r#"{"error":"invalid_request"}"#).provably_not_consumed());
+        assert!(ProviderError::transport(false, "dns").provably_not_consumed());
+        for kept in [
+            classify(503, "<html>down</html>"),
+            classify(400, r#"{"error":"invalid_grant"}"#),
+            classify(418, "teapot"),
+            ProviderError::transport(true, "reset after sending"),
+            ProviderError::InvalidResponse {
+                reason: "not json".into(),
+            },
+        ] {
+            assert!(!kept.provably_not_consumed(), "{kept:?}");
+        }
     }
 
     #[test]

@@ -1,19 +1,51 @@
-//! [`FlowConfig`]: timeouts and retry bounds of the refresh flow.
+//! [`FlowConfig`]: deadlines, claim lifetimes and retry bounds of the
+//! refresh flow.
 
 use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// Timeouts and retry bounds of [`RefreshFlow`](super::RefreshFlow).
+/// The longest any duration knob may be (the consumed horizon excepted):
+/// keeps every deadline computation far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest consumed-claim horizon.
+pub const MAX_CONSUMED_HORIZON: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// Deadlines, claim lifetimes and retry bounds of
+/// [`RefreshFlow`](super::RefreshFlow). Every duration is bounded by
+/// [`validate`](Self::validate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowConfig {
-    /// Lease TTL; must exceed `upstream_timeout`, two storage calls (re-read
-    /// and recovery check) and the persist budget.
+    /// Lease TTL. Leases only reduce contention and wake waiters; the claim
+    /// makes refreshes safe. Must exceed `upstream_timeout` plus two storage
+    /// calls.
     pub lease_ttl: Duration,
-    /// Deadline of one executor call (its internal retries included). A
-    /// call still running then is reported as ambiguous.
+    /// H, the hard deadline of one executor call: at H the call's task is
+    /// aborted (its connection closed). Internal retries of the executor
+    /// count against it.
     pub upstream_timeout: Duration,
-    /// Attempts of the fenced write (≥ 1).
+    /// S: how long the upstream may still process a request it received
+    /// after the flow gave up on it, plus a margin for clock-rate
+    /// differences. The token is sent only while the claim has at least
+    /// `H + S` of life left by local monotonic time.
+    pub upstream_grace: Duration,
+    /// The initial life of a claim, by the claim store's clock: at least
+    /// `H + S` plus an allowance for store outages after an answer arrived
+    /// (a holder that cannot reach any store for longer than what remains
+    /// of this loses the protection). Shortened to `quarantine` once the
+    /// holder knows it holds no answer.
+    pub claim_ttl: Duration,
+    /// How long a claim whose request may have consumed the token (5xx,
+    /// timeout, reset after sending, 2xx garbage, panic) blocks new
+    /// requests with that token. At least S.
+    pub quarantine: Duration,
+    /// How long a consumed generation is remembered, so a consumed refresh
+    /// token written back (old export, restored backup) is refused rather
+    /// than presented. At least the refresh tokens' lifetime.
+    pub consumed_horizon: Duration,
+    /// Attempts of the fenced write (≥ 1) before the flow reports
+    /// `NotPersisted` (the answer is then in the claim, or a detached rescue
+    /// keeps trying).
     pub persist_attempts: u32,
     /// Deadline of one write attempt.
     pub persist_attempt_timeout: Duration,
@@ -22,8 +54,8 @@ pub struct FlowConfig {
     /// Deadline of each lease release, and of publishing the notification.
     pub release_timeout: Duration,
     /// Deadline of every other storage call (lease acquire and extend,
-    /// re-read, recovery store). A hung backend then fails the flow instead
-    /// of holding the lease and the in-process flight forever.
+    /// re-read, claim operations). A hung backend then fails the flow
+    /// instead of holding the lease and the in-process flight forever.
     pub storage_timeout: Duration,
 }
 
@@ -31,7 +63,11 @@ impl Default for FlowConfig {
     fn default() -> Self {
         Self {
             lease_ttl: Duration::from_secs(180),
-            upstream_timeout: Duration::from_secs(120),
+            upstream_timeout: Duration::from_secs(60),
+            upstream_grace: Duration::from_secs(30),
+            claim_ttl: Duration::from_secs(15 * 60),
+            quarantine: Duration::from_secs(10 * 60),
+            consumed_horizon: Duration::from_secs(30 * 24 * 3600),
             persist_attempts: 5,
             persist_attempt_timeout: Duration::from_secs(5),
             persist_backoff: Duration::from_millis(100),
@@ -42,16 +78,6 @@ impl Default for FlowConfig {
 }
 
 impl FlowConfig {
-    /// The longest the persist step can take: every attempt timing out plus
-    /// every backoff.
-    pub fn persist_budget(&self) -> Duration {
-        (2..=self.persist_attempts).fold(
-            self.persist_attempt_timeout
-                .saturating_mul(self.persist_attempts),
-            |total, attempt| total.saturating_add(self.persist_backoff_before(attempt)),
-        )
-    }
-
     /// The pause before write attempt `attempt` (2, 3, ...): the backoff,
     /// doubled per attempt.
     pub fn persist_backoff_before(&self, attempt: u32) -> Duration {
@@ -59,36 +85,63 @@ impl FlowConfig {
             .saturating_mul(1 << attempt.saturating_sub(2).min(16))
     }
 
+    /// `H + S`: the least claim life left, by local monotonic time, at which
+    /// the token may still be sent.
+    pub fn send_margin(&self) -> Duration {
+        self.upstream_timeout.saturating_add(self.upstream_grace)
+    }
+
     /// Checks the invariants of the configuration.
     ///
     /// # Errors
-    /// [`ConfigError::LeaseTooShort`] when the lease could lapse during a
-    /// worst-case refresh; [`ConfigError::Invalid`] for zero attempts or
-    /// timeouts.
+    /// [`ConfigError::Invalid`] for zero attempts, a zero or oversized
+    /// duration, a claim life shorter than `H + S` plus two storage calls,
+    /// or a quarantine shorter than S; [`ConfigError::LeaseTooShort`] when
+    /// the lease could lapse during the upstream call.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.persist_attempts == 0 {
-            return Err(ConfigError::Invalid {
-                field: "persist_attempts",
-                reason: "must be at least 1".into(),
-            });
+            return invalid("persist_attempts", "must be at least 1".into());
         }
         for (field, value) in [
+            ("lease_ttl", self.lease_ttl),
             ("upstream_timeout", self.upstream_timeout),
+            ("upstream_grace", self.upstream_grace),
+            ("claim_ttl", self.claim_ttl),
+            ("quarantine", self.quarantine),
             ("persist_attempt_timeout", self.persist_attempt_timeout),
+            ("persist_backoff", self.persist_backoff),
             ("release_timeout", self.release_timeout),
             ("storage_timeout", self.storage_timeout),
         ] {
-            if value.is_zero() {
-                return Err(ConfigError::Invalid {
-                    field,
-                    reason: "must be positive".into(),
-                });
+            if value.is_zero() && field != "persist_backoff" {
+                return invalid(field, "must be positive".into());
             }
+            if value > MAX_DURATION {
+                return invalid(field, format!("must be at most {MAX_DURATION:?}"));
+            }
+        }
+        if self.consumed_horizon.is_zero() || self.consumed_horizon > MAX_CONSUMED_HORIZON {
+            return invalid(
+                "consumed_horizon",
+                format!("must be positive and at most {MAX_CONSUMED_HORIZON:?}"),
+            );
+        }
+        let claim_floor = self
+            .send_margin()
+            .saturating_add(self.storage_timeout.saturating_mul(2));
+        if self.claim_ttl < claim_floor {
+            return invalid(
+                "claim_ttl",
+                format!("must cover upstream_timeout + upstream_grace + two storage calls ({claim_floor:?})"),
+            );
+        }
+        if self.quarantine < self.upstream_grace {
+            return invalid("quarantine", "must be at least upstream_grace".into());
         }
         let required = self
             .upstream_timeout
-            .saturating_add(self.storage_timeout.saturating_mul(2))
-            .saturating_add(self.persist_budget());
+            .saturating_add(self.storage_timeout.saturating_mul(2));
         if self.lease_ttl <= required {
             return Err(ConfigError::LeaseTooShort {
                 lease_ttl: self.lease_ttl,
@@ -109,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn invariant_4_lease_shorter_than_http_timeout_plus_persist_is_rejected() {
+    fn invariant_4_lease_shorter_than_the_upstream_call_is_rejected() {
         let cfg = FlowConfig {
             lease_ttl: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(60),
@@ -122,17 +175,52 @@ mod tests {
     }
 
     #[test]
-    fn invariant_10_huge_durations_are_rejected_not_a_panic() {
+    fn huge_durations_are_rejected_not_a_panic() {
+        for cfg in [
+            FlowConfig {
+                lease_ttl: Duration::MAX,
+                ..FlowConfig::default()
+            },
+            FlowConfig {
+                upstream_timeout: Duration::MAX,
+                ..FlowConfig::default()
+            },
+            FlowConfig {
+                consumed_horizon: Duration::MAX,
+                ..FlowConfig::default()
+            },
+        ] {
+            assert!(
+                matches!(cfg.validate(), Err(ConfigError::Invalid { .. })),
+                "{cfg:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn claim_life_must_cover_the_hard_deadline_and_the_grace() {
         let cfg = FlowConfig {
-            upstream_timeout: Duration::MAX,
-            persist_attempt_timeout: Duration::MAX,
+            claim_ttl: Duration::from_secs(80),
             ..FlowConfig::default()
         };
         assert!(matches!(
             cfg.validate(),
-            Err(ConfigError::LeaseTooShort { .. })
+            Err(ConfigError::Invalid {
+                field: "claim_ttl",
+                ..
+            })
         ));
-        assert_eq!(cfg.persist_budget(), Duration::MAX);
+        let cfg = FlowConfig {
+            quarantine: Duration::from_secs(1),
+            ..FlowConfig::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::Invalid {
+                field: "quarantine",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -17,14 +17,17 @@ use crate::ports::{Lease, RefreshLock};
 /// - [`LockStrategy::layered`]: a fast primary (Redis) falling back to a
 ///   durable secondary (database lease) when the primary is unavailable.
 /// - [`LockStrategy::stacked`]: hold both; the primary may be skipped when it
-///   is unavailable, the secondary (durable) lease never. This keeps
-///   invariant 1 even when the primary loses its state (a Redis restart or
-///   `FLUSHALL` while a lease is held): the durable lease still excludes the
-///   second worker. Recommended for production; `layered` trades that
-///   guarantee for one fewer database round trip per refresh.
+///   is unavailable, the secondary (durable) lease never.
 /// - [`LockStrategy::process_local`]: no cross-instance lock at all, only the
-///   in-process single flight. An explicit opt-in for single-process
-///   deployments.
+///   in-process single flight.
+///
+/// None of them is what keeps a refresh token from being presented twice:
+/// the generation claim does, under every strategy (a lapsed, flushed or
+/// split lease included). Leases keep peers from racing for the claim (and
+/// so from failing with "held elsewhere"), and their holders publish the
+/// notifications waiters wake on. The production recommendation is
+/// therefore the cheapest one that keeps contention low: `layered` (Redis,
+/// falling back to the database lease while Redis is down).
 ///
 /// [`LockStrategy::allow_lock_free`] opts in to refreshing without any lease
 /// when every lock store fails; it is off by default (REFERENCE.md defect 4).

@@ -1,31 +1,46 @@
 //! [`RefreshFlow`]: the one path every refresh takes.
 //!
-//! single flight in process → lease ([`LockStrategy`]) → re-read → consume a
-//! pending recovery record → double-check → upstream call (detached) →
-//! fenced compare-and-set persist with bounded retry while the lease is
-//! extended → recovery record on persist failure → notify waiters → release.
+//! single flight in process → leases ([`LockStrategy`], contention only) →
+//! re-read → due check → **claim the generation** (a claim holding an answer
+//! is applied instead) → re-read → upstream call within the hard deadline H
+//! (detached from the caller, aborted at H) → answer into the claim → fenced
+//! compare-and-set → mark the claim consumed → notify → release.
+//!
+//! The claim ([`ClaimStore`]) is what makes "one redemption per generation"
+//! hold: only the winner of one atomic statement in the shared store sends
+//! the refresh token, and every outcome that may have consumed it keeps the
+//! claim. Leases reduce contention and wake waiters; safety does not depend
+//! on them.
 //!
 //! # How faults are handled
 //!
 //! | fault | what the flow does |
 //! |---|---|
-//! | lock store down | next layer; all down → `LockUnavailable` (lock-free only by opt-in) |
-//! | lease extension fails | retried every `ttl/10`; a lease unconfirmed for a whole TTL counts as lost; with every lease lost the flow stops before the upstream call (`LeaseLost`) |
-//! | storage call hangs | each is bounded by [`FlowConfig::storage_timeout`] |
-//! | re-read fails | `Reread` error; never refreshes from the caller's snapshot |
-//! | `invalid_grant` | race recovery: a rotation by someone else (or a late answer in the recovery store) is success |
-//! | upstream silent past `upstream_timeout` | caller gets `Ambiguous`; a pending-call marker stops every flow from presenting the token again; the lease stays with the call for another `upstream_timeout` and a late answer is persisted; later still, it becomes a recovery record |
-//! | write fails | bounded retries; then the credentials go to the recovery store (and an in-process copy) and `NotPersisted` carries them; the next flow persists them before any upstream call |
-//! | write conflict without rotation | the refresh's changed keys are re-applied over the newer row |
-//! | executor panics | `TaskFailed`; leases released on unwind |
+//! | lock store down | next layer; all down → `LockUnavailable` (lock-free only by opt-in; the claim still decides) |
+//! | lease lapsed, flushed or split | nothing special: the claim excludes a second sender |
+//! | claim store down or slow | `Claim` error; the token is not sent (no opt-in bypasses this) |
+//! | claim held by a live flow | `HeldElsewhere` |
+//! | claim quarantined | `Quarantined { until }`: fail fast, no wait |
+//! | claim holds an answer | the answer is applied by the fenced write, the claim marked consumed, due-ness re-checked |
+//! | claim consumed | `CredentialsRegressed`: a consumed token came back; no call |
+//! | account changed between claim and re-read | claim removed, start over once from the due check |
+//! | not enough claim life left (by local monotonic time) | claim removed, nothing sent |
+//! | upstream silent past H | call aborted; `Ambiguous`; claim quarantined |
+//! | 5xx, reset after sending, 2xx garbage, executor panic | claim quarantined (non-rotating executors: removed) |
+//! | not sent, 429, parsed RFC 6749 error other than `invalid_grant` | claim removed; error |
+//! | `invalid_grant` | generation marked dead (consumed); race recovery: another refresh token stored = success |
+//! | write fails | bounded retries; the answer is already in the claim, so `NotPersisted { answer_saved: true }` and the next flow applies it |
+//! | write and claim store both fail | `NotPersisted { answer_saved: false }`; a detached rescue keeps the leases, extends the claim and retries both with no deadline |
+//! | write conflict | rotating: the refresh's changed keys are re-applied while the row still holds the presented token; otherwise the stored tokens stand |
+//! | account deleted meanwhile | `AccountNotFound`; the answer stays in the claim |
 
 mod bounded;
+mod claim;
 mod config;
-mod lease_keeper;
+mod lease_guard;
 mod lock_strategy;
 mod outcome;
 mod persist;
-mod recovery;
 pub(crate) mod single_flight;
 mod steps;
 mod upstream;
@@ -34,17 +49,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use bounded::bounded;
-pub use config::FlowConfig;
+pub use config::{FlowConfig, MAX_CONSUMED_HORIZON, MAX_DURATION};
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
 
 use self::single_flight::SingleFlight;
 use crate::domain::{Account, RefreshKey};
 use crate::error::{ConfigError, FlowError};
-use crate::memory::InMemoryRecoveryStore;
-use crate::ports::{
-    AccountRepository, Clock, RecoveryStore, RefreshExecutor, SystemClock, TokenCache,
-};
+use crate::ports::{AccountRepository, ClaimStore, Clock, RefreshExecutor, SystemClock, TokenCache};
 
 type FlowResult = Result<RefreshOutcome, FlowError>;
 
@@ -58,9 +70,7 @@ pub struct RefreshFlow {
 pub(crate) struct FlowInner {
     repo: Arc<dyn AccountRepository>,
     locks: LockStrategy,
-    recovery: Arc<dyn RecoveryStore>,
-    /// Every record is also kept here; see `save_record`.
-    local_recovery: InMemoryRecoveryStore,
+    claims: Arc<dyn ClaimStore>,
     notifier: Option<Arc<dyn TokenCache>>,
     clock: Arc<dyn Clock>,
     config: FlowConfig,
@@ -71,18 +81,28 @@ impl std::fmt::Debug for RefreshFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshFlow")
             .field("locks", &self.inner.locks)
+            .field("claims", &self.inner.claims.name())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
 
 impl RefreshFlow {
-    /// Starts a builder over the account repository and the lock strategy.
-    pub fn builder(repo: Arc<dyn AccountRepository>, locks: LockStrategy) -> RefreshFlowBuilder {
+    /// Starts a builder over the account repository, the lock strategy and
+    /// the generation-claim store. The claim store is required: it must be
+    /// shared by every instance that refreshes the same accounts, durable
+    /// and linearizable (a database store in a cluster;
+    /// [`InMemoryClaimStore`](crate::memory::InMemoryClaimStore) for one
+    /// process).
+    pub fn builder(
+        repo: Arc<dyn AccountRepository>,
+        locks: LockStrategy,
+        claims: Arc<dyn ClaimStore>,
+    ) -> RefreshFlowBuilder {
         RefreshFlowBuilder {
             repo,
             locks,
-            recovery: None,
+            claims,
             notifier: None,
             clock: None,
             config: FlowConfig::default(),
@@ -120,6 +140,11 @@ impl RefreshFlow {
         &self.inner.repo
     }
 
+    /// The generation-claim store.
+    pub fn claims(&self) -> &Arc<dyn ClaimStore> {
+        &self.inner.claims
+    }
+
     /// The clock the flow reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
@@ -135,34 +160,27 @@ impl RefreshFlow {
 pub struct RefreshFlowBuilder {
     repo: Arc<dyn AccountRepository>,
     locks: LockStrategy,
-    recovery: Option<Arc<dyn RecoveryStore>>,
+    claims: Arc<dyn ClaimStore>,
     notifier: Option<Arc<dyn TokenCache>>,
     clock: Option<Arc<dyn Clock>>,
     config: FlowConfig,
 }
 
 impl RefreshFlowBuilder {
-    /// Where rotated credentials wait when a write fails. Defaults to an
-    /// in-memory store, which survives within the process only; use a
-    /// durable one in production (invariant 2).
-    pub fn recovery(mut self, store: Arc<dyn RecoveryStore>) -> Self {
-        self.recovery = Some(store);
-        self
-    }
-
     /// The shared cache whose "refreshed" channel wakes waiters elsewhere.
     pub fn notifier(mut self, cache: Arc<dyn TokenCache>) -> Self {
         self.notifier = Some(cache);
         self
     }
 
-    /// The clock (default: system clock).
+    /// The clock (default: system clock). It stamps expiries and judges
+    /// due-ness; claim expiry is judged by the claim store's own clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
     }
 
-    /// Timeouts and retry bounds.
+    /// Deadlines, claim lifetimes and retry bounds.
     pub fn config(mut self, config: FlowConfig) -> Self {
         self.config = config;
         self
@@ -171,18 +189,16 @@ impl RefreshFlowBuilder {
     /// Builds the flow.
     ///
     /// # Errors
-    /// [`ConfigError`] when the configuration breaks an invariant (a lease
-    /// shorter than a worst-case refresh).
+    /// [`ConfigError`] when the configuration breaks an invariant (a claim
+    /// life shorter than the hard deadline plus the grace, an unbounded
+    /// duration, a lease shorter than the upstream call).
     pub fn build(self) -> Result<RefreshFlow, ConfigError> {
         self.config.validate()?;
         Ok(RefreshFlow {
             inner: Arc::new(FlowInner {
                 repo: self.repo,
                 locks: self.locks,
-                recovery: self
-                    .recovery
-                    .unwrap_or_else(|| Arc::new(InMemoryRecoveryStore::new())),
-                local_recovery: InMemoryRecoveryStore::new(),
+                claims: self.claims,
                 notifier: self.notifier,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 config: self.config,

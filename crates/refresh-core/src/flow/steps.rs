@@ -5,13 +5,18 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::lease_keeper::{LeaseGuard, LeaseKeeper};
+use super::claim::Claimed;
+use super::lease_guard::LeaseGuard;
 use super::lock_strategy::Acquired;
-use super::persist::Persisted;
 use super::{FlowInner, FlowResult, RefreshOutcome, bounded};
-use crate::domain::{Account, AccountId, Credentials, RefreshKey, keys};
+use crate::domain::{Account, AccountId, Fingerprint, RefreshKey};
 use crate::error::{FlowError, ProviderError, StorageError};
-use crate::ports::RefreshExecutor;
+use crate::ports::{ClaimKey, RefreshExecutor};
+
+/// How many times one run goes back to the due check: after applying an
+/// answer found in a claim (the access token it brings may already be due),
+/// or after the account changed between claiming and the re-read.
+const MAX_ROUNDS: usize = 3;
 
 impl FlowInner {
     pub(super) async fn run(
@@ -32,8 +37,7 @@ impl FlowInner {
                 }
             };
             debug!(fence = held.fence(), "refresh lease acquired");
-            let keeper = LeaseKeeper::start(&held, &self.config);
-            let mut lease = Some(LeaseGuard { held, keeper });
+            let mut lease = Some(LeaseGuard::start(held, &self.config));
             let result = self
                 .run_locked(&key, snapshot.id, &executor, window, &mut lease)
                 .await;
@@ -46,6 +50,7 @@ impl FlowInner {
         .await
     }
 
+    /// Re-read → due check → claim, in rounds; see [`MAX_ROUNDS`].
     async fn run_locked(
         self: &Arc<Self>,
         key: &RefreshKey,
@@ -54,88 +59,67 @@ impl FlowInner {
         window: Duration,
         lease: &mut Option<LeaseGuard>,
     ) -> FlowResult {
-        let mut fresh = self.reread(id).await?;
-        if let Some(outcome) = self.consume_recovery(key, &mut fresh).await? {
-            return Ok(outcome);
-        }
-        if !executor.can_refresh(&fresh) {
-            return Err(FlowError::NotEligible {
-                id,
-                platform: executor.platform(),
-            });
-        }
-        if !executor.needs_refresh(&fresh, window, self.clock.now()) {
-            debug!("not due after re-read");
-            return Ok(RefreshOutcome::StillFresh { account: fresh });
-        }
-
-        if let Some(guard) = lease.as_ref()
-            && !guard.confirm(&self.config).await
-        {
-            return Err(FlowError::LeaseLost { key: key.clone() });
-        }
-        let issued = match self.call_upstream(key, executor, &fresh, lease).await {
-            Ok(credentials) => credentials,
-            Err(error) if error.is_grant_rejected() => {
-                return self.race_recovery(key, &fresh, error).await;
+        let mut recovered = false;
+        for _ in 0..MAX_ROUNDS {
+            let fresh = self.reread(id).await?;
+            if !executor.can_refresh(&fresh) {
+                return Err(FlowError::NotEligible {
+                    id,
+                    platform: executor.platform(),
+                });
             }
-            Err(error) => {
-                warn!(kind = error.kind_name(), "upstream refresh failed");
+            if !executor.needs_refresh(&fresh, window, self.clock.now()) {
+                debug!("not due after re-read");
+                return Ok(if recovered {
+                    RefreshOutcome::Refreshed {
+                        account: fresh,
+                        recovered: true,
+                    }
+                } else {
+                    RefreshOutcome::StillFresh { account: fresh }
+                });
+            }
+            let Some(token) = fresh.credentials.refresh_token() else {
                 return Err(FlowError::Upstream {
                     id,
                     version: fresh.credentials_version,
-                    source: error,
+                    source: ProviderError::MissingRefreshToken,
                 });
-            }
-        };
-        if lease.as_ref().is_some_and(|l| l.keeper.lost()) {
-            warn!("lease lost before persist; the fenced write decides");
-        }
-        self.complete(key, fresh, issued).await
-    }
-
-    /// Merges the issued credentials over the re-read ones, persists them
-    /// (fenced), and notifies waiters.
-    pub(super) async fn complete(
-        &self,
-        key: &RefreshKey,
-        fresh: Account,
-        issued: Credentials,
-    ) -> FlowResult {
-        if issued.access_token().is_none() {
-            let id = fresh.id;
-            if issued.refresh_token().is_some()
-                && issued.refresh_token() != fresh.credentials.refresh_token()
-            {
-                // Unusable answer, but it rotated the refresh token: keep the
-                // new one (a failed write leaves a recovery record).
-                warn!("answer without an access token rotated the refresh token; storing it");
-                let merged = issued.merged_over(&fresh.credentials);
-                if let Ok(Persisted::Applied(account)) = self.persist(fresh, merged).await {
-                    self.notify(key, account.credentials_version).await;
+            };
+            let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
+            match self.claim(key, &claim_key, &fresh, executor).await? {
+                Claimed::Won(held) => {
+                    // Step 5: a new statement after the insert was
+                    // acknowledged. The account may have changed since the
+                    // first read (a rotation elsewhere, an operator's
+                    // re-login): then nothing is sent and the run starts
+                    // over from the due check.
+                    let confirmed = match self.reread(id).await {
+                        Ok(confirmed) => confirmed,
+                        Err(error) => {
+                            self.claim_remove(&held).await;
+                            return Err(error);
+                        }
+                    };
+                    let holds_token = confirmed.credentials.refresh_token().as_ref() == Some(&token);
+                    if !holds_token
+                        || !executor.needs_refresh(&confirmed, window, self.clock.now())
+                    {
+                        debug!("account changed after claiming; starting over");
+                        self.claim_remove(&held).await;
+                        continue;
+                    }
+                    return self
+                        .redeem(key, held, confirmed, executor, token, lease)
+                        .await;
                 }
+                Claimed::Applied => recovered = true,
+                Claimed::Retry => {}
+                Claimed::Outcome(result) => return result,
             }
-            return Err(FlowError::EmptyCredentials { id });
         }
-        let mut merged = issued.merged_over(&fresh.credentials);
-        if let Err(error) = merged.canonicalize() {
-            warn!(%error, "executor wrote an unreadable expires_at; storing the expiry as unknown");
-            merged.remove(keys::EXPIRES_AT);
-        }
-        match self.persist(fresh, merged).await? {
-            Persisted::Applied(account) => {
-                info!(
-                    version = account.credentials_version,
-                    "credentials refreshed and persisted"
-                );
-                self.notify(key, account.credentials_version).await;
-                Ok(RefreshOutcome::Refreshed {
-                    account,
-                    recovered: false,
-                })
-            }
-            Persisted::Superseded(account) => Ok(RefreshOutcome::StillFresh { account }),
-        }
+        debug!("the account kept changing under the run; leaving it to the next one");
+        Ok(RefreshOutcome::HeldElsewhere)
     }
 
     /// One bounded account read.
@@ -154,35 +138,21 @@ impl FlowInner {
         }
     }
 
-    /// After `invalid_grant`: if the stored refresh token or version moved,
-    /// another worker won the race and its credentials stand (invariant 6).
-    /// Also checks the recovery store: a late answer to an earlier,
-    /// ambiguous call may have landed there meanwhile.
-    async fn race_recovery(
-        &self,
-        key: &RefreshKey,
-        presented: &Account,
-        error: ProviderError,
-    ) -> FlowResult {
+    /// After `invalid_grant`: if the account now holds another refresh
+    /// token, another worker (or an operator) replaced it while this request
+    /// was out, and the stored credentials stand (invariant 6). A version
+    /// bump alone (a `project_id` backfill) is not success: the refusal is
+    /// reported.
+    pub(super) async fn race_recovery(&self, presented: &Account, error: ProviderError) -> FlowResult {
         let id = presented.id;
-        match self.get_account(id).await {
-            Ok(Some(stored))
-                if stored.credentials_version != presented.credentials_version
-                    || stored.credentials.refresh_token()
-                        != presented.credentials.refresh_token() =>
-            {
-                info!(
-                    stored_version = stored.credentials_version,
-                    "refresh token already rotated by another worker; using its credentials"
-                );
-                return Ok(RefreshOutcome::StillFresh { account: stored });
-            }
-            Ok(Some(mut stored)) => {
-                if let Some(outcome) = self.consume_recovery(key, &mut stored).await? {
-                    return Ok(outcome);
-                }
-            }
-            Ok(None) | Err(_) => {}
+        if let Ok(Some(stored)) = self.get_account(id).await
+            && stored.credentials.refresh_token() != presented.credentials.refresh_token()
+        {
+            info!(
+                stored_version = stored.credentials_version,
+                "refresh token already replaced by another writer; using its credentials"
+            );
+            return Ok(RefreshOutcome::StillFresh { account: stored });
         }
         warn!(
             kind = error.kind_name(),
@@ -199,17 +169,10 @@ impl FlowInner {
         let Some(notifier) = &self.notifier else {
             return;
         };
-        match tokio::time::timeout(
-            self.config.release_timeout,
-            notifier.publish_refreshed(key, version),
-        )
-        .await
+        let publish = notifier.publish_refreshed(key, version);
+        if let Err(error) = bounded(self.config.release_timeout, "publish_refreshed", publish).await
         {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                warn!(kind = %error.kind(), "refreshed notification failed; waiters fall back to polling")
-            }
-            Err(_) => warn!("refreshed notification timed out; waiters fall back to polling"),
+            warn!(kind = %error.kind(), "refreshed notification failed; waiters fall back to polling");
         }
     }
 }

@@ -1,102 +1,115 @@
-//! The upstream call, and what happens when it outlives its deadline.
+//! The token request under a held claim: the hard deadline, and what each
+//! outcome does to the claim (steps 6 and 7).
 
 use std::sync::Arc;
 
-use tracing::{Instrument, debug, warn};
+use tokio::time::Instant;
+use tracing::warn;
 
-use super::FlowInner;
-use super::lease_keeper::LeaseGuard;
-use super::recovery::PENDING_MARKER_TTL;
-use crate::domain::{Account, Credentials, RefreshKey};
-use crate::error::ProviderError;
-use crate::ports::RefreshExecutor;
+use super::claim::HeldClaim;
+use super::lease_guard::LeaseGuard;
+use super::{FlowInner, FlowResult};
+use crate::domain::{Account, Credentials, RefreshKey, Secret};
+use crate::error::{FlowError, ProviderError, StorageError, StorageErrorKind};
+use crate::ports::{RefreshContext, RefreshExecutor};
 
 impl FlowInner {
-    /// Runs the executor on its own task. An answer within
-    /// `upstream_timeout` is returned as is. Otherwise the caller gets an
-    /// ambiguous error (the upstream may have rotated already) but the call
-    /// is not dropped:
-    /// - a pending-call marker goes to the recovery store, so no flow
-    ///   presents the possibly consumed token while the call is outstanding
-    ///   (they report "held elsewhere");
-    /// - the lease moves to a task that waits for the answer; it keeps the
-    ///   lease for another `upstream_timeout` (for as long as the call runs,
-    ///   if the marker could not be saved);
-    /// - whenever the answer comes, it is persisted with the fenced write
-    ///   (a failed write leaves a recovery record), and the marker is
-    ///   cleared; a call silent for [`PENDING_MARKER_TTL`] timeouts is
-    ///   abandoned.
-    ///
-    /// An executor that panics may have sent the request too: its marker
-    /// stays until it expires.
-    pub(super) async fn call_upstream(
+    /// Presents `token` (the one the claim was taken on) under the claim
+    /// `held`, then acts on the outcome:
+    /// - an answer → [`complete`](Self::complete);
+    /// - `invalid_grant` → the generation is dead (claim consumed), race
+    ///   recovery;
+    /// - provably not consumed → claim removed, error;
+    /// - anything else may have consumed the token → claim quarantined
+    ///   (removed for a non-rotating executor), error.
+    pub(super) async fn redeem(
         self: &Arc<Self>,
         key: &RefreshKey,
+        held: HeldClaim,
+        fresh: Account,
         executor: &Arc<dyn RefreshExecutor>,
-        fresh: &Account,
+        token: Secret,
         lease: &mut Option<LeaseGuard>,
-    ) -> Result<Credentials, ProviderError> {
-        let (executor, account) = (Arc::clone(executor), fresh.clone());
-        let mut call = tokio::spawn(async move { executor.refresh(&account).await });
-        let timeout = self.config.upstream_timeout;
-        match tokio::time::timeout(timeout, &mut call).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => {
-                warn!(
-                    panicked = join.is_panic(),
-                    "executor task failed; the request may have been sent"
-                );
-                self.save_marker(fresh).await;
-                Err(ProviderError::Ambiguous {
-                    reason: "the executor failed after the request may have been sent".to_owned(),
+    ) -> FlowResult {
+        let id = fresh.id;
+        // Step 6: send only while the claim has at least H + S of life left,
+        // judged by local monotonic time from before the insert.
+        let claim_end = held.started + self.config.claim_ttl;
+        let send_by = claim_end
+            .checked_sub(self.config.send_margin())
+            .unwrap_or(held.started);
+        let now = Instant::now();
+        if now > send_by {
+            warn!("the claim has too little life left to send within the hard deadline");
+            self.claim_remove(&held).await;
+            return Err(FlowError::Claim {
+                id,
+                source: StorageError::new(
+                    StorageErrorKind::Timeout,
+                    "claim_acquire",
+                    "claiming took longer than the claim's life allows; nothing sent",
+                ),
+            });
+        }
+        let deadline = now + self.config.upstream_timeout;
+        let ctx = RefreshContext::new(token, Arc::clone(&self.clock), deadline);
+        let rotating = executor.rotates_refresh_token();
+        match call_upstream(executor, &fresh, ctx).await {
+            Ok(issued) => {
+                self.complete(key, held, fresh, issued, rotating, lease)
+                    .await
+            }
+            Err(error) if error.is_grant_rejected() => {
+                self.finish_claim(&held.key, &held.id, true).await;
+                self.race_recovery(&fresh, error).await
+            }
+            Err(error) => {
+                if error.provably_not_consumed() || !rotating {
+                    self.claim_remove(&held).await;
+                } else {
+                    warn!(kind = error.kind_name(), "the request may have consumed the refresh token; quarantining it");
+                    self.claim_quarantine(&held).await;
+                }
+                warn!(kind = error.kind_name(), "upstream refresh failed");
+                Err(FlowError::Upstream {
+                    id,
+                    version: fresh.credentials_version,
+                    source: error,
                 })
             }
-            Err(_) => {
-                warn!(
-                    timeout_ms = timeout.as_millis() as u64,
-                    "upstream refresh did not answer in time; waiting for a late answer under the lease"
-                );
-                let marker_saved = self.save_marker(fresh).await;
-                let (this, key, base, mut lease) =
-                    (Arc::clone(self), key.clone(), fresh.clone(), lease.take());
-                tokio::spawn(
-                    async move {
-                        let grace = if marker_saved {
-                            timeout
-                        } else {
-                            // Without a marker only the lease protects the
-                            // token: keep it for as long as the call may run.
-                            timeout.saturating_mul(PENDING_MARKER_TTL - 1)
-                        };
-                        let mut late = tokio::time::timeout(grace, &mut call).await;
-                        if late.is_err() {
-                            if let Some(lease) = lease.take() {
-                                lease.release(this.config.release_timeout).await;
-                            }
-                            let cap = timeout.saturating_mul(PENDING_MARKER_TTL - 2);
-                            late = tokio::time::timeout(cap, &mut call).await;
-                        }
-                        match late {
-                            Ok(Ok(Ok(issued))) => {
-                                let _ = this.complete(&key, base.clone(), issued).await;
-                            }
-                            Ok(_) => debug!("late upstream call ended without credentials"),
-                            Err(_) => {
-                                call.abort();
-                                warn!("upstream call never answered; presumed dead");
-                            }
-                        }
-                        this.clear_marker(&base).await;
-                        if let Some(lease) = lease {
-                            lease.release(this.config.release_timeout).await;
-                        }
-                    }
-                    .in_current_span(),
-                );
-                Err(ProviderError::Ambiguous {
-                    reason: format!("no answer within {timeout:?}"),
-                })
-            }
+        }
+    }
+}
+
+/// Runs the executor on its own task until `ctx.deadline`, then aborts it
+/// (dropping its connection): no answer can arrive after the flow stopped
+/// waiting. A task that panicked, or one aborted at the deadline, may have
+/// sent the request: both are ambiguous.
+async fn call_upstream(
+    executor: &Arc<dyn RefreshExecutor>,
+    account: &Account,
+    ctx: RefreshContext,
+) -> Result<Credentials, ProviderError> {
+    let deadline = ctx.deadline;
+    let (executor, account) = (Arc::clone(executor), account.clone());
+    let mut call = tokio::spawn(async move { executor.refresh(&account, &ctx).await });
+    match tokio::time::timeout_at(deadline, &mut call).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => {
+            warn!(
+                panicked = join.is_panic(),
+                "executor task failed; the request may have been sent"
+            );
+            Err(ProviderError::Ambiguous {
+                reason: "the executor failed after the request may have been sent".to_owned(),
+            })
+        }
+        Err(_) => {
+            call.abort();
+            warn!("upstream refresh did not answer by the hard deadline; aborted");
+            Err(ProviderError::Ambiguous {
+                reason: "no answer by the hard deadline; request aborted".to_owned(),
+            })
         }
     }
 }

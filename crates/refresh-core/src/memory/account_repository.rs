@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Account, AccountId, AccountStatus, Credentials};
 use crate::error::{StorageError, StorageErrorKind};
-use crate::ports::{AccountRepository, CasOutcome, DueCursor};
+use crate::ports::{AccountRepository, CasExpectation, CasOutcome, DueCursor};
 
 /// Sort key of the due index: unknown expiry first, then by expiry and id.
 type DueKey = (Option<DateTime<Utc>>, AccountId);
@@ -75,7 +75,7 @@ impl InMemoryAccountRepository {
         {
             let mut state = repo.write();
             for mut account in accounts {
-                account.expires_at = account.credentials.expires_at().ok().flatten();
+                account.derive_expires_at();
                 state.index(&account);
                 assert!(
                     state.accounts.insert(account.id, account).is_none(),
@@ -123,7 +123,7 @@ impl AccountRepository for InMemoryAccountRepository {
                 format!("account {} already exists", account.id),
             ));
         }
-        account.expires_at = account.credentials.expires_at().ok().flatten();
+        account.derive_expires_at();
         state.index(&account);
         state.accounts.insert(account.id, account.clone());
         Ok(account)
@@ -132,14 +132,14 @@ impl AccountRepository for InMemoryAccountRepository {
     async fn compare_and_set_credentials(
         &self,
         id: AccountId,
-        expected_version: u64,
+        expected: CasExpectation,
         credentials: &Credentials,
     ) -> Result<CasOutcome, StorageError> {
         let mut state = self.write();
         let Some(current) = state.accounts.get(&id) else {
             return Ok(CasOutcome::NotFound);
         };
-        if current.credentials_version != expected_version {
+        if !expected.matches(current) {
             return Ok(CasOutcome::VersionMismatch {
                 current_version: current.credentials_version,
             });
@@ -174,11 +174,21 @@ impl AccountRepository for InMemoryAccountRepository {
             .collect())
     }
 
-    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError> {
+    async fn set_error(
+        &self,
+        id: AccountId,
+        observed_version: u64,
+        message: &str,
+    ) -> Result<bool, StorageError> {
+        let mut marked = false;
         self.write().update(id, "set_error", |account| {
-            account.status = AccountStatus::Error;
-            account.error_message = Some(message.to_owned());
-        })
+            if account.credentials_version == observed_version {
+                account.status = AccountStatus::Error;
+                account.error_message = Some(message.to_owned());
+                marked = true;
+            }
+        })?;
+        Ok(marked)
     }
 
     async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {

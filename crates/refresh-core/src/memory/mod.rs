@@ -2,11 +2,11 @@
 //! reference semantics every other backend's conformance run must match.
 
 mod account_repository;
-mod recovery_store;
+mod claim_store;
 mod refresh_lock;
 mod token_cache;
 
 pub use account_repository::InMemoryAccountRepository;
-pub use recovery_store::InMemoryRecoveryStore;
+pub use claim_store::InMemoryClaimStore;
 pub use refresh_lock::InMemoryRefreshLock;
 pub use token_cache::InMemoryTokenCache;

@@ -3,15 +3,48 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Account, AccountId, Credentials};
+use crate::domain::{Account, AccountId, Credentials, Fingerprint};
 use crate::error::StorageError;
+
+/// What a fenced credential write expects to replace: the stored
+/// `credentials_version` AND the fingerprint of the stored refresh token, so
+/// a row deleted and re-created at the same id and version is not
+/// overwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasExpectation {
+    /// The stored `credentials_version`.
+    pub version: u64,
+    /// [`Fingerprint`] of the stored refresh token (as
+    /// [`Credentials::refresh_token`] reads it: trimmed, non-blank), or
+    /// `None` when the row must hold none.
+    pub refresh_token: Option<Fingerprint>,
+}
+
+impl CasExpectation {
+    /// What `account` holds now.
+    pub fn of(account: &Account) -> Self {
+        Self {
+            version: account.credentials_version,
+            refresh_token: account
+                .credentials
+                .refresh_token()
+                .map(|t| Fingerprint::of(&t)),
+        }
+    }
+
+    /// Whether `account` is what this expects.
+    pub fn matches(&self, account: &Account) -> bool {
+        *self == Self::of(account)
+    }
+}
 
 /// The result of a fenced credential write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CasOutcome {
     /// Written; the account as stored now (version bumped by one).
     Applied(Account),
-    /// The stored version differs from the expected one; nothing was written.
+    /// The stored version or refresh token differs from the expected one;
+    /// nothing was written.
     VersionMismatch {
         /// The stored version.
         current_version: u64,
@@ -46,10 +79,16 @@ impl DueCursor {
 /// - Reads are linearizable per account: a `get` after an `Applied` write
 ///   sees that write.
 /// - [`compare_and_set_credentials`](Self::compare_and_set_credentials) is
-///   atomic, writes only `credentials`, `credentials_version` (+1) and the
+///   atomic, compares the version AND the refresh-token fingerprint, writes
+///   only `credentials`, `credentials_version` (+1) and the
 ///   derived `expires_at`, and never touches status, error, extra or
 ///   scheduling fields (invariant 3).
-/// - Status and scheduling writes never touch credentials or the version.
+/// - Status and scheduling writes never touch credentials or the version;
+///   [`set_error`](Self::set_error) is fenced on the version the failure was
+///   observed on.
+/// - [`list_due`](Self::list_due) is keyset-paged with an EXCLUSIVE cursor
+///   and an exclusive `before`: an account expiring exactly at `before` is
+///   not due.
 /// - Errors carry a [`StorageErrorKind`](crate::StorageErrorKind) that says
 ///   whether a retry may help; no secret appears in them.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
@@ -69,22 +108,23 @@ pub trait AccountRepository: Send + Sync {
     /// `Conflict` when the id exists; other kinds when the backend fails.
     async fn insert(&self, account: Account) -> Result<Account, StorageError>;
 
-    /// Writes `credentials` if the stored version equals `expected_version`,
-    /// bumping the version by one.
+    /// Writes `credentials` if the stored row matches `expected` (version
+    /// and refresh-token fingerprint), bumping the version by one and
+    /// re-deriving `expires_at`.
     ///
     /// # Errors
-    /// A [`StorageError`] when the backend fails; a version mismatch or a
-    /// missing row is an `Ok` outcome, not an error.
+    /// A [`StorageError`] when the backend fails; a mismatch or a missing
+    /// row is an `Ok` outcome, not an error.
     async fn compare_and_set_credentials(
         &self,
         id: AccountId,
-        expected_version: u64,
+        expected: CasExpectation,
         credentials: &Credentials,
     ) -> Result<CasOutcome, StorageError>;
 
-    /// A page of `active` accounts whose `expires_at` is before `before` or
-    /// unknown, ordered by `(expires_at, id)` with unknown first, starting
-    /// after `after`. The page holds exactly `limit` accounts unless fewer
+    /// A page of `active` accounts whose `expires_at` is strictly before
+    /// `before` or unknown, ordered by `(expires_at, id)` with unknown first,
+    /// starting strictly after `after`. The page holds exactly `limit` accounts unless fewer
     /// remain, so a short page is the last one. Backends serve it from an
     /// index.
     ///
@@ -97,12 +137,21 @@ pub trait AccountRepository: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Account>, StorageError>;
 
-    /// Sets status `error` with a sanitized message. Touches nothing else.
+    /// Sets status `error` with a sanitized message if the stored
+    /// `credentials_version` still equals `observed_version` (the version
+    /// the failure was observed on): a re-import of fresh credentials in
+    /// between is not marked. Touches nothing else. `Ok(false)` when the
+    /// version moved.
     ///
     /// # Errors
     /// `NotFound` when the account does not exist; other kinds when the
     /// backend fails.
-    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError>;
+    async fn set_error(
+        &self,
+        id: AccountId,
+        observed_version: u64,
+        message: &str,
+    ) -> Result<bool, StorageError>;
 
     /// Sets status `active` and clears the error message.
     ///

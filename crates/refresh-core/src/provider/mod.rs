@@ -8,7 +8,6 @@ mod access_token;
 mod builder;
 mod local_cache;
 mod metrics;
-mod registry;
 mod resolve;
 mod wait;
 
@@ -22,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 pub use access_token::AccessToken;
 pub use builder::TokenProviderBuilder;
 pub use metrics::{MetricsSnapshot, PlatformMetrics, TokenMetrics};
-pub use registry::ExecutorRegistry;
+pub use crate::ports::ExecutorRegistry;
 
 use self::local_cache::LocalCache;
 use self::metrics::Event;
-use crate::background::RefreshListener;
+use crate::ports::RefreshListener;
 use crate::domain::{Account, AccountId, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshFlow;

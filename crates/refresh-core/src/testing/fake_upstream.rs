@@ -13,7 +13,7 @@ use crate::domain::{
     Account, AccountId, Credentials, ExpiryRule, GrantFields, Platform, TokenGrant,
 };
 use crate::error::{OAuthErrorCode, ProviderError};
-use crate::ports::{Clock, RefreshExecutor};
+use crate::ports::{RefreshContext, RefreshExecutor};
 
 #[derive(Default)]
 struct State {
@@ -23,6 +23,8 @@ struct State {
     successes: u64,
     reuses: u64,
     failures: VecDeque<ProviderError>,
+    after_rotation: VecDeque<ProviderError>,
+    keeps_refresh_tokens: bool,
 }
 
 /// A rotating OAuth server. The first refresh token seen for an account is
@@ -97,6 +99,26 @@ impl FakeUpstream {
         self.state().failures.push_back(error);
     }
 
+    /// Processes the next valid request (the presented token is consumed
+    /// and a new one issued, which nobody receives) and answers it with
+    /// `error`: a 5xx after the rotation, 2xx garbage, a reset after
+    /// sending.
+    pub fn fail_after_rotation_next(&self, error: ProviderError) {
+        self.state().after_rotation.push_back(error);
+    }
+
+    /// Makes the server keep refresh tokens (Google): a refresh issues a new
+    /// access token and answers with the presented refresh token, which
+    /// stays valid.
+    pub fn keep_refresh_tokens(&self) {
+        self.state().keeps_refresh_tokens = true;
+    }
+
+    /// Whether the server keeps refresh tokens.
+    pub fn keeps_refresh_tokens(&self) -> bool {
+        self.state().keeps_refresh_tokens
+    }
+
     /// Holds every response until [`release`](Self::release) lets it go.
     pub fn hold_responses(&self) {
         self.gated.store(true, Ordering::SeqCst);
@@ -148,10 +170,19 @@ impl FakeUpstream {
                     let generation = state.generation.entry(id).or_default();
                     *generation += 1;
                     let generation = *generation;
-                    let next = format!("rt-{id}-{generation}");
+                    let next = if state.keeps_refresh_tokens {
+                        current
+                    } else {
+                        format!("rt-{id}-{generation}")
+                    };
                     state.current.insert(id, next.clone());
-                    state.successes += 1;
-                    Ok((generation, next))
+                    match state.after_rotation.pop_front() {
+                        Some(error) => Err(error),
+                        None => {
+                            state.successes += 1;
+                            Ok((generation, next))
+                        }
+                    }
                 } else {
                     state.reuses += 1;
                     Err(ProviderError::InvalidGrant {
@@ -177,26 +208,20 @@ impl FakeUpstream {
 }
 
 /// A [`RefreshExecutor`] backed by a [`FakeUpstream`]: issues
-/// `at-<id>-<n>` valid for `expires_in` on the given clock.
+/// `at-<id>-<n>` valid for `expires_in` from the flow's clock, presenting
+/// exactly the claimed refresh token of the [`RefreshContext`].
 pub struct RotatingExecutor {
     platform: Platform,
     upstream: Arc<FakeUpstream>,
-    clock: Arc<dyn Clock>,
     expires_in: Duration,
 }
 
 impl RotatingExecutor {
     /// An executor for `platform` whose tokens live `expires_in`.
-    pub fn new(
-        platform: Platform,
-        upstream: Arc<FakeUpstream>,
-        clock: Arc<dyn Clock>,
-        expires_in: Duration,
-    ) -> Self {
+    pub fn new(platform: Platform, upstream: Arc<FakeUpstream>, expires_in: Duration) -> Self {
         Self {
             platform,
             upstream,
-            clock,
             expires_in,
         }
     }
@@ -216,13 +241,19 @@ impl RefreshExecutor for RotatingExecutor {
         self.platform.clone()
     }
 
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
-        let presented = account
-            .credentials
-            .refresh_token()
-            .ok_or(ProviderError::MissingRefreshToken)?;
-        let (generation, refresh_token) =
-            self.upstream.redeem(account.id, presented.expose()).await?;
+    fn rotates_refresh_token(&self) -> bool {
+        !self.upstream.keeps_refresh_tokens()
+    }
+
+    async fn refresh(
+        &self,
+        account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
+        let (generation, refresh_token) = self
+            .upstream
+            .redeem(account.id, ctx.refresh_token.expose())
+            .await?;
         let grant = TokenGrant {
             access_token: format!("at-{}-{generation}", account.id).into(),
             refresh_token: Some(refresh_token.into()),
@@ -231,7 +262,7 @@ impl RefreshExecutor for RotatingExecutor {
             scope: None,
         };
         let issued = grant.to_credentials(
-            self.clock.now(),
+            ctx.now(),
             ExpiryRule::EXACT,
             GrantFields {
                 expires_in: false,

@@ -10,8 +10,8 @@ use super::FaultPlan;
 use crate::domain::{Account, AccountId, Credentials, RefreshKey};
 use crate::error::StorageError;
 use crate::ports::{
-    AccountRepository, CachedToken, CasOutcome, DueCursor, Lease, PutOutcome, RecoveryRecord,
-    RecoveryStore, RefreshLock, RefreshNotice, TokenCache,
+    AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
+    ClaimKey, ClaimStore, DueCursor, Lease, PutOutcome, RefreshLock, RefreshNotice, TokenCache,
 };
 
 /// Wraps a backend; each call first consults [`Faulty::faults`]. Operation
@@ -61,12 +61,12 @@ impl<T: AccountRepository + ?Sized> AccountRepository for Faulty<T> {
     async fn compare_and_set_credentials(
         &self,
         id: AccountId,
-        expected_version: u64,
+        expected: CasExpectation,
         credentials: &Credentials,
     ) -> Result<CasOutcome, StorageError> {
         self.faults.check("compare_and_set_credentials")?;
         self.inner
-            .compare_and_set_credentials(id, expected_version, credentials)
+            .compare_and_set_credentials(id, expected, credentials)
             .await
     }
 
@@ -80,9 +80,14 @@ impl<T: AccountRepository + ?Sized> AccountRepository for Faulty<T> {
         self.inner.list_due(before, after, limit).await
     }
 
-    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError> {
+    async fn set_error(
+        &self,
+        id: AccountId,
+        observed_version: u64,
+        message: &str,
+    ) -> Result<bool, StorageError> {
         self.faults.check("set_error")?;
-        self.inner.set_error(id, message).await
+        self.inner.set_error(id, observed_version, message).await
     }
 
     async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
@@ -156,19 +161,74 @@ impl<T: TokenCache + ?Sized> TokenCache for Faulty<T> {
 }
 
 #[async_trait]
-impl<T: RecoveryStore + ?Sized> RecoveryStore for Faulty<T> {
-    async fn save(&self, record: &RecoveryRecord) -> Result<(), StorageError> {
-        self.faults.check("save")?;
-        self.inner.save(record).await
+impl<T: ClaimStore + ?Sized> ClaimStore for Faulty<T> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
     }
 
-    async fn load(&self, id: AccountId) -> Result<Option<RecoveryRecord>, StorageError> {
-        self.faults.check("load")?;
-        self.inner.load(id).await
+    async fn acquire(
+        &self,
+        key: &ClaimKey,
+        account: AccountId,
+        base_version: u64,
+        ttl: Duration,
+    ) -> Result<ClaimAcquire, StorageError> {
+        self.faults.check("acquire")?;
+        self.inner.acquire(key, account, base_version, ttl).await
     }
 
-    async fn remove(&self, id: AccountId, base_version: u64) -> Result<(), StorageError> {
+    async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {
+        self.faults.check("get")?;
+        self.inner.get(key).await
+    }
+
+    async fn extend(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        self.faults.check("extend")?;
+        self.inner.extend(key, id, ttl).await
+    }
+
+    async fn quarantine(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        self.faults.check("quarantine")?;
+        self.inner.quarantine(key, id, ttl).await
+    }
+
+    async fn save_answer(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        answer: &Credentials,
+    ) -> Result<bool, StorageError> {
+        self.faults.check("save_answer")?;
+        self.inner.save_answer(key, id, answer).await
+    }
+
+    async fn mark_consumed(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        keep: Duration,
+    ) -> Result<bool, StorageError> {
+        self.faults.check("mark_consumed")?;
+        self.inner.mark_consumed(key, id, keep).await
+    }
+
+    async fn remove(&self, key: &ClaimKey, id: &ClaimId) -> Result<bool, StorageError> {
         self.faults.check("remove")?;
-        self.inner.remove(id, base_version).await
+        self.inner.remove(key, id).await
+    }
+
+    async fn purge(&self, limit: usize) -> Result<u64, StorageError> {
+        self.faults.check("purge")?;
+        self.inner.purge(limit).await
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::fixtures::{T0, account_expiring};
 use crate::domain::{Account, AccountId, AccountStatus, Credentials};
 use crate::error::StorageErrorKind;
-use crate::ports::{AccountRepository, CasOutcome, DueCursor};
+use crate::ports::{AccountRepository, CasExpectation, CasOutcome, DueCursor};
 
 /// Runs every check, each on a fresh repository from `make`.
 ///
@@ -118,7 +118,7 @@ async fn cas_applies_at_expected_version_and_bumps_it(repo: Arc<dyn AccountRepos
     creds.insert("access_token", "at-2");
     creds.insert("expires_at", json!((T0 + 7200).to_string()));
     let CasOutcome::Applied(applied) = repo
-        .compare_and_set_credentials(a.id, 0, &creds)
+        .compare_and_set_credentials(a.id, CasExpectation::of(&a), &creds)
         .await
         .expect("cas")
     else {
@@ -148,14 +148,14 @@ async fn cas_rejects_an_older_writer(repo: Arc<dyn AccountRepository>) {
     let a = seed(&repo, account_expiring(1, Some(60))).await;
     let newer = a.credentials.clone().with("refresh_token", "rt-new");
     assert!(matches!(
-        repo.compare_and_set_credentials(a.id, 0, &newer)
+        repo.compare_and_set_credentials(a.id, CasExpectation::of(&a), &newer)
             .await
             .expect("cas"),
         CasOutcome::Applied(_)
     ));
     let older = a.credentials.clone().with("refresh_token", "rt-old-writer");
     let outcome = repo
-        .compare_and_set_credentials(a.id, 0, &older)
+        .compare_and_set_credentials(a.id, CasExpectation::of(&a), &older)
         .await
         .expect("cas");
     assert_eq!(
@@ -176,7 +176,11 @@ async fn cas_rejects_an_older_writer(repo: Arc<dyn AccountRepository>) {
 
 async fn cas_of_missing_account_is_not_found(repo: Arc<dyn AccountRepository>) {
     let outcome = repo
-        .compare_and_set_credentials(AccountId(404), 0, &Credentials::new())
+        .compare_and_set_credentials(
+            AccountId(404),
+            CasExpectation { version: 0, refresh_token: None },
+            &Credentials::new(),
+        )
         .await
         .expect("cas");
     assert_eq!(
@@ -191,12 +195,12 @@ async fn cas_touches_only_credential_fields(repo: Arc<dyn AccountRepository>) {
     a.extra.insert("k".into(), json!("v"));
     a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
     let a = seed(&repo, a).await;
-    repo.set_error(a.id, "Token refresh failed (non-retryable): test")
+    repo.set_error(a.id, a.credentials_version, "Token refresh failed (non-retryable): test")
         .await
         .expect("set_error");
     let creds = a.credentials.clone().with("access_token", "at-2");
     assert!(matches!(
-        repo.compare_and_set_credentials(a.id, 0, &creds)
+        repo.compare_and_set_credentials(a.id, CasExpectation::of(&a), &creds)
             .await
             .expect("cas"),
         CasOutcome::Applied(_)
@@ -235,8 +239,9 @@ async fn concurrent_cas_at_one_version_applies_once(repo: Arc<dyn AccountReposit
                 .clone()
                 .with("refresh_token", format!("rt-{i}")),
         );
+        let expected = CasExpectation::of(&a);
         writers.push(tokio::spawn(async move {
-            repo.compare_and_set_credentials(AccountId(1), 0, &creds)
+            repo.compare_and_set_credentials(AccountId(1), expected, &creds)
                 .await
         }));
     }
@@ -323,7 +328,7 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
     a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
     a.temp_unschedulable_reason = Some("overloaded".into());
     let a = seed(&repo, a).await;
-    repo.set_error(a.id, "Token refresh failed (non-retryable): x")
+    repo.set_error(a.id, a.credentials_version, "Token refresh failed (non-retryable): x")
         .await
         .expect("set_error");
     let read = read_back(&repo, a.id).await;
@@ -372,7 +377,7 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
         "status_writes_touch_only_their_fields: version untouched"
     );
     // An errored account leaves the due index; a cleared one returns.
-    repo.set_error(a.id, "x").await.expect("set_error");
+    repo.set_error(a.id, a.credentials_version, "x").await.expect("set_error");
     let due = repo
         .list_due(t0() + Span::seconds(3600), None, 10)
         .await
@@ -395,7 +400,7 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
 
 async fn status_writes_on_missing_account_are_not_found(repo: Arc<dyn AccountRepository>) {
     for result in [
-        repo.set_error(AccountId(404), "x").await,
+        repo.set_error(AccountId(404), 0, "x").await.map(drop),
         repo.clear_error(AccountId(404)).await,
         repo.clear_temp_unschedulable(AccountId(404)).await,
     ] {

@@ -7,7 +7,6 @@
 mod account_repository;
 mod fixtures;
 mod harness;
-mod recovery_store;
 mod refresh_executor;
 mod refresh_lock;
 mod token_cache;
@@ -15,7 +14,6 @@ mod token_cache;
 pub use account_repository::account_repository_suite;
 pub use fixtures::{T0, account_expiring};
 pub use harness::TimeHarness;
-pub use recovery_store::recovery_store_suite;
 pub use refresh_executor::refresh_executor_suite;
 pub use refresh_lock::refresh_lock_suite;
 pub use token_cache::token_cache_suite;

@@ -10,7 +10,10 @@ use serde_json::json;
 
 use crate::domain::{Account, AccountId, AccountType, RefreshKey, keys};
 use crate::error::ProviderError;
-use crate::ports::RefreshExecutor;
+use crate::ports::{RefreshContext, RefreshExecutor};
+
+/// Deadline of each executor call the suite makes.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs every check against `executor`. `account(id)` must return an
 /// account of the executor's platform, type `oauth`, whose refresh token the
@@ -82,7 +85,7 @@ async fn missing_refresh_token_fails_before_any_call(
 ) {
     account.credentials.remove(keys::REFRESH_TOKEN);
     let err = executor
-        .refresh(&account)
+        .refresh(&account, &RefreshContext::for_token("", CALL_TIMEOUT))
         .await
         .expect_err("missing refresh token");
     assert_eq!(
@@ -92,7 +95,7 @@ async fn missing_refresh_token_fails_before_any_call(
     );
     account.credentials.insert(keys::REFRESH_TOKEN, "   ");
     let err = executor
-        .refresh(&account)
+        .refresh(&account, &RefreshContext::for_token("   ", CALL_TIMEOUT))
         .await
         .expect_err("blank refresh token");
     assert_eq!(
@@ -111,8 +114,9 @@ async fn refresh_returns_merged_credentials(
         .credentials
         .insert("intercept_warmup_requests", json!(true));
     let old_refresh = account.credentials.refresh_token();
+    let ctx = RefreshContext::for_token(old_refresh.clone().expect("fixture refresh token"), CALL_TIMEOUT);
     let creds = executor
-        .refresh(&account)
+        .refresh(&account, &ctx)
         .await
         .expect("refresh succeeds against the fixture upstream");
     let access = creds

@@ -1,0 +1,23 @@
+//! One import for provider plugins and backends:
+//! `use refresh_core::plugin::*;` brings the port traits, every type their
+//! signatures use, the parsing helpers, and the crates the signatures come
+//! from (`async_trait`, `chrono`, `serde_json`), so a plugin's own
+//! `Cargo.toml` needs `refresh-core` alone.
+
+pub use async_trait::async_trait;
+pub use chrono;
+pub use serde_json;
+
+pub use crate::domain::{
+    Account, AccountId, AccountStatus, AccountType, Credentials, ExpiryRule, Fingerprint,
+    GrantFields, Platform, RefreshKey, Secret, TokenGrant, keys,
+};
+pub use crate::error::{
+    OAuthErrorBody, OAuthErrorCode, ProviderError, StorageError, StorageErrorKind,
+    sanitize_description,
+};
+pub use crate::ports::{
+    AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
+    ClaimKey, ClaimState, ClaimStore, Clock, DueCursor, Lease, LeaseOwner, PutOutcome,
+    RefreshContext, RefreshExecutor, RefreshLock, RefreshNotice, TokenCache,
+};
