@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock, InMemoryTokenCache};
+use refresh_core::memory::{
+    InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
+};
 use refresh_core::ports::{AccountRepository, Clock, SystemClock};
 use refresh_core::testing::{FakeUpstream, RotatingExecutor};
 use refresh_core::{
@@ -31,12 +33,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repo = Arc::new(InMemoryAccountRepository::new());
     let lock = Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock)));
     let shared = Arc::new(InMemoryTokenCache::new(Arc::clone(&clock)));
+    // The four "instances" share one process, so one in-memory claim store
+    // serves them all; a real cluster shares a database claim store.
+    let claims = Arc::new(InMemoryClaimStore::new(Arc::clone(&clock)));
     let upstream = FakeUpstream::new();
     upstream.set_latency(Duration::from_millis(50));
     let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
         Platform::Anthropic,
         Arc::clone(&upstream),
-        Arc::clone(&clock),
         Duration::from_secs(3600),
     ));
 
@@ -52,11 +56,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // sharing the repository, the lease lock and the shared cache.
     let providers: Vec<TokenProvider> = (0..4)
         .map(|_| {
-            let flow = RefreshFlow::builder(repo.clone(), LockStrategy::single(lock.clone()))
-                .notifier(shared.clone())
-                .clock(Arc::clone(&clock))
-                .build()
-                .expect("valid flow config");
+            let flow = RefreshFlow::builder(
+                repo.clone(),
+                LockStrategy::single(lock.clone()),
+                claims.clone(),
+            )
+            .notifier(shared.clone())
+            .clock(Arc::clone(&clock))
+            .build()
+            .expect("valid flow config");
             TokenProvider::builder(flow, ExecutorRegistry::new().with(Arc::clone(&executor)))
                 .shared_cache(shared.clone())
                 .build()
@@ -100,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     upstream.set_latency(Duration::from_millis(20));
-    let flow = RefreshFlow::builder(repo.clone(), LockStrategy::single(lock.clone()))
+    let flow = RefreshFlow::builder(repo.clone(), LockStrategy::single(lock.clone()), claims)
         .clock(Arc::clone(&clock))
         .build()?;
     let refresher = BackgroundRefresher::builder(flow, ExecutorRegistry::new().with(executor))

@@ -65,7 +65,7 @@ async fn in_memory_recovery_store_conforms() {
 
 #[tokio::test]
 async fn rotating_executor_conforms() {
-    let executor = anthropic_executor(&FakeUpstream::new(), &tokio_clock(), ISSUED_LIFETIME);
+    let executor = anthropic_executor(&FakeUpstream::new(), ISSUED_LIFETIME);
     refresh_executor_suite(
         executor,
         |id: AccountId| async move { account_expiring(id.get(), Some(60)) },

@@ -160,7 +160,7 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     let clock = tokio_clock();
     let now = clock.now();
     let upstream = FakeUpstream::new();
-    let executor = anthropic_executor(&upstream, &clock, ISSUED_LIFETIME);
+    let executor = anthropic_executor(&upstream, ISSUED_LIFETIME);
     let cache = Arc::new(InMemoryTokenCache::new(Arc::clone(&clock)));
     let mut out = Rendered::default();
 

@@ -275,7 +275,7 @@ impl World {
         let clock = tokio_clock();
         let upstream = FakeUpstream::new();
         upstream.hold_responses();
-        let executor = anthropic_executor(&upstream, &clock, TOKEN_LIFETIME);
+        let executor = anthropic_executor(&upstream, TOKEN_LIFETIME);
         let seeded = ACCOUNTS
             .iter()
             .zip(SEEDED_EXPIRY)
@@ -711,7 +711,7 @@ async fn run_schedule(steps: &[Step]) -> Result<(), String> {
 async fn invariant_2_recovery_record_survives_a_non_token_credential_write() {
     let clock = tokio_clock();
     let upstream = FakeUpstream::new();
-    let executor = anthropic_executor(&upstream, &clock, TOKEN_LIFETIME);
+    let executor = anthropic_executor(&upstream, TOKEN_LIFETIME);
     let id = AccountId(1);
     let accounts = Arc::new(InMemoryAccountRepository::with_accounts([oauth_account(
         id.get(),

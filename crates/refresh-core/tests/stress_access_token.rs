@@ -85,7 +85,7 @@ struct World {
 
 fn world(clock: Arc<dyn Clock>) -> World {
     let upstream = FakeUpstream::new();
-    let executor = anthropic_executor(&upstream, &clock, LIFETIME);
+    let executor = anthropic_executor(&upstream, LIFETIME);
     // Every clock starts at T0: the seeded tokens live `LIFETIME` from now.
     assert_eq!(clock.now(), t0());
     let expires_in = i64::try_from(LIFETIME.as_secs()).expect("small duration");

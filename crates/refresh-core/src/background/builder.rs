@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::{BackgroundConfig, BackgroundRefresher, Inner, RefreshListener};
 use crate::error::ConfigError;
 use crate::flow::RefreshFlow;
-use crate::ports::TokenCache;
 use crate::ports::ExecutorRegistry;
+use crate::ports::TokenCache;
 
 /// Builds a [`BackgroundRefresher`].
 pub struct BackgroundRefresherBuilder {

@@ -15,17 +15,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use builder::BackgroundRefresherBuilder;
-pub use config::BackgroundConfig;
 #[cfg(any(test, feature = "mock"))]
 pub use crate::ports::MockRefreshListener;
 pub use crate::ports::RefreshListener;
+pub use builder::BackgroundRefresherBuilder;
+pub use config::BackgroundConfig;
 pub use report::CycleReport;
 
 use self::report::AccountResult;
 use crate::flow::{RefreshFlow, bounded};
-use crate::ports::{DueCursor, TokenCache};
 use crate::ports::ExecutorRegistry;
+use crate::ports::{DueCursor, TokenCache};
 
 /// Claims purged at most per cycle.
 const PURGE_BATCH: usize = 1000;

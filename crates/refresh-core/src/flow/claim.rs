@@ -129,14 +129,21 @@ impl FlowInner {
             "applying an answer found in a generation claim"
         );
         let merged = merged_of(&answer, fresh);
-        match self.persist(fresh.clone(), merged, &answer, rotating || rotated).await {
+        match self
+            .persist(fresh.clone(), merged, &answer, rotating || rotated)
+            .await
+        {
             Ok(Persisted::Applied(account)) => {
                 self.finish_claim(&claim.key, &claim.id, rotated).await;
                 self.notify(key, account.credentials_version).await;
                 Claimed::Applied
             }
             Ok(Persisted::Superseded(_)) => Claimed::Retry,
-            Err(error) => Claimed::Outcome(Err(error.into_flow_error(fresh.id, merged_of(&answer, fresh), true))),
+            Err(error) => Claimed::Outcome(Err(error.into_flow_error(
+                fresh.id,
+                merged_of(&answer, fresh),
+                true,
+            ))),
         }
     }
 

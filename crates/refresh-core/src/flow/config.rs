@@ -99,7 +99,8 @@ impl FlowConfig {
     /// or a quarantine shorter than S; [`ConfigError::LeaseTooShort`] when
     /// the lease could lapse during the upstream call.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
+        let invalid =
+            |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.persist_attempts == 0 {
             return invalid("persist_attempts", "must be at least 1".into());
         }
@@ -133,7 +134,9 @@ impl FlowConfig {
         if self.claim_ttl < claim_floor {
             return invalid(
                 "claim_ttl",
-                format!("must cover upstream_timeout + upstream_grace + two storage calls ({claim_floor:?})"),
+                format!(
+                    "must cover upstream_timeout + upstream_grace + two storage calls ({claim_floor:?})"
+                ),
             );
         }
         if self.quarantine < self.upstream_grace {

@@ -56,7 +56,9 @@ pub use outcome::RefreshOutcome;
 use self::single_flight::SingleFlight;
 use crate::domain::{Account, RefreshKey};
 use crate::error::{ConfigError, FlowError};
-use crate::ports::{AccountRepository, ClaimStore, Clock, RefreshExecutor, SystemClock, TokenCache};
+use crate::ports::{
+    AccountRepository, ClaimStore, Clock, RefreshExecutor, SystemClock, TokenCache,
+};
 
 type FlowResult = Result<RefreshOutcome, FlowError>;
 

@@ -144,13 +144,19 @@ impl FlowInner {
         delta: &Credentials,
         rotating: bool,
     ) -> Result<Persisted, PersistError> {
-        let mut last_error =
-            StorageError::new(StorageErrorKind::Other, "compare_and_set_credentials", "no attempt made");
+        let mut last_error = StorageError::new(
+            StorageErrorKind::Other,
+            "compare_and_set_credentials",
+            "no attempt made",
+        );
         for attempt in 1..=self.config.persist_attempts {
             if attempt > 1 {
                 tokio::time::sleep(self.config.persist_backoff_before(attempt)).await;
             }
-            match self.write_once(&mut base, &mut merged, delta, rotating).await {
+            match self
+                .write_once(&mut base, &mut merged, delta, rotating)
+                .await
+            {
                 Ok(persisted) => return Ok(persisted),
                 Err(PersistError::NotFound) => return Err(PersistError::NotFound),
                 Err(PersistError::Storage(error)) => {
@@ -247,7 +253,10 @@ impl FlowInner {
                 loop {
                     tokio::time::sleep(pause).await;
                     pause = pause.saturating_mul(2).min(RESCUE_MAX_PAUSE);
-                    match this.write_once(&mut base, &mut merged, &delta, reapply).await {
+                    match this
+                        .write_once(&mut base, &mut merged, &delta, reapply)
+                        .await
+                    {
                         Ok(Persisted::Applied(account)) => {
                             this.finish_claim(&held.key, &held.id, rotated).await;
                             this.notify(&key, account.credentials_version).await;

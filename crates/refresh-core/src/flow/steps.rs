@@ -101,9 +101,9 @@ impl FlowInner {
                             return Err(error);
                         }
                     };
-                    let holds_token = confirmed.credentials.refresh_token().as_ref() == Some(&token);
-                    if !holds_token
-                        || !executor.needs_refresh(&confirmed, window, self.clock.now())
+                    let holds_token =
+                        confirmed.credentials.refresh_token().as_ref() == Some(&token);
+                    if !holds_token || !executor.needs_refresh(&confirmed, window, self.clock.now())
                     {
                         debug!("account changed after claiming; starting over");
                         self.claim_remove(&held).await;
@@ -143,7 +143,11 @@ impl FlowInner {
     /// was out, and the stored credentials stand (invariant 6). A version
     /// bump alone (a `project_id` backfill) is not success: the refusal is
     /// reported.
-    pub(super) async fn race_recovery(&self, presented: &Account, error: ProviderError) -> FlowResult {
+    pub(super) async fn race_recovery(
+        &self,
+        presented: &Account,
+        error: ProviderError,
+    ) -> FlowResult {
         let id = presented.id;
         if let Ok(Some(stored)) = self.get_account(id).await
             && stored.credentials.refresh_token() != presented.credentials.refresh_token()

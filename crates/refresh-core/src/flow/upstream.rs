@@ -67,7 +67,10 @@ impl FlowInner {
                 if error.provably_not_consumed() || !rotating {
                     self.claim_remove(&held).await;
                 } else {
-                    warn!(kind = error.kind_name(), "the request may have consumed the refresh token; quarantining it");
+                    warn!(
+                        kind = error.kind_name(),
+                        "the request may have consumed the refresh token; quarantining it"
+                    );
                     self.claim_quarantine(&held).await;
                 }
                 warn!(kind = error.kind_name(), "upstream refresh failed");

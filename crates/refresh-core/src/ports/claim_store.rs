@@ -183,8 +183,12 @@ pub trait ClaimStore: Send + Sync {
     ///
     /// # Errors
     /// A [`StorageError`] when the store cannot be asked.
-    async fn extend(&self, key: &ClaimKey, id: &ClaimId, ttl: Duration)
-    -> Result<bool, StorageError>;
+    async fn extend(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        ttl: Duration,
+    ) -> Result<bool, StorageError>;
 
     /// Marks an open claim quarantined, expiring `ttl` after the store's
     /// now. `Ok(false)` when the id does not match or the claim is not

@@ -18,19 +18,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::ports::ExecutorRegistry;
 pub use access_token::AccessToken;
 pub use builder::TokenProviderBuilder;
 pub use metrics::{MetricsSnapshot, PlatformMetrics, TokenMetrics};
-pub use crate::ports::ExecutorRegistry;
 
 use self::local_cache::LocalCache;
 use self::metrics::Event;
-use crate::ports::RefreshListener;
 use crate::domain::{Account, AccountId, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshFlow;
 use crate::flow::single_flight::SingleFlight;
 use crate::policy::ProviderRefreshPolicy;
+use crate::ports::RefreshListener;
 use crate::ports::{RefreshExecutor, TokenCache};
 
 /// The request path refreshes tokens expiring within this skew.

@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use refresh_core::flow::RefreshFlowBuilder;
 use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
+    InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
-use refresh_core::ports::{CasOutcome, DueCursor, Lease, TokioClock};
+use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor, Lease, TokioClock};
 use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
@@ -110,13 +110,11 @@ pub(crate) fn refresh_token(account: &Account) -> String {
 /// An Anthropic executor over `upstream` whose tokens live `lifetime`.
 pub(crate) fn anthropic_executor(
     upstream: &Arc<FakeUpstream>,
-    clock: &Arc<dyn Clock>,
     lifetime: Duration,
 ) -> Arc<dyn RefreshExecutor> {
     Arc::new(RotatingExecutor::new(
         Platform::Anthropic,
         Arc::clone(upstream),
-        Arc::clone(clock),
         lifetime,
     ))
 }
@@ -124,6 +122,14 @@ pub(crate) fn anthropic_executor(
 /// A call-counting in-memory lock whose leases lapse on `clock`.
 pub(crate) fn memory_lock(clock: &Arc<dyn Clock>) -> Arc<Faulty<InMemoryRefreshLock>> {
     Arc::new(Faulty::new(Arc::new(InMemoryRefreshLock::new(Arc::clone(
+        clock,
+    )))))
+}
+
+/// A call-counting in-memory claim store whose claims expire on `clock`
+/// (the store's clock).
+pub(crate) fn memory_claims(clock: &Arc<dyn Clock>) -> Arc<Faulty<InMemoryClaimStore>> {
+    Arc::new(Faulty::new(Arc::new(InMemoryClaimStore::new(Arc::clone(
         clock,
     )))))
 }
@@ -222,11 +228,11 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
     async fn compare_and_set_credentials(
         &self,
         id: AccountId,
-        expected_version: u64,
+        expected: CasExpectation,
         credentials: &Credentials,
     ) -> Result<CasOutcome, StorageError> {
         self.inner
-            .compare_and_set_credentials(id, expected_version, credentials)
+            .compare_and_set_credentials(id, expected, credentials)
             .await
     }
 
@@ -241,8 +247,13 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
         Ok(page)
     }
 
-    async fn set_error(&self, id: AccountId, message: &str) -> Result<(), StorageError> {
-        self.inner.set_error(id, message).await
+    async fn set_error(
+        &self,
+        id: AccountId,
+        observed_version: u64,
+        message: &str,
+    ) -> Result<bool, StorageError> {
+        self.inner.set_error(id, observed_version, message).await
     }
 
     async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
@@ -261,7 +272,7 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
 /// The shared backends of one scenario, each behind a call-counting
 /// [`Faulty`] wrapper: every flow built over them is a separate "process"
 /// (own single flight, own in-process cache) over the same repository,
-/// lock, token cache, recovery store and fake upstream.
+/// lock, token cache, claim store and fake upstream.
 ///
 /// Wait for a backend call with `faults.wait_for_calls`. A wrapper counts a
 /// call before forwarding it, but the in-memory backends answer without
@@ -272,7 +283,7 @@ pub(crate) struct Backends<R: ?Sized = InMemoryAccountRepository> {
     pub(crate) repo: Arc<Faulty<R>>,
     pub(crate) lock: Arc<Faulty<InMemoryRefreshLock>>,
     pub(crate) cache: Arc<Faulty<InMemoryTokenCache>>,
-    pub(crate) recovery: Arc<InMemoryRecoveryStore>,
+    pub(crate) claims: Arc<Faulty<InMemoryClaimStore>>,
     pub(crate) upstream: Arc<FakeUpstream>,
 }
 
@@ -301,7 +312,7 @@ impl<R: AccountRepository + 'static> Backends<R> {
             repo: Arc::new(Faulty::new(Arc::new(repo))),
             lock: memory_lock(&lock_clock),
             cache: memory_cache(&clock),
-            recovery: Arc::new(InMemoryRecoveryStore::new()),
+            claims: memory_claims(&clock),
             upstream: FakeUpstream::new(),
             clock,
         }
@@ -309,17 +320,13 @@ impl<R: AccountRepository + 'static> Backends<R> {
 
     /// A flow builder over the repository and `locks`, on the clock.
     pub(crate) fn flow_builder(&self, locks: LockStrategy) -> RefreshFlowBuilder {
-        RefreshFlow::builder(self.repo.clone(), locks).clock(Arc::clone(&self.clock))
+        RefreshFlow::builder(self.repo.clone(), locks, self.claims.clone())
+            .clock(Arc::clone(&self.clock))
     }
 
     /// An executor for `platform` whose tokens live [`ISSUED_LIFETIME`].
     pub(crate) fn rotating(&self, platform: Platform) -> RotatingExecutor {
-        RotatingExecutor::new(
-            platform,
-            Arc::clone(&self.upstream),
-            Arc::clone(&self.clock),
-            ISSUED_LIFETIME,
-        )
+        RotatingExecutor::new(platform, Arc::clone(&self.upstream), ISSUED_LIFETIME)
     }
 
     pub(crate) fn executor(&self, platform: Platform) -> Arc<dyn RefreshExecutor> {
@@ -373,5 +380,9 @@ impl<R: AccountRepository + 'static> Backends<R> {
 
     pub(crate) fn cache_calls(&self, op: &'static str) -> u64 {
         self.cache.faults.calls(op)
+    }
+
+    pub(crate) fn claim_calls(&self, op: &'static str) -> u64 {
+        self.claims.faults.calls(op)
     }
 }

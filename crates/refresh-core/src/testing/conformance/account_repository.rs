@@ -178,7 +178,10 @@ async fn cas_of_missing_account_is_not_found(repo: Arc<dyn AccountRepository>) {
     let outcome = repo
         .compare_and_set_credentials(
             AccountId(404),
-            CasExpectation { version: 0, refresh_token: None },
+            CasExpectation {
+                version: 0,
+                refresh_token: None,
+            },
             &Credentials::new(),
         )
         .await
@@ -195,9 +198,13 @@ async fn cas_touches_only_credential_fields(repo: Arc<dyn AccountRepository>) {
     a.extra.insert("k".into(), json!("v"));
     a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
     let a = seed(&repo, a).await;
-    repo.set_error(a.id, a.credentials_version, "Token refresh failed (non-retryable): test")
-        .await
-        .expect("set_error");
+    repo.set_error(
+        a.id,
+        a.credentials_version,
+        "Token refresh failed (non-retryable): test",
+    )
+    .await
+    .expect("set_error");
     let creds = a.credentials.clone().with("access_token", "at-2");
     assert!(matches!(
         repo.compare_and_set_credentials(a.id, CasExpectation::of(&a), &creds)
@@ -328,9 +335,13 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
     a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
     a.temp_unschedulable_reason = Some("overloaded".into());
     let a = seed(&repo, a).await;
-    repo.set_error(a.id, a.credentials_version, "Token refresh failed (non-retryable): x")
-        .await
-        .expect("set_error");
+    repo.set_error(
+        a.id,
+        a.credentials_version,
+        "Token refresh failed (non-retryable): x",
+    )
+    .await
+    .expect("set_error");
     let read = read_back(&repo, a.id).await;
     assert_eq!(
         read.status,
@@ -377,7 +388,9 @@ async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>)
         "status_writes_touch_only_their_fields: version untouched"
     );
     // An errored account leaves the due index; a cleared one returns.
-    repo.set_error(a.id, a.credentials_version, "x").await.expect("set_error");
+    repo.set_error(a.id, a.credentials_version, "x")
+        .await
+        .expect("set_error");
     let due = repo
         .list_due(t0() + Span::seconds(3600), None, 10)
         .await

@@ -114,7 +114,10 @@ async fn refresh_returns_merged_credentials(
         .credentials
         .insert("intercept_warmup_requests", json!(true));
     let old_refresh = account.credentials.refresh_token();
-    let ctx = RefreshContext::for_token(old_refresh.clone().expect("fixture refresh token"), CALL_TIMEOUT);
+    let ctx = RefreshContext::for_token(
+        old_refresh.clone().expect("fixture refresh token"),
+        CALL_TIMEOUT,
+    );
     let creds = executor
         .refresh(&account, &ctx)
         .await
