@@ -38,6 +38,7 @@
 //! ```
 
 pub mod background;
+mod concurrency;
 pub mod domain;
 pub mod error;
 pub mod flow;

@@ -13,7 +13,8 @@ use super::backoff::backoff;
 use super::report::AccountResult;
 use crate::domain::{Account, AccountStatus, AccountType, RefreshKey};
 use crate::error::{FlowError, ProviderError};
-use crate::flow::{RefreshOutcome, bounded};
+use crate::concurrency::bounded;
+use crate::flow::RefreshOutcome;
 use crate::policy::SkipAction;
 use crate::ports::RefreshExecutor;
 

@@ -23,7 +23,8 @@ pub use config::BackgroundConfig;
 pub use report::CycleReport;
 
 use self::report::AccountResult;
-use crate::flow::{RefreshFlow, bounded};
+use crate::concurrency::bounded;
+use crate::flow::RefreshFlow;
 use crate::ports::ExecutorRegistry;
 use crate::ports::{DueCursor, TokenCache};
 

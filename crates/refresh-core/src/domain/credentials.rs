@@ -202,16 +202,36 @@ impl Credentials {
 
     /// Merges `new` over `old` (REFERENCE.md §3.6): start from `new`, copy
     /// every key of `old` that `new` lacks. New keys win; an omitted refresh
-    /// token keeps the old one; unrelated keys survive. A missing `new` counts
-    /// as empty; a missing `old` returns `new` unchanged.
+    /// token keeps the old one; unrelated keys survive. A token value of
+    /// `new` that is blank (`""`, whitespace, `null`, not a string) counts as
+    /// omitted, so an answer can never wipe a stored token. A missing `new`
+    /// counts as empty; a missing `old` returns `new` unchanged.
     pub fn merge(old: Option<&Credentials>, new: Option<Credentials>) -> Credentials {
         let mut merged = new.unwrap_or_default();
         if let Some(old) = old {
+            for key in [keys::ACCESS_TOKEN, keys::REFRESH_TOKEN] {
+                if merged.secret(key).is_none() {
+                    merged.0.remove(key);
+                }
+            }
             for (k, v) in &old.0 {
                 merged.0.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
         merged
+    }
+
+    /// The keys whose values `self` changed relative to `base`: what a
+    /// refresh contributed, to be re-applied over a newer stored map
+    /// without reverting another writer's keys.
+    pub fn changed_since(&self, base: &Credentials) -> Credentials {
+        Self(
+            self.0
+                .iter()
+                .filter(|(k, v)| base.get(k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 
     /// `self` merged over `old`; see [`Credentials::merge`].
@@ -272,6 +292,30 @@ mod tests {
         assert_eq!(merged.get("access_token"), Some(&json!("new")));
         assert_eq!(merged.get("scope"), Some(&json!("s")));
         assert_eq!(merged.get("intercept_warmup_requests"), Some(&json!(true)));
+    }
+
+    #[test]
+    fn merge_never_lets_a_blank_token_win() {
+        let old = creds(json!({"access_token": "a1", "refresh_token": "r1"}));
+        for blank in [json!(""), json!("   "), json!(null), json!(5)] {
+            let new = creds(json!({"access_token": "a2", "refresh_token": blank}));
+            let merged = new.merged_over(&old);
+            assert_eq!(merged.refresh_token().unwrap().expose(), "r1", "{blank}");
+            assert_eq!(merged.access_token().unwrap().expose(), "a2");
+        }
+    }
+
+    #[test]
+    fn changed_since_keeps_only_what_changed() {
+        let base = creds(json!({"access_token": "a1", "refresh_token": "r1", "project_id": ""}));
+        let issued = creds(json!({"access_token": "a2", "refresh_token": "r2", "project_id": ""}));
+        let delta = issued.changed_since(&base);
+        assert_eq!(delta.as_map().len(), 2);
+        let stored =
+            creds(json!({"access_token": "a1", "refresh_token": "r1", "project_id": "p-9"}));
+        let merged = delta.merged_over(&stored);
+        assert_eq!(merged.get("project_id"), Some(&json!("p-9")));
+        assert_eq!(merged.refresh_token().unwrap().expose(), "r2");
     }
 
     #[test]

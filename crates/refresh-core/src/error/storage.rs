@@ -85,6 +85,36 @@ impl StorageError {
         Self::new(StorageErrorKind::Unavailable, operation, message)
     }
 
+    /// Shorthand for [`StorageErrorKind::Timeout`].
+    pub fn timeout(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::Timeout, operation, message)
+    }
+
+    /// Shorthand for [`StorageErrorKind::Busy`].
+    pub fn busy(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::Busy, operation, message)
+    }
+
+    /// Shorthand for [`StorageErrorKind::Conflict`].
+    pub fn conflict(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::Conflict, operation, message)
+    }
+
+    /// Shorthand for [`StorageErrorKind::NotFound`].
+    pub fn not_found(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::NotFound, operation, message)
+    }
+
+    /// Shorthand for [`StorageErrorKind::InvalidData`].
+    pub fn invalid_data(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::InvalidData, operation, message)
+    }
+
+    /// Shorthand for [`StorageErrorKind::Other`].
+    pub fn other(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::Other, operation, message)
+    }
+
     /// Attaches the driver error.
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));

@@ -5,11 +5,13 @@
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::persist::Persisted;
-use super::{FlowInner, FlowResult, RefreshOutcome, bounded};
+use super::persist::{Answer, Persisted};
+use super::{FlowInner, FlowResult, RefreshOutcome};
+use crate::concurrency::bounded;
 use crate::domain::{Account, Credentials, RefreshKey, add_duration};
-use crate::error::FlowError;
+use crate::error::{FlowError, StorageError};
 use crate::ports::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, RefreshExecutor};
+use std::future::Future;
 
 /// A claim this flow holds.
 pub(super) struct HeldClaim {
@@ -18,6 +20,18 @@ pub(super) struct HeldClaim {
     /// Local monotonic time taken BEFORE the insert: the holder judges its
     /// own remaining life from here, never from a stored instant.
     pub(super) started: Instant,
+}
+
+impl HeldClaim {
+    /// Acts on someone else's claim by its id (an answer applied, a stale
+    /// claim cleared): compare-and-act still protects a newer holding.
+    fn of(claim: &Claim) -> Self {
+        Self {
+            key: claim.key.clone(),
+            id: claim.id.clone(),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// What claiming found.
@@ -79,7 +93,7 @@ impl FlowInner {
             && existing.state != ClaimState::Consumed
         {
             debug!(claim = %claim_key, state = %existing.state, "clearing a stale claim of a non-rotating account");
-            self.remove_claim(&existing.key, &existing.id).await;
+            self.claim_remove(&HeldClaim::of(&existing)).await;
             return Ok(Claimed::Retry);
         }
         Ok(match existing.state {
@@ -121,109 +135,83 @@ impl FlowInner {
         claim: Claim,
         rotating: bool,
     ) -> Claimed {
-        let answer = claim.answer.clone().unwrap_or_default();
-        let rotated = rotates(&answer, &fresh.credentials);
         info!(
             base_version = claim.base_version,
             stored_version = fresh.credentials_version,
             "applying an answer found in a generation claim"
         );
-        let merged = merged_of(&answer, fresh);
-        match self
-            .persist(fresh.clone(), merged, &answer, rotating || rotated)
-            .await
-        {
+        let answer = claim.answer.clone().unwrap_or_default();
+        let mut answer = Answer::new(fresh.clone(), answer, rotating);
+        match self.persist(&mut answer).await {
             Ok(Persisted::Applied(account)) => {
-                self.finish_claim(&claim.key, &claim.id, rotated).await;
+                self.finish_claim(&HeldClaim::of(&claim), answer.rotated)
+                    .await;
                 self.notify(key, account.credentials_version).await;
                 Claimed::Applied
             }
             Ok(Persisted::Superseded(_)) => Claimed::Retry,
-            Err(error) => Claimed::Outcome(Err(error.into_flow_error(
-                fresh.id,
-                merged_of(&answer, fresh),
-                true,
-            ))),
+            Err(error) => Claimed::Outcome(Err(answer.failed(error, true))),
         }
     }
 
-    /// Removes a claim whose token provably was not presented (or not
-    /// consumed). A failed removal leaves the claim to expire.
-    pub(super) async fn claim_remove(&self, held: &HeldClaim) {
-        self.remove_claim(&held.key, &held.id).await;
-    }
-
-    async fn remove_claim(&self, key: &ClaimKey, id: &ClaimId) {
-        let remove = self.claims.remove(key, id);
-        if let Err(error) = bounded(self.config.storage_timeout, "claim_remove", remove).await {
-            warn!(kind = %error.kind(), "could not remove a generation claim; it will expire");
-        }
-    }
-
-    /// Keeps the claim for the quarantine: the token may be consumed and no
-    /// answer came. A failed call leaves the claim's longer initial life.
-    pub(super) async fn claim_quarantine(&self, held: &HeldClaim) {
-        let quarantine = self
-            .claims
-            .quarantine(&held.key, &held.id, self.config.quarantine);
-        match bounded(self.config.storage_timeout, "claim_quarantine", quarantine).await {
-            Ok(true) => {}
-            Ok(false) => warn!("generation claim was no longer ours to quarantine"),
+    /// One bounded claim-store call of a holder; a store failure is logged
+    /// and reads as `false`, leaving the claim as it was (its expiry then
+    /// decides).
+    async fn claim_call(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<bool, StorageError>>,
+    ) -> bool {
+        match bounded(self.config.storage_timeout, op, call).await {
+            Ok(done) => done,
             Err(error) => {
-                warn!(kind = %error.kind(), "could not shorten the claim to the quarantine; it keeps its initial life")
-            }
-        }
-    }
-
-    /// Step 8: the answer goes into the claim before anything else.
-    pub(super) async fn claim_save_answer(&self, held: &HeldClaim, answer: &Credentials) -> bool {
-        let save = self.claims.save_answer(&held.key, &held.id, answer);
-        match bounded(self.config.storage_timeout, "claim_save_answer", save).await {
-            Ok(saved) => saved,
-            Err(error) => {
-                warn!(kind = %error.kind(), "could not save the answer into the claim");
+                warn!(op, kind = %error.kind(), "generation claim call failed");
                 false
             }
         }
     }
 
+    /// Removes a claim whose token provably was not consumed.
+    pub(super) async fn claim_remove(&self, held: &HeldClaim) -> bool {
+        self.claim_call("claim_remove", self.claims.remove(&held.key, &held.id))
+            .await
+    }
+
+    /// Keeps the claim for the quarantine: the token may be consumed and no
+    /// answer came. On failure the claim keeps its longer initial life.
+    pub(super) async fn claim_quarantine(&self, held: &HeldClaim) -> bool {
+        let ttl = self.config.quarantine;
+        self.claim_call(
+            "claim_quarantine",
+            self.claims.quarantine(&held.key, &held.id, ttl),
+        )
+        .await
+    }
+
+    /// Step 8: the answer goes into the claim before anything else.
+    pub(super) async fn claim_save_answer(&self, held: &HeldClaim, answer: &Credentials) -> bool {
+        let save = self.claims.save_answer(&held.key, &held.id, answer);
+        self.claim_call("claim_save_answer", save).await
+    }
+
     /// Pushes an open claim's expiry out again (a holder with an unsaved
     /// answer).
     pub(super) async fn claim_extend(&self, held: &HeldClaim) -> bool {
-        let extend = self
-            .claims
-            .extend(&held.key, &held.id, self.config.claim_ttl);
-        matches!(
-            bounded(self.config.storage_timeout, "claim_extend", extend).await,
-            Ok(true)
-        )
+        let ttl = self.config.claim_ttl;
+        self.claim_call("claim_extend", self.claims.extend(&held.key, &held.id, ttl))
+            .await
     }
 
-    /// Ends a claim after its answer reached the account: marked consumed
-    /// for the horizon when the token was rotated away (so it is refused if
-    /// it comes back), removed when the upstream kept it.
-    pub(super) async fn finish_claim(&self, key: &ClaimKey, id: &ClaimId, consumed: bool) {
+    /// Ends a claim after its answer reached the account (or the upstream
+    /// declared the generation dead): marked consumed for the horizon when
+    /// the token is gone (so it is refused if it comes back), removed when
+    /// the upstream kept it.
+    pub(super) async fn finish_claim(&self, held: &HeldClaim, consumed: bool) -> bool {
         if !consumed {
-            self.remove_claim(key, id).await;
-            return;
+            return self.claim_remove(held).await;
         }
-        let mark = self
-            .claims
-            .mark_consumed(key, id, self.config.consumed_horizon);
-        if let Err(error) = bounded(self.config.storage_timeout, "claim_mark_consumed", mark).await
-        {
-            warn!(kind = %error.kind(), "could not mark the claim consumed; its answer stays applicable");
-        }
+        let keep = self.config.consumed_horizon;
+        let mark = self.claims.mark_consumed(&held.key, &held.id, keep);
+        self.claim_call("claim_mark_consumed", mark).await
     }
-}
-
-/// Whether `answer` replaces the refresh token `base` holds.
-pub(super) fn rotates(answer: &Credentials, base: &Credentials) -> bool {
-    answer
-        .refresh_token()
-        .is_some_and(|rt| Some(rt) != base.refresh_token())
-}
-
-fn merged_of(answer: &Credentials, fresh: &Account) -> Credentials {
-    answer.clone().merged_over(&fresh.credentials)
 }

@@ -99,38 +99,40 @@ impl FlowConfig {
     /// or a quarantine shorter than S; [`ConfigError::LeaseTooShort`] when
     /// the lease could lapse during the upstream call.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid =
-            |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
+        let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.persist_attempts == 0 {
             return invalid("persist_attempts", "must be at least 1".into());
         }
-        for (field, value) in [
-            ("lease_ttl", self.lease_ttl),
-            ("upstream_timeout", self.upstream_timeout),
-            ("upstream_grace", self.upstream_grace),
-            ("claim_ttl", self.claim_ttl),
-            ("quarantine", self.quarantine),
-            ("persist_attempt_timeout", self.persist_attempt_timeout),
-            ("persist_backoff", self.persist_backoff),
-            ("release_timeout", self.release_timeout),
-            ("storage_timeout", self.storage_timeout),
-        ] {
-            if value.is_zero() && field != "persist_backoff" {
-                return invalid(field, "must be positive".into());
-            }
-            if value > MAX_DURATION {
-                return invalid(field, format!("must be at most {MAX_DURATION:?}"));
-            }
-        }
-        if self.consumed_horizon.is_zero() || self.consumed_horizon > MAX_CONSUMED_HORIZON {
-            return invalid(
+        for (field, value, max) in [
+            ("lease_ttl", self.lease_ttl, MAX_DURATION),
+            ("upstream_timeout", self.upstream_timeout, MAX_DURATION),
+            ("upstream_grace", self.upstream_grace, MAX_DURATION),
+            ("claim_ttl", self.claim_ttl, MAX_DURATION),
+            ("quarantine", self.quarantine, MAX_DURATION),
+            (
                 "consumed_horizon",
-                format!("must be positive and at most {MAX_CONSUMED_HORIZON:?}"),
-            );
+                self.consumed_horizon,
+                MAX_CONSUMED_HORIZON,
+            ),
+            (
+                "persist_attempt_timeout",
+                self.persist_attempt_timeout,
+                MAX_DURATION,
+            ),
+            ("release_timeout", self.release_timeout, MAX_DURATION),
+            ("storage_timeout", self.storage_timeout, MAX_DURATION),
+            (
+                "persist_backoff",
+                self.persist_backoff.max(Duration::from_nanos(1)),
+                MAX_DURATION,
+            ),
+        ] {
+            if value.is_zero() || value > max {
+                return invalid(field, format!("must be positive and at most {max:?}"));
+            }
         }
-        let claim_floor = self
-            .send_margin()
-            .saturating_add(self.storage_timeout.saturating_mul(2));
+        let storage_twice = self.storage_timeout.saturating_mul(2);
+        let claim_floor = self.send_margin().saturating_add(storage_twice);
         if self.claim_ttl < claim_floor {
             return invalid(
                 "claim_ttl",
@@ -142,9 +144,7 @@ impl FlowConfig {
         if self.quarantine < self.upstream_grace {
             return invalid("quarantine", "must be at least upstream_grace".into());
         }
-        let required = self
-            .upstream_timeout
-            .saturating_add(self.storage_timeout.saturating_mul(2));
+        let required = self.upstream_timeout.saturating_add(storage_twice);
         if self.lease_ttl <= required {
             return Err(ConfigError::LeaseTooShort {
                 lease_ttl: self.lease_ttl,
@@ -159,85 +159,82 @@ impl FlowConfig {
 mod tests {
     use super::*;
 
+    fn rejected(cfg: FlowConfig) -> Option<&'static str> {
+        match cfg.validate() {
+            Err(ConfigError::Invalid { field, .. }) => Some(field),
+            Err(ConfigError::LeaseTooShort { .. }) => Some("lease_ttl (too short)"),
+            _ => None,
+        }
+    }
+
     #[test]
     fn default_config_is_valid() {
         FlowConfig::default().validate().unwrap();
     }
 
     #[test]
-    fn invariant_4_lease_shorter_than_the_upstream_call_is_rejected() {
-        let cfg = FlowConfig {
-            lease_ttl: Duration::from_secs(60),
-            upstream_timeout: Duration::from_secs(60),
-            ..FlowConfig::default()
-        };
-        assert!(matches!(
-            cfg.validate(),
-            Err(ConfigError::LeaseTooShort { .. })
-        ));
-    }
-
-    #[test]
-    fn huge_durations_are_rejected_not_a_panic() {
-        for cfg in [
-            FlowConfig {
-                lease_ttl: Duration::MAX,
-                ..FlowConfig::default()
-            },
-            FlowConfig {
-                upstream_timeout: Duration::MAX,
-                ..FlowConfig::default()
-            },
-            FlowConfig {
-                consumed_horizon: Duration::MAX,
-                ..FlowConfig::default()
-            },
-        ] {
-            assert!(
-                matches!(cfg.validate(), Err(ConfigError::Invalid { .. })),
-                "{cfg:?}"
-            );
+    fn every_bad_knob_is_a_typed_error_not_a_panic() {
+        let d = FlowConfig::default;
+        let cases = [
+            (
+                FlowConfig {
+                    lease_ttl: Duration::from_secs(60),
+                    ..d()
+                },
+                "lease_ttl (too short)",
+            ),
+            (
+                FlowConfig {
+                    lease_ttl: Duration::MAX,
+                    ..d()
+                },
+                "lease_ttl",
+            ),
+            (
+                FlowConfig {
+                    upstream_timeout: Duration::MAX,
+                    ..d()
+                },
+                "upstream_timeout",
+            ),
+            (
+                FlowConfig {
+                    consumed_horizon: Duration::MAX,
+                    ..d()
+                },
+                "consumed_horizon",
+            ),
+            (
+                FlowConfig {
+                    storage_timeout: Duration::ZERO,
+                    ..d()
+                },
+                "storage_timeout",
+            ),
+            (
+                FlowConfig {
+                    claim_ttl: Duration::from_secs(80),
+                    ..d()
+                },
+                "claim_ttl",
+            ),
+            (
+                FlowConfig {
+                    quarantine: Duration::from_secs(1),
+                    ..d()
+                },
+                "quarantine",
+            ),
+            (
+                FlowConfig {
+                    persist_attempts: 0,
+                    ..d()
+                },
+                "persist_attempts",
+            ),
+        ];
+        for (cfg, field) in cases {
+            assert_eq!(rejected(cfg), Some(field));
         }
-    }
-
-    #[test]
-    fn claim_life_must_cover_the_hard_deadline_and_the_grace() {
-        let cfg = FlowConfig {
-            claim_ttl: Duration::from_secs(80),
-            ..FlowConfig::default()
-        };
-        assert!(matches!(
-            cfg.validate(),
-            Err(ConfigError::Invalid {
-                field: "claim_ttl",
-                ..
-            })
-        ));
-        let cfg = FlowConfig {
-            quarantine: Duration::from_secs(1),
-            ..FlowConfig::default()
-        };
-        assert!(matches!(
-            cfg.validate(),
-            Err(ConfigError::Invalid {
-                field: "quarantine",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn zero_attempts_is_rejected() {
-        let cfg = FlowConfig {
-            persist_attempts: 0,
-            ..FlowConfig::default()
-        };
-        assert!(matches!(
-            cfg.validate(),
-            Err(ConfigError::Invalid {
-                field: "persist_attempts",
-                ..
-            })
-        ));
     }
 }

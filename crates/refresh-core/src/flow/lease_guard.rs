@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
-use super::lock_strategy::HeldLeases;
-use super::{FlowConfig, bounded};
+use super::FlowConfig;
+use crate::concurrency::bounded;
 use crate::ports::{Lease, RefreshLock};
 
 /// The leases of one run. A task extends every lease every `ttl / 3`
@@ -17,19 +17,37 @@ use crate::ports::{Lease, RefreshLock};
 /// extended. Leases only reduce contention: the generation claim, not the
 /// lease, keeps a second sender out, so a lost lease changes nothing else.
 pub(crate) struct LeaseGuard {
-    held: HeldLeases,
+    held: Leases,
     _keeper: Option<DropGuard>,
 }
 
+/// The leases one run took, with the lock each came from.
+pub(crate) type Leases = Vec<(Arc<dyn RefreshLock>, Lease)>;
+
+/// Releases every lease, each bounded by `timeout`. Runs on the flow's
+/// detached task, so it happens even when the caller was cancelled
+/// (REFERENCE.md defect 3).
+pub(crate) async fn release_all(leases: Leases, timeout: Duration) {
+    for (lock, lease) in leases {
+        let outcome = match tokio::time::timeout(timeout, lock.release(&lease)).await {
+            Ok(Ok(true)) => continue,
+            Ok(Ok(false)) => "lease had already lapsed at release",
+            Ok(Err(_)) => "lease release failed; it will lapse",
+            Err(_) => "lease release timed out; it will lapse",
+        };
+        warn!(key = %lease.key, lock = lock.name(), outcome);
+    }
+}
+
 impl LeaseGuard {
-    pub(crate) fn start(held: HeldLeases, config: &FlowConfig) -> Self {
+    pub(crate) fn start(held: Leases, config: &FlowConfig) -> Self {
         if held.is_empty() {
             return Self {
                 held,
                 _keeper: None,
             };
         }
-        let leases: Vec<(Arc<dyn RefreshLock>, Lease)> = held.leases.clone();
+        let leases = held.clone();
         let stop = CancellationToken::new();
         let token = stop.clone();
         let (ttl, storage_timeout) = (config.lease_ttl, config.storage_timeout);
@@ -69,8 +87,8 @@ impl LeaseGuard {
     }
 
     pub(crate) async fn release(self, timeout: Duration) {
-        let Self { mut held, _keeper } = self;
+        let Self { held, _keeper } = self;
         drop(_keeper);
-        held.release(timeout).await;
+        release_all(held, timeout).await;
     }
 }

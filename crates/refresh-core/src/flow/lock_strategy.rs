@@ -2,14 +2,15 @@
 //! lock store is unavailable (invariant 5).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::warn;
 
-use super::{FlowConfig, bounded};
+use super::lease_guard::{Leases, release_all};
+use super::FlowConfig;
+use crate::concurrency::bounded;
 use crate::domain::RefreshKey;
 use crate::error::{FlowError, StorageError};
-use crate::ports::{Lease, RefreshLock};
+use crate::ports::RefreshLock;
 
 /// How the flow serializes refreshes across instances.
 ///
@@ -52,8 +53,8 @@ impl std::fmt::Debug for LockStrategy {
 
 /// What acquisition found.
 pub(crate) enum Acquired {
-    /// Leases taken (empty when lock-free by policy).
-    Held(HeldLeases),
+    /// Leases taken (none when lock-free by policy).
+    Held(Leases),
     /// Another instance holds the lease.
     HeldElsewhere,
 }
@@ -108,7 +109,7 @@ impl LockStrategy {
         config: &FlowConfig,
     ) -> Result<Acquired, FlowError> {
         let (ttl, release_timeout) = (config.lease_ttl, config.release_timeout);
-        let mut held = HeldLeases::default();
+        let mut held = Leases::new();
         let mut last_error: Option<StorageError> = None;
         let mut durable_failed = false;
         let layers = self.primary.iter().chain(self.secondary.iter());
@@ -123,9 +124,9 @@ impl LockStrategy {
             )
             .await
             {
-                Ok(Some(lease)) => held.leases.push((Arc::clone(lock), lease)),
+                Ok(Some(lease)) => held.push((Arc::clone(lock), lease)),
                 Ok(None) => {
-                    held.release(release_timeout).await;
+                    release_all(held, release_timeout).await;
                     return Ok(Acquired::HeldElsewhere);
                 }
                 Err(error) => {
@@ -141,7 +142,7 @@ impl LockStrategy {
         let must_fail = held.is_empty() || (self.hold_both && durable_failed);
         if let (true, Some(error)) = (must_fail, last_error) {
             if !self.lock_free_on_failure {
-                held.release(release_timeout).await;
+                release_all(held, release_timeout).await;
                 return Err(FlowError::LockUnavailable {
                     key: key.clone(),
                     source: error,
@@ -150,63 +151,5 @@ impl LockStrategy {
             warn!(%key, "refresh lock unavailable; refreshing with the leases held (or none) by explicit policy");
         }
         Ok(Acquired::Held(held))
-    }
-}
-
-/// Release deadline of leases released by `Drop` (a flow that unwound).
-const DROP_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The leases one flow holds.
-#[derive(Default)]
-pub(crate) struct HeldLeases {
-    pub(crate) leases: Vec<(Arc<dyn RefreshLock>, Lease)>,
-}
-
-impl HeldLeases {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.leases.is_empty()
-    }
-
-    /// The highest fence held (for logs).
-    pub(crate) fn fence(&self) -> Option<u64> {
-        self.leases.iter().map(|(_, l)| l.fence).max()
-    }
-
-    /// Releases every lease, each bounded by `timeout`. Runs on the flow's
-    /// detached task, so it happens even when the caller was cancelled
-    /// (REFERENCE.md defect 3).
-    pub(crate) async fn release(&mut self, timeout: Duration) {
-        for (lock, lease) in self.leases.drain(..) {
-            match tokio::time::timeout(timeout, lock.release(&lease)).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    warn!(key = %lease.key, lock = lock.name(), "lease had already lapsed at release")
-                }
-                Ok(Err(error)) => {
-                    warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease release failed; it will lapse")
-                }
-                Err(_) => {
-                    warn!(key = %lease.key, lock = lock.name(), "lease release timed out; it will lapse")
-                }
-            }
-        }
-    }
-}
-
-impl Drop for HeldLeases {
-    /// A flow that unwinds (a panicking executor) still releases its leases.
-    fn drop(&mut self) {
-        if self.leases.is_empty() {
-            return;
-        }
-        let mut rest = std::mem::take(&mut self.leases);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let mut held = HeldLeases {
-                    leases: std::mem::take(&mut rest),
-                };
-                held.release(DROP_RELEASE_TIMEOUT).await;
-            });
-        }
     }
 }

@@ -34,26 +34,23 @@
 //! | write conflict | rotating: the refresh's changed keys are re-applied while the row still holds the presented token; otherwise the stored tokens stand |
 //! | account deleted meanwhile | `AccountNotFound`; the answer stays in the claim |
 
-mod bounded;
 mod claim;
 mod config;
 mod lease_guard;
 mod lock_strategy;
 mod outcome;
 mod persist;
-pub(crate) mod single_flight;
 mod steps;
 mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use bounded::bounded;
 pub use config::{FlowConfig, MAX_CONSUMED_HORIZON, MAX_DURATION};
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
 
-use self::single_flight::SingleFlight;
+use crate::concurrency::SingleFlight;
 use crate::domain::{Account, RefreshKey};
 use crate::error::{ConfigError, FlowError};
 use crate::ports::{

@@ -8,7 +8,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::claim::Claimed;
 use super::lease_guard::LeaseGuard;
 use super::lock_strategy::Acquired;
-use super::{FlowInner, FlowResult, RefreshOutcome, bounded};
+use super::{FlowInner, FlowResult, RefreshOutcome};
+use crate::concurrency::bounded;
 use crate::domain::{Account, AccountId, Fingerprint, RefreshKey};
 use crate::error::{FlowError, ProviderError, StorageError};
 use crate::ports::{ClaimKey, RefreshExecutor};
@@ -36,7 +37,7 @@ impl FlowInner {
                     return Ok(RefreshOutcome::HeldElsewhere);
                 }
             };
-            debug!(fence = held.fence(), "refresh lease acquired");
+            debug!(fences = ?held.iter().map(|(_, l)| l.fence).collect::<Vec<_>>(), "refresh leases acquired");
             let mut lease = Some(LeaseGuard::start(held, &self.config));
             let result = self
                 .run_locked(&key, snapshot.id, &executor, window, &mut lease)

@@ -10,7 +10,7 @@ use super::claim::HeldClaim;
 use super::lease_guard::LeaseGuard;
 use super::{FlowInner, FlowResult};
 use crate::domain::{Account, Credentials, RefreshKey, Secret};
-use crate::error::{FlowError, ProviderError, StorageError, StorageErrorKind};
+use crate::error::{FlowError, ProviderError, StorageError};
 use crate::ports::{RefreshContext, RefreshExecutor};
 
 impl FlowInner {
@@ -44,8 +44,7 @@ impl FlowInner {
             self.claim_remove(&held).await;
             return Err(FlowError::Claim {
                 id,
-                source: StorageError::new(
-                    StorageErrorKind::Timeout,
+                source: StorageError::timeout(
                     "claim_acquire",
                     "claiming took longer than the claim's life allows; nothing sent",
                 ),
@@ -60,7 +59,7 @@ impl FlowInner {
                     .await
             }
             Err(error) if error.is_grant_rejected() => {
-                self.finish_claim(&held.key, &held.id, true).await;
+                self.finish_claim(&held, true).await;
                 self.race_recovery(&fresh, error).await
             }
             Err(error) => {

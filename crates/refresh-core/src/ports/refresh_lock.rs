@@ -34,7 +34,25 @@ impl LeaseOwner {
 impl fmt::Debug for LeaseOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The owner token is not a secret, but a short form keeps logs tidy.
-        write!(f, "LeaseOwner({}…)", &self.0[..self.0.len().min(8)])
+        // By characters, not bytes: an owner read back from a backend may
+        // hold multi-byte text.
+        let short: String = self.0.chars().take(8).collect();
+        write!(f, "LeaseOwner({short}…)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_multi_byte_owner_does_not_panic() {
+        let owner = LeaseOwner::from_raw("ééééééééé-owner");
+        assert_eq!(format!("{owner:?}"), "LeaseOwner(éééééééé…)");
+        assert_eq!(
+            format!("{:?}", LeaseOwner::from_raw("ab")),
+            "LeaseOwner(ab…)"
+        );
     }
 }
 

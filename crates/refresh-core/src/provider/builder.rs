@@ -8,7 +8,7 @@ use super::local_cache::LocalCache;
 use super::{ExecutorRegistry, ProviderInner, TokenMetrics, TokenProvider};
 use crate::domain::Platform;
 use crate::flow::RefreshFlow;
-use crate::flow::single_flight::SingleFlight;
+use crate::concurrency::SingleFlight;
 use crate::policy::ProviderRefreshPolicy;
 use crate::ports::TokenCache;
 

@@ -28,7 +28,7 @@ use self::metrics::Event;
 use crate::domain::{Account, AccountId, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshFlow;
-use crate::flow::single_flight::SingleFlight;
+use crate::concurrency::SingleFlight;
 use crate::policy::ProviderRefreshPolicy;
 use crate::ports::RefreshListener;
 use crate::ports::{RefreshExecutor, TokenCache};

@@ -11,7 +11,8 @@ use super::metrics::{Event, PlatformMetrics};
 use super::{AccessToken, ProviderInner, TokenResult, UNVERIFIED_TTL, unix_ms};
 use crate::domain::{Account, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
-use crate::flow::{RefreshOutcome, bounded};
+use crate::concurrency::bounded;
+use crate::flow::RefreshOutcome;
 use crate::policy::{
     OnLockHeld, OnRefreshError, ProviderRefreshPolicy, cache_ttl, failure_ttl, token_is_valid,
 };

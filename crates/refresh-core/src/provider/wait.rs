@@ -7,11 +7,11 @@ use tracing::{debug, warn};
 
 use super::metrics::Event;
 use super::{AccessToken, ProviderInner, TokenResult};
-use crate::domain::{Account, RefreshKey};
-use crate::error::TokenError;
-use crate::flow::bounded;
+use crate::domain::{Account, Fingerprint, RefreshKey, add_duration};
+use crate::error::{FlowError, TokenError};
+use crate::concurrency::bounded;
 use crate::policy::{ProviderRefreshPolicy, token_is_valid};
-use crate::ports::RefreshNotice;
+use crate::ports::{ClaimKey, ClaimState, RefreshNotice};
 
 /// Polls never come faster than this, whatever the configured interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -67,6 +67,7 @@ impl ProviderInner {
                     if let Some(token) = self.cached_newer_token(current, key).await {
                         return Ok(token);
                     }
+                    self.fail_if_quarantined(current).await?;
                 }
             }
         }
@@ -95,8 +96,32 @@ impl ProviderInner {
                         None => RefreshNotice::never(),
                     };
                 }
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(pause) => self.fail_if_quarantined(current).await?,
             }
+        }
+    }
+
+    /// A waiter whose holder ended in a maybe-consumed outcome would wait
+    /// out its whole timeout for a refresh that cannot come before the
+    /// quarantine ends: it fails fast instead, naming the end.
+    async fn fail_if_quarantined(&self, current: &Account) -> Result<(), TokenError> {
+        let Some(token) = current.credentials.refresh_token() else {
+            return Ok(());
+        };
+        let key = ClaimKey::new(current.platform.clone(), Fingerprint::of(&token));
+        let read = self.flow.claims().get(&key);
+        match bounded(self.storage_timeout(), "claim_get", read).await {
+            Ok(Some(claim)) if claim.state == ClaimState::Quarantined => {
+                let remaining = claim.remaining.unwrap_or_default();
+                Err(TokenError::Refresh {
+                    id: current.id,
+                    source: FlowError::Quarantined {
+                        id: current.id,
+                        until: add_duration(self.flow.clock().now(), remaining),
+                    },
+                })
+            }
+            _ => Ok(()),
         }
     }
 

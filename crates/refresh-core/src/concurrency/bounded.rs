@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::{StorageError, StorageErrorKind};
+use crate::error::StorageError;
 
 /// Runs a storage call with a deadline; expiry becomes a retryable
 /// [`StorageErrorKind::Timeout`] error naming `operation`.
@@ -15,8 +15,7 @@ pub(crate) async fn bounded<T>(
     tokio::time::timeout(timeout, call)
         .await
         .unwrap_or_else(|_| {
-            Err(StorageError::new(
-                StorageErrorKind::Timeout,
+            Err(StorageError::timeout(
                 operation,
                 format!("no answer within {timeout:?}"),
             ))
