@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 use super::persist::{Answer, Persisted};
 use super::{FlowInner, FlowResult, RefreshOutcome};
 use crate::concurrency::bounded;
-use crate::domain::{Account, Credentials, RefreshKey, add_duration};
+use crate::domain::{Account, Credentials, Fingerprint, RefreshKey, add_duration};
 use crate::error::{FlowError, StorageError};
 use crate::ports::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, RefreshExecutor};
 use std::future::Future;
@@ -101,13 +101,7 @@ impl FlowInner {
                 let rotating = executor.rotates_refresh_token();
                 self.apply_answer(key, fresh, existing, rotating).await
             }
-            ClaimState::Consumed => {
-                warn!(claim = %claim_key, "the account holds a consumed refresh token; not sending it");
-                Claimed::Outcome(Err(FlowError::CredentialsRegressed {
-                    id: fresh.id,
-                    version: fresh.credentials_version,
-                }))
-            }
+            ClaimState::Consumed => self.consumed(claim_key, fresh).await?,
             ClaimState::Quarantined => {
                 let remaining = existing.remaining.unwrap_or_default();
                 debug!(claim = %claim_key, remaining_ms = remaining.as_millis() as u64, "generation quarantined");
@@ -121,6 +115,23 @@ impl FlowInner {
                 Claimed::Outcome(Ok(RefreshOutcome::HeldElsewhere))
             }
         })
+    }
+
+    /// A consumed generation: either another flow rotated the account
+    /// between our re-read and the claim attempt (the account no longer
+    /// holds the token: go round again), or the account really holds a
+    /// consumed token (an old export, a restored backup).
+    async fn consumed(&self, claim_key: &ClaimKey, fresh: &Account) -> Result<Claimed, FlowError> {
+        let now = self.reread(fresh.id).await?;
+        let token = now.credentials.refresh_token().map(|t| Fingerprint::of(&t));
+        if token != Some(claim_key.fingerprint) {
+            return Ok(Claimed::Retry);
+        }
+        warn!(claim = %claim_key, "the account holds a consumed refresh token; not sending it");
+        Ok(Claimed::Outcome(Err(FlowError::CredentialsRegressed {
+            id: now.id,
+            version: now.credentials_version,
+        })))
     }
 
     /// An answer stored in someone's claim: apply it by the fenced write,

@@ -9,8 +9,8 @@ pub enum RefreshOutcome {
     Refreshed {
         /// The account after the write.
         account: Account,
-        /// The credentials came from a pending recovery record rather than a
-        /// new upstream call.
+        /// The credentials came from an answer stored in a generation claim
+        /// rather than a new upstream call.
         recovered: bool,
     },
     /// No refresh was needed after the re-read, or race recovery found

@@ -91,7 +91,7 @@ impl ProviderInner {
                     if credentials.access_token().is_some() =>
                 {
                     // The upstream issued a token that is not stored yet (it
-                    // waits in a recovery record); it is the newest there is.
+                    // waits in its generation claim or a rescue); it is the newest there is.
                     self.record(&current.platform, Event::RefreshFailure);
                     current.credentials = *credentials;
                     let token = self.valid_token(&current);
