@@ -11,9 +11,9 @@ use tracing::warn;
 use super::BackgroundRefresher;
 use super::backoff::backoff;
 use super::report::AccountResult;
+use crate::concurrency::bounded;
 use crate::domain::{Account, AccountStatus, AccountType, RefreshKey};
 use crate::error::{FlowError, ProviderError};
-use crate::concurrency::bounded;
 use crate::flow::RefreshOutcome;
 use crate::policy::SkipAction;
 use crate::ports::RefreshExecutor;
@@ -111,7 +111,7 @@ impl BackgroundRefresher {
     /// account's fault and leave it alone.
     async fn mark_error(&self, account: &Account, error: &FlowError) -> bool {
         let Some(version) = error.observed_version() else {
-            warn!(account_id = %account.id, stage = %error.stage(), "refresh failed permanently; account left unchanged");
+            warn!(account_id = %account.id, stage = %error.stage(), "refresh failed for a reason that is not the account's; account left unchanged");
             return false;
         };
         let repo = self.inner.flow.repository();

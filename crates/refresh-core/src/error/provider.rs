@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use super::oauth_code::{OAuthErrorBody, OAuthErrorCode};
+use super::oauth_code::{OAuthErrorBody, OAuthErrorCode, redact_token_like};
 
 /// A failed upstream refresh, classified from the HTTP status and the parsed
 /// OAuth `error` code (never from message text). Carries no token material
-/// and no raw body.
+/// and no raw body; `Display` redacts token-like words of every
+/// executor-supplied reason as a second line of defence.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProviderError {
@@ -47,7 +48,7 @@ pub enum ProviderError {
     /// The request provably never left: DNS, connect, TLS or proxy CONNECT
     /// refusal, HTTP/2 `REFUSED_STREAM`. The token was not presented, so the
     /// generation claim is released.
-    #[error("request not sent: {reason}")]
+    #[error("request not sent: {}", redact_token_like(reason))]
     NotSent {
         /// Short reason.
         reason: String,
@@ -55,7 +56,7 @@ pub enum ProviderError {
     /// The upstream answered 5xx or `temporarily_unavailable`/`server_error`.
     /// It processed the request, so the token may be consumed: the claim is
     /// kept as a quarantine.
-    #[error("upstream server error: {reason}")]
+    #[error("upstream server error: {}", redact_token_like(reason))]
     ServerError {
         /// HTTP status, when there was one.
         status: Option<u16>,
@@ -72,21 +73,21 @@ pub enum ProviderError {
     },
     /// The request was sent but no answer came (timeout, connection reset
     /// after sending): the upstream may or may not have rotated the token.
-    #[error("request sent but no answer received: {reason}")]
+    #[error("request sent but no answer received: {}", redact_token_like(reason))]
     Ambiguous {
         /// Short reason.
         reason: String,
     },
     /// A 2xx response that cannot be used (not JSON, too large, no
     /// `access_token`).
-    #[error("invalid upstream response: {reason}")]
+    #[error("invalid upstream response: {}", redact_token_like(reason))]
     InvalidResponse {
         /// Short reason.
         reason: String,
     },
     /// The account or the executor is misconfigured (bad proxy URL, missing
     /// OAuth client). Needs a human.
-    #[error("invalid provider configuration: {reason}")]
+    #[error("invalid provider configuration: {}", redact_token_like(reason))]
     Configuration {
         /// Short reason (no secrets, no proxy password).
         reason: String,
@@ -95,7 +96,7 @@ pub enum ProviderError {
     /// An executor that already holds new tokens returns them (`Ok`) and
     /// reports the project problem separately, so the rotation is persisted
     /// (REFERENCE.md §10).
-    #[error("project discovery failed: {reason}")]
+    #[error("project discovery failed: {}", redact_token_like(reason))]
     ProjectDiscovery {
         /// Short reason.
         reason: String,
