@@ -1,8 +1,10 @@
 //! Scenario tests of the background refresher ([`BackgroundRefresher`]):
 //! success and post-refresh actions, retries, non-retryable failures on each
-//! platform, temp-unschedulable clearing, skips, persist failures and
-//! recovery, the `missing_project_id` error, paging with bounded
-//! concurrency, listeners, shutdown, and concurrent getters plus the
+//! platform, fenced error marks, quarantined and regressed generations,
+//! temp-unschedulable clearing, skips, persist failures and the answer kept
+//! in the generation claim, the `missing_project_id` error, paging with
+//! bounded concurrency (hanging upstreams included), one refresh per account
+//! per cycle, listeners, shutdown, and concurrent getters plus the
 //! background on one account (REFERENCE.md §8 and §12).
 //!
 //! Every test runs on paused tokio time with a [`TokioClock`], the in-memory
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use common::{
     Backends, HookedRepository, PLATFORMS, RepositoryHooks, access_token, credentials, in_secs,
     key, oauth_account, refresh_token_of, spawn_access_token, tokio_clock,
@@ -25,14 +28,15 @@ use common::{
 use refresh_core::background::{BackgroundRefresherBuilder, MockRefreshListener};
 use refresh_core::error::{OAuthErrorCode, StorageErrorKind};
 use refresh_core::memory::{InMemoryAccountRepository, InMemoryTokenCache};
-use refresh_core::ports::CasOutcome;
-use refresh_core::testing::Faulty;
+use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor};
 use refresh_core::testing::conformance::T0;
+use refresh_core::testing::{Faulty, RotatingExecutor};
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, AccountType, BackgroundConfig,
-    BackgroundRefreshPolicy, BackgroundRefresher, CachedToken, Credentials, CycleReport,
-    ExecutorRegistry, LockStrategy, Platform, ProviderError, RefreshExecutor, RefreshFlow,
-    RefreshKey, RefreshListener, Secret, StorageError, TokenCache, TokenProvider,
+    BackgroundRefreshPolicy, BackgroundRefresher, CachedToken, ClaimState, Credentials,
+    CycleReport, ExecutorRegistry, LockStrategy, Platform, ProviderError, RefreshContext,
+    RefreshExecutor, RefreshFlow, RefreshKey, RefreshListener, Secret, StorageError, TokenCache,
+    TokenProvider,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -101,11 +105,17 @@ impl RepositoryHooks for AfterListActions {
                         .with("refresh_token", "rt-elsewhere")
                         .with("expires_at", (T0 + 3600).to_string());
                     let outcome = inner
-                        .compare_and_set_credentials(id, current.credentials_version, &rotated)
+                        .compare_and_set_credentials(id, CasExpectation::of(&current), &rotated)
                         .await?;
                     assert!(matches!(outcome, CasOutcome::Applied(_)), "{outcome:?}");
                 }
-                AfterList::SetError(id, message) => inner.set_error(id, message).await?,
+                AfterList::SetError(id, message) => {
+                    let current = inner.get(id).await?.expect("hooked account exists");
+                    let marked = inner
+                        .set_error(id, current.credentials_version, message)
+                        .await?;
+                    assert!(marked, "the hook marks the version it read");
+                }
             }
         }
         Ok(())
@@ -114,8 +124,112 @@ impl RepositoryHooks for AfterListActions {
 
 /// Shared backends of one scenario, over the in-memory repository with
 /// [`AfterList`] actions. Every flow built from it is a separate "process"
-/// over the same repository, lock, cache, recovery store and upstream.
+/// over the same repository, lock, cache, claim store and upstream.
 type Harness = Backends<HookedRepository<AfterListActions>>;
+
+/// A flow (one "process") over the backends of `b`, publishing refreshes on
+/// the shared cache.
+fn flow_of<R: AccountRepository + 'static>(b: &Backends<R>) -> RefreshFlow {
+    b.flow_builder(LockStrategy::single(b.lock.clone()))
+        .notifier(b.cache.clone())
+        .build()
+        .expect("default flow config is valid")
+}
+
+/// The credentials "an operator" re-imports: a fresh grant, valid for an
+/// hour (outside the 30-min window).
+fn reimported() -> Credentials {
+    Credentials::new()
+        .with("access_token", "at-reimported")
+        .with("refresh_token", "rt-reimported")
+        .with("expires_at", (T0 + 3600).to_string())
+}
+
+/// An in-memory repository where an operator re-imports fresh credentials
+/// for an account at the worst moment: after the refresh failed and before
+/// the background's error mark reaches the row.
+struct ReimportBeforeMark {
+    inner: InMemoryAccountRepository,
+}
+
+#[async_trait]
+impl AccountRepository for ReimportBeforeMark {
+    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+        self.inner.get(id).await
+    }
+
+    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
+        self.inner.insert(account).await
+    }
+
+    async fn compare_and_set_credentials(
+        &self,
+        id: AccountId,
+        expected: CasExpectation,
+        credentials: &Credentials,
+    ) -> Result<CasOutcome, StorageError> {
+        self.inner
+            .compare_and_set_credentials(id, expected, credentials)
+            .await
+    }
+
+    async fn list_due(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StorageError> {
+        self.inner.list_due(before, after, limit).await
+    }
+
+    async fn set_error(
+        &self,
+        id: AccountId,
+        observed_version: u64,
+        message: &str,
+    ) -> Result<bool, StorageError> {
+        let current = self.inner.get(id).await?.expect("marked account exists");
+        let outcome = self
+            .inner
+            .compare_and_set_credentials(id, CasExpectation::of(&current), &reimported())
+            .await?;
+        assert!(matches!(outcome, CasOutcome::Applied(_)), "{outcome:?}");
+        self.inner.set_error(id, observed_version, message).await
+    }
+
+    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_error(id).await
+    }
+
+    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_temp_unschedulable(id).await
+    }
+}
+
+fn reimport_harness(accounts: impl IntoIterator<Item = Account>) -> Backends<ReimportBeforeMark> {
+    let repo = ReimportBeforeMark {
+        inner: InMemoryAccountRepository::with_accounts(accounts),
+    };
+    let clock = tokio_clock();
+    Backends::with_repo(repo, Arc::clone(&clock), clock)
+}
+
+/// A 5xx answer: the upstream processed the request, so the token may be
+/// consumed and the flow quarantines the claim.
+fn server_error() -> ProviderError {
+    ProviderError::ServerError {
+        status: Some(503),
+        reason: "upstream status 503".into(),
+    }
+}
+
+/// A connect failure: the request provably never left, so the claim is
+/// released and the token may be presented again at once.
+fn not_sent() -> ProviderError {
+    ProviderError::NotSent {
+        reason: "connect refused".into(),
+    }
+}
 
 impl Harness {
     fn new(accounts: impl IntoIterator<Item = Account>) -> Self {
@@ -132,11 +246,7 @@ impl Harness {
     }
 
     fn flow(&self) -> RefreshFlow {
-        self.flow_builder(LockStrategy::single(self.lock.clone()))
-            .recovery(self.recovery.clone())
-            .notifier(self.cache.clone())
-            .build()
-            .expect("default flow config is valid")
+        flow_of(self)
     }
 
     /// A refresher (own flow) with no cache; add one with `.cache(...)`.
@@ -287,17 +397,16 @@ async fn background_success() {
 }
 
 /// REFERENCE §8.3 / §12 Background loop: "Retryable error, retries
-/// exhausted".
+/// exhausted". The error is one the token provably survived (the request
+/// never left), so every attempt may present it again; a 5xx instead
+/// quarantines it (`background_server_error_quarantines_the_generation`).
 #[tokio::test(start_paused = true)]
 async fn background_retryable_error_exhausts_retries() {
     let account = due_account(1, Platform::OpenAi);
     let h = Harness::new([account.clone()]);
     let cfg = config();
     for _ in 0..cfg.max_retries {
-        h.upstream.fail_next(ProviderError::Transient {
-            status: Some(503),
-            reason: "upstream status 503".into(),
-        });
+        h.upstream.fail_next(not_sent());
     }
     let refresher = h.cached_refresher(&[Platform::OpenAi]);
 
@@ -318,6 +427,10 @@ async fn background_retryable_error_exhausts_retries() {
     assert_eq!(stored.status, AccountStatus::Active);
     assert_eq!(stored.error_message, None);
     assert_eq!(stored.credentials, account.credentials, "state unchanged");
+    assert!(
+        h.claims.inner().is_empty(),
+        "a request that never left releases its claim"
+    );
     // Jittered exponential backoff: [1, 2] s, then [2, 4] s (instant under
     // paused time).
     assert!(
@@ -398,6 +511,310 @@ async fn background_invalid_grant_marks_error_on_each_platform() {
         );
         assert_eq!(h.repo_calls("set_error"), 1, "{platform}");
         assert_eq!(h.upstream.calls(), 1, "{platform}");
+    }
+}
+
+/// Issue 5, break 17: the error mark is fenced on the `credentials_version`
+/// the failure was observed on. An operator's re-import of fresh
+/// credentials that lands between the upstream's refusal and the mark is
+/// not marked `error`.
+#[tokio::test(start_paused = true)]
+async fn background_error_mark_is_fenced_against_a_reimport() {
+    let h = reimport_harness([due_account(1, Platform::Anthropic)]);
+    h.upstream.fail_next(ProviderError::InvalidGrant {
+        code: OAuthErrorCode::new("invalid_grant"),
+        description: None,
+    });
+    let refresher = BackgroundRefresher::builder(flow_of(&h), h.registry(&[Platform::Anthropic]))
+        .config(config())
+        .build()
+        .expect("valid config");
+
+    let result = refresher.run_once().await;
+    assert_eq!(
+        result,
+        report(1, 1, 0, 0, 1, 0),
+        "failed, but the mark lost the race"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+    assert_eq!(h.repo_calls("set_error"), 1, "the mark was attempted");
+    let stored = h.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Active, "the re-import stands");
+    assert_eq!(stored.error_message, None);
+    assert_eq!(stored.credentials_version, 1);
+    assert_eq!(stored.credentials, reimported());
+
+    // The re-imported account is fresh: the next cycle has nothing to do.
+    assert_eq!(refresher.run_once().await, CycleReport::default());
+    assert_eq!(h.upstream.calls(), 1);
+}
+
+/// Issue 5, step 8: an old export re-imported puts a consumed refresh token
+/// back. The background does not present it (no upstream call, no reuse)
+/// and marks the account `error` as "credentials regressed", fenced on the
+/// version that holds the consumed token.
+#[tokio::test(start_paused = true)]
+async fn background_regressed_credentials_are_marked_error_without_a_call() {
+    let h = Harness::new([due_account(1, Platform::Anthropic)]);
+    let refresher = h.cached_refresher(&[Platform::Anthropic]);
+    assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
+    let refreshed = h.stored(1).await;
+    assert_eq!(refresh_token_of(&refreshed).as_deref(), Some("rt-1-1"));
+
+    // The export taken before the refresh comes back.
+    let restored = h
+        .repo
+        .inner()
+        .compare_and_set_credentials(
+            AccountId(1),
+            CasExpectation::of(&refreshed),
+            &credentials(1, 60),
+        )
+        .await
+        .expect("in-memory write");
+    assert!(matches!(restored, CasOutcome::Applied(_)), "{restored:?}");
+
+    let result = refresher.run_once().await;
+    assert_eq!(result, report(1, 1, 0, 0, 1, 1));
+    assert_eq!(
+        (h.upstream.calls(), h.upstream.reuses()),
+        (1, 0),
+        "the consumed token was not presented"
+    );
+    assert_eq!(h.repo_calls("set_error"), 1, "marked once, no retry");
+    let stored = h.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Error);
+    assert_eq!(stored.credentials_version, 2);
+    let message = stored.error_message.unwrap_or_default();
+    assert!(
+        message.starts_with("Token refresh failed (non-retryable)"),
+        "{message}"
+    );
+    assert!(message.contains("credentials regressed"), "{message}");
+    assert!(!message.contains("rt-1-0"), "{message}");
+}
+
+/// The "credentials regressed" mark is fenced too: a re-import of fresh
+/// credentials between the regression and the mark is not marked.
+#[tokio::test(start_paused = true)]
+async fn background_regressed_credentials_mark_is_fenced_against_a_reimport() {
+    let h = reimport_harness([due_account(1, Platform::Anthropic)]);
+    let refresher = BackgroundRefresher::builder(flow_of(&h), h.registry(&[Platform::Anthropic]))
+        .config(config())
+        .build()
+        .expect("valid config");
+    assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
+    let refreshed = h.stored(1).await;
+    let restored = h
+        .repo
+        .inner()
+        .compare_and_set_credentials(
+            AccountId(1),
+            CasExpectation::of(&refreshed),
+            &credentials(1, 60),
+        )
+        .await
+        .expect("in-memory write");
+    assert!(matches!(restored, CasOutcome::Applied(_)), "{restored:?}");
+
+    let result = refresher.run_once().await;
+    assert_eq!(result, report(1, 1, 0, 0, 1, 0));
+    assert_eq!((h.upstream.calls(), h.upstream.reuses()), (1, 0));
+    assert_eq!(h.repo_calls("set_error"), 1);
+    let stored = h.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(stored.error_message, None);
+    assert_eq!(stored.credentials_version, 3);
+    assert_eq!(stored.credentials, reimported());
+}
+
+/// Issue 5, step 7 and break 1: a 5xx after the upstream rotated may have
+/// consumed the token. The claim is quarantined: the cycle's retry finds
+/// the quarantine instead of presenting the token again, and the account is
+/// not marked. The next cycle, still within the quarantine, makes a single
+/// attempt (`Quarantined` is not retried, no backoff) and marks nothing.
+#[tokio::test(start_paused = true)]
+async fn background_quarantined_account_is_neither_retried_nor_marked() {
+    let h = Harness::new([due_account(1, Platform::OpenAi)]);
+    h.upstream.fail_after_rotation_next(server_error());
+    let refresher = h.cached_refresher(&[Platform::OpenAi]);
+
+    let result = refresher.run_once().await;
+    assert_eq!(result, report(1, 1, 0, 0, 1, 0));
+    assert_eq!(
+        (h.upstream.calls(), h.upstream.reuses()),
+        (1, 0),
+        "the retry met the quarantine, not the upstream"
+    );
+    assert_eq!(
+        h.claim_calls("acquire"),
+        2,
+        "the second attempt asked for the claim and found it quarantined"
+    );
+    assert_eq!(
+        h.repo_calls("set_error"),
+        0,
+        "a quarantine is not the account's fault"
+    );
+    assert_eq!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Quarantined)
+            .len(),
+        1
+    );
+
+    let acquires = h.claim_calls("acquire");
+    let started = Instant::now();
+    let result = refresher.run_once().await;
+    assert_eq!(result, report(1, 1, 0, 0, 1, 0));
+    assert_eq!(started.elapsed(), Duration::ZERO, "no backoff, no wait");
+    assert_eq!(
+        h.claim_calls("acquire"),
+        acquires + 1,
+        "one attempt: a quarantine is not retried within the cycle"
+    );
+    assert_eq!((h.upstream.calls(), h.upstream.reuses()), (1, 0));
+    assert_eq!(h.repo_calls("set_error"), 0);
+    let stored = h.stored(1).await;
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(stored.error_message, None);
+    assert_eq!(stored.credentials_version, 0);
+}
+
+/// Issue 5, step 7: a 5xx is never on the "not consumed" allowlist, even
+/// when (as here) the upstream answered it before rotating: the flow cannot
+/// tell. The quarantine ends by the claim store's clock; the first cycle
+/// after it takes the claim over and refreshes with one call.
+#[tokio::test(start_paused = true)]
+async fn background_server_error_quarantines_the_generation_until_it_ends() {
+    let h = Harness::new([due_account(1, Platform::Gemini)]);
+    h.upstream.fail_next(server_error());
+    let refresher = h.cached_refresher(&[Platform::Gemini]);
+
+    assert_eq!(refresher.run_once().await, report(1, 1, 0, 0, 1, 0));
+    assert_eq!(h.upstream.calls(), 1);
+    let quarantine = h.flow().config().quarantine;
+
+    // Just before the quarantine ends: still no call.
+    tokio::time::advance(quarantine - Duration::from_secs(10)).await;
+    assert_eq!(refresher.run_once().await, report(1, 1, 0, 0, 1, 0));
+    assert_eq!(h.upstream.calls(), 1);
+
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
+    assert_eq!((h.upstream.calls(), h.upstream.reuses()), (2, 0));
+    let stored = h.stored(1).await;
+    assert_eq!(
+        (access_token(&stored), stored.credentials_version),
+        ("at-1-1".to_owned(), 1)
+    );
+    assert_eq!(stored.status, AccountStatus::Active);
+    assert_eq!(h.repo_calls("set_error"), 0);
+}
+
+/// Issue 5, break 15: with `concurrency = 2` and an upstream that never
+/// answers, never more than two upstream calls are in flight at once. A
+/// running attempt is not cut by `account_deadline` (here shorter than the
+/// flow's hard deadline): each hung call ends when the flow aborts it at the
+/// hard deadline, and only then does the next account start.
+#[tokio::test(start_paused = true)]
+async fn background_concurrency_bounds_hanging_upstream_calls() {
+    let accounts: Vec<Account> = (1..=6)
+        .map(|id| oauth_account(id, Platform::Anthropic, 60 + id))
+        .collect();
+    let h = Harness::new(accounts);
+    h.upstream.hold_responses();
+    let probe = ConcurrencyProbe::new(h.executor(Platform::Anthropic));
+    let refresher =
+        BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(probe.clone()))
+            .config(BackgroundConfig {
+                concurrency: 2,
+                account_deadline: Duration::from_secs(5),
+                ..config()
+            })
+            .build()
+            .expect("valid config");
+    let hard_deadline = h.flow().config().upstream_timeout;
+
+    let started = Instant::now();
+    let result = refresher.run_once().await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(
+        probe.peak.load(Ordering::SeqCst),
+        2,
+        "never more than 2 upstream calls in flight, and 2 used"
+    );
+    assert_eq!(
+        probe.in_flight.load(Ordering::SeqCst),
+        0,
+        "every hung call was aborted by the end of the cycle"
+    );
+    assert_eq!(result, report(6, 6, 0, 0, 6, 0));
+    assert_eq!(h.upstream.calls(), 6, "one call per account");
+    assert_eq!(h.upstream.reuses(), 0);
+    // Three rounds of two hung calls, each ended at the hard deadline.
+    assert!(
+        elapsed >= hard_deadline * 3 && elapsed < hard_deadline * 3 + Duration::from_secs(1),
+        "{elapsed:?}"
+    );
+    for id in 1..=6 {
+        assert_eq!(
+            h.claims
+                .inner()
+                .claims_of(AccountId(id), ClaimState::Quarantined)
+                .len(),
+            1,
+            "account {id}: an aborted call may have consumed the token"
+        );
+        assert_eq!(h.stored(id).await.status, AccountStatus::Active);
+    }
+    assert_eq!(h.repo_calls("set_error"), 0);
+}
+
+/// Issue 5, break 16: a window longer than the tokens' lifetime makes every
+/// refreshed account due again at once, and it sorts after the cursor. A
+/// cycle still refreshes each due account at most once: 4 accounts, tokens
+/// living 60 s, a 30-min window → exactly 4 refreshes.
+#[tokio::test(start_paused = true)]
+async fn background_cycle_refreshes_each_account_at_most_once() {
+    let accounts: Vec<Account> = (1..=4)
+        .map(|id| oauth_account(id, Platform::Anthropic, 10 * id))
+        .collect();
+    let h = Harness::new(accounts);
+    let short_lived: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
+        Platform::Anthropic,
+        Arc::clone(&h.upstream),
+        Duration::from_secs(60),
+    ));
+    let refresher =
+        BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(short_lived))
+            .config(BackgroundConfig {
+                window: Duration::from_secs(30 * 60),
+                page_size: 2,
+                concurrency: 1,
+                ..config()
+            })
+            .build()
+            .expect("valid config");
+
+    let result = refresher.run_once().await;
+
+    assert_eq!(result, report(4, 4, 4, 0, 0, 0));
+    assert_eq!(h.upstream.calls(), 4, "exactly one refresh per account");
+    assert_eq!(h.upstream.successes(), 4);
+    assert!(
+        h.repo_calls("list_due") > 2,
+        "the sweep re-listed refreshed accounts (the case under test): {} pages",
+        h.repo_calls("list_due")
+    );
+    for id in 1..=4 {
+        let stored = h.stored(id).await;
+        assert_eq!(
+            (access_token(&stored), stored.credentials_version),
+            (format!("at-{id}-1"), 1)
+        );
     }
 }
 
@@ -507,7 +924,9 @@ async fn background_lock_held_or_already_refreshed_is_skipped() {
 }
 
 /// REFERENCE §12 Background loop: "Persist failure", and invariant 2: the
-/// next run consumes the recovery record instead of calling the upstream.
+/// answer goes into the generation claim before the write, so the retries
+/// of the cycle, and the next cycle, apply it from the claim instead of
+/// calling the upstream again.
 #[tokio::test(start_paused = true)]
 async fn background_persist_failure() {
     let h = Harness::new([due_account(1, Platform::OpenAi)]);
@@ -525,17 +944,27 @@ async fn background_persist_failure() {
     assert_eq!(
         h.upstream.calls(),
         1,
-        "retries persist the recovery record, never re-call the upstream"
+        "the retries apply the answer from the claim, never re-call the upstream"
     );
-    assert!(
-        h.repo_calls("compare_and_set_credentials") >= 2,
-        "bounded write retries happened"
-    );
-    assert_eq!(h.cache_calls("invalidate"), 0, "no invalidation");
+    let writes = h.repo_calls("compare_and_set_credentials");
+    let per_attempt = u64::from(h.flow().config().persist_attempts);
     assert_eq!(
-        h.recovery.len(),
-        1,
-        "a recovery record holds the rotated credentials"
+        writes,
+        per_attempt * u64::from(config().max_retries),
+        "bounded write retries in each of the cycle's attempts"
+    );
+    assert_eq!(h.claim_calls("save_answer"), 1, "the answer saved once");
+    assert_eq!(h.cache_calls("invalidate"), 0, "no invalidation");
+    assert_eq!(h.repo_calls("set_error"), 0);
+    let answered = h
+        .claims
+        .inner()
+        .claims_of(AccountId(1), ClaimState::Answered);
+    assert_eq!(answered.len(), 1, "the claim holds the rotated credentials");
+    let answer = answered[0].answer.as_ref().expect("answered claim");
+    assert_eq!(
+        answer.access_token().map(|t| t.expose().to_owned()),
+        Some("at-1-1".to_owned())
     );
     let stored = h.stored(1).await;
     assert_eq!(stored.credentials_version, 0);
@@ -547,10 +976,24 @@ async fn background_persist_failure() {
     assert_eq!(
         h.upstream.calls(),
         1,
-        "the recovery record was persisted, no new upstream call"
+        "the claim's answer was persisted, no new upstream call"
     );
     assert_eq!(h.upstream.reuses(), 0);
-    assert!(h.recovery.is_empty(), "the record is consumed");
+    assert!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Answered)
+            .is_empty(),
+        "the answer is applied once"
+    );
+    assert_eq!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Consumed)
+            .len(),
+        1,
+        "the presented generation is remembered as consumed"
+    );
     let stored = h.stored(1).await;
     assert_eq!(access_token(&stored), "at-1-1");
     assert_eq!(stored.credentials_version, 1);
@@ -559,6 +1002,64 @@ async fn background_persist_failure() {
         h.upstream.current_refresh_token(AccountId(1))
     );
     assert_eq!(h.cache_calls("invalidate"), 1);
+}
+
+/// REFERENCE §12 Background loop: "Persist failure" when the claim store
+/// cannot take the answer either (issue 5, step 10): the holder keeps the
+/// lease while it rescues the answer, so the cycle's retry skips the
+/// account instead of presenting the consumed token; once the repository
+/// heals, the rescue stores the rotation and lets the lease go.
+#[tokio::test(start_paused = true)]
+async fn background_persist_and_claim_failure_keeps_the_lease_until_rescued() {
+    let h = Harness::new([due_account(1, Platform::OpenAi)]);
+    h.repo
+        .faults
+        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.claims
+        .faults
+        .fail_always("save_answer", StorageErrorKind::Unavailable);
+    let refresher = h.cached_refresher(&[Platform::OpenAi]);
+
+    let result = refresher.run_once().await;
+    assert_eq!(
+        result,
+        report(1, 1, 0, 1, 0, 0),
+        "the retry finds the rescue holding the lease"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+    assert!(
+        !h.lease_is_free(&key(&Platform::OpenAi, 1)).await,
+        "the lease is kept while the only copy of the answer is in memory"
+    );
+    assert_eq!(h.stored(1).await.credentials_version, 0);
+
+    h.repo.faults.heal();
+    let releases = h.lock_calls("release");
+    h.lock.faults.wait_for_calls("release", releases + 1).await;
+    assert!(h.lease_is_free(&key(&Platform::OpenAi, 1)).await);
+    let stored = h.stored(1).await;
+    assert_eq!(
+        (access_token(&stored), stored.credentials_version),
+        ("at-1-1".to_owned(), 1),
+        "the rescue stored the rotation"
+    );
+    assert_eq!(
+        refresh_token_of(&stored),
+        h.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Consumed)
+            .len(),
+        1
+    );
+    assert_eq!(
+        (h.upstream.calls(), h.upstream.reuses()),
+        (1, 0),
+        "one upstream call, the token never presented twice"
+    );
+    assert_eq!(h.repo_calls("set_error"), 0);
 }
 
 /// REFERENCE §8.4.1: an Antigravity account whose re-read shows status
@@ -605,11 +1106,33 @@ async fn background_missing_project_id_error_cleared_after_success() {
     assert_eq!(access_token(&two), "at-2-1");
 }
 
-/// An executor wrapper that measures how many refreshes run at once.
+/// An executor wrapper that measures how many upstream calls are in flight
+/// at once (a high-water mark). A call leaves the count when its future
+/// ends or is dropped, so a call the flow aborts at its hard deadline
+/// counts until the abort.
 struct ConcurrencyProbe {
     inner: Arc<dyn RefreshExecutor>,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
+}
+
+impl ConcurrencyProbe {
+    fn new(inner: Arc<dyn RefreshExecutor>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Takes a call out of [`ConcurrencyProbe::in_flight`] when dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
@@ -618,12 +1141,19 @@ impl RefreshExecutor for ConcurrencyProbe {
         self.inner.platform()
     }
 
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
+    fn rotates_refresh_token(&self) -> bool {
+        self.inner.rotates_refresh_token()
+    }
+
+    async fn refresh(
+        &self,
+        account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        let result = self.inner.refresh(account).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+        let _in_flight = InFlight(&self.in_flight);
+        self.inner.refresh(account, ctx).await
     }
 }
 
@@ -636,11 +1166,7 @@ async fn background_pages_and_bounded_concurrency() {
         .collect();
     let h = Harness::new(accounts);
     h.upstream.set_latency(Duration::from_secs(1));
-    let probe = Arc::new(ConcurrencyProbe {
-        inner: h.executor(Platform::Anthropic),
-        in_flight: AtomicUsize::new(0),
-        peak: AtomicUsize::new(0),
-    });
+    let probe = ConcurrencyProbe::new(h.executor(Platform::Anthropic));
     let refresher =
         BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(probe.clone()))
             .config(BackgroundConfig {
@@ -829,10 +1355,6 @@ async fn background_listener_never_affects_the_result() {
 /// running cycle short.
 #[tokio::test(start_paused = true)]
 async fn background_shutdown_stops_promptly() {
-    let transient = || ProviderError::Transient {
-        status: Some(503),
-        reason: "upstream status 503".into(),
-    };
     let long_backoff = BackgroundConfig {
         interval: Duration::from_secs(3600),
         retry_backoff: Duration::from_secs(600),
@@ -864,7 +1386,7 @@ async fn background_shutdown_stops_promptly() {
     // Mid-backoff (the first attempt failed; the next is 5-10 min away).
     let h = Harness::new([due_account(1, Platform::Anthropic)]);
     for _ in 0..3 {
-        h.upstream.fail_next(transient());
+        h.upstream.fail_next(not_sent());
     }
     let refresher = h
         .refresher(&[Platform::Anthropic], long_backoff.clone())
@@ -892,7 +1414,7 @@ async fn background_shutdown_stops_promptly() {
     // A running cycle is cut short and says so.
     let h = Harness::new([due_account(1, Platform::Anthropic)]);
     for _ in 0..3 {
-        h.upstream.fail_next(transient());
+        h.upstream.fail_next(not_sent());
     }
     let refresher = h
         .refresher(&[Platform::Anthropic], long_backoff)

@@ -1,21 +1,23 @@
-//! Core's conformance suites against the in-memory backends.
+//! Core's conformance suites against the in-memory backends: the reference
+//! semantics pass every check. (`suite_self_tests.rs` shows the suites fail
+//! on broken backends.)
 
 mod common;
 
 use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use common::{ISSUED_LIFETIME, anthropic_executor, t0, tokio_clock};
+use common::{ISSUED_LIFETIME, anthropic_executor, t0};
 use refresh_core::AccountId;
 use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
+    InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
 use refresh_core::ports::{
-    AccountRepository, Clock, ManualClock, RecoveryStore, RefreshLock, TokenCache,
+    AccountRepository, ClaimStore, Clock, ManualClock, RefreshLock, TokenCache,
 };
 use refresh_core::testing::FakeUpstream;
 use refresh_core::testing::conformance::{
-    account_expiring, account_repository_suite, recovery_store_suite, refresh_executor_suite,
+    account_expiring, account_repository_suite, claim_store_suite, refresh_executor_suite,
     refresh_lock_suite, token_cache_suite,
 };
 
@@ -55,12 +57,13 @@ async fn in_memory_token_cache_conforms() {
     token_cache_suite(make, &clock).await;
 }
 
-#[tokio::test]
-async fn in_memory_recovery_store_conforms() {
-    recovery_store_suite(|| async {
-        Arc::new(InMemoryRecoveryStore::new()) as Arc<dyn RecoveryStore>
-    })
-    .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_claim_store_conforms() {
+    let clock = clock();
+    let make = on_clock(&clock, |c| {
+        Arc::new(InMemoryClaimStore::new(c)) as Arc<dyn ClaimStore>
+    });
+    claim_store_suite(make, &clock).await;
 }
 
 #[tokio::test]

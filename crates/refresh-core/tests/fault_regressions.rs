@@ -1,298 +1,459 @@
-//! Regression tests from the second fault review: several processes
-//! (separate `RefreshFlow`s sharing one repository, lock and recovery store)
-//! against a rotating upstream, each around an outstanding or failed call.
-//! Every test failed before its fix in `src/flow/`.
+//! Regression tests from the fault reviews: several processes (separate
+//! `RefreshFlow`s sharing one repository, lock and generation-claim store)
+//! against a rotating upstream, each around an outstanding, failed or
+//! ambiguous call. Each pins what the generation claim does with the fault
+//! that once broke invariant 1 or 2 (a pending-call marker that could not be
+//! saved, a stale in-process recovery copy, a late answer, a panic after
+//! sending, clocks and timeouts that differ between processes).
+
+mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
-use refresh_core::memory::{InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock};
-use refresh_core::ports::ManualClock;
-use refresh_core::testing::conformance::{T0, account_expiring};
-use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
+use common::{Backends, WINDOW, t0};
+use refresh_core::domain::keys;
+use refresh_core::error::OAuthErrorCode;
+use refresh_core::memory::InMemoryClaimStore;
+use refresh_core::ports::{CasExpectation, CasOutcome, Claim, ClaimState, ManualClock};
+use refresh_core::testing::conformance::account_expiring;
+use refresh_core::testing::{FakeUpstream, Faulty};
 use refresh_core::{
-    Account, AccountRepository, Clock, Credentials, FlowConfig, LockStrategy, Platform,
-    ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshLock, RefreshOutcome,
-    StorageErrorKind,
+    Account, AccountId, AccountRepository, ClaimStore, Clock, Credentials, FlowConfig, FlowError,
+    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
+    RefreshOutcome, StorageErrorKind,
 };
 
-const WINDOW: Duration = Duration::from_secs(180);
+const ID: i64 = 1;
 
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(T0, 0).unwrap()
+fn id() -> AccountId {
+    AccountId(ID)
 }
 
+/// The settings of every "process": a 1 s hard deadline, one write attempt.
+fn process_config() -> FlowConfig {
+    FlowConfig {
+        upstream_timeout: Duration::from_secs(1),
+        persist_attempts: 1,
+        ..FlowConfig::default()
+    }
+}
+
+/// The shared backends on a manual clock (the flows', the lock's and the
+/// claim store's), and an Anthropic executor over the fake upstream.
 struct World {
     clock: Arc<ManualClock>,
-    repo: Arc<Faulty<InMemoryAccountRepository>>,
-    lock: Arc<InMemoryRefreshLock>,
-    durable: Arc<Faulty<InMemoryRecoveryStore>>,
-    upstream: Arc<FakeUpstream>,
+    backends: Backends,
     executor: Arc<dyn RefreshExecutor>,
+}
+
+impl std::ops::Deref for World {
+    type Target = Backends;
+
+    fn deref(&self) -> &Backends {
+        &self.backends
+    }
 }
 
 impl World {
     fn new() -> Self {
         let clock = Arc::new(ManualClock::new(t0()));
-        let dclock: Arc<dyn Clock> = clock.clone();
-        let upstream = FakeUpstream::new();
+        let backends = Backends::on_clock(
+            vec![account_expiring(ID, Some(-60))],
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        );
         Self {
-            repo: Arc::new(Faulty::new(Arc::new(
-                InMemoryAccountRepository::with_accounts(vec![account_expiring(1, Some(-60))]),
-            ))),
-            lock: Arc::new(InMemoryRefreshLock::new(dclock.clone())),
-            durable: Arc::new(Faulty::new(Arc::new(InMemoryRecoveryStore::new()))),
-            executor: Arc::new(RotatingExecutor::new(
-                Platform::Anthropic,
-                upstream.clone(),
-                dclock,
-                Duration::from_secs(3600),
-            )),
-            upstream,
+            executor: backends.executor(Platform::Anthropic),
+            backends,
             clock,
         }
     }
 
-    /// One "process": its own flow (own single flight, own in-process
-    /// recovery copy) over the shared repo, lock and recovery store.
+    /// One "process": its own flow (own single flight) over the shared
+    /// repository, lock and claim store.
     fn process(&self) -> RefreshFlow {
+        self.process_over(Arc::clone(&self.claims) as Arc<dyn ClaimStore>)
+    }
+
+    /// A process that reaches the claim store through `claims` (its own
+    /// view of the shared store, with its own faults).
+    fn process_over(&self, claims: Arc<dyn ClaimStore>) -> RefreshFlow {
         RefreshFlow::builder(
-            self.repo.clone() as Arc<dyn AccountRepository>,
-            LockStrategy::single(self.lock.clone() as Arc<dyn RefreshLock>),
+            self.repo.clone(),
+            LockStrategy::single(self.lock.clone()),
+            claims,
         )
-        .recovery(self.durable.clone() as Arc<dyn RecoveryStore>)
-        .clock(self.clock.clone() as Arc<dyn Clock>)
-        .config(FlowConfig {
-            upstream_timeout: Duration::from_secs(1),
-            persist_attempts: 1,
-            ..FlowConfig::default()
-        })
+        .clock(Arc::clone(&self.clock) as Arc<dyn Clock>)
+        .config(process_config())
         .build()
-        .unwrap()
+        .expect("valid flow")
     }
 
-    async fn refresh(&self, flow: &RefreshFlow) -> Result<RefreshOutcome, refresh_core::FlowError> {
-        let snap = self
-            .repo
-            .inner()
-            .get(refresh_core::AccountId(1))
-            .await
-            .unwrap()
-            .unwrap();
-        flow.refresh_if_needed(&snap, &self.executor, WINDOW).await
+    /// Refreshes with the executor from the account as stored now.
+    async fn refresh(&self, flow: &RefreshFlow) -> Result<RefreshOutcome, FlowError> {
+        self.refresh_with(flow, &self.executor).await
     }
 
-    async fn stored(&self) -> Account {
+    async fn refresh_with(
+        &self,
+        flow: &RefreshFlow,
+        executor: &Arc<dyn RefreshExecutor>,
+    ) -> Result<RefreshOutcome, FlowError> {
+        let snapshot = self.stored(ID).await;
+        flow.refresh_if_needed(&snapshot, executor, WINDOW).await
+    }
+
+    fn only_claim(&self) -> Claim {
+        let mut all = self.claims.inner().snapshot();
+        assert_eq!(all.len(), 1, "exactly one claim: {all:?}");
+        all.remove(0)
+    }
+
+    fn fail_writes(&self) {
         self.repo
-            .inner()
-            .get(refresh_core::AccountId(1))
-            .await
-            .unwrap()
-            .unwrap()
+            .faults
+            .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
     }
 }
 
-async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
+fn access_token(account: &Account) -> String {
+    common::access_token(account)
+}
+
+fn refresh_token(account: &Account) -> String {
+    common::refresh_token(account)
+}
+
+fn answer_refresh_token(claim: &Claim) -> Option<String> {
+    claim
+        .answer
+        .as_ref()
+        .and_then(Credentials::refresh_token)
+        .map(|t| t.expose().to_owned())
+}
+
+/// Lets paused tokio time pass in `step`s (woken tasks run after each) until
+/// `done` holds, for at most `limit`. Callers assert `done` afterwards.
+async fn advance_until(mut done: impl AsyncFnMut() -> bool, step: Duration, limit: Duration) {
+    let mut elapsed = Duration::ZERO;
+    while !done().await && elapsed < limit {
+        tokio::time::advance(step).await;
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        elapsed += step;
     }
 }
 
-/// F1: the pending marker could not be saved durably, yet the late-answer
-/// task gives the lease up after the grace period; another process then
-/// presents the refresh token the outstanding call already consumed.
+/// F1 (was: the pending marker could not be saved, and the lease was given
+/// up after the grace while the call was out). Now the claim is taken
+/// before sending; when the claim store fails as the call times out, the
+/// claim cannot be shortened to the quarantine and keeps its longer initial
+/// life, so another process is still kept out long after the quarantine
+/// would have ended.
 #[tokio::test(start_paused = true)]
-async fn invariant_1_marker_save_failure_keeps_the_lease_while_the_call_is_out() {
+async fn invariant_1_claim_store_failing_at_the_timeout_keeps_the_claims_initial_life() {
     let w = World::new();
     let (a, b) = (w.process(), w.process());
-    w.durable
+    let config = process_config();
+    w.claims
         .faults
-        .fail_always("save", StorageErrorKind::Unavailable);
+        .fail_always("quarantine", StorageErrorKind::Unavailable);
     w.upstream.hold_responses();
 
     let err = w.refresh(&a).await.expect_err("ambiguous");
-    assert!(matches!(
-        err.provider_error(),
-        Some(ProviderError::Ambiguous { .. })
-    ));
-    // Past the grace: the late task releases the lease (the call is still out).
-    tokio::time::advance(Duration::from_millis(1500)).await;
-    settle().await;
-
-    let b_task = {
-        let (b, snap, exec) = (b.clone(), w.stored().await, w.executor.clone());
-        tokio::spawn(async move { b.refresh_if_needed(&snap, &exec, WINDOW).await })
-    };
-    settle().await;
-    assert_eq!(
-        w.upstream.reuses(),
-        0,
-        "process B presented rt-1-0 while A's call (which consumed it) was outstanding"
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
+        "{err:?}"
     );
-    b_task.abort();
+    assert_eq!(w.claims.faults.calls("quarantine"), 1);
+    let claim = w.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Open,
+        "the quarantine could not be set"
+    );
+    assert_eq!(
+        claim.remaining,
+        Some(config.claim_ttl),
+        "the claim keeps its initial life"
+    );
+
+    // Past the quarantine it could not set, B is still kept out.
+    w.clock.advance(config.quarantine + Duration::from_secs(60));
+    assert!(config.quarantine + Duration::from_secs(60) < config.claim_ttl);
+    let outcome = w.refresh(&b).await.expect("held by the claim");
+    assert_eq!(outcome, RefreshOutcome::HeldElsewhere);
+    assert_eq!(w.upstream.calls(), 1, "B sent nothing");
+    assert_eq!(w.upstream.reuses(), 0);
+    assert_eq!(w.only_claim().id, claim.id, "A's claim was not taken over");
 }
 
-/// F2: a stale in-process record masks an unreadable recovery store. The
-/// flow calls the upstream "without knowing", and presents a token that
-/// another process's outstanding call (recorded only in the durable store)
-/// consumed.
+/// F2 (was: a stale in-process recovery copy masked an unreadable recovery
+/// store, and the flow called the upstream "without knowing"). There is no
+/// in-process copy any more: a process that cannot reach the claim store
+/// sends nothing, whatever it saw before.
 #[tokio::test(start_paused = true)]
-async fn invariant_1_stale_local_record_does_not_mask_an_unreadable_store() {
+async fn invariant_1_a_process_cut_off_from_the_claim_store_sends_nothing() {
     let w = World::new();
-    let (a, b, c) = (w.process(), w.process(), w.process());
+    let a_claims = Arc::new(Faulty::new(Arc::clone(w.claims.inner())));
+    let a = w.process_over(Arc::clone(&a_claims) as Arc<dyn ClaimStore>);
+    let (b, c) = (w.process(), w.process());
 
-    // A: upstream rotates rt-1-0 -> rt-1-1, the write fails: record in A's
-    // memory and in the durable store.
-    w.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    w.refresh(&a).await.expect_err("not persisted");
+    // A: the upstream rotates rt-1-0 -> rt-1-1, the write fails: the answer
+    // goes into the shared claim.
+    w.fail_writes();
+    let err = w.refresh(&a).await.expect_err("not persisted");
+    assert!(
+        matches!(
+            err,
+            FlowError::NotPersisted {
+                answer_saved: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     w.repo.faults.heal();
-    // B consumes the durable record (A's in-memory copy stays).
-    let out = w.refresh(&b).await.expect("recovered");
-    assert!(matches!(
-        out,
-        RefreshOutcome::Refreshed {
-            recovered: true,
-            ..
-        }
-    ));
+    // B applies A's answer.
+    let out = w.refresh(&b).await.expect("applied from the claim");
+    assert!(
+        matches!(
+            out,
+            RefreshOutcome::Refreshed {
+                recovered: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(refresh_token(&w.stored(ID).await), "rt-1-1");
 
-    // Two hours later C refreshes rt-1-1; its answer is late: a durable
-    // pending marker protects rt-1-1, and C's lease goes after the grace.
+    // Two hours later C presents rt-1-1 and gets no answer by the hard
+    // deadline: that generation is quarantined.
     w.clock.advance(Duration::from_secs(7200));
     w.upstream.hold_responses();
     w.refresh(&c).await.expect_err("ambiguous");
-    tokio::time::advance(Duration::from_millis(1500)).await;
-    settle().await;
-    assert!(
-        w.durable
+    assert_eq!(
+        w.claims
             .inner()
-            .load(refresh_core::AccountId(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .pending
+            .claims_of(id(), ClaimState::Quarantined)
+            .len(),
+        1
     );
 
-    // The recovery store becomes unreadable for A.
-    w.durable
+    // The claim store becomes unreachable for A only.
+    a_claims
         .faults
-        .fail_always("load", StorageErrorKind::Unavailable);
-    let a_task = {
-        let (a, snap, exec) = (a.clone(), w.stored().await, w.executor.clone());
-        tokio::spawn(async move { a.refresh_if_needed(&snap, &exec, WINDOW).await })
-    };
-    settle().await;
+        .fail_always("acquire", StorageErrorKind::Unavailable);
+    let err = w.refresh(&a).await.expect_err("no claim, no call");
+    assert!(
+        matches!(&err, FlowError::Claim { id: failed, source } if *failed == id() && source.kind() == StorageErrorKind::Unavailable),
+        "{err:?}"
+    );
     assert_eq!(w.upstream.reuses(), 0, "rt-1-1 presented twice");
     assert_eq!(
         w.upstream.calls(),
         2,
-        "A called the upstream although the recovery store was unreadable"
+        "A called the upstream although the claim store was unreachable"
     );
-    a_task.abort();
+
+    // Reaching the store again, A fails fast on C's quarantine.
+    a_claims.faults.heal();
+    let err = w.refresh(&a).await.expect_err("quarantined");
+    assert!(matches!(err, FlowError::Quarantined { .. }), "{err:?}");
+    assert_eq!(w.upstream.calls(), 2);
 }
 
-/// A non-rotating (Google-like) executor: new access token, same refresh
-/// token.
-struct NonRotating {
-    clock: Arc<dyn Clock>,
-    n: AtomicU64,
-}
-
-#[async_trait]
-impl RefreshExecutor for NonRotating {
-    fn platform(&self) -> Platform {
-        Platform::Anthropic
-    }
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
-        let n = self.n.fetch_add(1, Ordering::SeqCst) + 1;
-        let exp = self.clock.now().timestamp() + 3600;
-        Ok(Credentials::new()
-            .with("access_token", format!("g-at-{n}"))
-            .with("expires_at", exp.to_string())
-            .merged_over(&account.credentials))
-    }
-}
-
-/// F3: a stale in-process record is resurrected after another process
-/// applied and removed the durable copy: for a non-rotating provider it
-/// overwrites a newer access token with an older, expired one and reports
-/// `Refreshed`.
+/// F3 (was: a stale in-process record resurrected after another process
+/// applied and removed the durable copy overwrote a newer access token of a
+/// non-rotating provider). An answer of a non-rotating account applies only
+/// at its base version; one whose removal failed is cleared, never applied,
+/// once the account moved on (issue 5, break 12).
 #[tokio::test(start_paused = true)]
-async fn invariant_3_stale_local_record_never_overwrites_a_newer_token() {
+async fn invariant_3_stale_answer_of_a_non_rotating_account_never_overwrites_a_newer_token() {
     let w = World::new();
+    w.upstream.keep_refresh_tokens();
     let (a, b) = (w.process(), w.process());
-    let exec: Arc<dyn RefreshExecutor> = Arc::new(NonRotating {
-        clock: w.clock.clone() as Arc<dyn Clock>,
-        n: AtomicU64::new(0),
-    });
-    let run = |flow: RefreshFlow, snap: Account, exec: Arc<dyn RefreshExecutor>| async move {
-        flow.refresh_if_needed(&snap, &exec, WINDOW).await
-    };
+    let old_snapshot = w.stored(ID).await;
 
-    w.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    run(a.clone(), w.stored().await, exec.clone())
-        .await
-        .expect_err("not persisted"); // g-at-1
-    w.repo.faults.heal();
-    run(b.clone(), w.stored().await, exec.clone())
-        .await
-        .expect("B applies g-at-1");
-    w.clock.advance(Duration::from_secs(7200));
-    run(b.clone(), w.stored().await, exec.clone())
-        .await
-        .expect("B refreshes: g-at-2");
-    assert_eq!(
-        w.stored()
-            .await
-            .credentials
-            .access_token()
-            .unwrap()
-            .expose(),
-        "g-at-2"
+    // A: the write fails; the answer (at-1-1) goes into the claim.
+    w.fail_writes();
+    let err = w.refresh(&a).await.expect_err("not persisted");
+    assert!(
+        matches!(
+            err,
+            FlowError::NotPersisted {
+                answer_saved: true,
+                ..
+            }
+        ),
+        "{err:?}"
     );
+    w.repo.faults.heal();
 
-    let out = run(a.clone(), w.stored().await, exec.clone())
+    // B applies it; removing the (non-rotating) claim afterwards fails.
+    w.claims
+        .faults
+        .fail_next("remove", 1, StorageErrorKind::Unavailable);
+    let out = w.refresh(&b).await.expect("B applies at-1-1");
+    assert!(
+        matches!(
+            out,
+            RefreshOutcome::Refreshed {
+                recovered: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(access_token(&w.stored(ID).await), "at-1-1");
+    let leftover = w.only_claim();
+    assert_eq!(
+        leftover.state,
+        ClaimState::Answered,
+        "the removal failed: the answer is still in the claim"
+    );
+    assert_eq!(leftover.base_version, 0);
+
+    // Two hours later B refreshes again with the same refresh token: the
+    // leftover answer is stale (account version 1 > base 0) and is cleared,
+    // not applied.
+    w.clock.advance(Duration::from_secs(7200));
+    let out = w.refresh(&b).await.expect("B refreshes: at-1-2");
+    assert!(
+        matches!(
+            &out,
+            RefreshOutcome::Refreshed {
+                recovered: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let stored = w.stored(ID).await;
+    assert_eq!(access_token(&stored), "at-1-2");
+    assert_eq!(stored.credentials_version, 2);
+    assert_eq!(w.upstream.calls(), 2);
+
+    // A, with its old snapshot, resurrects nothing.
+    let out = a
+        .refresh_if_needed(&old_snapshot, &w.executor, WINDOW)
         .await
         .expect("A's flow");
-    let stored = w.stored().await;
+    let stored = w.stored(ID).await;
     assert_eq!(
-        stored.credentials.access_token().unwrap().expose(),
-        "g-at-2",
-        "A resurrected its stale record over a newer token (outcome {out:?})"
+        access_token(&stored),
+        "at-1-2",
+        "A resurrected a stale answer over a newer token (outcome {out:?})"
     );
+    assert!(matches!(out, RefreshOutcome::StillFresh { .. }), "{out:?}");
+    assert_eq!(stored.credentials_version, 2);
+    assert!(
+        w.claims.inner().is_empty(),
+        "non-rotating claims are removed once their answer is stored"
+    );
+    assert_eq!(w.upstream.calls(), 2);
+    assert_eq!(w.upstream.reuses(), 0);
 }
 
-/// F4: an answer arriving after the grace is kept only in process memory
-/// when the recovery store refuses it, although the account row could
-/// have been written (fenced). The durable pending marker expires and
-/// another process presents the consumed token.
+/// F4 (was: an answer arriving after the grace was kept only in process
+/// memory when the recovery store refused it). Answers no longer arrive
+/// after the flow stopped waiting; the remaining case is an answer that
+/// neither the account nor the claim store takes. The rescue keeps the
+/// lease and saves the answer into the claim once the claim store is back;
+/// the next flow applies it without an upstream call once the repository
+/// is back.
 #[tokio::test(start_paused = true)]
-async fn invariant_2_late_answer_is_persisted_even_when_the_recovery_store_fails() {
+async fn invariant_2_answer_is_rescued_into_the_claim_when_the_write_and_the_claim_store_both_fail()
+{
     let w = World::new();
     let (a, b) = (w.process(), w.process());
-    w.upstream.hold_responses();
-    w.refresh(&a).await.expect_err("ambiguous");
-    tokio::time::advance(Duration::from_millis(1500)).await;
-    settle().await;
-    // The recovery store fails from now on; the late answer arrives.
-    w.durable
+    let key = common::key(&Platform::Anthropic, ID);
+    w.fail_writes();
+    w.claims
         .faults
-        .fail_always("save", StorageErrorKind::Unavailable);
-    w.upstream.release(1);
-    settle().await;
-    // Some time later (marker TTL: 10 upstream timeouts) B runs.
-    w.clock.advance(Duration::from_secs(30));
-    w.upstream.open();
-    let _ = w.refresh(&b).await;
-    assert_eq!(w.upstream.reuses(), 0, "B re-presented the consumed rt-1-0");
+        .fail_always("save_answer", StorageErrorKind::Unavailable);
+
+    let err = w.refresh(&a).await.expect_err("nowhere to put the answer");
+    assert!(
+        matches!(
+            &err,
+            FlowError::NotPersisted {
+                answer_saved: false,
+                credentials,
+                ..
+            } if credentials.refresh_token().is_some_and(|t| t.expose() == "rt-1-1")
+        ),
+        "{err:?}"
+    );
+    assert!(
+        !w.lease_is_free(&key).await,
+        "the rescue keeps the lease while the answer is only in memory"
+    );
+
+    // B meanwhile: held elsewhere, nothing sent.
+    let out = w.refresh(&b).await.expect("held");
+    assert_eq!(out, RefreshOutcome::HeldElsewhere);
+    assert_eq!(w.upstream.calls(), 1);
+
+    // The claim store heals first: the rescue saves the answer into the
+    // claim, and only then gives the lease back.
+    w.claims.faults.heal();
+    advance_until(
+        async || w.lease_is_free(&key).await,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        w.lease_is_free(&key).await,
+        "released once the answer is durable"
+    );
+    let claim = w.only_claim();
+    assert_eq!(claim.state, ClaimState::Answered);
+    assert_eq!(answer_refresh_token(&claim).as_deref(), Some("rt-1-1"));
+    assert_eq!(w.stored(ID).await.credentials_version, 0);
+
+    // B finds the answer, but the repository is still down: the answer stays
+    // in the claim.
+    let err = w.refresh(&b).await.expect_err("still not persisted");
+    assert!(
+        matches!(
+            err,
+            FlowError::NotPersisted {
+                answer_saved: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(w.only_claim().state, ClaimState::Answered);
+
+    // The repository heals: B persists the answer, no upstream call.
+    w.repo.faults.heal();
+    let out = w.refresh(&b).await.expect("applied from the claim");
+    let RefreshOutcome::Refreshed {
+        account,
+        recovered: true,
+    } = &out
+    else {
+        panic!("expected a recovered refresh, got {out:?}");
+    };
+    assert_eq!(
+        Some(refresh_token(account)),
+        w.upstream.current_refresh_token(id())
+    );
+    assert_eq!(w.stored(ID).await, *account);
+    assert_eq!(
+        w.upstream.calls(),
+        1,
+        "the consumed rt-1-0 was never re-presented"
+    );
+    assert_eq!(w.upstream.reuses(), 0);
+    assert_eq!(w.only_claim().state, ClaimState::Consumed);
 }
 
 /// An executor whose request reaches the upstream (which rotates), then
@@ -304,30 +465,301 @@ impl RefreshExecutor for PanicsAfterSend {
     fn platform(&self) -> Platform {
         Platform::Anthropic
     }
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
-        let rt = account.credentials.refresh_token().unwrap();
-        let _ = self.0.redeem(account.id, rt.expose()).await;
+
+    async fn refresh(
+        &self,
+        account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
+        let _ = self.0.redeem(account.id, ctx.refresh_token.expose()).await;
         panic!("parser bug after the answer arrived");
     }
 }
 
-/// F5: a panic in the executor is treated as "nothing was sent": no marker,
-/// lease released at once; the next attempt re-presents the token.
+/// F5 (was: a panic in the executor was treated as "nothing was sent"). A
+/// panic is ambiguous: the claim is quarantined, and neither this process
+/// nor another presents the token again.
 #[tokio::test(start_paused = true)]
 async fn invariant_1_executor_panic_after_send_blocks_a_second_presentation() {
     let w = World::new();
-    let a = w.process();
+    let (a, b) = (w.process(), w.process());
     let bad: Arc<dyn RefreshExecutor> = Arc::new(PanicsAfterSend(w.upstream.clone()));
-    let snap = w.stored().await;
-    let err = a
-        .refresh_if_needed(&snap, &bad, WINDOW)
-        .await
-        .expect_err("task failed");
+
+    let err = w.refresh_with(&a, &bad).await.expect_err("task failed");
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
+        "{err:?}"
+    );
     assert!(err.is_retryable(), "background retries it");
-    let _ = w.refresh(&a).await;
+    assert_eq!(w.only_claim().state, ClaimState::Quarantined);
+
+    for flow in [&a, &b] {
+        let err = w.refresh(flow).await.expect_err("quarantined");
+        assert!(matches!(err, FlowError::Quarantined { .. }), "{err:?}");
+    }
+    assert_eq!(w.upstream.calls(), 1);
     assert_eq!(
         w.upstream.reuses(),
         0,
         "rt-1-0 presented twice after a panic"
     );
+}
+
+/// Issue 5, breaks 3 and 4: a claim written by a process with a 60 s hard
+/// deadline must not look expired to a process configured with 1 s, nor to
+/// a host whose clock runs ahead. Expiry is the claim store's alone.
+#[tokio::test(start_paused = true)]
+async fn invariant_1_quarantine_is_judged_by_the_store_clock_not_by_another_process() {
+    let w = World::new();
+    let a = RefreshFlow::builder(
+        w.repo.clone(),
+        LockStrategy::single(w.lock.clone()),
+        w.claims.clone(),
+    )
+    .clock(Arc::clone(&w.clock) as Arc<dyn Clock>)
+    .build()
+    .expect("default settings: H = 60 s");
+    w.upstream
+        .fail_after_rotation_next(ProviderError::ServerError {
+            status: Some(502),
+            reason: "bad gateway".into(),
+        });
+    let err = w.refresh(&a).await.expect_err("5xx after the rotation");
+    assert!(
+        matches!(
+            err.provider_error(),
+            Some(ProviderError::ServerError { .. })
+        ),
+        "{err:?}"
+    );
+    let quarantine = a.config().quarantine;
+    assert_eq!(w.only_claim().remaining, Some(quarantine));
+
+    // B: a 1 s hard deadline and a clock an hour ahead of everyone else.
+    let ahead = Arc::new(ManualClock::new(t0() + chrono::Duration::hours(1)));
+    let b = RefreshFlow::builder(
+        w.repo.clone(),
+        LockStrategy::single(w.lock.clone()),
+        w.claims.clone(),
+    )
+    .clock(Arc::clone(&ahead) as Arc<dyn Clock>)
+    .config(process_config())
+    .build()
+    .expect("valid flow");
+    let err = w.refresh(&b).await.expect_err("still quarantined");
+    assert!(
+        matches!(err, FlowError::Quarantined { until, .. } if until == ahead.now() + quarantine),
+        "{err:?}"
+    );
+    assert_eq!(w.upstream.calls(), 1, "B presented the consumed token");
+    assert_eq!(w.upstream.reuses(), 0);
+}
+
+fn code(code: &str) -> OAuthErrorCode {
+    OAuthErrorCode::new(code)
+}
+
+/// Issue 5, breaks 1 and 2 (and step 7): every outcome that may have
+/// consumed the token keeps the claim as a quarantine — an executor that
+/// reports `Ambiguous` itself, a 2xx with an unusable body, a 5xx, an
+/// unknown status — so the next attempt (the background's retry, another
+/// process) does not present it again.
+#[tokio::test(start_paused = true)]
+async fn invariant_1_outcomes_that_may_have_consumed_the_token_quarantine_it() {
+    for error in [
+        ProviderError::Ambiguous {
+            reason: "connection reset after sending".into(),
+        },
+        ProviderError::InvalidResponse {
+            reason: "200 with an HTML body".into(),
+        },
+        ProviderError::ServerError {
+            status: Some(500),
+            reason: "upstream status 500".into(),
+        },
+        ProviderError::UnexpectedStatus {
+            status: 418,
+            code: None,
+        },
+    ] {
+        let w = World::new();
+        let (a, b) = (w.process(), w.process());
+        w.upstream.fail_after_rotation_next(error.clone());
+
+        let err = w.refresh(&a).await.expect_err("the refresh failed");
+        assert_eq!(err.provider_error(), Some(&error), "{err:?}");
+        let claim = w.only_claim();
+        assert_eq!(claim.state, ClaimState::Quarantined, "{error:?}");
+
+        for flow in [&a, &b] {
+            let retry = w.refresh(flow).await.expect_err("quarantined");
+            assert!(
+                matches!(retry, FlowError::Quarantined { .. }),
+                "{error:?}: {retry:?}"
+            );
+        }
+        assert_eq!(w.upstream.calls(), 1, "{error:?}");
+        assert_eq!(w.upstream.reuses(), 0, "{error:?}: consumed token re-sent");
+        assert_eq!(w.stored(ID).await.credentials_version, 0, "{error:?}");
+    }
+}
+
+/// Step 7's allowlist: an outcome that provably did not consume the token
+/// removes the claim, and the next attempt refreshes at once.
+#[tokio::test(start_paused = true)]
+async fn invariant_1_outcomes_that_provably_did_not_consume_the_token_release_the_claim() {
+    for error in [
+        ProviderError::NotSent {
+            reason: "dns lookup failed".into(),
+        },
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(5)),
+        },
+        ProviderError::InvalidClient {
+            code: code("invalid_client"),
+            description: None,
+        },
+        ProviderError::AccessDenied { description: None },
+        ProviderError::Configuration {
+            reason: "no OAuth client configured".into(),
+        },
+        ProviderError::UnexpectedStatus {
+            status: 400,
+            code: Some(code("invalid_scope")),
+        },
+    ] {
+        let w = World::new();
+        let (a, b) = (w.process(), w.process());
+        w.upstream.fail_next(error.clone());
+
+        let err = w.refresh(&a).await.expect_err("the refresh failed");
+        assert_eq!(err.provider_error(), Some(&error), "{err:?}");
+        assert!(
+            w.claims.inner().is_empty(),
+            "{error:?}: the claim is removed"
+        );
+
+        let out = w.refresh(&b).await.expect("refreshed at once");
+        assert!(
+            matches!(&out, RefreshOutcome::Refreshed { account, .. } if refresh_token(account) == "rt-1-1"),
+            "{error:?}: {out:?}"
+        );
+        assert_eq!(w.upstream.calls(), 2, "{error:?}");
+        assert_eq!(w.upstream.reuses(), 0, "{error:?}");
+        assert_eq!(w.only_claim().state, ClaimState::Consumed, "{error:?}");
+    }
+}
+
+/// Step 12: re-sending a non-rotating provider's refresh token is harmless,
+/// so a maybe-consumed outcome is not quarantined.
+#[tokio::test(start_paused = true)]
+async fn invariant_1_non_rotating_token_is_not_quarantined_after_a_server_error() {
+    let w = World::new();
+    w.upstream.keep_refresh_tokens();
+    let (a, b) = (w.process(), w.process());
+    w.upstream.fail_next(ProviderError::ServerError {
+        status: Some(503),
+        reason: "unavailable".into(),
+    });
+
+    let err = w.refresh(&a).await.expect_err("5xx");
+    assert!(
+        matches!(
+            err.provider_error(),
+            Some(ProviderError::ServerError { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        w.claims.inner().is_empty(),
+        "no quarantine for a kept token"
+    );
+
+    let out = w.refresh(&b).await.expect("refreshed at once");
+    assert!(
+        matches!(&out, RefreshOutcome::Refreshed { account, .. } if access_token(account) == "at-1-1" && refresh_token(account) == "rt-1-0"),
+        "{out:?}"
+    );
+    assert_eq!(w.upstream.calls(), 2);
+    assert_eq!(w.upstream.reuses(), 0);
+    assert!(
+        w.claims.inner().is_empty(),
+        "a kept token's claim is removed, not consumed"
+    );
+}
+
+/// Step 8: a consumed generation is remembered; an old export or a restored
+/// backup that writes the consumed refresh token back is refused as
+/// "credentials regressed", with no upstream call.
+#[tokio::test(start_paused = true)]
+async fn invariant_1_consumed_token_written_back_is_refused_without_a_call() {
+    let w = World::new();
+    let flow = w.process();
+    let export = w.stored(ID).await;
+    let out = w.refresh(&flow).await.expect("refreshed");
+    assert!(matches!(out, RefreshOutcome::Refreshed { .. }), "{out:?}");
+    assert_eq!(w.only_claim().state, ClaimState::Consumed);
+
+    // An operator re-imports the old export (rt-1-0) over the new tokens.
+    let current = w.stored(ID).await;
+    let written = w
+        .repo
+        .inner()
+        .compare_and_set_credentials(id(), CasExpectation::of(&current), &export.credentials)
+        .await
+        .expect("write");
+    assert!(matches!(written, CasOutcome::Applied(_)), "{written:?}");
+    assert_eq!(
+        w.stored(ID).await.credentials.get(keys::REFRESH_TOKEN),
+        export.credentials.get(keys::REFRESH_TOKEN)
+    );
+
+    let err = w.refresh(&w.process()).await.expect_err("regressed");
+    assert!(
+        matches!(err, FlowError::CredentialsRegressed { id: failed, version: 2 } if failed == id()),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.observed_version(),
+        Some(2),
+        "the error mark is fenced on it"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(w.upstream.calls(), 1, "the consumed token is not presented");
+    assert_eq!(w.upstream.reuses(), 0);
+}
+
+/// The in-memory claim store is a single-process opt-in: its expiry runs on
+/// the clock it was built with, whatever clock the flows use.
+#[tokio::test(start_paused = true)]
+async fn invariant_1_in_memory_claim_store_expires_on_its_own_clock() {
+    let store_clock = Arc::new(ManualClock::new(t0()));
+    let claims = Arc::new(InMemoryClaimStore::new(
+        Arc::clone(&store_clock) as Arc<dyn Clock>
+    ));
+    let w = World::new();
+    let flow = RefreshFlow::builder(
+        w.repo.clone(),
+        LockStrategy::single(w.lock.clone()),
+        Arc::clone(&claims) as Arc<dyn ClaimStore>,
+    )
+    .clock(Arc::clone(&w.clock) as Arc<dyn Clock>)
+    .config(process_config())
+    .build()
+    .expect("valid flow");
+    w.upstream.fail_next(ProviderError::InvalidResponse {
+        reason: "truncated body".into(),
+    });
+    w.refresh(&flow).await.expect_err("2xx garbage");
+
+    // The flows' clock moves a day; the store's does not.
+    w.clock.advance(Duration::from_secs(24 * 3600));
+    let err = w.refresh(&flow).await.expect_err("still quarantined");
+    assert!(matches!(err, FlowError::Quarantined { .. }), "{err:?}");
+
+    store_clock.advance(process_config().quarantine);
+    let out = w.refresh(&flow).await.expect("quarantine over");
+    assert!(matches!(out, RefreshOutcome::Refreshed { .. }), "{out:?}");
+    assert_eq!(w.upstream.calls(), 2);
+    assert_eq!(w.upstream.reuses(), 0);
 }

@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{
     Backends, HookedRepository, ISSUED_LIFETIME, PROBE_TTL, RepositoryHooks, WINDOW, access_token,
-    hold_lease, lease_is_free, memory_lock, refresh_token, refresh_token_of, settle,
-    short_upstream_timeout, t0, tokio_clock,
+    hold_lease, lease_is_free, memory_lock, refresh_token, settle, short_upstream_timeout, t0,
+    tokio_clock,
 };
 use futures_util::FutureExt;
 use serde_json::json;
@@ -30,19 +30,20 @@ use tokio::task::JoinHandle;
 
 use refresh_core::domain::keys;
 use refresh_core::error::OAuthErrorCode;
-use refresh_core::memory::{InMemoryRecoveryStore, InMemoryRefreshLock};
+use refresh_core::memory::InMemoryRefreshLock;
 use refresh_core::policy::needs_refresh;
 use refresh_core::ports::{
-    CasOutcome, Lease, LeaseOwner, ManualClock, MockAccountRepository, MockRefreshExecutor,
-    MockRefreshLock,
+    CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimState, Lease, LeaseOwner,
+    ManualClock, MockAccountRepository, MockClaimStore, MockRefreshExecutor, MockRefreshLock,
+    RefreshContext,
 };
 use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
-    Account, AccountId, AccountRepository, AccountStatus, AccountType, Clock, ConfigError,
-    Credentials, CredentialsError, FlowConfig, FlowError, FlowStage, LockStrategy, Platform,
-    ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock,
-    RefreshOutcome, StorageErrorKind, TokenCache,
+    Account, AccountId, AccountRepository, AccountStatus, AccountType, ClaimStore, Clock,
+    ConfigError, Credentials, CredentialsError, Fingerprint, FlowConfig, FlowError, FlowStage,
+    LockStrategy, Platform, ProviderError, RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock,
+    RefreshOutcome, Secret, StorageErrorKind, TokenCache,
 };
 
 type FlowResult = Result<RefreshOutcome, FlowError>;
@@ -116,8 +117,8 @@ async fn refresh_counting_join(
 }
 
 /// The shared backends (one account store, one lock, one fake upstream, one
-/// recovery store), an Anthropic executor over them, and the caller's
-/// snapshot of the account.
+/// generation-claim store), an Anthropic executor over them, and the
+/// caller's snapshot of the account.
 struct Harness {
     backends: Backends,
     executor: Arc<dyn RefreshExecutor>,
@@ -162,8 +163,7 @@ impl Harness {
         locks: LockStrategy,
         config: FlowConfig,
     ) -> RefreshFlow {
-        RefreshFlow::builder(repo, locks)
-            .recovery(Arc::clone(&self.recovery) as Arc<dyn RecoveryStore>)
+        RefreshFlow::builder(repo, locks, Arc::clone(&self.claims) as Arc<dyn ClaimStore>)
             .clock(Arc::clone(&self.clock))
             .config(config)
             .build()
@@ -235,20 +235,35 @@ impl Harness {
     }
 
     /// Another writer stores `credentials` with a fenced write at version 0
-    /// (the version the flows start from).
+    /// (the version the flows start from) over the stored refresh token.
     async fn write_elsewhere(&self, credentials: &Credentials) {
+        let current = self.stored().await;
+        assert_eq!(current.credentials_version, 0, "written over version 0");
         let written = self
             .repo
             .inner()
-            .compare_and_set_credentials(id(), 0, credentials)
+            .compare_and_set_credentials(id(), CasExpectation::of(&current), credentials)
             .await
             .expect("write");
         assert!(matches!(written, CasOutcome::Applied(_)), "{written:?}");
     }
 
-    /// Runs `flow` while every write fails: the rotation goes to the
-    /// recovery store (`NotPersisted`). The repository is healed afterwards.
-    async fn refresh_into_recovery(&self, flow: &RefreshFlow) {
+    /// The claims of the account in `state`, as the claim store holds them.
+    fn claims_in(&self, state: ClaimState) -> Vec<Claim> {
+        self.claims.inner().claims_of(id(), state)
+    }
+
+    /// The only claim the store holds (any account, any state).
+    fn only_claim(&self) -> Claim {
+        let mut all = self.claims.inner().snapshot();
+        assert_eq!(all.len(), 1, "exactly one claim: {all:?}");
+        all.remove(0)
+    }
+
+    /// Runs `flow` while every write fails: the rotation goes into the
+    /// generation claim (`NotPersisted { answer_saved: true }`). The
+    /// repository is healed afterwards.
+    async fn refresh_into_claim(&self, flow: &RefreshFlow) {
         self.repo
             .faults
             .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
@@ -257,13 +272,28 @@ impl Harness {
             matches!(
                 error,
                 FlowError::NotPersisted {
-                    recovery_saved: true,
+                    answer_saved: true,
                     ..
                 }
             ),
             "{error:?}"
         );
-        assert_eq!(self.recovery.len(), 1);
+        let answered = self.claims_in(ClaimState::Answered);
+        assert_eq!(answered.len(), 1, "{answered:?}");
+        assert_eq!(
+            answered[0]
+                .answer
+                .as_ref()
+                .and_then(Credentials::refresh_token)
+                .map(|t| t.expose().to_owned())
+                .as_deref(),
+            Some("rt-1-1"),
+            "the claim holds the rotated refresh token"
+        );
+        assert_eq!(
+            answered[0].remaining, None,
+            "an answered claim never expires"
+        );
         self.repo.faults.heal();
     }
 }
@@ -287,11 +317,15 @@ impl RefreshExecutor for RacingExecutor {
         Platform::Anthropic
     }
 
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
-        let rotated = self.rival.refresh(account).await?;
+    async fn refresh(
+        &self,
+        account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
+        let rotated = self.rival.refresh(account, ctx).await?;
         let written = self
             .repo
-            .compare_and_set_credentials(account.id, account.credentials_version, &rotated)
+            .compare_and_set_credentials(account.id, CasExpectation::of(account), &rotated)
             .await
             .expect("the rival's write reaches the store");
         assert!(
@@ -301,7 +335,7 @@ impl RefreshExecutor for RacingExecutor {
         if let Some(answer) = &self.answer {
             self.upstream.fail_next(answer.clone());
         }
-        self.own.refresh(account).await
+        self.own.refresh(account, ctx).await
     }
 }
 
@@ -314,7 +348,11 @@ impl RefreshExecutor for PanickingExecutor {
         Platform::Anthropic
     }
 
-    async fn refresh(&self, _account: &Account) -> Result<Credentials, ProviderError> {
+    async fn refresh(
+        &self,
+        _account: &Account,
+        _ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
         panic!("executor bug");
     }
 }
@@ -351,8 +389,52 @@ impl RepositoryHooks for SlowFirstRead {
     }
 }
 
-/// A mocked Anthropic executor using the real due predicate; `refresh`
-/// answers with `answer` and counts its calls.
+/// Before the `n`-th `get` (the re-read after claiming, for `n = 2`) an
+/// operator stores a fresh login: new tokens, valid for an hour.
+struct ReloginBeforeRead {
+    repo: Arc<dyn AccountRepository>,
+    n: usize,
+    gets: AtomicUsize,
+}
+
+impl ReloginBeforeRead {
+    fn over(h: &Harness, n: usize) -> Arc<HookedRepository<Self>> {
+        Arc::new(HookedRepository {
+            inner: Arc::clone(&h.repo) as Arc<dyn AccountRepository>,
+            hooks: Self {
+                repo: Arc::clone(h.repo.inner()) as Arc<dyn AccountRepository>,
+                n,
+                gets: AtomicUsize::new(0),
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl RepositoryHooks for ReloginBeforeRead {
+    async fn before_get(&self) {
+        if self.gets.fetch_add(1, Ordering::SeqCst) + 1 != self.n {
+            return;
+        }
+        let current = self.repo.get(id()).await.expect("read").expect("account");
+        let relogin = current
+            .credentials
+            .clone()
+            .with(keys::ACCESS_TOKEN, "at-relogin")
+            .with(keys::REFRESH_TOKEN, "rt-relogin")
+            .with(keys::EXPIRES_AT, (T0 + 3600).to_string());
+        let written = self
+            .repo
+            .compare_and_set_credentials(id(), CasExpectation::of(&current), &relogin)
+            .await
+            .expect("write");
+        assert!(matches!(written, CasOutcome::Applied(_)), "{written:?}");
+    }
+}
+
+/// A mocked rotating Anthropic executor using the real due predicate;
+/// `refresh` answers with `answer` and counts its calls. It checks that the
+/// flow hands it the refresh token the account holds (the claimed one).
 fn mock_executor(
     answer: impl Fn(&Account) -> Result<Credentials, ProviderError> + Send + 'static,
 ) -> (Arc<dyn RefreshExecutor>, Arc<AtomicUsize>) {
@@ -360,6 +442,7 @@ fn mock_executor(
     let counter = Arc::clone(&calls);
     let mut executor = MockRefreshExecutor::new();
     executor.expect_platform().return_const(Platform::Anthropic);
+    executor.expect_rotates_refresh_token().return_const(true);
     executor
         .expect_key()
         .returning(|account| RefreshKey::for_account(&Platform::Anthropic, account.id));
@@ -367,8 +450,13 @@ fn mock_executor(
         account.platform == Platform::Anthropic && account.account_type == AccountType::OAuth
     });
     executor.expect_needs_refresh().returning(needs_refresh);
-    executor.expect_refresh().returning(move |account| {
+    executor.expect_refresh().returning(move |account, ctx| {
         counter.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(
+            Some(&ctx.refresh_token),
+            account.credentials.refresh_token().as_ref(),
+            "the context carries the refresh token the account holds"
+        );
         answer(account)
     });
     (Arc::new(executor), calls)
@@ -412,6 +500,31 @@ async fn ref_op_due_lock_acquired() {
         Some("rt-1-1")
     );
     assert!(h.lease_is_free(&key()).await);
+    assert_eq!(h.claim_calls("acquire"), 1, "one generation claim");
+    assert_eq!(
+        h.claim_calls("save_answer"),
+        1,
+        "the answer went into the claim first"
+    );
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Consumed,
+        "the presented generation is marked consumed"
+    );
+    assert_eq!(
+        claim.key.fingerprint,
+        Fingerprint::of(&Secret::from("rt-1-0")),
+        "the claim is on the presented refresh token"
+    );
+    assert_eq!(claim.key.platform, Platform::Anthropic);
+    assert_eq!(claim.base_version, 0);
+    assert_eq!(claim.answer, None, "a consumed claim keeps no answer");
+    assert_eq!(
+        claim.remaining,
+        Some(FlowConfig::default().consumed_horizon),
+        "kept for the consumed horizon"
+    );
 }
 
 #[tokio::test]
@@ -426,7 +539,8 @@ async fn ref_op_due_lock_acquired_with_mocks() {
 
     let mut repo = MockAccountRepository::new();
     let (stored, counter) = (snapshot.clone(), Arc::clone(&gets));
-    repo.expect_get().times(1).returning(move |_| {
+    // The re-read under the lease, and the re-read after claiming (step 5).
+    repo.expect_get().times(2).returning(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
         Ok(Some(stored.clone()))
     });
@@ -434,7 +548,11 @@ async fn ref_op_due_lock_acquired_with_mocks() {
     repo.expect_compare_and_set_credentials()
         .withf(|account_id, expected, credentials| {
             *account_id == AccountId(ID)
-                && *expected == 0
+                && *expected
+                    == CasExpectation {
+                        version: 0,
+                        refresh_token: Some(Fingerprint::of(&Secret::from("rt-1-0"))),
+                    }
                 && credentials
                     .access_token()
                     .is_some_and(|t| t.expose() == "at-new")
@@ -472,12 +590,46 @@ async fn ref_op_due_lock_acquired_with_mocks() {
             counter.fetch_add(1, Ordering::SeqCst);
             Ok(true)
         });
-    // One owner-checked confirmation right before the upstream call.
-    let held_by = owner.clone();
-    lock.expect_extend()
-        .withf(move |lease, _| lease.owner == held_by && lease.fence == 7)
+    // The lease only reduces contention: no confirmation before the call
+    // (the claim guards the token), and the keeper's first extension is due
+    // only after a third of the lease TTL.
+    lock.expect_extend().never();
+
+    let claim_id = ClaimId::from_raw("claim-1");
+    let mut claims = MockClaimStore::new();
+    claims.expect_name().return_const("mock");
+    let won = claim_id.clone();
+    claims
+        .expect_acquire()
+        .withf(|key, account, base_version, ttl| {
+            key.platform == Platform::Anthropic
+                && key.fingerprint == Fingerprint::of(&Secret::from("rt-1-0"))
+                && *account == AccountId(ID)
+                && *base_version == 0
+                && *ttl == FlowConfig::default().claim_ttl
+        })
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(move |_, _, _, _| Ok(ClaimAcquire::Won(won.clone())));
+    let held = claim_id.clone();
+    claims
+        .expect_save_answer()
+        .withf(move |_, id, answer| {
+            *id == held
+                && answer
+                    .refresh_token()
+                    .is_some_and(|t| t.expose() == "rt-new")
+                && answer
+                    .access_token()
+                    .is_some_and(|t| t.expose() == "at-new")
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let held = claim_id.clone();
+    claims
+        .expect_mark_consumed()
+        .withf(move |_, id, keep| *id == held && *keep == FlowConfig::default().consumed_horizon)
+        .times(1)
+        .returning(|_, _, _| Ok(true));
 
     let (executor, upstream_calls) = mock_executor(|account| {
         Ok(Credentials::new()
@@ -486,10 +638,14 @@ async fn ref_op_due_lock_acquired_with_mocks() {
             .with(keys::EXPIRES_AT, (T0 + 3600).to_string())
             .merged_over(&account.credentials))
     });
-    let flow = RefreshFlow::builder(Arc::new(repo), LockStrategy::single(Arc::new(lock)))
-        .clock(Arc::new(ManualClock::new(t0())))
-        .build()
-        .expect("valid flow");
+    let flow = RefreshFlow::builder(
+        Arc::new(repo),
+        LockStrategy::single(Arc::new(lock)),
+        Arc::new(claims),
+    )
+    .clock(Arc::new(ManualClock::new(t0())))
+    .build()
+    .expect("valid flow");
 
     let (account, recovered) = refreshed(
         flow.refresh_if_needed(&snapshot, &executor, WINDOW)
@@ -500,7 +656,11 @@ async fn ref_op_due_lock_acquired_with_mocks() {
     assert!(!recovered);
     assert_eq!(account.credentials_version, 1);
     assert_eq!(access_token(&account), "at-new");
-    assert_eq!(gets.load(Ordering::SeqCst), 1, "one re-read");
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        2,
+        "one re-read under the lease, one after claiming"
+    );
     assert_eq!(writes.load(Ordering::SeqCst), 1, "one persist");
     assert_eq!(
         releases.load(Ordering::SeqCst),
@@ -540,6 +700,7 @@ async fn ref_op_lock_held_elsewhere() {
         "another holder's lease is not released"
     );
     assert_eq!(h.stored().await, expired_account());
+    assert_eq!(h.claim_calls("acquire"), 0, "no claim without the lease");
     assert!(
         !h.lease_is_free(&key()).await,
         "the other holder still holds it"
@@ -570,6 +731,7 @@ async fn ref_op_lock_store_error() {
     assert_eq!(h.upstream.calls(), 0, "no executor call");
     assert_eq!(h.cas_calls(), 0, "no persist");
     assert_eq!(h.repo.faults.calls("get"), 0);
+    assert_eq!(h.claim_calls("acquire"), 0);
     assert_eq!(h.stored().await, expired_account());
 }
 
@@ -587,6 +749,12 @@ async fn ref_op_no_lock_store_only_in_explicit_single_process_mode() {
         0,
         "no lock store is consulted"
     );
+    assert_eq!(
+        h.claim_calls("acquire"),
+        1,
+        "the generation claim is taken without any lock too"
+    );
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
 
     // Any other strategy whose store fails does not silently degrade to it.
     let h = Harness::new(expired_account());
@@ -626,6 +794,11 @@ async fn ref_op_not_due_after_reread() {
     assert_eq!(h.lock.faults.calls("release"), 1, "the lease is released");
     assert!(h.lease_is_free(&key()).await, "a later acquire succeeds");
     assert_eq!(h.stored().await, stored);
+    assert_eq!(
+        h.claim_calls("acquire"),
+        0,
+        "nothing is claimed when not due"
+    );
 }
 
 #[tokio::test]
@@ -663,6 +836,16 @@ async fn ref_op_executor_invalid_grant() {
         "nothing is written; the flow does not mark the account"
     );
     assert_eq!(h.repo.faults.calls("set_error"), 0);
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Consumed,
+        "invalid_grant marks the generation dead"
+    );
+    assert_eq!(
+        claim.key.fingerprint,
+        Fingerprint::of(&Secret::from("rt-1-0"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -682,14 +865,14 @@ async fn ref_op_persist_fails() {
     let FlowError::NotPersisted {
         id: failed,
         credentials,
-        recovery_saved,
+        answer_saved,
         source,
     } = &error
     else {
         panic!("expected NotPersisted, got {error:?}");
     };
     assert_eq!(*failed, id());
-    assert!(*recovery_saved, "the rotation waits in the recovery store");
+    assert!(*answer_saved, "the rotation waits in the generation claim");
     assert_eq!(source.kind(), StorageErrorKind::Unavailable);
     assert_eq!(error.stage(), FlowStage::Persist);
     assert_eq!(
@@ -718,8 +901,28 @@ async fn ref_op_persist_fails() {
         started.elapsed() >= Duration::from_millis(100 + 200 + 400 + 800),
         "the retries back off"
     );
-    assert_eq!(h.recovery.len(), 1);
-    assert_eq!(h.lock.faults.calls("release"), 1);
+    let claim = h.only_claim();
+    assert_eq!(claim.state, ClaimState::Answered);
+    assert_eq!(
+        claim
+            .answer
+            .as_ref()
+            .and_then(Credentials::refresh_token)
+            .map(|t| t.expose().to_owned())
+            .as_deref(),
+        Some("rt-1-1"),
+        "the claim holds the token the upstream accepts now"
+    );
+    assert_eq!(
+        h.claim_calls("save_answer"),
+        1,
+        "saved before the first write attempt"
+    );
+    assert_eq!(
+        h.lock.faults.calls("release"),
+        1,
+        "the lease is released: the answer is durable in the claim"
+    );
     assert_eq!(h.stored().await, expired_account(), "nothing half-written");
 }
 
@@ -749,6 +952,11 @@ async fn ref_op_reread_fails() {
         "never refreshes from the caller's snapshot"
     );
     assert_eq!(h.cas_calls(), 0);
+    assert_eq!(
+        h.claim_calls("acquire"),
+        0,
+        "nothing claimed from a snapshot"
+    );
     assert_eq!(h.lock.faults.calls("release"), 1);
 }
 
@@ -766,6 +974,7 @@ async fn ref_op_reread_missing_row_is_an_error() {
     assert_eq!(error.stage(), FlowStage::Reread);
     assert_eq!(h.upstream.calls(), 0);
     assert_eq!(h.cas_calls(), 0);
+    assert_eq!(h.claim_calls("acquire"), 0);
 }
 
 #[tokio::test]
@@ -786,6 +995,7 @@ async fn ref_op_reread_no_longer_eligible() {
     );
     assert_eq!(h.upstream.calls(), 0);
     assert_eq!(h.cas_calls(), 0);
+    assert_eq!(h.claim_calls("acquire"), 0);
     assert_eq!(h.stored().await, stored);
 }
 
@@ -809,6 +1019,13 @@ async fn ref_op_executor_returns_nothing() {
     assert_eq!(h.cas_calls(), 0, "nothing persisted");
     assert_eq!(h.stored().await, expired_account());
     assert_eq!(h.lock.faults.calls("release"), 1);
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Quarantined,
+        "the upstream processed the request: the token may be consumed"
+    );
+    assert_eq!(claim.remaining, Some(FlowConfig::default().quarantine));
 }
 
 #[tokio::test]
@@ -1000,18 +1217,21 @@ async fn invariant_1_two_flows_free_running_rounds_never_reuse_a_token() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-async fn invariant_2_pending_recovery_is_persisted_without_a_second_upstream_call() {
+async fn invariant_2_answer_in_the_claim_is_applied_by_another_process_without_an_upstream_call() {
     let h = Harness::new(expired_account());
     let flow = h.single_flow();
-    h.refresh_into_recovery(&flow).await;
+    h.refresh_into_claim(&flow).await;
+    let answered = h.only_claim();
 
+    // Another "process" over the same backends finds the answer in the claim.
+    let other = h.single_flow();
     let (account, recovered) = refreshed(
-        h.refresh(&flow)
+        h.refresh(&other)
             .await
-            .expect("the recovery record is persisted"),
+            .expect("the answer in the claim is persisted"),
     );
 
-    assert!(recovered, "the credentials come from the recovery record");
+    assert!(recovered, "the credentials come from the claim");
     assert_eq!(h.upstream.calls(), 1, "no second upstream call");
     assert_eq!(h.upstream.reuses(), 0);
     let stored = h.stored().await;
@@ -1023,7 +1243,14 @@ async fn invariant_2_pending_recovery_is_persisted_without_a_second_upstream_cal
         "the stored refresh token is the one the upstream accepts"
     );
     assert_eq!(access_token(&stored), "at-1-1");
-    assert!(h.recovery.is_empty(), "the record is consumed");
+    let claim = h.only_claim();
+    assert_eq!(claim.id, answered.id, "the answering holder's claim");
+    assert_eq!(
+        claim.state,
+        ClaimState::Consumed,
+        "the applied claim is marked consumed"
+    );
+    assert_eq!(claim.answer, None);
 
     // The account is fresh now: nothing more happens upstream.
     let again = still_fresh(h.refresh(&flow).await.expect("fresh"));
@@ -1032,14 +1259,14 @@ async fn invariant_2_pending_recovery_is_persisted_without_a_second_upstream_cal
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_2_recovery_record_survives_a_non_token_write() {
+async fn invariant_2_answer_in_the_claim_survives_a_non_token_write() {
     let h = Harness::new(expired_account());
     let flow = h.single_flow();
-    h.refresh_into_recovery(&flow).await;
+    h.refresh_into_claim(&flow).await;
 
     // Before the next flow runs, another writer backfills a non-token key
     // (REFERENCE.md §7.3), keeping the old tokens: nobody rotated, so the
-    // pending rotation is still the only copy of the valid refresh token.
+    // answer in the claim is still the only copy of the valid refresh token.
     let backfilled = expired_account()
         .credentials
         .with("project_id", "proj-backfilled");
@@ -1053,7 +1280,7 @@ async fn invariant_2_recovery_record_survives_a_non_token_write() {
         "the consumed refresh token was presented again"
     );
     assert_eq!(h.upstream.calls(), 1, "no second upstream call");
-    let (account, recovered) = refreshed(outcome.expect("the pending rotation is persisted"));
+    let (account, recovered) = refreshed(outcome.expect("the answer in the claim is persisted"));
     assert!(recovered);
     assert_eq!(
         Some(refresh_token(&account)),
@@ -1064,40 +1291,176 @@ async fn invariant_2_recovery_record_survives_a_non_token_write() {
         account.credentials.get("project_id"),
         Some(&json!("proj-backfilled"))
     );
+    assert_eq!(account.credentials_version, 2, "applied over the backfill");
     assert_eq!(h.stored().await, account);
-    assert!(h.recovery.is_empty());
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invariant_2_answer_applied_after_its_access_token_expired_is_refreshed_again() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let h = Harness::build(
+        vec![expired_account()],
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    );
+    let flow = h.single_flow();
+    h.refresh_into_claim(&flow).await;
+
+    // Nobody applies the answer until its access token (one hour) expired.
+    clock.advance(ISSUED_LIFETIME * 2);
+    let (account, recovered) = refreshed(
+        h.refresh(&flow)
+            .await
+            .expect("the answer is applied, then refreshed"),
+    );
+
+    assert!(
+        !recovered,
+        "the caller gets a new access token, not the expired one from the claim"
+    );
+    assert_eq!(access_token(&account), "at-1-2");
+    assert_eq!(refresh_token(&account), "rt-1-2");
+    assert!(
+        !needs_refresh(&account, WINDOW, clock.now()),
+        "the returned access token is usable"
+    );
+    assert_eq!(
+        account.credentials_version, 2,
+        "the answer was applied first (1), then the refresh (2)"
+    );
+    assert_eq!(h.stored().await, account);
+    assert_eq!(
+        h.upstream.calls(),
+        2,
+        "one call for each generation, none repeated"
+    );
+    assert_eq!(h.upstream.reuses(), 0);
+    let consumed = h.claims_in(ClaimState::Consumed);
+    assert_eq!(
+        consumed.len(),
+        2,
+        "both generations are consumed: {consumed:?}"
+    );
+    assert_eq!(h.claims.inner().len(), 2);
 }
 
 #[tokio::test]
-async fn invariant_2_unreadable_recovery_store_blocks_the_upstream_call() {
+async fn invariant_2_blank_refresh_token_in_an_answer_never_wipes_the_stored_one() {
+    for blank in [json!(""), json!("   "), json!(null)] {
+        let h = Harness::new(expired_account());
+        let flow = h.single_flow();
+        let issued = blank.clone();
+        let (executor, calls) = mock_executor(move |account| {
+            Ok(Credentials::new()
+                .with(keys::ACCESS_TOKEN, "at-new")
+                .with(keys::REFRESH_TOKEN, issued.clone())
+                .with(keys::EXPIRES_AT, (T0 + 3600).to_string())
+                .merged_over(&account.credentials))
+        });
+
+        let (account, _) = refreshed(
+            h.refresh_with(&flow, &executor)
+                .await
+                .expect("refresh succeeds"),
+        );
+
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "{blank}");
+        assert_eq!(access_token(&account), "at-new", "{blank}");
+        assert_eq!(
+            refresh_token(&account),
+            "rt-1-0",
+            "{blank}: the stored refresh token stays"
+        );
+        assert_eq!(h.stored().await, account, "{blank}");
+        assert!(
+            h.claims.inner().is_empty(),
+            "{blank}: the token was not rotated away, so its claim is removed, not consumed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invariant_1_account_changed_between_claim_and_reread_sends_nothing() {
     let h = Harness::new(expired_account());
-    let recovery = Arc::new(Faulty::new(Arc::new(InMemoryRecoveryStore::new())));
-    recovery
-        .faults
-        .fail_always("load", StorageErrorKind::Unavailable);
-    let flow = h
-        .flow_builder(LockStrategy::single(h.lock.clone()))
-        .recovery(Arc::clone(&recovery) as Arc<dyn RecoveryStore>)
-        .build()
-        .expect("valid flow");
-
-    let error = h
-        .refresh(&flow)
-        .await
-        .expect_err("a pending rotation may be unreadable");
-
-    assert!(
-        matches!(error, FlowError::Recovery { id: failed, .. } if failed == id()),
-        "{error:?}"
+    // The second read is the one after the claim was acknowledged (step 5).
+    let relogin = ReloginBeforeRead::over(&h, 2);
+    let flow = h.flow_over(
+        Arc::clone(&relogin) as Arc<dyn AccountRepository>,
+        LockStrategy::single(h.lock.clone()),
+        FlowConfig::default(),
     );
-    assert_eq!(error.stage(), FlowStage::Recovery);
+
+    let account = still_fresh(
+        h.refresh(&flow)
+            .await
+            .expect("the operator's fresh login stands"),
+    );
+
+    assert_eq!(refresh_token(&account), "rt-relogin");
+    assert_eq!(access_token(&account), "at-relogin");
+    assert_eq!(h.stored().await, account);
     assert_eq!(
         h.upstream.calls(),
         0,
-        "no upstream call while a pending record may exist"
+        "the claimed token is no longer the account's: nothing is sent"
     );
     assert_eq!(h.cas_calls(), 0);
-    assert_eq!(h.lock.faults.calls("release"), 1);
+    assert_eq!(h.claim_calls("acquire"), 1);
+    assert!(
+        h.claims.inner().is_empty(),
+        "the claim on the replaced token is dropped"
+    );
+    assert_eq!(
+        relogin.hooks.gets.load(Ordering::SeqCst),
+        3,
+        "re-read, re-read after claiming, then the due check again"
+    );
+}
+
+#[tokio::test]
+async fn invariant_1_unreachable_claim_store_sends_nothing_under_any_lock_strategy() {
+    for strategy in ["single", "process_local", "allow_lock_free"] {
+        let h = Harness::new(expired_account());
+        let locks = match strategy {
+            "single" => LockStrategy::single(h.lock.clone()),
+            "process_local" => LockStrategy::process_local(),
+            _ => {
+                h.lock
+                    .faults
+                    .fail_always("try_acquire", StorageErrorKind::Unavailable);
+                LockStrategy::single(h.lock.clone()).allow_lock_free()
+            }
+        };
+        h.claims
+            .faults
+            .fail_always("acquire", StorageErrorKind::Unavailable);
+        let flow = h.flow(locks, FlowConfig::default());
+
+        let error = h
+            .refresh(&flow)
+            .await
+            .expect_err("no claim, no upstream call");
+
+        let FlowError::Claim { id: failed, source } = &error else {
+            panic!("{strategy}: expected Claim, got {error:?}");
+        };
+        assert_eq!(*failed, id(), "{strategy}");
+        assert_eq!(source.kind(), StorageErrorKind::Unavailable, "{strategy}");
+        assert_eq!(error.stage(), FlowStage::Claim, "{strategy}");
+        assert!(error.is_retryable(), "{strategy}");
+        assert_eq!(h.claim_calls("acquire"), 1, "{strategy}");
+        assert_eq!(
+            h.upstream.calls(),
+            0,
+            "{strategy}: nothing is sent without a claim"
+        );
+        assert_eq!(h.cas_calls(), 0, "{strategy}");
+        assert!(h.claims.inner().is_empty(), "{strategy}");
+        assert_eq!(h.stored().await, expired_account(), "{strategy}");
+        let released = u64::from(strategy == "single");
+        assert_eq!(h.lock.faults.calls("release"), released, "{strategy}");
+        assert!(h.lease_is_free(&key()).await, "{strategy}");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1144,6 +1507,11 @@ async fn invariant_3_fenced_write_rejects_older_writer() {
         "the flow's only write was rejected by the fence"
     );
     assert_eq!(h.upstream.calls(), 1);
+    assert_eq!(
+        h.only_claim().state,
+        ClaimState::Consumed,
+        "the presented generation is done either way"
+    );
 }
 
 #[tokio::test]
@@ -1173,6 +1541,7 @@ async fn invariant_3_non_token_conflict_is_merged_and_persisted() {
     );
     assert_eq!(h.stored().await, account);
     assert_eq!(h.cas_calls(), 2, "one rejected write, one merged write");
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
 }
 
 #[tokio::test]
@@ -1200,6 +1569,42 @@ async fn invariant_3_non_token_conflict_keeps_the_other_writers_value_of_an_exis
 }
 
 #[tokio::test]
+async fn invariant_3_non_rotating_refresh_racing_a_non_token_write_keeps_a_usable_access_token() {
+    let h = Harness::new(expired_account());
+    h.upstream.keep_refresh_tokens();
+    let flow = h.single_flow();
+    let task = h.spawn_held_refresh(&flow).await;
+
+    // Another writer backfills a key while the (non-rotating) refresh is
+    // out, keeping the same, expired, tokens.
+    let backfilled = expired_account()
+        .credentials
+        .with("project_id", "proj-backfilled");
+    h.write_elsewhere(&backfilled).await;
+    h.upstream.release(1);
+
+    let outcome = task.await.expect("flow task").expect("refresh succeeds");
+    let account = outcome.account().expect("an account").clone();
+    assert!(
+        !needs_refresh(&account, WINDOW, h.clock.now()),
+        "the caller gets a usable access token, not the expired one: {outcome:?}"
+    );
+    let stored = h.stored().await;
+    assert_eq!(stored, account);
+    assert!(
+        !needs_refresh(&stored, WINDOW, h.clock.now()),
+        "a usable access token is stored"
+    );
+    assert_eq!(
+        stored.credentials.get("project_id"),
+        Some(&json!("proj-backfilled")),
+        "the other writer's key stays"
+    );
+    assert_eq!(refresh_token(&stored), "rt-1-0", "the kept refresh token");
+    assert_eq!(h.upstream.reuses(), 0);
+}
+
+#[tokio::test]
 async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone() {
     let mut stored = expired_account();
     stored
@@ -1214,11 +1619,13 @@ async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone()
     let task = h.spawn_held_refresh(&flow).await;
 
     // Someone else owns the status columns and writes them meanwhile.
-    h.repo
+    let marked = h
+        .repo
         .inner()
-        .set_error(id(), "operator note")
+        .set_error(id(), 0, "operator note")
         .await
         .expect("set_error");
+    assert!(marked, "the mark is observed on the stored version");
     h.upstream.release(1);
 
     let (account, _) = refreshed(task.await.expect("flow task").expect("refresh succeeds"));
@@ -1251,9 +1658,9 @@ async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone()
 // Invariant 4: owner-checked leases, extended while the refresh runs
 // ---------------------------------------------------------------------------
 
-/// Short lease settings that pass validation: 2 s upstream + 2 × 0.2 s
-/// storage + 0.5 s persist budget < 3 s lease; the keeper extends every
-/// second.
+/// Short lease settings that pass validation: 2 s hard deadline + 2 × 0.2 s
+/// storage < 3 s lease; the keeper extends every second. Claims keep their
+/// default lives (judged on the claim store's clock).
 fn short_lease_config() -> FlowConfig {
     FlowConfig {
         lease_ttl: Duration::from_secs(3),
@@ -1263,6 +1670,7 @@ fn short_lease_config() -> FlowConfig {
         persist_backoff: Duration::from_millis(100),
         release_timeout: Duration::from_millis(500),
         storage_timeout: Duration::from_millis(200),
+        ..FlowConfig::default()
     }
 }
 
@@ -1286,6 +1694,19 @@ async fn advance_checking_lease_held(lock: &dyn RefreshLock, total: Duration, st
     }
 }
 
+/// Lets paused tokio time pass in `step`s (woken tasks run after each) until
+/// `done` holds, for at most `limit`. Callers assert `done` afterwards.
+async fn advance_until(mut done: impl AsyncFnMut() -> bool, step: Duration, limit: Duration) {
+    let mut elapsed = Duration::ZERO;
+    while !done().await && elapsed < limit {
+        tokio::time::advance(step).await;
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        elapsed += step;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn invariant_4_lease_extended_during_slow_refresh() {
     let h = Harness::build(vec![expired_account()], tokio_clock());
@@ -1294,7 +1715,7 @@ async fn invariant_4_lease_extended_during_slow_refresh() {
     let flow = h.flow(LockStrategy::single(h.lock.clone()), config);
 
     let task = h.spawn_held_refresh(&flow).await;
-    // The upstream answers just before the upstream timeout.
+    // The upstream answers just before the hard deadline.
     advance_checking_lease_held(
         h.lock.inner().as_ref(),
         Duration::from_millis(1750),
@@ -1314,42 +1735,96 @@ async fn invariant_4_lease_extended_during_slow_refresh() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_4_lease_outlives_several_ttls_while_a_slow_refresh_holds_it() {
+async fn invariant_4_rescue_keeps_the_lease_for_several_ttls_until_the_write_lands() {
     let h = Harness::build(vec![expired_account()], tokio_clock());
     let config = short_lease_config();
     let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    h.repo
+        .faults
+        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.claims
+        .faults
+        .fail_always("save_answer", StorageErrorKind::Unavailable);
 
-    let task = h.spawn_held_refresh(&flow).await;
-    // The caller gives up at the upstream timeout (2 s), but the late call
-    // keeps the lease through its grace period: more than one lease TTL.
-    let stall = config.upstream_timeout + config.upstream_timeout * 3 / 4;
-    assert!(stall > config.lease_ttl);
-    advance_checking_lease_held(h.lock.inner().as_ref(), stall, Duration::from_millis(500)).await;
+    let error = h
+        .refresh(&flow)
+        .await
+        .expect_err("neither the account nor the claim takes the answer");
+    let FlowError::NotPersisted {
+        answer_saved,
+        credentials,
+        ..
+    } = &error
+    else {
+        panic!("expected NotPersisted, got {error:?}");
+    };
+    assert!(!*answer_saved, "the claim store refused the answer too");
+    assert_eq!(
+        credentials.refresh_token().expect("rotated token").expose(),
+        "rt-1-1"
+    );
     assert!(
-        h.lock.faults.calls("extend") >= 3,
+        !h.lease_is_free(&key()).await,
+        "the only copy of the rotation is in memory: the lease is kept"
+    );
+
+    // The outage lasts several lease TTLs: the rescue keeps the lease (and
+    // the claim) alive the whole time.
+    let outage = config.lease_ttl * 4;
+    advance_checking_lease_held(h.lock.inner().as_ref(), outage, Duration::from_millis(500)).await;
+    assert!(
+        h.lock.faults.calls("extend") >= 8,
         "extended about every ttl/3, got {}",
         h.lock.faults.calls("extend")
     );
-    let err = task
-        .await
-        .expect("flow task")
-        .expect_err("the caller got an ambiguous outcome");
+    assert_eq!(h.lock.faults.calls("release"), 0);
     assert!(
-        matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
-        "{err:?}"
+        h.claim_calls("extend") >= 1,
+        "the rescue extends the claim too"
     );
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Open,
+        "the holder's claim: neither answered nor quarantined"
+    );
+    assert_eq!(claim.answer, None);
 
-    h.upstream.release(1);
-    settle(async || h.lease_is_free(&key()).await).await;
-    assert!(
-        h.lease_is_free(&key()).await,
-        "released after the late answer"
+    // Other processes meanwhile: the lease and, without any lock, the open
+    // claim keep them from presenting the consumed token.
+    assert_eq!(
+        h.refresh(&h.single_flow()).await.expect("held"),
+        RefreshOutcome::HeldElsewhere
     );
+    let lock_free = h.flow(LockStrategy::process_local(), FlowConfig::default());
+    assert_eq!(
+        h.refresh(&lock_free).await.expect("held"),
+        RefreshOutcome::HeldElsewhere,
+        "the live claim excludes a lock-free process"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+
+    // The repository heals (the claim store does not): the rescue's next
+    // write lands, and only then is the lease given back.
+    h.repo.faults.heal();
+    advance_until(
+        async || h.lease_is_free(&key()).await,
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    )
+    .await;
     let stored = h.stored().await;
     assert_eq!(
         stored.credentials_version, 1,
-        "the late answer was persisted under the lease"
+        "the rescue persisted the answer"
     );
+    assert_eq!(
+        Some(refresh_token(&stored)),
+        h.upstream.current_refresh_token(id())
+    );
+    assert!(h.lease_is_free(&key()).await, "released after the write");
+    assert_eq!(h.lock.faults.calls("release"), 1);
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
     assert_eq!(h.upstream.calls(), 1);
     assert_eq!(h.upstream.reuses(), 0);
 }
@@ -1375,18 +1850,19 @@ async fn invariant_4_hung_storage_fails_the_flow_and_frees_the_lease() {
     assert!(err.is_retryable());
     assert!(h.lease_is_free(&key()).await);
     assert_eq!(h.upstream.calls(), 0);
+    assert_eq!(h.claim_calls("acquire"), 0);
     slow.hooks.gate.notify_one();
 }
 
 #[tokio::test]
-async fn invariant_4_lease_shorter_than_upstream_timeout_plus_persist_is_rejected() {
+async fn invariant_4_lease_shorter_than_upstream_timeout_plus_two_storage_calls_is_rejected() {
     let h = Harness::new(expired_account());
     let short = FlowConfig {
         lease_ttl: Duration::from_secs(10),
         upstream_timeout: Duration::from_secs(10),
         ..FlowConfig::default()
     };
-    let required = short.upstream_timeout + short.storage_timeout * 2 + short.persist_budget();
+    let required = short.upstream_timeout + short.storage_timeout * 2;
 
     let error = h
         .flow_builder(LockStrategy::single(h.lock.clone()))
@@ -1415,6 +1891,46 @@ async fn invariant_4_lease_shorter_than_upstream_timeout_plus_persist_is_rejecte
         .config(enough)
         .build()
         .expect("a long enough lease is accepted");
+}
+
+#[tokio::test]
+async fn invariant_1_claim_life_shorter_than_the_hard_deadline_plus_grace_is_rejected() {
+    let h = Harness::new(expired_account());
+    let defaults = FlowConfig::default();
+    let floor = defaults.upstream_timeout + defaults.upstream_grace + defaults.storage_timeout * 2;
+    assert_eq!(
+        defaults.send_margin(),
+        defaults.upstream_timeout + defaults.upstream_grace
+    );
+
+    let short = FlowConfig {
+        claim_ttl: floor - Duration::from_millis(1),
+        ..defaults.clone()
+    };
+    let error = h
+        .flow_builder(LockStrategy::single(h.lock.clone()))
+        .config(short)
+        .build()
+        .expect_err("a claim that can expire while its request is out is rejected");
+    assert!(
+        matches!(
+            error,
+            ConfigError::Invalid {
+                field: "claim_ttl",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+
+    let enough = FlowConfig {
+        claim_ttl: floor,
+        ..defaults
+    };
+    h.flow_builder(LockStrategy::single(h.lock.clone()))
+        .config(enough)
+        .build()
+        .expect("a claim covering H + S and two storage calls is accepted");
 }
 
 // ---------------------------------------------------------------------------
@@ -1594,6 +2110,16 @@ async fn assert_race_recovered(h: &Harness, outcome: FlowResult) {
     assert_eq!(h.cas_calls(), 0, "this flow wrote nothing");
     assert_eq!(h.repo.faults.calls("set_error"), 0);
     assert_eq!(h.upstream.successes(), 1);
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Consumed,
+        "the refused generation is dead"
+    );
+    assert_eq!(
+        claim.key.fingerprint,
+        Fingerprint::of(&Secret::from("rt-1-0"))
+    );
 }
 
 #[tokio::test]
@@ -1647,7 +2173,55 @@ async fn invariant_6_unchanged_refresh_token_keeps_the_error() {
             "{code}: nothing written"
         );
         assert_eq!(h.cas_calls(), 0);
+        assert_eq!(error.observed_version(), Some(0), "{code}");
+        assert_eq!(h.only_claim().state, ClaimState::Consumed, "{code}");
+
+        // The account still holds the refused token: it is never presented
+        // again.
+        let again = h
+            .refresh(&h.single_flow())
+            .await
+            .expect_err("a consumed generation");
+        assert!(
+            matches!(again, FlowError::CredentialsRegressed { id: failed, version: 0 } if failed == id()),
+            "{code}: {again:?}"
+        );
+        assert_eq!(h.upstream.calls(), 1, "{code}: no second presentation");
     }
+}
+
+#[tokio::test]
+async fn invariant_6_revocation_with_an_unrelated_write_mid_call_stays_an_error() {
+    let h = Harness::new(expired_account());
+    let flow = h.single_flow();
+    h.upstream.fail_next(grant_error("invalid_grant"));
+    let task = h.spawn_held_refresh(&flow).await;
+
+    // While the refused request is out, another writer backfills a
+    // non-token key: the version moves, the refresh token does not.
+    let backfilled = expired_account()
+        .credentials
+        .with("project_id", "proj-backfilled");
+    h.write_elsewhere(&backfilled).await;
+    h.upstream.release(1);
+
+    let error = task
+        .await
+        .expect("flow task")
+        .expect_err("a version bump alone is not another worker's rotation");
+    assert!(
+        matches!(&error, FlowError::Upstream { source: ProviderError::InvalidGrant { code, .. }, .. } if code.as_str() == "invalid_grant"),
+        "{error:?}"
+    );
+    assert_eq!(error.observed_version(), Some(0));
+    let stored = h.stored().await;
+    assert_eq!(
+        stored.credentials_version, 1,
+        "only the backfill was written"
+    );
+    assert_eq!(refresh_token(&stored), "rt-1-0");
+    assert_eq!(h.cas_calls(), 0);
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
 }
 
 // ---------------------------------------------------------------------------
@@ -1708,6 +2282,7 @@ async fn invariant_7_timed_out_caller_does_not_abort_refresh() {
         h.upstream.current_refresh_token(id())
     );
     assert_eq!(h.lock.faults.calls("release"), 1);
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1722,7 +2297,8 @@ async fn invariant_7_panicking_executor_is_ambiguous_and_lease_released() {
         .expect_err("a panic is an error");
 
     // The executor may have sent the request before panicking: the outcome
-    // is ambiguous, and a pending-call marker blocks a second presentation.
+    // is ambiguous, and the claim, kept as a quarantine, blocks a second
+    // presentation.
     assert!(
         matches!(
             error.provider_error(),
@@ -1737,19 +2313,36 @@ async fn invariant_7_panicking_executor_is_ambiguous_and_lease_released() {
         .expect("the lease is released after the panic");
     assert!(h.lease_is_free(&key()).await);
     assert_eq!(h.cas_calls(), 0);
-    let blocked = h.refresh(&flow).await.expect("held");
-    assert_eq!(
-        blocked,
-        RefreshOutcome::HeldElsewhere,
-        "the marker blocks the token"
+    let quarantine = FlowConfig::default().quarantine;
+    let claim = h.only_claim();
+    assert_eq!(claim.state, ClaimState::Quarantined);
+    assert_eq!(claim.remaining, Some(quarantine));
+
+    let blocked = h
+        .refresh(&flow)
+        .await
+        .expect_err("the quarantine fails fast");
+    assert!(
+        matches!(blocked, FlowError::Quarantined { id: failed, until } if failed == id() && until == h.clock.now() + quarantine),
+        "{blocked:?}"
     );
+    assert_eq!(blocked.stage(), FlowStage::Claim);
+    assert!(!blocked.is_retryable(), "waiters do not wait it out");
     assert_eq!(h.upstream.calls(), 0);
 
-    // Once the marker has expired (ten upstream timeouts), refreshing resumes.
-    tokio::time::advance(FlowConfig::default().upstream_timeout * 10 + Duration::from_secs(1))
-        .await;
+    // Once the quarantine has ended by the claim store's clock, refreshing
+    // resumes: the expired claim is taken over.
+    tokio::time::advance(quarantine + Duration::from_secs(1)).await;
     let (account, _) = refreshed(h.refresh(&flow).await.expect("next refresh works"));
     assert_eq!(account.credentials_version, 1);
+    assert_eq!(h.upstream.calls(), 1);
+    let taken_over = h.only_claim();
+    assert_eq!(taken_over.state, ClaimState::Consumed);
+    assert_ne!(
+        taken_over.id, claim.id,
+        "a new holding of the same generation"
+    );
+    assert_eq!(taken_over.key, claim.key);
 }
 
 // ---------------------------------------------------------------------------
@@ -1863,145 +2456,238 @@ async fn invariant_5_stacked_never_proceeds_on_the_fast_layer_alone() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_1_late_upstream_answer_keeps_the_lease_and_is_persisted() {
+async fn invariant_1_upstream_silent_past_the_hard_deadline_is_aborted_and_quarantined() {
     let h = Harness::new(expired_account());
-    let flow = h.flow(
-        LockStrategy::single(h.lock.clone()),
-        short_upstream_timeout(),
-    );
+    let config = short_upstream_timeout();
+    let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
     h.upstream.hold_responses();
+    let started = tokio::time::Instant::now();
 
-    let err = h.refresh(&flow).await.expect_err("no answer in time");
+    let err = h
+        .refresh(&flow)
+        .await
+        .expect_err("no answer by the hard deadline");
     assert!(
         matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
         "{err:?}"
     );
-    assert_eq!(h.upstream.calls(), 1);
-
-    // The upstream rotated when the request arrived; while its answer is
-    // outstanding nobody may present the old token again.
-    let again = h.refresh(&flow).await.expect("held");
-    assert_eq!(
-        again,
-        RefreshOutcome::HeldElsewhere,
-        "the lease stays with the late call"
+    let waited = started.elapsed();
+    assert!(
+        waited >= config.upstream_timeout && waited < config.upstream_timeout * 2,
+        "the call is cut at the hard deadline, waited {waited:?}"
     );
     assert_eq!(h.upstream.calls(), 1);
-
-    h.upstream.release(1);
-    settle(async || h.stored().await.credentials_version == 1).await;
-    let stored = h.stored().await;
-    assert_eq!(
-        stored.credentials_version, 1,
-        "the late answer is persisted"
-    );
-    assert_eq!(
-        refresh_token_of(&stored),
-        h.upstream.current_refresh_token(id())
-    );
     assert!(
         h.lease_is_free(&key()).await,
-        "released after the late answer"
+        "nothing is outstanding any more: the lease is released at once"
     );
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Quarantined,
+        "the request may have consumed the token"
+    );
+    assert_eq!(claim.remaining, Some(config.quarantine));
+    assert_eq!(claim.answer, None);
+
+    // Another "process" over the same backends fails fast and sends nothing.
+    let other = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    let blocked = h.refresh(&other).await.expect_err("quarantined");
+    assert!(
+        matches!(blocked, FlowError::Quarantined { id: failed, until } if failed == id() && until == h.clock.now() + config.quarantine),
+        "{blocked:?}"
+    );
+    assert_eq!(h.upstream.calls(), 1, "the upstream sees no second request");
+
+    // The held response is let go: the aborted call cannot deliver it.
+    h.upstream.release(1);
+    settle(async || h.cas_calls() > 0).await;
+    assert_eq!(h.cas_calls(), 0, "no late answer is persisted");
+    assert_eq!(h.claim_calls("save_answer"), 0);
+    assert_eq!(h.stored().await, expired_account());
+    assert_eq!(h.only_claim().state, ClaimState::Quarantined);
     assert_eq!(h.upstream.reuses(), 0);
-    assert!(h.recovery.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_2_answer_after_the_grace_is_persisted_without_reuse() {
-    let h = Harness::new(expired_account());
-    let flow = h.flow(
-        LockStrategy::single(h.lock.clone()),
-        short_upstream_timeout(),
+async fn invariant_1_answer_after_the_hard_deadline_is_lost_and_the_token_is_presented_again_only_after_the_quarantine()
+ {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let h = Harness::build(
+        vec![expired_account()],
+        Arc::clone(&clock) as Arc<dyn Clock>,
     );
+    let config = short_upstream_timeout();
+    let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
     h.upstream.hold_responses();
-    h.refresh(&flow).await.expect_err("no answer in time");
+    h.refresh(&flow)
+        .await
+        .expect_err("no answer by the hard deadline");
 
-    // Past the grace (another upstream_timeout) the lease is given up.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    settle(async || h.lease_is_free(&key()).await).await;
-    assert!(h.lease_is_free(&key()).await);
-
-    // Meanwhile a marker keeps everyone from presenting the old token.
-    let pending = h.recovery.load(id()).await.expect("load").expect("marker");
-    assert!(pending.pending);
-    let blocked = h.refresh(&flow).await.expect("held");
+    // The upstream rotated when the request arrived; its answer is let go
+    // after the flow stopped waiting, and nobody receives it.
+    h.upstream.release(1);
+    settle(async || h.cas_calls() > 0).await;
+    assert_eq!(h.cas_calls(), 0, "no late answer is persisted");
+    assert_eq!(h.stored().await, expired_account());
     assert_eq!(
-        blocked,
-        RefreshOutcome::HeldElsewhere,
-        "the outstanding call blocks a second redemption"
+        h.upstream.current_refresh_token(id()).as_deref(),
+        Some("rt-1-1"),
+        "the rotation nobody received"
+    );
+    assert_eq!(h.only_claim().state, ClaimState::Quarantined);
+
+    // Up to the end of the quarantine, by the claim store's clock, every
+    // process fails fast.
+    clock.advance(config.quarantine - Duration::from_secs(1));
+    let other = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    let blocked = h.refresh(&other).await.expect_err("still quarantined");
+    assert!(
+        matches!(blocked, FlowError::Quarantined { until, .. } if until == clock.now() + Duration::from_secs(1)),
+        "{blocked:?}"
     );
     assert_eq!(h.upstream.calls(), 1);
 
-    // The very late answer is persisted with the fenced write (no lease is
-    // needed for that) and the marker is cleared.
-    h.upstream.release(1);
-    let persisted = async || h.stored().await.credentials_version == 1;
-    settle(persisted).await;
-    assert!(persisted().await, "the very late answer is persisted");
-    settle(async || h.recovery.is_empty()).await;
-    assert!(h.recovery.is_empty(), "the marker is cleared");
-    let stored = h.stored().await;
-    assert_eq!(
-        refresh_token_of(&stored),
-        h.upstream.current_refresh_token(id())
-    );
-
+    // After it, one flow presents the token once more: the lost answer had
+    // consumed it (a residual risk of the design, see the README), so the
+    // upstream refuses it, the generation is marked dead and the refusal
+    // surfaces; it is never presented again.
+    clock.advance(Duration::from_secs(2));
     h.upstream.open();
-    let outcome = h.refresh(&flow).await.expect("fresh");
+    let refused = h
+        .refresh(&other)
+        .await
+        .expect_err("the token was consumed by the lost answer");
     assert!(
-        matches!(outcome, RefreshOutcome::StillFresh { .. }),
-        "{outcome:?}"
+        matches!(&refused, FlowError::Upstream { source: ProviderError::InvalidGrant { code, .. }, .. } if code.as_str() == "refresh_token_reused"),
+        "{refused:?}"
     );
-    assert_eq!(
-        h.upstream.calls(),
-        1,
-        "the consumed token is never presented again"
+    assert_eq!(h.upstream.calls(), 2);
+    assert_eq!(h.upstream.reuses(), 1, "exactly one presentation after H");
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
+    let again = h.refresh(&flow).await.expect_err("a dead generation");
+    assert!(
+        matches!(again, FlowError::CredentialsRegressed { id: failed, .. } if failed == id()),
+        "{again:?}"
     );
-    assert_eq!(h.upstream.reuses(), 0);
+    assert_eq!(h.upstream.calls(), 2, "never presented a third time");
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_1_a_late_failure_clears_the_pending_marker() {
-    let h = Harness::new(expired_account());
-    let flow = h.flow(
-        LockStrategy::single(h.lock.clone()),
-        short_upstream_timeout(),
+async fn invariant_1_server_error_quarantines_the_token_until_the_store_clock_ends_it() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let h = Harness::build(
+        vec![expired_account()],
+        Arc::clone(&clock) as Arc<dyn Clock>,
     );
-    h.upstream.hold_responses();
-    h.upstream.fail_next(ProviderError::Transient {
+    let flow = h.single_flow();
+    let quarantine = flow.config().quarantine;
+    // A 5xx answered before the upstream rotated; the flow cannot know that.
+    h.upstream.fail_next(ProviderError::ServerError {
         status: Some(503),
         reason: "unavailable".into(),
     });
-    h.refresh(&flow).await.expect_err("no answer in time");
-    assert!(
-        !h.recovery.is_empty(),
-        "a marker records the outstanding call"
-    );
 
-    // The late answer is a definite failure: nothing was rotated.
-    h.upstream.release(1);
-    settle(async || h.recovery.is_empty()).await;
-    assert!(h.recovery.is_empty(), "the marker is cleared");
-
-    h.upstream.open();
-    let outcome = h.refresh(&flow).await.expect("refreshed");
+    let err = h.refresh(&flow).await.expect_err("5xx");
     assert!(
         matches!(
-            outcome,
-            RefreshOutcome::Refreshed {
-                recovered: false,
+            err.provider_error(),
+            Some(ProviderError::ServerError {
+                status: Some(503),
                 ..
-            }
+            })
         ),
-        "{outcome:?}"
+        "{err:?}"
     );
+    assert!(err.is_retryable());
+    let claim = h.only_claim();
+    assert_eq!(
+        claim.state,
+        ClaimState::Quarantined,
+        "a 5xx may have consumed the token"
+    );
+    assert_eq!(claim.remaining, Some(quarantine));
+
+    clock.advance(quarantine - Duration::from_secs(1));
+    let other = h.single_flow();
+    let blocked = h.refresh(&other).await.expect_err("quarantined");
+    assert!(
+        matches!(blocked, FlowError::Quarantined { .. }),
+        "{blocked:?}"
+    );
+    assert_eq!(h.upstream.calls(), 1);
+
+    clock.advance(Duration::from_secs(1));
+    let (account, recovered) = refreshed(
+        h.refresh(&other)
+            .await
+            .expect("the quarantine is over: refreshed"),
+    );
+    assert!(!recovered);
+    assert_eq!(refresh_token(&account), "rt-1-1");
+    assert_eq!(h.stored().await, account);
     assert_eq!(h.upstream.calls(), 2);
     assert_eq!(h.upstream.reuses(), 0);
+    let taken_over = h.only_claim();
+    assert_eq!(taken_over.state, ClaimState::Consumed);
+    assert_ne!(taken_over.id, claim.id);
+}
+
+#[tokio::test]
+async fn invariant_1_request_not_sent_releases_the_claim_at_once() {
+    let h = Harness::new(expired_account());
+    let flow = h.single_flow();
+    h.upstream.fail_next(ProviderError::NotSent {
+        reason: "connection refused".into(),
+    });
+
+    let err = h.refresh(&flow).await.expect_err("not sent");
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::NotSent { .. })),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        h.claims.inner().is_empty(),
+        "the token was provably not presented: no claim is kept"
+    );
+    assert_eq!(h.claim_calls("remove"), 1);
+
+    let (account, _) = refreshed(
+        h.refresh(&h.single_flow())
+            .await
+            .expect("another process refreshes at once"),
+    );
+    assert_eq!(refresh_token(&account), "rt-1-1");
+    assert_eq!(h.upstream.calls(), 2);
+    assert_eq!(h.upstream.reuses(), 0);
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
+}
+
+/// A lock that grants every request (a flushed or split-brain lock store):
+/// every flow holds "the" lease, and extensions report it lost.
+fn granting_lock(extends: Arc<AtomicUsize>) -> Arc<dyn RefreshLock> {
+    let mut lock = MockRefreshLock::new();
+    lock.expect_name().return_const("mock");
+    lock.expect_try_acquire().times(2).returning(|key, ttl| {
+        Ok(Some(Lease {
+            key: key.clone(),
+            owner: LeaseOwner::random(),
+            fence: 1,
+            ttl,
+        }))
+    });
+    lock.expect_extend().returning(move |_, _| {
+        extends.fetch_add(1, Ordering::SeqCst);
+        Ok(false)
+    });
+    lock.expect_release().returning(|_| Ok(false));
+    Arc::new(lock)
 }
 
 #[tokio::test(start_paused = true)]
-async fn invariant_4_lease_lost_before_the_upstream_call_sends_nothing() {
+async fn invariant_1_lease_lost_before_the_call_changes_nothing_and_the_claim_keeps_a_second_sender_out()
+ {
     let h = Harness::build(vec![expired_account()], tokio_clock());
     // Keeper period ttl/3 = 20 s; the re-read stalls 22 s (within the 25 s
     // storage timeout), long enough for the keeper to learn the lease is gone.
@@ -2013,33 +2699,42 @@ async fn invariant_4_lease_lost_before_the_upstream_call_sends_nothing() {
         persist_attempt_timeout: Duration::from_millis(500),
         ..FlowConfig::default()
     };
-    let mut lock = MockRefreshLock::new();
-    lock.expect_name().return_const("mock");
-    lock.expect_try_acquire().times(1).returning(|key, ttl| {
-        Ok(Some(Lease {
-            key: key.clone(),
-            owner: LeaseOwner::random(),
-            fence: 1,
-            ttl,
-        }))
-    });
-    lock.expect_extend().returning(|_, _| Ok(false));
-    lock.expect_release().returning(|_| Ok(false));
+    let extends = Arc::new(AtomicUsize::new(0));
+    let lock = granting_lock(Arc::clone(&extends));
     let slow = SlowFirstRead::over(&h);
     let flow = h.flow_over(
         Arc::clone(&slow) as Arc<dyn AccountRepository>,
-        LockStrategy::single(Arc::new(lock)),
-        config,
+        LockStrategy::single(Arc::clone(&lock)),
+        config.clone(),
     );
+    h.upstream.hold_responses();
 
     let task = h.spawn_refresh(&flow);
     slow.hooks.entered.notified().await;
     tokio::time::advance(Duration::from_secs(22)).await;
     slow.hooks.gate.notify_one();
+    h.upstream.wait_for_calls(1).await;
+    assert!(
+        extends.load(Ordering::SeqCst) >= 1,
+        "the keeper learned the lease was lost before the call"
+    );
 
-    let err = task.await.expect("flow task").expect_err("lease lost");
-    assert!(matches!(err, FlowError::LeaseLost { .. }), "{err:?}");
-    assert!(err.is_retryable());
-    assert_eq!(h.upstream.calls(), 0, "nothing is sent without a lease");
-    assert_eq!(h.cas_calls(), 0);
+    // Another "process" also gets a lease from the broken lock: the claim,
+    // not the lease, keeps it from presenting the same token.
+    let other = h.flow(LockStrategy::single(lock), config);
+    let outcome = h.refresh(&other).await.expect("held by the claim");
+    assert_eq!(outcome, RefreshOutcome::HeldElsewhere);
+    assert_eq!(h.upstream.calls(), 1, "nothing else is sent");
+
+    h.upstream.release(1);
+    let (account, _) = refreshed(
+        task.await
+            .expect("flow task")
+            .expect("a lost lease does not stop the claim holder"),
+    );
+    assert_eq!(refresh_token(&account), "rt-1-1");
+    assert_eq!(h.stored().await, account);
+    assert_eq!(h.upstream.calls(), 1);
+    assert_eq!(h.upstream.reuses(), 0);
+    assert_eq!(h.only_claim().state, ClaimState::Consumed);
 }

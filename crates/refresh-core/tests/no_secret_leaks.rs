@@ -5,27 +5,31 @@
 //! the flow, the token provider and the background refresher run through a
 //! successful refresh, an `invalid_grant` whose upstream body echoes the
 //! refresh token, a persist failure (`NotPersisted`, which carries the new
-//! credentials), and a lock-unavailable failure. The secrets are the
-//! distinctive seeded tokens and every `rt-<id>-<n>` / `at-<id>-<n>` the
-//! fake upstream issued.
+//! credentials, and the generation claim holding them), and a
+//! lock-unavailable failure. The secrets are the distinctive seeded tokens
+//! and every `rt-<id>-<n>` / `at-<id>-<n>` the fake upstream issued. A
+//! second test has an executor put the refresh token into its own
+//! `Configuration { reason }`, which must reach the `error_message` column
+//! redacted.
 
 mod common;
 
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{ISSUED_LIFETIME, anthropic_executor, memory_lock, tokio_clock};
 use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryRecoveryStore, InMemoryRefreshLock, InMemoryTokenCache,
+    InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
 use refresh_core::provider::REFRESH_SKEW;
 use refresh_core::testing::{FakeUpstream, Faulty};
 use refresh_core::{
-    Account, AccountId, AccountRepository, AccountStatus, BackgroundRefresher, Clock, Credentials,
-    ExecutorRegistry, FlowError, LockStrategy, Platform, ProviderError, RecoveryStore,
-    RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock, RefreshOutcome, StorageErrorKind,
-    TokenCache, TokenError, TokenProvider,
+    Account, AccountId, AccountRepository, AccountStatus, BackgroundRefresher, ClaimState,
+    ClaimStore, Clock, Credentials, ExecutorRegistry, FlowError, LockStrategy, Platform,
+    ProviderError, RefreshContext, RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock,
+    RefreshOutcome, StorageErrorKind, TokenCache, TokenError, TokenProvider,
 };
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -33,6 +37,8 @@ use tracing_subscriber::fmt::format::FmtSpan;
 /// Long enough (≥ 24 characters) to look like a real token to the
 /// description sanitizer; the upstream echoes it in its error body.
 const ECHOED_REFRESH_TOKEN: &str = "rt-SECRET-0002-echoed-by-the-upstream";
+/// The same, for a nested error body.
+const NESTED_ECHOED_REFRESH_TOKEN: &str = "rt-SECRET-0007-echoed-in-a-nested-body";
 
 /// Everything the fmt subscriber writes.
 #[derive(Clone, Default)]
@@ -126,13 +132,12 @@ struct Stack {
 fn stack(
     repo: Arc<dyn AccountRepository>,
     lock: Arc<dyn RefreshLock>,
-    recovery: Arc<dyn RecoveryStore>,
+    claims: Arc<dyn ClaimStore>,
     cache: &Arc<InMemoryTokenCache>,
     clock: &Arc<dyn Clock>,
     executor: &Arc<dyn RefreshExecutor>,
 ) -> Stack {
-    let flow = RefreshFlow::builder(repo, LockStrategy::single(lock))
-        .recovery(recovery)
+    let flow = RefreshFlow::builder(repo, LockStrategy::single(lock), claims)
         .notifier(Arc::clone(cache) as _)
         .clock(Arc::clone(clock))
         .build()
@@ -173,7 +178,7 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     let s1 = stack(
         Arc::clone(&repo1) as _,
         Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock))),
-        Arc::new(InMemoryRecoveryStore::new()),
+        Arc::new(InMemoryClaimStore::new(Arc::clone(&clock))),
         &cache,
         &clock,
         &executor,
@@ -234,7 +239,7 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     let s2 = stack(
         Arc::clone(&repo2) as _,
         Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock))),
-        Arc::new(InMemoryRecoveryStore::new()),
+        Arc::new(InMemoryClaimStore::new(Arc::clone(&clock))),
         &cache,
         &clock,
         &executor,
@@ -263,13 +268,44 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     );
     out.text("error_message column", &error_message);
     out.debug("Account marked error", &marked);
-    let nested = format!(
-        r#"{{"error":{{"code":"refresh_token_reused","message":"token {ECHOED_REFRESH_TOKEN} already used"}}}}"#
-    );
-    upstream.fail_next(ProviderError::from_response(401, nested.as_bytes(), None));
+    // The refused generation is dead: presenting it again is refused
+    // without a call.
+    let calls = upstream.calls();
     let error = s2
         .flow
         .refresh_if_needed(&marked, &executor, REFRESH_SKEW)
+        .await
+        .expect_err("a dead generation is not presented again");
+    assert!(
+        matches!(error, FlowError::CredentialsRegressed { .. }),
+        "{error:?}"
+    );
+    assert_eq!(upstream.calls(), calls);
+    out.error("FlowError::CredentialsRegressed", &error);
+    out.text("account_error_message", &error.account_error_message());
+    let repo7 = Arc::new(InMemoryAccountRepository::with_accounts([account(
+        9007,
+        7,
+        Some(NESTED_ECHOED_REFRESH_TOKEN),
+        now,
+        -60,
+    )]));
+    let s7 = stack(
+        Arc::clone(&repo7) as _,
+        Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock))),
+        Arc::new(InMemoryClaimStore::new(Arc::clone(&clock))),
+        &cache,
+        &clock,
+        &executor,
+    );
+    let a9007 = repo7.get(AccountId(9007)).await.unwrap().unwrap();
+    let nested = format!(
+        r#"{{"error":{{"code":"refresh_token_reused","message":"token {NESTED_ECHOED_REFRESH_TOKEN} already used"}}}}"#
+    );
+    upstream.fail_next(ProviderError::from_response(401, nested.as_bytes(), None));
+    let error = s7
+        .flow
+        .refresh_if_needed(&a9007, &executor, REFRESH_SKEW)
         .await
         .expect_err("invalid_grant stands: the stored token did not change");
     assert!(
@@ -280,18 +316,18 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     out.text("account_error_message", &error.account_error_message());
 
     // 3. The upstream rotates but every write fails: NotPersisted carries the
-    //    new credentials, and a recovery record keeps them.
+    //    new credentials, and the generation claim keeps them.
     let repo3 = Arc::new(Faulty::new(Arc::new(
         InMemoryAccountRepository::with_accounts([account(9003, 3, None, now, 60)]),
     )));
     repo3
         .faults
         .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    let recovery3 = Arc::new(InMemoryRecoveryStore::new());
+    let claims3 = Arc::new(InMemoryClaimStore::new(Arc::clone(&clock)));
     let s3 = stack(
         Arc::clone(&repo3) as _,
         Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock))),
-        Arc::clone(&recovery3) as _,
+        Arc::clone(&claims3) as _,
         &cache,
         &clock,
         &executor,
@@ -305,7 +341,7 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     match &error {
         FlowError::NotPersisted {
             credentials,
-            recovery_saved: true,
+            answer_saved: true,
             ..
         } => {
             assert_eq!(
@@ -314,19 +350,27 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
             );
             out.debug("NotPersisted credentials", credentials);
         }
-        other => panic!("expected NotPersisted with a recovery record, got {other:?}"),
+        other => panic!("expected NotPersisted with the answer in the claim, got {other:?}"),
     }
     out.error("FlowError::NotPersisted", &error);
-    let record = recovery3
-        .load(AccountId(9003))
-        .await
-        .expect("in-memory store")
-        .expect("recovery record saved");
+    let answered = claims3.claims_of(AccountId(9003), ClaimState::Answered);
+    let [claim] = answered.as_slice() else {
+        panic!("one answered claim expected, got {answered:?}");
+    };
     assert_eq!(
-        record.credentials.access_token().expect("rotated").expose(),
+        claim
+            .answer
+            .as_ref()
+            .and_then(Credentials::access_token)
+            .expect("the answer")
+            .expose(),
         "at-9003-1"
     );
-    out.debug("RecoveryRecord", &record);
+    out.debug("Claim", claim);
+    out.debug("Claim answer", &claim.answer);
+    out.debug("ClaimKey", &claim.key);
+    out.text("ClaimKey (Display)", &claim.key.to_string());
+    out.debug("InMemoryClaimStore", &claims3);
     // The provider serves the newest token there is: the one the upstream
     // issued, carried by the error (cached briefly, in-process only).
     let served = s3
@@ -356,7 +400,7 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
     let s4 = stack(
         Arc::clone(&repo4) as _,
         Arc::clone(&lock4) as _,
-        Arc::new(InMemoryRecoveryStore::new()),
+        Arc::new(InMemoryClaimStore::new(Arc::clone(&clock))),
         &cache,
         &clock,
         &executor,
@@ -395,11 +439,12 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
 
     // Every secret: the seeded ones and each token the upstream issued.
     assert_eq!(upstream.reuses(), 0);
-    let mut secrets: Vec<String> = (1..=5)
+    let mut secrets: Vec<String> = (1..=7)
         .flat_map(|n| [format!("at-SECRET-000{n}"), format!("rt-SECRET-000{n}")])
         .collect();
     secrets.push(ECHOED_REFRESH_TOKEN.to_owned());
-    for id in 9001..=9005 {
+    secrets.push(NESTED_ECHOED_REFRESH_TOKEN.to_owned());
+    for id in 9001..=9007 {
         for n in 1..=3 {
             secrets.push(format!("at-{id}-{n}"));
             secrets.push(format!("rt-{id}-{n}"));
@@ -433,5 +478,104 @@ async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
                 "{secret} appears in {what}: {text}"
             );
         }
+    }
+}
+
+/// A refresh token long and mixed enough to look like a real one to the
+/// redaction (short test tokens such as `rt-1-0` are below its threshold).
+const HANDED_REFRESH_TOKEN: &str = "rt-SECRET-0006-Handed-To-The-Executor";
+/// A proxy password the executor embeds in a URL.
+const PROXY_PASSWORD: &str = "Pr0xyPassw0rd-SECRET";
+
+/// An executor with a bug: its configuration error carries the refresh
+/// token it was handed and a proxy URL with a password.
+struct LeakyReason;
+
+#[async_trait]
+impl RefreshExecutor for LeakyReason {
+    fn platform(&self) -> Platform {
+        Platform::Anthropic
+    }
+
+    async fn refresh(
+        &self,
+        _account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
+        Err(ProviderError::Configuration {
+            reason: format!(
+                "proxy http://user:{PROXY_PASSWORD}@proxy.internal:8080 refused refresh token {}",
+                ctx.refresh_token.expose()
+            ),
+        })
+    }
+}
+
+/// Issue 5 ("Also"): an executor-supplied `Configuration { reason }` that
+/// contains token-like text reaches the `error_message` column redacted,
+/// like an upstream description, and the logs of the failure carry none of
+/// it either.
+#[tokio::test(start_paused = true)]
+async fn invariant_9_executor_reason_is_redacted_in_error_message() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::FULL)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let clock = tokio_clock();
+    let now = clock.now();
+    let repo = Arc::new(InMemoryAccountRepository::with_accounts([account(
+        9006,
+        6,
+        Some(HANDED_REFRESH_TOKEN),
+        now,
+        60,
+    )]));
+    let cache = Arc::new(InMemoryTokenCache::new(Arc::clone(&clock)));
+    let executor: Arc<dyn RefreshExecutor> = Arc::new(LeakyReason);
+    let s = stack(
+        Arc::clone(&repo) as _,
+        Arc::new(InMemoryRefreshLock::new(Arc::clone(&clock))),
+        Arc::new(InMemoryClaimStore::new(Arc::clone(&clock))),
+        &cache,
+        &clock,
+        &executor,
+    );
+    let background = BackgroundRefresher::builder(s.flow, ExecutorRegistry::new().with(executor))
+        .cache(Arc::clone(&cache) as _)
+        .build()
+        .expect("valid background configuration");
+
+    let report = background.run_once().await;
+    assert_eq!((report.failed, report.marked_error), (1, 1), "{report:?}");
+    let marked = repo.get(AccountId(9006)).await.unwrap().unwrap();
+    assert_eq!(marked.status, AccountStatus::Error);
+    let message = marked.error_message.expect("error_message written");
+    assert!(
+        message.starts_with("Token refresh failed (non-retryable)"),
+        "{message}"
+    );
+    assert!(message.contains("configuration"), "{message}");
+    assert!(message.contains("[redacted]"), "{message}");
+    assert!(
+        message.contains("proxy") && message.contains("refused refresh token"),
+        "the readable words stay: {message}"
+    );
+
+    let logs = logs.contents();
+    assert!(
+        logs.contains("account marked error"),
+        "the log lacks the mark:\n{logs}"
+    );
+    for secret in [HANDED_REFRESH_TOKEN, PROXY_PASSWORD, "at-SECRET-0006"] {
+        assert!(
+            !message.contains(secret),
+            "{secret} in error_message: {message}"
+        );
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
     }
 }

@@ -6,9 +6,12 @@
 //!   backfilled `project_id` changes neither (Gemini, Antigravity).
 //! - Background loop: a missing invalidator (no token cache) is fine.
 //! - Classification: `invalid_grant` inside a longer message and in upper
-//!   case; a network timeout is not non-retryable.
+//!   case; a network timeout is not non-retryable (a read timeout after
+//!   sending quarantines the generation instead of replaying it).
 //! - Not tested in Go: cancellation releasing the lock; lock TTL expiry
-//!   during a slow refresh; a proxy lookup failure failing the refresh.
+//!   during a slow refresh (the generation claim, not the lease, keeps a
+//!   second sender out; a call past the hard deadline is aborted and its
+//!   generation quarantined); a proxy lookup failure failing the refresh.
 //!
 //! Everything runs on the in-memory backends, the fault-injecting
 //! [`Faulty`] wrappers and the rotating [`FakeUpstream`] (see
@@ -33,20 +36,20 @@ use tokio_util::sync::CancellationToken;
 
 use refresh_core::error::OAuthErrorCode;
 use refresh_core::memory::InMemoryAccountRepository;
-use refresh_core::ports::{CasOutcome, ManualClock};
+use refresh_core::ports::{CasExpectation, CasOutcome, ManualClock};
 use refresh_core::testing::RotatingExecutor;
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, BackgroundConfig, BackgroundRefresher,
-    Clock, Credentials, CycleReport, ExecutorRegistry, FlowConfig, FlowError, FlowStage,
-    LockStrategy, Platform, ProviderError, RecoveryStore, RefreshExecutor, RefreshFlow, RefreshKey,
-    RefreshLock, RefreshOutcome, TokenCache, TokenError, TokenProvider,
+    ClaimState, Clock, Credentials, CycleReport, ExecutorRegistry, FlowConfig, FlowError,
+    FlowStage, LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
+    RefreshKey, RefreshLock, RefreshOutcome, TokenCache, TokenError, TokenProvider,
 };
 
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// One account store, one lock, one token cache, one recovery store and one
+/// One account store, one lock, one token cache, one claim store and one
 /// fake upstream, shared by every flow built from it (each flow is a
 /// separate "process": its own single flight).
 type Stack = Backends;
@@ -54,7 +57,6 @@ type Stack = Backends;
 impl Stack {
     fn flow_with(&self, lock: Arc<dyn RefreshLock>, config: FlowConfig) -> RefreshFlow {
         self.flow_builder(LockStrategy::single(lock))
-            .recovery(Arc::clone(&self.recovery) as Arc<dyn RecoveryStore>)
             .config(config)
             .build()
             .expect("valid flow configuration")
@@ -67,11 +69,9 @@ impl Stack {
         )
     }
 
-    /// Whether a late upstream answer for account `id` has been kept (a
-    /// recovery record, or stored outright) and nothing holds its lease.
-    async fn late_answer_landed(&self, id: i64, platform: &Platform) -> bool {
-        (!self.recovery.is_empty() || self.stored(id).await.credentials_version > 0)
-            && self.lease_is_free(&key(platform, id)).await
+    /// How many claims of account `id` are in `state`.
+    fn claims_in(&self, id: i64, state: ClaimState) -> usize {
+        self.claims.inner().claims_of(AccountId(id), state).len()
     }
 }
 
@@ -85,7 +85,11 @@ impl RefreshExecutor for DefaultKeyExecutor {
         self.0.clone()
     }
 
-    async fn refresh(&self, _account: &Account) -> Result<Credentials, ProviderError> {
+    async fn refresh(
+        &self,
+        _account: &Account,
+        _ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
         Err(ProviderError::Configuration {
             reason: "not called by these tests".into(),
         })
@@ -115,7 +119,11 @@ impl RefreshExecutor for ProxyLookupFails {
         self.platform.clone()
     }
 
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
+    async fn refresh(
+        &self,
+        account: &Account,
+        _ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let proxy = account.proxy_id.unwrap_or_default();
         Err(ProviderError::Configuration {
@@ -126,11 +134,15 @@ impl RefreshExecutor for ProxyLookupFails {
 
 /// A rotating executor whose first upstream answer is slow: the upstream
 /// rotates when the request arrives, then the answer waits for `answer`.
-/// Later calls answer at once.
+/// Later calls answer at once. It records whether the slow answer ever
+/// reached the flow, and whether the call was dropped while it waited (the
+/// flow aborting it at its hard deadline).
 struct SlowFirstAnswer {
     inner: RotatingExecutor,
     first: AtomicBool,
     answer: Notify,
+    delivered: AtomicBool,
+    aborted: AtomicBool,
 }
 
 impl SlowFirstAnswer {
@@ -139,6 +151,25 @@ impl SlowFirstAnswer {
             inner,
             first: AtomicBool::new(true),
             answer: Notify::new(),
+            delivered: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Sets its flag when dropped before [`disarm`](Self::disarm).
+struct DroppedWhileWaiting<'a>(Option<&'a AtomicBool>);
+
+impl DroppedWhileWaiting<'_> {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DroppedWhileWaiting<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0 {
+            flag.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -149,10 +180,17 @@ impl RefreshExecutor for SlowFirstAnswer {
         self.inner.platform()
     }
 
-    async fn refresh(&self, account: &Account) -> Result<Credentials, ProviderError> {
-        let result = self.inner.refresh(account).await;
+    async fn refresh(
+        &self,
+        account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
+        let result = self.inner.refresh(account, ctx).await;
         if self.first.swap(false, Ordering::SeqCst) {
+            let mut waiting = DroppedWhileWaiting(Some(&self.aborted));
             self.answer.notified().await;
+            waiting.disarm();
+            self.delivered.store(true, Ordering::SeqCst);
         }
         result
     }
@@ -245,7 +283,7 @@ async fn keys_backfilled_project_id_keeps_the_lock_and_cache_key() {
         let CasOutcome::Applied(backfilled) = s
             .repo
             .inner()
-            .compare_and_set_credentials(AccountId(7), 0, &with_project)
+            .compare_and_set_credentials(AccountId(7), CasExpectation::of(&seven), &with_project)
             .await
             .expect("write")
         else {
@@ -442,20 +480,20 @@ async fn classification_invalid_grant_inside_a_longer_message_and_in_upper_case(
 
 /// REFERENCE §12 Classification: "Not non-retryable: no error; a network
 /// timeout". A timeout (before or after sending) is retryable at every
-/// layer, and the background retries it instead of marking the account; a
-/// successful refresh marks nothing.
+/// layer, and the background never marks the account for it; a successful
+/// refresh marks nothing. A connect timeout (the request never left) is
+/// retried with the same token; a read timeout after sending may have
+/// consumed it (issue 5, break 1): the claim is quarantined, so the retry
+/// meets the quarantine instead of presenting the token again.
 #[tokio::test(start_paused = true)]
 async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
-    let timeouts = [
-        ProviderError::Transient {
-            status: None,
-            reason: "connect timeout".into(),
-        },
-        ProviderError::Ambiguous {
-            reason: "read timeout after sending".into(),
-        },
-    ];
-    for error in &timeouts {
+    let connect_timeout = ProviderError::NotSent {
+        reason: "connect timeout".into(),
+    };
+    let read_timeout = ProviderError::Ambiguous {
+        reason: "read timeout after sending".into(),
+    };
+    for error in [&connect_timeout, &read_timeout] {
         assert!(error.is_retryable(), "{error:?}");
         let flow_error = FlowError::Upstream {
             id: AccountId(1),
@@ -464,13 +502,15 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
         };
         assert!(flow_error.is_retryable(), "{flow_error:?}");
     }
+    assert!(connect_timeout.provably_not_consumed());
+    assert!(!read_timeout.provably_not_consumed());
 
     // Account 1: a connect timeout, then success. Account 2: no error.
     let s = Stack::new([
         oauth_account(1, Platform::OpenAi, 60),
         oauth_account(2, Platform::OpenAi, 120),
     ]);
-    s.upstream.fail_next(timeouts[0].clone());
+    s.upstream.fail_next(connect_timeout);
     let refresher = BackgroundRefresher::builder(s.flow(), s.registry(&[Platform::OpenAi]))
         .config(BackgroundConfig {
             concurrency: 1,
@@ -490,6 +530,7 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
         }
     );
     assert_eq!(s.upstream.calls(), 3, "the timed-out attempt was retried");
+    assert_eq!(s.upstream.reuses(), 0);
     assert_eq!(s.repo_calls("set_error"), 0, "nothing marked");
     for id in [1, 2] {
         let stored = s.stored(id).await;
@@ -497,6 +538,33 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
         assert_eq!(stored.error_message, None);
         assert_eq!(stored.credentials_version, 1);
     }
+
+    // A read timeout after the upstream rotated: no second presentation,
+    // not marked.
+    let s = Stack::new([oauth_account(1, Platform::OpenAi, 60)]);
+    s.upstream.fail_after_rotation_next(read_timeout);
+    let refresher = BackgroundRefresher::builder(s.flow(), s.registry(&[Platform::OpenAi]))
+        .build()
+        .expect("valid config");
+    let report = refresher.run_once().await;
+    assert_eq!(
+        report,
+        CycleReport {
+            total: 1,
+            due: 1,
+            failed: 1,
+            ..CycleReport::default()
+        }
+    );
+    assert_eq!(
+        (s.upstream.calls(), s.upstream.reuses()),
+        (1, 0),
+        "the consumed token was not presented again"
+    );
+    assert_eq!(s.claim_calls("acquire"), 2, "the retry met the quarantine");
+    assert_eq!(s.claims_in(1, ClaimState::Quarantined), 1);
+    assert_eq!(s.repo_calls("set_error"), 0, "nothing marked");
+    assert_eq!(s.stored(1).await.status, AccountStatus::Active);
 }
 
 // ---------------------------------------------------------------------------
@@ -592,14 +660,15 @@ async fn assert_detached_refresh_finished(s: &Stack, platform: &Platform, id: i6
 
 /// REFERENCE §12 "Not tested in Go": "Lock TTL expiry during a slow
 /// refresh", when the lease lapses anyway (the lock store's clock passes the
-/// TTL, as when extensions cannot reach it). A second process takes the
-/// lease and presents the same refresh token; then:
-/// - the first holder's release is owner-checked and does not delete the
-///   second holder's lease (defect 1, invariant 4);
+/// TTL, as when extensions cannot reach it). Then:
+/// - a second process takes the lapsed lease but finds the generation
+///   claimed by the live first holder, and presents nothing (invariant 1
+///   holds without the lease: issue 5);
 /// - the first holder's rotation goes through the fenced write
-///   (invariant 3), and the second holder's `refresh_token_reused` is race
-///   recovery, not an error (invariant 6);
-/// - the last-issued refresh token ends up stored.
+///   (invariant 3), and its release is owner-checked: it does not delete
+///   the lease a third process took meanwhile (defect 1, invariant 4);
+/// - the second process, once the lease is free, finds the account fresh;
+///   the last-issued refresh token is stored.
 #[tokio::test]
 async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     let lock_clock = Arc::new(ManualClock::new(t0()));
@@ -611,34 +680,38 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     let config = FlowConfig::default();
     let (a, b) = (s.flow(), s.flow());
     let executor = s.executor(Platform::Anthropic);
-    let spawn = |flow: RefreshFlow| {
-        let executor = Arc::clone(&executor);
-        tokio::spawn(async move {
-            flow.refresh_if_needed(
-                &oauth_account(1, Platform::Anthropic, -60),
-                &executor,
-                WINDOW,
-            )
-            .await
-        })
-    };
+    let snapshot = oauth_account(1, Platform::Anthropic, -60);
+    let k = key(&Platform::Anthropic, 1);
     s.upstream.hold_responses();
 
-    let first = spawn(a);
+    let first = tokio::spawn({
+        let (executor, snapshot) = (Arc::clone(&executor), snapshot.clone());
+        async move { a.refresh_if_needed(&snapshot, &executor, WINDOW).await }
+    });
     s.upstream.wait_for_calls(1).await;
-    assert!(!s.lease_is_free(&key(&Platform::Anthropic, 1)).await);
+    assert!(!s.lease_is_free(&k).await);
 
-    // The slow answer outlives the lease.
+    // The slow answer outlives the lease; the second process takes it.
     lock_clock.advance(config.lease_ttl + Duration::from_secs(1));
-    let second = spawn(b);
-    s.upstream.wait_for_calls(2).await;
+    let acquires = s.lock_calls("try_acquire");
+    let outcome = b
+        .refresh_if_needed(&snapshot, &executor, WINDOW)
+        .await
+        .expect("a live claim is not an error");
+    assert_eq!(outcome, RefreshOutcome::HeldElsewhere);
     assert_eq!(
-        s.upstream.reuses(),
-        1,
-        "a lapsed lease lets a second holder present the consumed token"
+        s.lock_calls("try_acquire"),
+        acquires + 1,
+        "the second process got past the lapsed lease"
+    );
+    assert_eq!(
+        (s.upstream.calls(), s.upstream.reuses()),
+        (1, 0),
+        "the claim, not the lease, kept the token from a second presentation"
     );
 
-    // The first holder's answer arrives; it persists and releases.
+    // A third process holds the lease when the first answer arrives.
+    let third = s.hold(&k).await;
     s.upstream.release(1);
     let outcome = first.await.expect("first task").expect("first refresh");
     let RefreshOutcome::Refreshed { account: mine, .. } = outcome else {
@@ -647,18 +720,27 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     assert_eq!(mine.credentials_version, 1);
     assert_eq!(refresh_token_of(&mine).as_deref(), Some("rt-1-1"));
     assert!(
-        !s.lease_is_free(&key(&Platform::Anthropic, 1)).await,
-        "the lapsed holder's release left the second holder's lease alone"
+        !s.lease_is_free(&k).await,
+        "the lapsed holder's release left the third process's lease alone"
     );
+    let outcome = b
+        .refresh_if_needed(&snapshot, &executor, WINDOW)
+        .await
+        .expect("lease held");
+    assert_eq!(outcome, RefreshOutcome::HeldElsewhere);
+    assert!(s.lock.inner().release(&third).await.expect("release"));
 
-    // The second holder's rejection is recognized as another worker's win.
-    s.upstream.release(1);
-    let outcome = second.await.expect("second task").expect("race recovery");
-    let RefreshOutcome::StillFresh { account: theirs } = outcome else {
-        panic!("expected StillFresh, got {outcome:?}");
-    };
-    assert_eq!(theirs, mine);
-    assert!(s.lease_is_free(&key(&Platform::Anthropic, 1)).await);
+    let outcome = b
+        .refresh_if_needed(&snapshot, &executor, WINDOW)
+        .await
+        .expect("fresh after the re-read");
+    assert_eq!(
+        outcome,
+        RefreshOutcome::StillFresh {
+            account: mine.clone()
+        }
+    );
+    assert!(s.lease_is_free(&k).await);
 
     let stored = s.stored(1).await;
     assert_eq!(stored, mine);
@@ -669,31 +751,39 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
     assert_eq!(stored.status, AccountStatus::Active);
     assert_eq!(s.repo_calls("compare_and_set_credentials"), 1);
     assert_eq!(s.repo_calls("set_error"), 0);
-    assert_eq!(s.upstream.successes(), 1);
+    assert_eq!((s.upstream.calls(), s.upstream.successes()), (1, 1));
+    assert_eq!(s.claims_in(1, ClaimState::Consumed), 1);
 }
 
 /// REFERENCE §12 "Not tested in Go": "Lock TTL expiry during a slow
-/// refresh", when the refresh is slower than the flow's upstream deadline.
-/// The flow gives up waiting (`Ambiguous`) while the request it sent is still
-/// in flight and the upstream has already rotated. Until that late answer
-/// has landed, another refresh of the account must not present the consumed
-/// refresh token again (invariant 1, defect 2: Go's lock expired while the
-/// refresh still ran, and the next worker replayed the token).
+/// refresh", when the refresh is slower than the flow's hard deadline H.
+/// The upstream rotated on arrival; the flow aborts the call at H (the late
+/// answer is never delivered: there are no late answers any more) and
+/// quarantines the generation claim. Until the quarantine ends, another
+/// refresh of the account fails fast with `Quarantined` and does not
+/// present the consumed token (invariant 1, defect 2: Go's lock expired
+/// while the refresh still ran, and the next worker replayed the token).
+///
+/// After the quarantine a new holder may present the token again: the
+/// upstream already consumed it and says so (`invalid_grant`), the
+/// generation is marked dead and the refusal stands. That is the residual
+/// risk issue 5 names: the window between the upstream committing a
+/// rotation and the first durable write of the answer.
 #[tokio::test(start_paused = true)]
 async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
     let s = Stack::new([oauth_account(1, Platform::OpenAi, -60)]);
-    let flow = s.flow_with(
-        Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
-        short_upstream_timeout(),
-    );
+    let config = short_upstream_timeout();
+    let flow = s.flow_with(Arc::clone(&s.lock) as Arc<dyn RefreshLock>, config.clone());
     let slow = Arc::new(SlowFirstAnswer::new(s.rotating(Platform::OpenAi)));
     let executor = Arc::clone(&slow) as Arc<dyn RefreshExecutor>;
     let snapshot = oauth_account(1, Platform::OpenAi, -60);
 
+    let started = tokio::time::Instant::now();
     let error = flow
         .refresh_if_needed(&snapshot, &executor, WINDOW)
         .await
-        .expect_err("no answer within the upstream deadline");
+        .expect_err("no answer within the hard deadline");
+    assert_eq!(started.elapsed(), config.upstream_timeout, "aborted at H");
     assert!(
         matches!(
             error.provider_error(),
@@ -703,36 +793,60 @@ async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
     );
     assert_eq!(s.upstream.calls(), 1);
     assert_eq!(s.upstream.successes(), 1, "the upstream rotated on arrival");
+    assert!(slow.aborted.load(Ordering::SeqCst), "the call was aborted");
+    assert_eq!(s.claims_in(1, ClaimState::Quarantined), 1);
+    assert!(s.lease_is_free(&key(&Platform::OpenAi, 1)).await);
 
-    // The caller (a getter, or the background's next attempt) tries again
-    // while the first answer is still on its way.
+    // The caller (a getter, or the background's next attempt) tries again.
     let again = flow.refresh_if_needed(&snapshot, &executor, WINDOW).await;
+    assert!(
+        matches!(again, Err(FlowError::Quarantined { .. })),
+        "{again:?}"
+    );
     assert_eq!(
         (s.upstream.calls(), s.upstream.reuses()),
         (1, 0),
-        "the consumed refresh token was presented again while the first request was in flight: {again:?}"
+        "the consumed refresh token was not presented again"
     );
 
-    // The late answer lands; the next flow stores it without a new call.
+    // The late answer can no longer land: the call is gone.
     slow.answer.notify_one();
-    settle(async || s.late_answer_landed(1, &Platform::OpenAi).await).await;
-    let outcome = flow
-        .refresh_if_needed(&snapshot, &executor, WINDOW)
-        .await
-        .expect("the late rotation is stored");
-    assert!(outcome.account().is_some(), "{outcome:?}");
-    let stored = s.stored(1).await;
-    assert_eq!(
-        refresh_token_of(&stored),
-        s.upstream.current_refresh_token(AccountId(1))
+    settle(async || slow.delivered.load(Ordering::SeqCst)).await;
+    assert!(!slow.delivered.load(Ordering::SeqCst));
+    assert_eq!(s.stored(1).await.credentials_version, 0);
+
+    // Just before the quarantine ends: still quarantined.
+    tokio::time::advance(config.quarantine - Duration::from_secs(1)).await;
+    let again = flow.refresh_if_needed(&snapshot, &executor, WINDOW).await;
+    assert!(
+        matches!(again, Err(FlowError::Quarantined { .. })),
+        "{again:?}"
     );
-    assert_eq!(s.upstream.reuses(), 0);
+    assert_eq!(s.upstream.calls(), 1);
+
+    // After it: one more presentation, refused, the generation dead.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let after = flow.refresh_if_needed(&snapshot, &executor, WINDOW).await;
+    assert!(
+        matches!(&after, Err(FlowError::Upstream { source, .. }) if source.is_grant_rejected()),
+        "{after:?}"
+    );
+    assert_eq!((s.upstream.calls(), s.upstream.reuses()), (2, 1));
+    assert_eq!(s.claims_in(1, ClaimState::Consumed), 1);
+    let again = flow.refresh_if_needed(&snapshot, &executor, WINDOW).await;
+    assert!(
+        matches!(again, Err(FlowError::CredentialsRegressed { .. })),
+        "a dead generation is never presented again: {again:?}"
+    );
+    assert_eq!(s.upstream.calls(), 2);
 }
 
 /// The background consequence of the case above (REFERENCE §11, invariant
-/// 6): a refresh slower than the upstream deadline is retried after the
+/// 6): a refresh slower than the hard deadline is retried after the
 /// backoff; the retry must not replay the consumed token, be told
-/// `refresh_token_reused`, and mark the healthy account `error`.
+/// `refresh_token_reused`, and mark the healthy account `error`. Under
+/// claims the retry meets the quarantine, and neither it nor the next cycle
+/// marks the account.
 #[tokio::test(start_paused = true)]
 async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_account_error() {
     let s = Stack::new([oauth_account(1, Platform::OpenAi, 60)]);
@@ -755,20 +869,21 @@ async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_accoun
         0,
         "a retry replayed the consumed refresh token: {report:?}"
     );
-    assert_eq!(report.marked_error, 0, "{report:?}");
+    assert_eq!(s.upstream.calls(), 1);
+    assert_eq!((report.failed, report.marked_error), (1, 0), "{report:?}");
+    assert_eq!(s.claim_calls("acquire"), 2, "the retry met the quarantine");
     assert_eq!(s.repo_calls("set_error"), 0);
     assert_eq!(s.stored(1).await.status, AccountStatus::Active);
 
-    // Once the late answer lands, the next cycle stores it.
-    slow.answer.notify_one();
-    settle(async || s.late_answer_landed(1, &Platform::OpenAi).await).await;
-    refresher.run_once().await;
+    // The next cycle, within the quarantine: no call, no mark.
+    let report = refresher.run_once().await;
+    assert_eq!((report.failed, report.marked_error), (1, 0), "{report:?}");
+    assert_eq!((s.upstream.calls(), s.upstream.reuses()), (1, 0));
+    assert_eq!(s.repo_calls("set_error"), 0);
     let stored = s.stored(1).await;
     assert_eq!(stored.status, AccountStatus::Active);
-    assert_eq!(
-        refresh_token_of(&stored),
-        s.upstream.current_refresh_token(AccountId(1))
-    );
+    assert_eq!(stored.error_message, None);
+    assert!(!slow.delivered.load(Ordering::SeqCst));
 }
 
 // ---------------------------------------------------------------------------
@@ -778,7 +893,8 @@ async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_accoun
 /// REFERENCE §12 "Not tested in Go": "A proxy lookup failure failing the
 /// refresh" (defect 16), at the flow: the executor's configuration error
 /// surfaces typed and non-retryable, without race recovery, nothing is
-/// persisted or kept for recovery, and the lease is released.
+/// persisted, the generation claim is released (a configuration error is
+/// raised before sending), and the lease is released.
 #[tokio::test]
 async fn proxy_lookup_failure_fails_the_refresh() {
     let mut stored = oauth_account(1, Platform::Gemini, -60);
@@ -806,13 +922,20 @@ async fn proxy_lookup_failure_fails_the_refresh() {
     assert_eq!(error.stage(), FlowStage::Upstream);
     assert!(!error.is_retryable(), "a human must fix the proxy");
     assert_eq!(failing.attempts.load(Ordering::SeqCst), 1);
-    assert_eq!(s.repo_calls("get"), 1, "one re-read, no race recovery");
+    assert_eq!(
+        s.repo_calls("get"),
+        2,
+        "the re-read and the re-read after claiming; no race recovery"
+    );
     assert_eq!(
         s.repo_calls("compare_and_set_credentials"),
         0,
         "nothing persisted"
     );
-    assert!(s.recovery.is_empty(), "nothing to recover");
+    assert!(
+        s.claims.inner().is_empty(),
+        "nothing was sent: the claim is released, nothing quarantined"
+    );
     assert_eq!(s.lock.faults.calls("release"), 1);
     assert!(s.lease_is_free(&key(&Platform::Gemini, 1)).await);
     assert_eq!(s.stored(1).await, stored);

@@ -17,16 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{Backends, in_secs, key, oauth_account, spawn_access_token};
+use common::{Backends, in_secs, key, oauth_account, short_upstream_timeout, spawn_access_token};
 use refresh_core::error::StorageErrorKind;
 use refresh_core::memory::InMemoryTokenCache;
 use refresh_core::ports::{PutOutcome, RefreshNotice};
 use refresh_core::provider::MetricsSnapshot;
 use refresh_core::testing::conformance::T0;
 use refresh_core::{
-    Account, AccountId, AccountType, CachedToken, Credentials, ExecutorRegistry, FlowError,
-    LockStrategy, Platform, ProviderError, ProviderRefreshPolicy, RefreshExecutor, RefreshFlow,
-    RefreshKey, Secret, StorageError, TokenCache, TokenError, TokenProvider,
+    Account, AccountId, AccountType, CachedToken, ClaimState, Credentials, ExecutorRegistry,
+    FlowConfig, FlowError, LockStrategy, Platform, ProviderError, ProviderRefreshPolicy,
+    RefreshContext, RefreshExecutor, RefreshFlow, RefreshKey, Secret, StorageError, TokenCache,
+    TokenError, TokenProvider,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,19 @@ impl Harness {
     /// A provider with the shared cache (and its notifications).
     fn provider(&self, platforms: &[Platform]) -> TokenProvider {
         TokenProvider::builder(self.flow(true), self.registry(platforms))
+            .shared_cache(self.cache.clone())
+            .build()
+    }
+
+    /// A provider with the shared cache whose flow runs with `config`.
+    fn provider_with(&self, platforms: &[Platform], config: FlowConfig) -> TokenProvider {
+        let flow = self
+            .flow_builder(LockStrategy::single(self.lock.clone()))
+            .notifier(self.cache.clone())
+            .config(config)
+            .build()
+            .expect("valid flow config");
+        TokenProvider::builder(flow, self.registry(platforms))
             .shared_cache(self.cache.clone())
             .build()
     }
@@ -375,7 +389,11 @@ impl RefreshExecutor for AntigravityStaticKeys {
             .then(|| Secret::new(account.credentials.string_view("api_key")))
     }
 
-    async fn refresh(&self, _account: &Account) -> Result<Credentials, ProviderError> {
+    async fn refresh(
+        &self,
+        _account: &Account,
+        _ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         Err(ProviderError::Configuration {
             reason: "not used by these tests".into(),
@@ -529,12 +547,13 @@ async fn getter_wrong_platform_or_type_is_rejected() {
 }
 
 /// REFERENCE §4 and defect 12: "use existing token" only while it is still
-/// valid; "return error" fails the request.
+/// valid; "return error" fails the request. The failure is one that left
+/// the refresh token usable (the request never left), so the refresh is
+/// tried again once the failure TTL lapses.
 #[tokio::test(start_paused = true)]
 async fn getter_refresh_error_policy() {
-    let transient = || ProviderError::Transient {
-        status: Some(503),
-        reason: "upstream status 503".into(),
+    let not_sent = || ProviderError::NotSent {
+        reason: "connect refused".into(),
     };
 
     // Claude and OpenAI (UseExistingToken) serve the still-valid token;
@@ -548,7 +567,7 @@ async fn getter_refresh_error_policy() {
         let snapshot = oauth_account(1, platform.clone(), 120);
         let h = Harness::new([snapshot.clone()]);
         let provider = h.provider(std::slice::from_ref(&platform));
-        h.upstream.fail_next(transient());
+        h.upstream.fail_next(not_sent());
 
         let result = provider.access_token(&snapshot).await;
         assert_eq!(h.upstream.calls(), 1, "{platform}: one refresh attempt");
@@ -590,7 +609,7 @@ async fn getter_refresh_error_policy() {
     let snapshot = oauth_account(2, Platform::Anthropic, 120);
     let h = Harness::new([snapshot.clone()]);
     let provider = h.provider(&[Platform::Anthropic]);
-    h.upstream.fail_next(transient());
+    h.upstream.fail_next(not_sent());
     assert_eq!(
         provider
             .access_token(&snapshot)
@@ -620,7 +639,7 @@ async fn getter_refresh_error_policy() {
     let expired = oauth_account(3, Platform::Anthropic, -10);
     let h = Harness::new([expired.clone()]);
     let provider = h.provider(&[Platform::Anthropic]);
-    h.upstream.fail_next(transient());
+    h.upstream.fail_next(not_sent());
     let err = provider
         .access_token(&expired)
         .await
@@ -639,6 +658,289 @@ async fn getter_refresh_error_policy() {
         h.cached(&key(&Platform::Anthropic, 3)).await.is_none(),
         "the expired token is not cached"
     );
+}
+
+/// Issue 5, step 7: a generation quarantined by another process (its 5xx
+/// after the upstream rotated may have consumed the token) makes the getter
+/// fail fast with `Quarantined { until }` instead of waiting out its wait
+/// timeout: no subscription, no poll, no upstream call. The platform policy
+/// still applies: Claude serves a still-valid existing token, Gemini
+/// returns the error.
+#[tokio::test(start_paused = true)]
+async fn getter_quarantined_refresh_fails_fast_without_waiting() {
+    let expired = oauth_account(1, Platform::Anthropic, -60);
+    let valid = oauth_account(2, Platform::Anthropic, 120);
+    let gemini = oauth_account(3, Platform::Gemini, 120);
+    let accounts = [expired.clone(), valid.clone(), gemini.clone()];
+    let platforms = [Platform::Anthropic, Platform::Gemini];
+    let h = Harness::new(accounts.clone());
+    let quarantine = h.flow(true).config().quarantine;
+
+    // Process A: each refresh meets a 5xx after the upstream rotated.
+    let a = h.provider(&platforms);
+    for account in &accounts {
+        h.upstream
+            .fail_after_rotation_next(ProviderError::ServerError {
+                status: Some(502),
+                reason: "upstream status 502".into(),
+            });
+        let result = a.access_token(account).await;
+        if account.id == AccountId(2) {
+            assert_eq!(result.expect("existing token").token.expose(), "at-2-0");
+        } else {
+            let err = result.expect_err("no token for A");
+            assert!(
+                matches!(
+                    &err,
+                    TokenError::Refresh {
+                        source: FlowError::Upstream {
+                            source: ProviderError::ServerError { .. },
+                            ..
+                        },
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+    assert_eq!(h.upstream.calls(), 3);
+    for account in &accounts {
+        assert_eq!(
+            h.claims
+                .inner()
+                .claims_of(account.id, ClaimState::Quarantined)
+                .len(),
+            1,
+            "account {}",
+            account.id
+        );
+    }
+
+    // Process B: fails fast on each.
+    let b = h.provider(&platforms);
+    let subscriptions = h.cache_calls("subscribe_refreshed");
+    for account in [&expired, &gemini] {
+        let started = Instant::now();
+        let err = b.access_token(account).await.expect_err("quarantined");
+        assert_eq!(started.elapsed(), Duration::ZERO, "no wait: {err:?}");
+        let TokenError::Refresh {
+            id,
+            source: FlowError::Quarantined { until, .. },
+        } = &err
+        else {
+            panic!("expected Refresh(Quarantined), got {err:?}");
+        };
+        assert_eq!(*id, account.id);
+        assert_eq!(
+            *until,
+            in_secs(i64::try_from(quarantine.as_secs()).expect("small")),
+            "the quarantine ends one quarantine after the 5xx"
+        );
+        assert!(!err.is_retryable(), "{err:?}");
+    }
+    let started = Instant::now();
+    let token = b.access_token(&valid).await.expect("existing token");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!((token.token.expose(), token.version), ("at-2-0", 0));
+    assert_eq!(
+        h.cache_calls("subscribe_refreshed"),
+        subscriptions,
+        "nobody waited for a refresh held elsewhere"
+    );
+    let seen = metrics(&b, &Platform::Anthropic);
+    assert_eq!(
+        (
+            seen.refresh_failures,
+            seen.lock_contention,
+            seen.lock_wait_samples
+        ),
+        (2, 0, 0),
+        "{seen:?}"
+    );
+    assert_eq!(
+        (h.upstream.calls(), h.upstream.reuses()),
+        (3, 0),
+        "no token presented again"
+    );
+}
+
+/// Issue 5, step 7, for a caller already waiting: the holder's call hangs
+/// past its hard deadline, is aborted and quarantines the generation. The
+/// waiter in another process notices the quarantine at its next poll and
+/// fails fast with `Quarantined` instead of waiting out `max_wait` for a
+/// refresh that cannot come; the token is never presented twice.
+#[tokio::test(start_paused = true)]
+async fn getter_waiter_fails_fast_when_the_holder_quarantines() {
+    let platform = Platform::Anthropic;
+    let expired = oauth_account(1, platform.clone(), -60);
+    let h = Harness::new([expired.clone()]);
+    h.upstream.hold_responses();
+    let config = short_upstream_timeout();
+    let a = h.provider_with(std::slice::from_ref(&platform), config.clone());
+    let b = h.provider_with(std::slice::from_ref(&platform), config.clone());
+
+    let started = Instant::now();
+    let a_caller = spawn_access_token(&a, &expired);
+    h.upstream.wait_for_calls(1).await;
+    let b_caller = spawn_access_token(&b, &expired);
+    h.cache
+        .faults
+        .wait_for_calls("subscribe_refreshed", 1)
+        .await;
+
+    let a_err = a_caller
+        .await
+        .expect("a task")
+        .expect_err("A's call was aborted");
+    assert!(
+        matches!(
+            &a_err,
+            TokenError::Refresh {
+                source: FlowError::Upstream {
+                    source: ProviderError::Ambiguous { .. },
+                    ..
+                },
+                ..
+            }
+        ),
+        "{a_err:?}"
+    );
+    let b_err = b_caller.await.expect("b task").expect_err("B fails fast");
+    let b_elapsed = started.elapsed();
+    assert!(
+        matches!(
+            &b_err,
+            TokenError::Refresh {
+                source: FlowError::Quarantined { .. },
+                ..
+            }
+        ),
+        "{b_err:?}"
+    );
+    let max_wait = ProviderRefreshPolicy::for_platform(&platform).wait.max_wait;
+    assert!(
+        b_elapsed >= config.upstream_timeout
+            && b_elapsed < config.upstream_timeout + Duration::from_secs(1),
+        "B stopped at its first poll after the quarantine, not after {max_wait:?}: {b_elapsed:?}"
+    );
+    assert_eq!((h.upstream.calls(), h.upstream.reuses()), (1, 0));
+    assert_eq!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Quarantined)
+            .len(),
+        1
+    );
+    assert_eq!(metrics(&b, &platform).lock_wait_misses, 1);
+}
+
+/// REFERENCE §12 Refresh operation "Persist fails", on the request path
+/// (issue 5, step 8): the upstream issued a token that could not be stored.
+/// It is the newest token there is, so the getter serves it (in-process
+/// only, never in the shared cache) while the answer waits in the
+/// generation claim; another process applies the claim's answer rather
+/// than calling the upstream; once the repository heals the answer is
+/// stored, still with a single upstream call.
+#[tokio::test(start_paused = true)]
+async fn getter_serves_the_issued_token_when_it_is_not_persisted() {
+    let expired = oauth_account(1, Platform::Anthropic, -60);
+    let h = Harness::new([expired.clone()]);
+    h.repo
+        .faults
+        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+
+    let a = h.provider(&[Platform::Anthropic]);
+    let token = a.access_token(&expired).await.expect("the issued token");
+    assert_eq!(token.token.expose(), "at-1-1");
+    assert_eq!(h.upstream.calls(), 1);
+    assert_eq!(h.cache_calls("put"), 0, "an unstored token is not shared");
+    assert_eq!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Answered)
+            .len(),
+        1,
+        "the answer waits in the claim"
+    );
+    let again = a.access_token(&expired).await.expect("in-process copy");
+    assert_eq!(again.token.expose(), "at-1-1");
+
+    // Another process, while the writes still fail: the claim's answer.
+    let b = h.provider(&[Platform::Anthropic]);
+    let token = b.access_token(&expired).await.expect("the claim's answer");
+    assert_eq!(token.token.expose(), "at-1-1");
+    assert_eq!(h.upstream.calls(), 1, "applied from the claim, no new call");
+    assert_eq!(h.stored(1).await.credentials_version, 0);
+
+    // The repository heals: a third process stores the answer.
+    h.repo.faults.heal();
+    let c = h.provider(&[Platform::Anthropic]);
+    let token = c.access_token(&expired).await.expect("stored token");
+    assert_eq!((token.token.expose(), token.version), ("at-1-1", 1));
+    let stored = h.stored(1).await;
+    assert_eq!(stored.credentials_version, 1);
+    assert_eq!(
+        stored
+            .credentials
+            .refresh_token()
+            .map(|t| t.expose().to_owned()),
+        h.upstream.current_refresh_token(AccountId(1))
+    );
+    assert_eq!(
+        (h.upstream.calls(), h.upstream.reuses()),
+        (1, 0),
+        "one upstream call in all"
+    );
+    assert_eq!(
+        h.claims
+            .inner()
+            .claims_of(AccountId(1), ClaimState::Consumed)
+            .len(),
+        1
+    );
+}
+
+/// As above when the claim store cannot take the answer either
+/// (`NotPersisted { answer_saved: false }`): the getter still serves the
+/// issued token; the holder keeps the lease while it rescues the answer, so
+/// a getter in another process waits (it does not present the consumed
+/// token) and gets the new token once the rescue lands.
+#[tokio::test(start_paused = true)]
+async fn getter_serves_the_issued_token_when_neither_store_takes_it() {
+    let expired = oauth_account(1, Platform::Anthropic, -60);
+    let h = Harness::new([expired.clone()]);
+    h.repo
+        .faults
+        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.claims
+        .faults
+        .fail_always("save_answer", StorageErrorKind::Unavailable);
+
+    let a = h.provider(&[Platform::Anthropic]);
+    let token = a.access_token(&expired).await.expect("the issued token");
+    assert_eq!(token.token.expose(), "at-1-1");
+    assert_eq!(h.upstream.calls(), 1);
+    assert!(
+        !h.lease_is_free(&key(&Platform::Anthropic, 1)).await,
+        "the rescue keeps the lease"
+    );
+
+    let b = h.provider(&[Platform::Anthropic]);
+    let waiter = spawn_access_token(&b, &expired);
+    h.cache
+        .faults
+        .wait_for_calls("subscribe_refreshed", 1)
+        .await;
+    assert!(!waiter.is_finished());
+    h.repo.faults.heal();
+    let token = waiter
+        .await
+        .expect("waiter task")
+        .expect("the rescued token");
+    assert_eq!((token.token.expose(), token.version), ("at-1-1", 1));
+    assert_eq!(h.stored(1).await.credentials_version, 1);
+    assert_eq!((h.upstream.calls(), h.upstream.reuses()), (1, 0));
 }
 
 /// REFERENCE §3.7 and defect 11: a stale snapshot never replaces a newer

@@ -25,16 +25,18 @@ pub(super) struct Answer {
     /// The answer replaces the refresh token `base` holds.
     pub(super) rotated: bool,
     /// On a mismatch, re-apply `delta` over a row that still holds the
-    /// presented token (rotating); otherwise the newer row stands
-    /// (non-rotating: an answer applies only at its base version).
+    /// presented token; otherwise the newer row stands.
     reapply: bool,
 }
 
 impl Answer {
     /// `issued` (an executor's answer or a claim's stored one) over `base`.
     /// Blank token values never win the merge; an unreadable `expires_at`
-    /// is stored as unknown.
-    pub(super) fn new(base: Account, issued: Credentials, rotating: bool) -> Self {
+    /// is stored as unknown. A rotation is always re-applied over an
+    /// unrelated write; otherwise only when `reapply` says so: a live answer
+    /// is, a stored answer of a non-rotating account is not (it applies only
+    /// at its base version, step 12).
+    pub(super) fn new(base: Account, issued: Credentials, reapply: bool) -> Self {
         let mut merged = issued.merged_over(&base.credentials);
         if let Err(error) = merged.canonicalize() {
             warn!(%error, "answer has an unreadable expires_at; storing the expiry as unknown");
@@ -49,7 +51,7 @@ impl Answer {
             merged,
             delta,
             rotated,
-            reapply: rotating || rotated,
+            reapply: reapply || rotated,
         }
     }
 
@@ -106,7 +108,7 @@ impl FlowInner {
     ) -> FlowResult {
         let id = fresh.id;
         let usable = issued.access_token().is_some();
-        let mut answer = Answer::new(fresh, issued, rotating);
+        let mut answer = Answer::new(fresh, issued, true);
         if !usable && !answer.rotated {
             // Nothing worth keeping, but the request was processed.
             if rotating {

@@ -1,180 +1,353 @@
-//! Conformance suite of [`AccountRepository`].
+//! Conformance suite of [`AccountRepository`]: one check per clause of its
+//! `# Contract` and of its methods' docs.
+//!
+//! Checks, in the order they run:
+//! `get_of_missing_account_is_none`, `insert_round_trips_every_field`,
+//! `insert_derives_expires_at_from_the_credentials`,
+//! `insert_of_existing_id_is_a_conflict`,
+//! `cas_applies_at_expected_version_and_bumps_it`,
+//! `cas_re_derives_expires_at`, `cas_rejects_an_older_writer`,
+//! `cas_is_fenced_on_the_refresh_token_fingerprint`,
+//! `cas_of_missing_account_is_not_found`,
+//! `cas_touches_only_credential_fields`,
+//! `concurrent_cas_at_one_version_applies_once`,
+//! `list_due_filters_orders_and_pages`,
+//! `list_due_pages_through_ties_and_unknown_expiries`,
+//! `list_due_before_is_exclusive`, `list_due_cursor_is_exclusive`,
+//! `set_error_is_fenced_on_the_observed_version`,
+//! `status_writes_touch_only_their_fields`,
+//! `status_writes_on_missing_account_are_not_found`.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::fixtures::{T0, account_expiring};
-use crate::domain::{Account, AccountId, AccountStatus, Credentials};
+use super::fixtures::{T0, account_expiring, at};
+use super::harness::{Checks, check};
+use crate::domain::{Account, AccountId, AccountStatus, Credentials, Fingerprint, Secret};
 use crate::error::StorageErrorKind;
 use crate::ports::{AccountRepository, CasExpectation, CasOutcome, DueCursor};
 
-/// Runs every check, each on a fresh repository from `make`.
+type Repo = Arc<dyn AccountRepository>;
+
+/// Runs every check (listed in the module docs), each on a fresh repository
+/// from `make` and under its own timeout. Needs a tokio runtime with time
+/// enabled.
 ///
 /// # Panics
-/// On the first violated contract clause, naming the check.
+/// On the first violated contract clause, with a message
+/// `account_repository_suite: <check>: <clause>`; with
+/// `account_repository_suite: <check> timed out` when a call never returns.
 pub async fn account_repository_suite<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn AccountRepository>>,
 {
-    get_of_missing_account_is_none(make().await).await;
-    insert_round_trips_every_field(make().await).await;
-    insert_of_existing_id_is_a_conflict(make().await).await;
-    cas_applies_at_expected_version_and_bumps_it(make().await).await;
-    cas_rejects_an_older_writer(make().await).await;
-    cas_of_missing_account_is_not_found(make().await).await;
-    cas_touches_only_credential_fields(make().await).await;
-    concurrent_cas_at_one_version_applies_once(make().await).await;
-    list_due_filters_orders_and_pages(make().await).await;
-    list_due_pages_through_ties_and_unknown_expiries(make().await).await;
-    status_writes_touch_only_their_fields(make().await).await;
-    status_writes_on_missing_account_are_not_found(make().await).await;
-}
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(T0, 0).expect("valid")
-}
-
-async fn read_back(repo: &Arc<dyn AccountRepository>, id: AccountId) -> Account {
-    repo.get(id).await.expect("get").expect("present")
-}
-
-async fn seed(repo: &Arc<dyn AccountRepository>, account: Account) -> Account {
-    repo.insert(account).await.expect("insert")
-}
-
-async fn get_of_missing_account_is_none(repo: Arc<dyn AccountRepository>) {
-    assert!(
-        repo.get(AccountId(404)).await.expect("get").is_none(),
-        "get_of_missing_account_is_none"
+    let checks = Checks::new("account_repository_suite");
+    check!(checks, get_of_missing_account_is_none(make().await));
+    check!(checks, insert_round_trips_every_field(make().await));
+    check!(
+        checks,
+        insert_derives_expires_at_from_the_credentials(make().await)
+    );
+    check!(checks, insert_of_existing_id_is_a_conflict(make().await));
+    check!(
+        checks,
+        cas_applies_at_expected_version_and_bumps_it(make().await)
+    );
+    check!(checks, cas_re_derives_expires_at(make().await));
+    check!(checks, cas_rejects_an_older_writer(make().await));
+    check!(
+        checks,
+        cas_is_fenced_on_the_refresh_token_fingerprint(make().await)
+    );
+    check!(checks, cas_of_missing_account_is_not_found(make().await));
+    check!(checks, cas_touches_only_credential_fields(make().await));
+    check!(
+        checks,
+        concurrent_cas_at_one_version_applies_once(make().await)
+    );
+    check!(checks, list_due_filters_orders_and_pages(make().await));
+    check!(
+        checks,
+        list_due_pages_through_ties_and_unknown_expiries(make().await)
+    );
+    check!(checks, list_due_before_is_exclusive(make().await));
+    check!(checks, list_due_cursor_is_exclusive(make().await));
+    check!(
+        checks,
+        set_error_is_fenced_on_the_observed_version(make().await)
+    );
+    check!(checks, status_writes_touch_only_their_fields(make().await));
+    check!(
+        checks,
+        status_writes_on_missing_account_are_not_found(make().await)
     );
 }
 
-async fn insert_round_trips_every_field(repo: Arc<dyn AccountRepository>) {
+async fn read_back(repo: &Repo, id: AccountId) -> Account {
+    repo.get(id).await.expect("get").expect("account present")
+}
+
+async fn seed(repo: &Repo, account: Account) -> Account {
+    repo.insert(account).await.expect("insert")
+}
+
+/// A fenced write of `credentials` over `account` as it was read.
+async fn cas(repo: &Repo, account: &Account, credentials: &Credentials) -> CasOutcome {
+    repo.compare_and_set_credentials(account.id, CasExpectation::of(account), credentials)
+        .await
+        .expect("compare_and_set_credentials")
+}
+
+/// The account a write stored; panics naming `what` when it was not applied.
+fn applied(outcome: CasOutcome, what: &str) -> Account {
+    match outcome {
+        CasOutcome::Applied(account) => account,
+        other => panic!("{what}: expected Applied, got {other:?}"),
+    }
+}
+
+/// `account`'s credentials with `key` set to `value`.
+fn creds_with(account: &Account, key: &str, value: impl Into<serde_json::Value>) -> Credentials {
+    account.credentials.clone().with(key, value)
+}
+
+/// The ids of one page of `list_due`.
+async fn due_ids(
+    repo: &Repo,
+    before: DateTime<Utc>,
+    after: Option<DueCursor>,
+    limit: usize,
+) -> Vec<i64> {
+    let page = repo.list_due(before, after, limit).await.expect("list_due");
+    page.iter().map(|a| a.id.get()).collect()
+}
+
+/// Every page of `list_due(before, .., limit)` from the start, as ids, for a
+/// repository holding at most `stored` accounts. The loop is bounded: it
+/// panics when a page exceeds `limit`, when an account comes back twice (a
+/// cursor that is not exclusive), or when more pages come than `stored`
+/// accounts can fill, instead of paging forever.
+async fn due_pages(
+    repo: &Repo,
+    before: DateTime<Utc>,
+    limit: usize,
+    stored: usize,
+) -> Vec<Vec<i64>> {
+    let max_pages = stored.div_ceil(limit) + 1;
+    let mut pages = Vec::new();
+    let mut seen = HashSet::new();
+    let mut cursor: Option<DueCursor> = None;
+    loop {
+        assert!(
+            pages.len() < max_pages,
+            "list_due did not end after {max_pages} pages of {limit} over {stored} accounts"
+        );
+        let page = repo
+            .list_due(before, cursor, limit)
+            .await
+            .expect("list_due");
+        assert!(
+            page.len() <= limit,
+            "list_due returned {} accounts for limit {limit}",
+            page.len()
+        );
+        let Some(last) = page.last() else {
+            return pages;
+        };
+        cursor = Some(DueCursor::after(last));
+        for account in &page {
+            assert!(
+                seen.insert(account.id),
+                "list_due returned account {} twice: the cursor must be exclusive",
+                account.id
+            );
+        }
+        pages.push(page.iter().map(|a| a.id.get()).collect());
+    }
+}
+
+async fn get_of_missing_account_is_none(repo: Repo) {
+    assert!(
+        repo.get(AccountId(404)).await.expect("get").is_none(),
+        "get of a missing id is Ok(None)"
+    );
+}
+
+async fn insert_round_trips_every_field(repo: Repo) {
     let mut account = account_expiring(1, Some(3600));
     account.name = "round trip".into();
     account.extra.insert("org_uuid".into(), json!("o-1"));
     account.proxy_id = Some(9);
     account.credentials_version = 3;
-    account.temp_unschedulable_until = Some(t0() + Span::seconds(60));
+    account.temp_unschedulable_until = Some(at(60));
     account.temp_unschedulable_reason = Some("429".into());
     account
         .credentials
         .insert("intercept_warmup_requests", json!(true));
     let stored = seed(&repo, account.clone()).await;
     let read = read_back(&repo, account.id).await;
+    assert_eq!(read, stored, "get differs from insert's result");
+    assert_eq!(read.credentials, account.credentials, "credentials");
+    assert_eq!(read.extra, account.extra, "extra");
+    assert_eq!(read.credentials_version, 3, "version kept");
+    assert_eq!(read.proxy_id, Some(9), "proxy");
     assert_eq!(
-        read, stored,
-        "insert_round_trips_every_field: get differs from insert's result"
-    );
-    assert_eq!(
-        read.credentials, account.credentials,
-        "insert_round_trips_every_field: credentials"
-    );
-    assert_eq!(
-        read.extra, account.extra,
-        "insert_round_trips_every_field: extra"
-    );
-    assert_eq!(
-        read.credentials_version, 3,
-        "insert_round_trips_every_field: version kept"
-    );
-    assert_eq!(
-        read.expires_at,
-        Some(t0() + Span::seconds(3600)),
-        "insert_round_trips_every_field: expires_at derived"
-    );
-    assert_eq!(
-        read.proxy_id,
-        Some(9),
-        "insert_round_trips_every_field: proxy"
+        read.temp_unschedulable_until, account.temp_unschedulable_until,
+        "temp-unschedulable until"
     );
     assert_eq!(
         read.temp_unschedulable_reason.as_deref(),
         Some("429"),
-        "insert_round_trips_every_field: temp reason"
+        "temp-unschedulable reason"
+    );
+    assert_eq!(read.name, account.name, "name");
+}
+
+async fn insert_derives_expires_at_from_the_credentials(repo: Repo) {
+    // The `expires_at` fields given are wrong on purpose: a backend must
+    // derive the column from the credentials, never store the field.
+    let mut known = account_expiring(1, Some(3600));
+    known.expires_at = Some(at(365 * 86_400));
+    let mut unknown = account_expiring(2, None);
+    unknown.expires_at = Some(at(60));
+    for (account, derived) in [(known, Some(at(3600))), (unknown, None)] {
+        let id = account.id;
+        let stored = seed(&repo, account).await;
+        assert_eq!(stored.expires_at, derived, "insert's result, account {id}");
+        assert_eq!(
+            read_back(&repo, id).await.expires_at,
+            derived,
+            "stored row, account {id}"
+        );
+    }
+    assert_eq!(
+        due_ids(&repo, at(7200), None, 10).await,
+        vec![2, 1],
+        "the due index follows the derived expiry (unknown first, then 1 at T0+3600)"
     );
 }
 
-async fn insert_of_existing_id_is_a_conflict(repo: Arc<dyn AccountRepository>) {
+async fn insert_of_existing_id_is_a_conflict(repo: Repo) {
     seed(&repo, account_expiring(1, Some(60))).await;
     let err = repo
         .insert(account_expiring(1, Some(60)))
         .await
-        .expect_err("duplicate insert");
-    assert_eq!(
-        err.kind(),
-        StorageErrorKind::Conflict,
-        "insert_of_existing_id_is_a_conflict"
-    );
+        .expect_err("a duplicate insert must fail");
+    assert_eq!(err.kind(), StorageErrorKind::Conflict, "error kind");
 }
 
-async fn cas_applies_at_expected_version_and_bumps_it(repo: Arc<dyn AccountRepository>) {
+async fn cas_applies_at_expected_version_and_bumps_it(repo: Repo) {
     let a = seed(&repo, account_expiring(1, Some(60))).await;
-    let mut creds = a.credentials.clone();
-    creds.insert("access_token", "at-2");
-    creds.insert("expires_at", json!((T0 + 7200).to_string()));
-    let CasOutcome::Applied(applied) = repo
-        .compare_and_set_credentials(a.id, CasExpectation::of(&a), &creds)
-        .await
-        .expect("cas")
-    else {
-        panic!("cas_applies_at_expected_version_and_bumps_it: not applied");
-    };
-    assert_eq!(
-        applied.credentials_version, 1,
-        "cas_applies_at_expected_version_and_bumps_it: version"
+    let creds = creds_with(&a, "access_token", "at-2");
+    let written = applied(
+        cas(&repo, &a, &creds).await,
+        "a write at the stored version",
     );
-    assert_eq!(
-        applied.expires_at,
-        Some(t0() + Span::seconds(7200)),
-        "cas_applies_at_expected_version_and_bumps_it: expires_at re-derived"
-    );
+    assert_eq!(written.credentials_version, 1, "returned version");
+    assert_eq!(written.credentials, creds, "returned credentials");
     let read = read_back(&repo, a.id).await;
+    assert_eq!(read, written, "get differs from the write's result");
+    assert_eq!(read.credentials_version, 1, "stored version");
+}
+
+async fn cas_re_derives_expires_at(repo: Repo) {
+    let a = seed(&repo, account_expiring(1, Some(60))).await;
+    let later = creds_with(&a, "expires_at", (T0 + 7200).to_string());
+    let b = applied(cas(&repo, &a, &later).await, "a later expiry");
+    assert_eq!(b.expires_at, Some(at(7200)), "returned expires_at");
     assert_eq!(
-        read.credentials, creds,
-        "cas_applies_at_expected_version_and_bumps_it: stored credentials"
+        read_back(&repo, a.id).await.expires_at,
+        Some(at(7200)),
+        "stored expires_at"
+    );
+    assert!(
+        due_ids(&repo, at(3600), None, 10).await.is_empty(),
+        "the due index follows the new expiry"
+    );
+    let mut unknown = b.credentials.clone();
+    unknown.remove("expires_at");
+    let c = applied(cas(&repo, &b, &unknown).await, "no expiry");
+    assert_eq!(c.expires_at, None, "returned expires_at cleared");
+    assert_eq!(
+        read_back(&repo, a.id).await.expires_at,
+        None,
+        "stored expires_at cleared"
     );
     assert_eq!(
-        read.credentials_version, 1,
-        "cas_applies_at_expected_version_and_bumps_it: stored version"
+        due_ids(&repo, at(3600), None, 10).await,
+        vec![1],
+        "an unknown expiry is due"
     );
 }
 
-async fn cas_rejects_an_older_writer(repo: Arc<dyn AccountRepository>) {
+async fn cas_rejects_an_older_writer(repo: Repo) {
     let a = seed(&repo, account_expiring(1, Some(60))).await;
-    let newer = a.credentials.clone().with("refresh_token", "rt-new");
-    assert!(matches!(
-        repo.compare_and_set_credentials(a.id, CasExpectation::of(&a), &newer)
-            .await
-            .expect("cas"),
-        CasOutcome::Applied(_)
-    ));
-    let older = a.credentials.clone().with("refresh_token", "rt-old-writer");
-    let outcome = repo
-        .compare_and_set_credentials(a.id, CasExpectation::of(&a), &older)
-        .await
-        .expect("cas");
+    let newer = creds_with(&a, "refresh_token", "rt-new");
+    let stored = applied(cas(&repo, &a, &newer).await, "the first writer");
+    let older = creds_with(&a, "refresh_token", "rt-old-writer");
     assert_eq!(
-        outcome,
+        cas(&repo, &a, &older).await,
         CasOutcome::VersionMismatch { current_version: 1 },
-        "cas_rejects_an_older_writer"
+        "a writer expecting version 0"
     );
-    let read = read_back(&repo, a.id).await;
     assert_eq!(
-        read.credentials
-            .refresh_token()
-            .map(|s| s.expose().to_owned())
-            .as_deref(),
-        Some("rt-new"),
-        "cas_rejects_an_older_writer: newer rotation kept"
+        read_back(&repo, a.id).await,
+        stored,
+        "the newer rotation is kept"
     );
 }
 
-async fn cas_of_missing_account_is_not_found(repo: Arc<dyn AccountRepository>) {
+async fn cas_is_fenced_on_the_refresh_token_fingerprint(repo: Repo) {
+    let a = seed(&repo, account_expiring(1, Some(60))).await;
+    let creds = creds_with(&a, "access_token", "at-2");
+    let other = Fingerprint::of(&Secret::from("rt-other"));
+    for (what, refresh_token) in [
+        ("another refresh token", Some(other)),
+        ("no refresh token", None),
+    ] {
+        let expected = CasExpectation {
+            version: a.credentials_version,
+            refresh_token,
+        };
+        assert_eq!(
+            repo.compare_and_set_credentials(a.id, expected, &creds)
+                .await
+                .expect("compare_and_set_credentials"),
+            CasOutcome::VersionMismatch {
+                current_version: a.credentials_version
+            },
+            "expecting {what} at the stored version"
+        );
+        assert_eq!(
+            read_back(&repo, a.id).await,
+            a,
+            "expecting {what}: nothing written"
+        );
+    }
+    // The fingerprint is of the token as `Credentials::refresh_token` reads
+    // it: trimmed, and a blank one is none.
+    for (id, stored) in [(2, json!("  rt-2-0 \n")), (3, json!("")), (4, json!(null))] {
+        let mut account = account_expiring(id, Some(60));
+        account.credentials.insert("refresh_token", stored.clone());
+        let account = seed(&repo, account).await;
+        applied(
+            cas(
+                &repo,
+                &account,
+                &creds_with(&account, "access_token", "at-2"),
+            )
+            .await,
+            &format!("a row holding refresh token {stored}, expected as read"),
+        );
+    }
+}
+
+async fn cas_of_missing_account_is_not_found(repo: Repo) {
     let outcome = repo
         .compare_and_set_credentials(
             AccountId(404),
@@ -185,88 +358,67 @@ async fn cas_of_missing_account_is_not_found(repo: Arc<dyn AccountRepository>) {
             &Credentials::new(),
         )
         .await
-        .expect("cas");
-    assert_eq!(
-        outcome,
-        CasOutcome::NotFound,
-        "cas_of_missing_account_is_not_found"
-    );
+        .expect("compare_and_set_credentials");
+    assert_eq!(outcome, CasOutcome::NotFound, "outcome");
 }
 
-async fn cas_touches_only_credential_fields(repo: Arc<dyn AccountRepository>) {
+async fn cas_touches_only_credential_fields(repo: Repo) {
     let mut a = account_expiring(1, Some(60));
     a.extra.insert("k".into(), json!("v"));
-    a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
+    a.temp_unschedulable_until = Some(at(600));
+    a.temp_unschedulable_reason = Some("overloaded".into());
+    a.proxy_id = Some(7);
     let a = seed(&repo, a).await;
-    repo.set_error(
-        a.id,
-        a.credentials_version,
-        "Token refresh failed (non-retryable): test",
-    )
-    .await
-    .expect("set_error");
-    let creds = a.credentials.clone().with("access_token", "at-2");
-    assert!(matches!(
-        repo.compare_and_set_credentials(a.id, CasExpectation::of(&a), &creds)
-            .await
-            .expect("cas"),
-        CasOutcome::Applied(_)
-    ));
-    let read = read_back(&repo, a.id).await;
-    assert_eq!(
-        read.status,
-        AccountStatus::Error,
-        "cas_touches_only_credential_fields: status"
-    );
     assert!(
-        read.error_message.is_some(),
-        "cas_touches_only_credential_fields: error message"
+        repo.set_error(a.id, a.credentials_version, "refresh failed: test")
+            .await
+            .expect("set_error"),
+        "set_error at the stored version"
     );
+    let before = read_back(&repo, a.id).await;
+    let creds = creds_with(&a, "access_token", "at-2");
+    let written = applied(cas(&repo, &before, &creds).await, "the write");
+    let read = read_back(&repo, a.id).await;
+    assert_eq!(read, written, "get differs from the write's result");
+    let untouched = Account {
+        credentials: read.credentials.clone(),
+        credentials_version: read.credentials_version,
+        expires_at: read.expires_at,
+        ..before
+    };
     assert_eq!(
-        read.extra, a.extra,
-        "cas_touches_only_credential_fields: extra"
-    );
-    assert_eq!(
-        read.temp_unschedulable_until, a.temp_unschedulable_until,
-        "cas_touches_only_credential_fields: temp-unschedulable"
-    );
-    assert_eq!(
-        read.name, a.name,
-        "cas_touches_only_credential_fields: name"
+        read, untouched,
+        "status, error, extra, name, proxy and scheduling fields unchanged"
     );
 }
 
-async fn concurrent_cas_at_one_version_applies_once(repo: Arc<dyn AccountRepository>) {
+async fn concurrent_cas_at_one_version_applies_once(repo: Repo) {
     let a = seed(&repo, account_expiring(1, Some(60))).await;
-    let mut writers = Vec::new();
-    for i in 0..16 {
-        let (repo, creds) = (
-            Arc::clone(&repo),
-            a.credentials
-                .clone()
-                .with("refresh_token", format!("rt-{i}")),
-        );
-        let expected = CasExpectation::of(&a);
-        writers.push(tokio::spawn(async move {
-            repo.compare_and_set_credentials(AccountId(1), expected, &creds)
-                .await
-        }));
-    }
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let repo = Arc::clone(&repo);
+            let creds = creds_with(&a, "refresh_token", format!("rt-{i}"));
+            let expected = CasExpectation::of(&a);
+            tokio::spawn(async move {
+                repo.compare_and_set_credentials(AccountId(1), expected, &creds)
+                    .await
+            })
+        })
+        .collect();
     let mut applied = 0;
     for w in writers {
-        if matches!(w.await.expect("join").expect("cas"), CasOutcome::Applied(_)) {
-            applied += 1;
-        }
+        let outcome = w.await.expect("join").expect("compare_and_set_credentials");
+        applied += usize::from(matches!(outcome, CasOutcome::Applied(_)));
     }
-    assert_eq!(applied, 1, "concurrent_cas_at_one_version_applies_once");
-    let read = read_back(&repo, a.id).await;
+    assert_eq!(applied, 1, "16 writers at one version: applied writes");
     assert_eq!(
-        read.credentials_version, 1,
-        "concurrent_cas_at_one_version_applies_once: version"
+        read_back(&repo, a.id).await.credentials_version,
+        1,
+        "stored version"
     );
 }
 
-async fn list_due_filters_orders_and_pages(repo: Arc<dyn AccountRepository>) {
+async fn list_due_filters_orders_and_pages(repo: Repo) {
     // ids 1..=20 expire at T0 + id*60; 21 has no expiry; 22 is disabled; 23 is far out.
     for id in 1..=20 {
         seed(&repo, account_expiring(id, Some(id * 60))).await;
@@ -277,28 +429,17 @@ async fn list_due_filters_orders_and_pages(repo: Arc<dyn AccountRepository>) {
     seed(&repo, disabled).await;
     seed(&repo, account_expiring(23, Some(86_400))).await;
 
-    let before = t0() + Span::seconds(10 * 60 + 1);
-    let mut seen = Vec::new();
-    let mut cursor: Option<DueCursor> = None;
-    loop {
-        let page = repo.list_due(before, cursor, 3).await.expect("list_due");
-        assert!(
-            page.len() <= 3,
-            "list_due_filters_orders_and_pages: page size"
-        );
-        let Some(last) = page.last() else { break };
-        cursor = Some(DueCursor::after(last));
-        seen.extend(page.iter().map(|a| a.id.get()));
-    }
+    let pages = due_pages(&repo, at(10 * 60 + 1), 3, 23).await;
     let mut expected = vec![21];
     expected.extend(1..=10);
     assert_eq!(
-        seen, expected,
-        "list_due_filters_orders_and_pages: unknown expiry first, then by expires_at; no disabled, none past `before`"
+        pages.concat(),
+        expected,
+        "unknown expiry first, then by expires_at; no disabled, none past `before`"
     );
 }
 
-async fn list_due_pages_through_ties_and_unknown_expiries(repo: Arc<dyn AccountRepository>) {
+async fn list_due_pages_through_ties_and_unknown_expiries(repo: Repo) {
     // Three unknown expiries and five accounts sharing one expiry: the
     // keyset cursor must neither skip nor repeat across page boundaries
     // (SQL pitfalls: NULL comparisons, NULL ordering, equal sort keys).
@@ -309,119 +450,150 @@ async fn list_due_pages_through_ties_and_unknown_expiries(repo: Arc<dyn AccountR
         seed(&repo, account_expiring(id, Some(120))).await;
     }
     seed(&repo, account_expiring(20, Some(60))).await;
-    let before = t0() + Span::seconds(3600);
-    let mut pages = Vec::new();
-    let mut cursor: Option<DueCursor> = None;
-    loop {
-        let page = repo.list_due(before, cursor, 2).await.expect("list_due");
-        let Some(last) = page.last() else { break };
-        cursor = Some(DueCursor::after(last));
-        pages.push(page.iter().map(|a| a.id.get()).collect::<Vec<_>>());
-    }
-    let seen: Vec<i64> = pages.concat();
+    let pages = due_pages(&repo, at(3600), 2, 9).await;
     assert_eq!(
-        seen,
+        pages.concat(),
         vec![3, 5, 7, 20, 10, 11, 12, 13, 14],
-        "list_due_pages_through_ties_and_unknown_expiries: unknown first by id, then (expires_at, id)"
+        "unknown first by id, then (expires_at, id)"
     );
     assert!(
         pages[..pages.len() - 1].iter().all(|p| p.len() == 2),
-        "list_due_pages_through_ties_and_unknown_expiries: every page but the last is full ({pages:?})"
+        "every page but the last is full ({pages:?})"
     );
 }
 
-async fn status_writes_touch_only_their_fields(repo: Arc<dyn AccountRepository>) {
+async fn list_due_before_is_exclusive(repo: Repo) {
+    seed(&repo, account_expiring(1, Some(600))).await;
+    seed(&repo, account_expiring(2, Some(599))).await;
+    assert_eq!(
+        due_ids(&repo, at(600), None, 10).await,
+        vec![2],
+        "an account expiring exactly at `before` is not due"
+    );
+    assert_eq!(
+        due_ids(&repo, at(601), None, 10).await,
+        vec![2, 1],
+        "one second later it is"
+    );
+}
+
+async fn list_due_cursor_is_exclusive(repo: Repo) {
+    for id in [1, 2] {
+        seed(&repo, account_expiring(id, None)).await;
+    }
+    for id in [3, 4] {
+        seed(&repo, account_expiring(id, Some(60))).await;
+    }
+    let before = at(3600);
+    let all = repo.list_due(before, None, 10).await.expect("list_due");
+    let ids: Vec<i64> = all.iter().map(|a| a.id.get()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4], "the first page");
+    for (i, account) in all.iter().enumerate() {
+        assert_eq!(
+            due_ids(&repo, before, Some(DueCursor::after(account)), 10).await,
+            ids[i + 1..],
+            "the page after account {} (expires_at {:?}) starts strictly after it",
+            account.id,
+            account.expires_at
+        );
+    }
+}
+
+async fn set_error_is_fenced_on_the_observed_version(repo: Repo) {
+    let a = seed(&repo, account_expiring(1, Some(60))).await;
+    let b = applied(
+        cas(&repo, &a, &creds_with(&a, "access_token", "at-2")).await,
+        "a re-import between the failure and its mark",
+    );
+    assert!(
+        !repo
+            .set_error(a.id, a.credentials_version, "stale failure")
+            .await
+            .expect("set_error"),
+        "a failure observed on an older version returns Ok(false)"
+    );
+    assert_eq!(read_back(&repo, a.id).await, b, "and changes nothing");
+    assert!(
+        repo.set_error(a.id, b.credentials_version, "current failure")
+            .await
+            .expect("set_error"),
+        "a failure observed on the stored version returns Ok(true)"
+    );
+    let read = read_back(&repo, a.id).await;
+    assert_eq!(read.status, AccountStatus::Error, "and marks the account");
+    assert_eq!(
+        read.error_message.as_deref(),
+        Some("current failure"),
+        "with the message"
+    );
+}
+
+async fn status_writes_touch_only_their_fields(repo: Repo) {
     let mut a = account_expiring(1, Some(60));
-    a.temp_unschedulable_until = Some(t0() + Span::seconds(600));
+    a.temp_unschedulable_until = Some(at(600));
     a.temp_unschedulable_reason = Some("overloaded".into());
     let a = seed(&repo, a).await;
-    repo.set_error(
-        a.id,
-        a.credentials_version,
-        "Token refresh failed (non-retryable): x",
-    )
-    .await
-    .expect("set_error");
-    let read = read_back(&repo, a.id).await;
+    let marked = |read: &Account| Account {
+        status: AccountStatus::Error,
+        error_message: Some("refresh failed: x".into()),
+        ..read.clone()
+    };
+    repo.set_error(a.id, a.credentials_version, "refresh failed: x")
+        .await
+        .expect("set_error");
     assert_eq!(
-        read.status,
-        AccountStatus::Error,
-        "status_writes_touch_only_their_fields: set_error status"
-    );
-    assert_eq!(
-        read.credentials, a.credentials,
-        "status_writes_touch_only_their_fields: set_error credentials"
-    );
-    assert_eq!(
-        read.credentials_version, a.credentials_version,
-        "status_writes_touch_only_their_fields: set_error version"
+        read_back(&repo, a.id).await,
+        marked(&a),
+        "set_error writes status and message only"
     );
     repo.clear_error(a.id).await.expect("clear_error");
-    let read = read_back(&repo, a.id).await;
     assert_eq!(
-        read.status,
-        AccountStatus::Active,
-        "status_writes_touch_only_their_fields: clear_error status"
-    );
-    assert_eq!(
-        read.error_message, None,
-        "status_writes_touch_only_their_fields: clear_error message"
+        read_back(&repo, a.id).await,
+        a,
+        "clear_error restores status active and no message only"
     );
     repo.clear_temp_unschedulable(a.id)
         .await
         .expect("clear_temp_unschedulable");
-    let read = read_back(&repo, a.id).await;
+    let cleared = Account {
+        temp_unschedulable_until: None,
+        temp_unschedulable_reason: None,
+        ..a.clone()
+    };
     assert_eq!(
-        read.temp_unschedulable_until, None,
-        "status_writes_touch_only_their_fields: until"
-    );
-    assert_eq!(
-        read.temp_unschedulable_reason, None,
-        "status_writes_touch_only_their_fields: reason"
-    );
-    assert_eq!(
-        read.credentials, a.credentials,
-        "status_writes_touch_only_their_fields: credentials untouched"
-    );
-    assert_eq!(
-        read.credentials_version, a.credentials_version,
-        "status_writes_touch_only_their_fields: version untouched"
+        read_back(&repo, a.id).await,
+        cleared,
+        "clear_temp_unschedulable clears until and reason only"
     );
     // An errored account leaves the due index; a cleared one returns.
     repo.set_error(a.id, a.credentials_version, "x")
         .await
         .expect("set_error");
-    let due = repo
-        .list_due(t0() + Span::seconds(3600), None, 10)
-        .await
-        .expect("list_due");
     assert!(
-        due.is_empty(),
-        "status_writes_touch_only_their_fields: errored accounts are not due"
+        due_ids(&repo, at(3600), None, 10).await.is_empty(),
+        "errored accounts are not due"
     );
     repo.clear_error(a.id).await.expect("clear_error");
-    let due = repo
-        .list_due(t0() + Span::seconds(3600), None, 10)
-        .await
-        .expect("list_due");
     assert_eq!(
-        due.len(),
-        1,
-        "status_writes_touch_only_their_fields: re-activated account is due again"
+        due_ids(&repo, at(3600), None, 10).await,
+        vec![1],
+        "a re-activated account is due again"
     );
 }
 
-async fn status_writes_on_missing_account_are_not_found(repo: Arc<dyn AccountRepository>) {
-    for result in [
-        repo.set_error(AccountId(404), 0, "x").await.map(drop),
-        repo.clear_error(AccountId(404)).await,
-        repo.clear_temp_unschedulable(AccountId(404)).await,
+async fn status_writes_on_missing_account_are_not_found(repo: Repo) {
+    for (op, result) in [
+        (
+            "set_error",
+            repo.set_error(AccountId(404), 0, "x").await.map(drop),
+        ),
+        ("clear_error", repo.clear_error(AccountId(404)).await),
+        (
+            "clear_temp_unschedulable",
+            repo.clear_temp_unschedulable(AccountId(404)).await,
+        ),
     ] {
-        let err = result.expect_err("missing account");
-        assert_eq!(
-            err.kind(),
-            StorageErrorKind::NotFound,
-            "status_writes_on_missing_account_are_not_found"
-        );
+        let err = result.expect_err(op);
+        assert_eq!(err.kind(), StorageErrorKind::NotFound, "{op}: error kind");
     }
 }

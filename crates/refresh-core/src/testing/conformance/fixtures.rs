@@ -1,4 +1,6 @@
-//! Accounts used by the conformance suites.
+//! Accounts and instants used by the conformance suites.
+
+use chrono::{DateTime, Duration as Span, Utc};
 
 use crate::domain::{Account, Credentials, Platform};
 
@@ -15,4 +17,9 @@ pub fn account_expiring(id: i64, expires_in: Option<i64>) -> Account {
         creds.insert("expires_at", (T0 + secs).to_string());
     }
     Account::oauth(id, Platform::Anthropic, creds)
+}
+
+/// The instant `secs` seconds after [`T0`].
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(T0, 0).expect("T0 is a valid instant") + Span::seconds(secs)
 }

@@ -3,8 +3,14 @@
 //! backends; `refresh-redis` and `refresh-seaorm` run them against real
 //! servers; provider plugins run [`refresh_executor_suite`] against their
 //! emulator or a local stub.
+//!
+//! A suite runs each check on a fresh backend and under its own timeout,
+//! bounds every loop it drives, and fails with `<suite>: <check>: <clause>`
+//! (or `<suite>: <check> timed out`), so a buggy backend can neither hang
+//! it nor fail it anonymously. Each suite module lists its checks.
 
 mod account_repository;
+mod claim_store;
 mod fixtures;
 mod harness;
 mod refresh_executor;
@@ -12,8 +18,9 @@ mod refresh_lock;
 mod token_cache;
 
 pub use account_repository::account_repository_suite;
+pub use claim_store::claim_store_suite;
 pub use fixtures::{T0, account_expiring};
 pub use harness::TimeHarness;
-pub use refresh_executor::refresh_executor_suite;
+pub use refresh_executor::{refresh_executor_suite, token_endpoint_mapping_suite};
 pub use refresh_lock::refresh_lock_suite;
 pub use token_cache::token_cache_suite;
