@@ -13,6 +13,9 @@ use crate::error::{FlowError, StorageError};
 use crate::ports::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, RefreshExecutor};
 use std::future::Future;
 
+/// Attempts of removing a claim whose token was not consumed.
+const REMOVE_ATTEMPTS: u32 = 3;
+
 /// A claim this flow holds.
 pub(super) struct HeldClaim {
     pub(super) key: ClaimKey,
@@ -88,9 +91,15 @@ impl FlowInner {
         };
         // Non-rotating executors (step 12): re-sending the token is
         // harmless, and a claim taken on an older version is stale.
+        let answer_rotates = existing
+            .answer
+            .as_ref()
+            .and_then(Credentials::refresh_token)
+            .is_some_and(|rt| Some(rt) != fresh.credentials.refresh_token());
         if !executor.rotates_refresh_token()
             && fresh.credentials_version > existing.base_version
             && existing.state != ClaimState::Consumed
+            && !answer_rotates
         {
             debug!(claim = %claim_key, state = %existing.state, "clearing a stale claim of a non-rotating account");
             self.claim_remove(&HeldClaim::of(&existing)).await;
@@ -152,7 +161,8 @@ impl FlowInner {
             "applying an answer found in a generation claim"
         );
         let answer = claim.answer.clone().unwrap_or_default();
-        let mut answer = Answer::new(fresh.clone(), answer, rotating);
+        let now = self.clock.now();
+        let mut answer = Answer::new(fresh.clone(), answer, rotating, &claim.key.platform, now);
         match self.persist(&mut answer).await {
             Ok(Persisted::Applied(account)) => {
                 self.finish_claim(&HeldClaim::of(&claim), answer.rotated)
@@ -182,10 +192,23 @@ impl FlowInner {
         }
     }
 
-    /// Removes a claim whose token provably was not consumed.
+    /// Removes a claim whose token provably was not consumed. A claim left
+    /// behind blocks the account until it expires, so a failed removal is
+    /// retried a few times (with the write backoff) before giving up.
     pub(super) async fn claim_remove(&self, held: &HeldClaim) -> bool {
-        self.claim_call("claim_remove", self.claims.remove(&held.key, &held.id))
-            .await
+        for attempt in 1..=REMOVE_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(self.config.persist_backoff_before(attempt)).await;
+            }
+            let remove = self.claims.remove(&held.key, &held.id);
+            match bounded(self.config.storage_timeout, "claim_remove", remove).await {
+                Ok(removed) => return removed,
+                Err(error) => {
+                    warn!(attempt, kind = %error.kind(), "could not remove a generation claim")
+                }
+            }
+        }
+        false
     }
 
     /// Keeps the claim for the quarantine: the token may be consumed and no

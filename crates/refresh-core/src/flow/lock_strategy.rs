@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use super::lease_guard::{Leases, release_all};
 use super::FlowConfig;
+use super::lease_guard::{Leases, release_all};
 use crate::concurrency::bounded;
 use crate::domain::RefreshKey;
 use crate::error::{FlowError, StorageError};

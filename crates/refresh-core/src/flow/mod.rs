@@ -49,6 +49,7 @@ use std::time::Duration;
 pub use config::{FlowConfig, MAX_CONSUMED_HORIZON, MAX_DURATION};
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
+pub use persist::ASSUMED_TOKEN_LIFETIME;
 
 use crate::concurrency::SingleFlight;
 use crate::domain::{Account, RefreshKey};

@@ -9,9 +9,17 @@ use tracing::{Instrument, debug, info, warn};
 use super::claim::HeldClaim;
 use super::lease_guard::LeaseGuard;
 use super::{FlowInner, FlowResult, RefreshOutcome};
-use crate::domain::{Account, Credentials, RefreshKey, keys};
+use chrono::{DateTime, Utc};
+
+use crate::concurrency::bounded;
+use crate::domain::{Account, Credentials, Fingerprint, Platform, RefreshKey, add_duration, keys};
 use crate::error::{FlowError, StorageError};
-use crate::ports::{CasExpectation, CasOutcome};
+use crate::ports::{CasExpectation, CasOutcome, ClaimKey, ClaimState};
+
+/// The token pair of a credential map: how a write recognises itself.
+fn tokens(c: &Credentials) -> (Option<crate::domain::Secret>, Option<crate::domain::Secret>) {
+    (c.access_token(), c.refresh_token())
+}
 
 /// What a refresh produced, relative to the account it started from.
 pub(super) struct Answer {
@@ -27,36 +35,64 @@ pub(super) struct Answer {
     /// On a mismatch, re-apply `delta` over a row that still holds the
     /// presented token; otherwise the newer row stands.
     reapply: bool,
+    /// The platform of the claim key (to look up the generation a newer
+    /// row holds).
+    platform: Platform,
 }
 
 impl Answer {
     /// `issued` (an executor's answer or a claim's stored one) over `base`.
-    /// Blank token values never win the merge; an unreadable `expires_at`
-    /// is stored as unknown. A rotation is always re-applied over an
-    /// unrelated write; otherwise only when `reapply` says so: a live answer
-    /// is, a stored answer of a non-rotating account is not (it applies only
-    /// at its base version, step 12).
-    pub(super) fn new(base: Account, issued: Credentials, reapply: bool) -> Self {
+    /// Blank token values never win the merge. An expiry describes the
+    /// answer's access token only: an answer without a new access token
+    /// contributes its refresh-token rotation alone, and a new access token
+    /// without a readable expiry gets [`ASSUMED_TOKEN_LIFETIME`] rather than
+    /// inheriting the old (past) expiry. A rotation is always re-applied over
+    /// an unrelated write; otherwise only when `reapply` says so: a live
+    /// answer is, a stored answer of a non-rotating account is not (it
+    /// applies only at its base version, step 12). `platform` is the claim
+    /// key's.
+    pub(super) fn new(
+        base: Account,
+        issued: Credentials,
+        reapply: bool,
+        platform: &Platform,
+        now: DateTime<Utc>,
+    ) -> Self {
         let mut merged = issued.merged_over(&base.credentials);
         if let Err(error) = merged.canonicalize() {
-            warn!(%error, "answer has an unreadable expires_at; storing the expiry as unknown");
+            warn!(%error, "answer has an unreadable expires_at; assuming a lifetime");
             merged.remove(keys::EXPIRES_AT);
         }
-        let delta = merged.changed_since(&base.credentials);
+        let mut delta = merged.changed_since(&base.credentials);
         let rotated = delta
             .refresh_token()
             .is_some_and(|rt| Some(rt) != base.credentials.refresh_token());
+        if delta.access_token().is_none() {
+            let rotation = delta.get(keys::REFRESH_TOKEN).filter(|_| rotated).cloned();
+            delta = Credentials::new();
+            if let Some(token) = rotation {
+                delta.insert(keys::REFRESH_TOKEN, token);
+            }
+        } else if delta.get(keys::EXPIRES_AT).is_none() {
+            delta.set_expires_at(add_duration(now, ASSUMED_TOKEN_LIFETIME));
+        }
         Self {
+            merged: delta.clone().merged_over(&base.credentials),
             base,
-            merged,
             delta,
             rotated,
             reapply: reapply || rotated,
+            platform: platform.clone(),
         }
     }
 
+    /// Whether the answer brings a new access token.
+    pub(super) fn usable(&self) -> bool {
+        self.delta.access_token().is_some()
+    }
+
     /// `NotPersisted` carrying the merged credentials, or `AccountNotFound`.
-    pub(super) fn failed(self, error: PersistError, answer_saved: bool) -> FlowError {
+    pub(super) fn failed(&self, error: PersistError, answer_saved: bool) -> FlowError {
         let id = self.base.id;
         match error {
             PersistError::NotFound => FlowError::AccountNotFound { id },
@@ -64,7 +100,7 @@ impl Answer {
                 warn!(answer_saved, "refreshed upstream but not persisted");
                 FlowError::NotPersisted {
                     id,
-                    credentials: Box::new(self.merged),
+                    credentials: Box::new(self.merged.clone()),
                     answer_saved,
                     source,
                 }
@@ -72,6 +108,11 @@ impl Answer {
         }
     }
 }
+
+/// The lifetime assumed for a new access token whose answer carries no
+/// readable expiry (RFC 6749 makes `expires_in` optional): short enough to
+/// refresh early, long enough not to refresh on every request.
+pub const ASSUMED_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How a fenced write ended when it did not fail.
 pub(super) enum Persisted {
@@ -107,9 +148,9 @@ impl FlowInner {
         lease: &mut Option<LeaseGuard>,
     ) -> FlowResult {
         let id = fresh.id;
-        let usable = issued.access_token().is_some();
-        let mut answer = Answer::new(fresh, issued, true);
-        if !usable && !answer.rotated {
+        let now = self.clock.now();
+        let mut answer = Answer::new(fresh, issued, true, &held.key.platform, now);
+        if !answer.usable() && !answer.rotated {
             // Nothing worth keeping, but the request was processed.
             if rotating {
                 self.claim_quarantine(&held).await;
@@ -136,19 +177,18 @@ impl FlowInner {
                 self.finish_claim(&held, answer.rotated).await;
                 RefreshOutcome::StillFresh { account }
             }
-            Err(PersistError::Storage(source)) if !answer_saved => {
-                let error = FlowError::NotPersisted {
-                    id,
-                    credentials: Box::new(answer.merged.clone()),
-                    answer_saved,
-                    source,
-                };
-                self.spawn_rescue(key, held, answer, lease.take());
+            Err(error) => {
+                let error = answer.failed(error, answer_saved);
+                if !answer_saved {
+                    // The answer proves the token consumed and exists only
+                    // here (also when the account was deleted: a re-import
+                    // of the old token must find it).
+                    self.spawn_rescue(key, held, answer, lease.take());
+                }
                 return Err(error);
             }
-            Err(error) => return Err(answer.failed(error, answer_saved)),
         };
-        if !usable {
+        if !answer.usable() {
             warn!("answer without an access token rotated the refresh token; stored it");
             return Err(FlowError::EmptyCredentials { id });
         }
@@ -174,14 +214,23 @@ impl FlowInner {
                 done => return done,
             }
         }
+        // A write reported failed may have committed (a lost answer, a
+        // misreported error): one last read recognises our own write.
+        if let Ok(Some(current)) = self.get_account(answer.base.id).await
+            && tokens(&current.credentials) == tokens(&answer.merged)
+        {
+            return Ok(Persisted::Applied(current));
+        }
         Err(PersistError::Storage(last_error))
     }
 
     /// One fenced write. On a mismatch it re-reads: our own timed-out write
-    /// that landed is success; a row with another refresh token (or, for a
-    /// non-rotating answer, any newer row) stands; a row that still holds the
-    /// presented token had an unrelated credential write, and the answer's
-    /// changed keys are re-applied over it for the next attempt.
+    /// that landed is success; a row holding a consumed token (a restored
+    /// backup) gets the live answer; a row with another refresh token, or
+    /// (no rotation) another access token, stands; a row that only had an
+    /// unrelated credential write gets the answer's changed keys re-applied
+    /// for the next attempt, unless the answer may apply only at its base
+    /// version.
     async fn write_once(&self, answer: &mut Answer) -> Result<Persisted, PersistError> {
         let id = answer.base.id;
         let expected = CasExpectation::of(&answer.base);
@@ -204,12 +253,20 @@ impl FlowInner {
             Ok(None) => return Err(PersistError::NotFound),
             Err(error) => return Err(PersistError::Storage(error)),
         };
-        let tokens = |c: &Credentials| (c.access_token(), c.refresh_token());
         if tokens(&current.credentials) == tokens(&answer.merged) {
             return Ok(Persisted::Applied(current));
         }
-        if !answer.reapply
-            || current.credentials.refresh_token() != answer.base.credentials.refresh_token()
+        let replaced =
+            current.credentials.refresh_token() != answer.base.credentials.refresh_token();
+        if replaced && self.holds_consumed_token(&answer.platform, &current).await {
+            // A restored backup or an old export put a consumed token back
+            // while the call was out: the live answer is the only valid
+            // generation, so it goes over the regressed row.
+            warn!("the row holds a consumed refresh token; applying the live answer over it");
+        } else if replaced
+            || !answer.reapply
+            || !answer.rotated
+                && current.credentials.access_token() != answer.base.credentials.access_token()
         {
             warn!(
                 stored_version = current.credentials_version,
@@ -223,6 +280,21 @@ impl FlowInner {
             "compare_and_set_credentials",
             "another writer changed the credentials; re-applied the refresh on top",
         )))
+    }
+
+    /// Whether `account` holds a refresh token whose generation is marked
+    /// consumed. Unknown (store error) reads as no.
+    async fn holds_consumed_token(&self, platform: &Platform, account: &Account) -> bool {
+        let Some(token) = account.credentials.refresh_token() else {
+            return false;
+        };
+        let key = ClaimKey::new(platform.clone(), Fingerprint::of(&token));
+        let read = bounded(
+            self.config.storage_timeout,
+            "claim_get",
+            self.claims.get(&key),
+        );
+        matches!(read.await, Ok(Some(claim)) if claim.state == ClaimState::Consumed)
     }
 
     /// Step 10: the answer is only in this process. A detached task keeps

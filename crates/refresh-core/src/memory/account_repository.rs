@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Account, AccountId, AccountStatus, Credentials};
-use crate::error::{StorageError, StorageErrorKind};
+use crate::error::StorageError;
 use crate::ports::{AccountRepository, CasExpectation, CasOutcome, DueCursor};
 
 /// Sort key of the due index: unknown expiry first, then by expiry and id.
@@ -38,13 +38,10 @@ impl State {
         op: &'static str,
         f: impl FnOnce(&mut Account),
     ) -> Result<(), StorageError> {
-        let mut account = self.accounts.remove(&id).ok_or_else(|| {
-            StorageError::new(
-                StorageErrorKind::NotFound,
-                op,
-                format!("account {id} not found"),
-            )
-        })?;
+        let mut account = self
+            .accounts
+            .remove(&id)
+            .ok_or_else(|| StorageError::not_found(op, format!("account {id} not found")))?;
         self.unindex(&account);
         f(&mut account);
         self.index(&account);
@@ -117,8 +114,7 @@ impl AccountRepository for InMemoryAccountRepository {
     async fn insert(&self, mut account: Account) -> Result<Account, StorageError> {
         let mut state = self.write();
         if state.accounts.contains_key(&account.id) {
-            return Err(StorageError::new(
-                StorageErrorKind::Conflict,
+            return Err(StorageError::conflict(
                 "insert",
                 format!("account {} already exists", account.id),
             ));

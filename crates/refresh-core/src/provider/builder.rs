@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::local_cache::LocalCache;
 use super::{ExecutorRegistry, ProviderInner, TokenMetrics, TokenProvider};
+use crate::concurrency::SingleFlight;
 use crate::domain::Platform;
 use crate::flow::RefreshFlow;
-use crate::concurrency::SingleFlight;
 use crate::policy::ProviderRefreshPolicy;
 use crate::ports::TokenCache;
 

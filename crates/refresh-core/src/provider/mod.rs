@@ -25,10 +25,10 @@ pub use metrics::{MetricsSnapshot, PlatformMetrics, TokenMetrics};
 
 use self::local_cache::LocalCache;
 use self::metrics::Event;
+use crate::concurrency::SingleFlight;
 use crate::domain::{Account, AccountId, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshFlow;
-use crate::concurrency::SingleFlight;
 use crate::policy::ProviderRefreshPolicy;
 use crate::ports::RefreshListener;
 use crate::ports::{RefreshExecutor, TokenCache};

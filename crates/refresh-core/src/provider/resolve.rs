@@ -9,9 +9,9 @@ use tracing::{debug, warn};
 
 use super::metrics::{Event, PlatformMetrics};
 use super::{AccessToken, ProviderInner, TokenResult, UNVERIFIED_TTL, unix_ms};
+use crate::concurrency::bounded;
 use crate::domain::{Account, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
-use crate::concurrency::bounded;
 use crate::flow::RefreshOutcome;
 use crate::policy::{
     OnLockHeld, OnRefreshError, ProviderRefreshPolicy, cache_ttl, failure_ttl, token_is_valid,
@@ -84,7 +84,7 @@ impl ProviderInner {
                         (OnLockHeld::UseExistingToken, Some(token)) => {
                             fallback_ttl = Some(self.fallback_ttl(policy.failure_ttl, &token));
                         }
-                        _ => return self.wait_and_cache(&current, key, &policy).await,
+                        _ => return self.wait_and_cache(&current, executor, key, &policy).await,
                     }
                 }
                 Err(FlowError::NotPersisted { credentials, .. })
@@ -197,10 +197,13 @@ impl ProviderInner {
     pub(super) async fn wait_and_cache(
         &self,
         current: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
         key: &RefreshKey,
         policy: &ProviderRefreshPolicy,
     ) -> TokenResult {
-        let token = self.wait_for_refresh(current, key, policy).await?;
+        let token = self
+            .wait_for_refresh(current, executor, key, policy)
+            .await?;
         let ttl = self.ttl(token.expires_at, self.flow.clock().now());
         self.cache_everywhere(key, &token, ttl).await;
         Ok(token)

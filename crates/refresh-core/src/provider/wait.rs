@@ -1,5 +1,6 @@
 //! Waiting for a refresh held by another instance (invariant 8).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -7,11 +8,11 @@ use tracing::{debug, warn};
 
 use super::metrics::Event;
 use super::{AccessToken, ProviderInner, TokenResult};
+use crate::concurrency::bounded;
 use crate::domain::{Account, Fingerprint, RefreshKey, add_duration};
 use crate::error::{FlowError, TokenError};
-use crate::concurrency::bounded;
 use crate::policy::{ProviderRefreshPolicy, token_is_valid};
-use crate::ports::{ClaimKey, ClaimState, RefreshNotice};
+use crate::ports::{ClaimKey, ClaimState, RefreshExecutor, RefreshNotice};
 
 /// Polls never come faster than this, whatever the configured interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -25,11 +26,14 @@ impl ProviderInner {
     pub(super) async fn wait_for_refresh(
         &self,
         current: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
         key: &RefreshKey,
         policy: &ProviderRefreshPolicy,
     ) -> TokenResult {
         let started = Instant::now();
-        let result = self.wait_inner(current, key, policy, started).await;
+        let result = self
+            .wait_inner(current, executor, key, policy, started)
+            .await;
         let waited = started.elapsed();
         let hit = result
             .as_ref()
@@ -44,6 +48,7 @@ impl ProviderInner {
     async fn wait_inner(
         &self,
         current: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
         key: &RefreshKey,
         policy: &ProviderRefreshPolicy,
         started: Instant,
@@ -67,7 +72,9 @@ impl ProviderInner {
                     if let Some(token) = self.cached_newer_token(current, key).await {
                         return Ok(token);
                     }
-                    self.fail_if_quarantined(current).await?;
+                    if let Some(token) = self.check_claim(current, executor).await? {
+                        return Ok(token);
+                    }
                 }
             }
         }
@@ -96,22 +103,36 @@ impl ProviderInner {
                         None => RefreshNotice::never(),
                     };
                 }
-                () = tokio::time::sleep(pause) => self.fail_if_quarantined(current).await?,
+                () = tokio::time::sleep(pause) => {
+                    if let Some(token) = self.check_claim(current, executor).await? {
+                        return Ok(token);
+                    }
+                }
             }
         }
     }
 
-    /// A waiter whose holder ended in a maybe-consumed outcome would wait
-    /// out its whole timeout for a refresh that cannot come before the
-    /// quarantine ends: it fails fast instead, naming the end.
-    async fn fail_if_quarantined(&self, current: &Account) -> Result<(), TokenError> {
+    /// What the generation claim of the account's token says, at a poll:
+    /// a holder that ended in a maybe-consumed outcome cannot refresh before
+    /// the quarantine ends, so the waiter fails fast naming the end; a holder
+    /// that left its answer in the claim (its write failed) will not notify,
+    /// so the waiter applies the answer itself through the flow.
+    async fn check_claim(
+        &self,
+        current: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+    ) -> Result<Option<AccessToken>, TokenError> {
         let Some(token) = current.credentials.refresh_token() else {
-            return Ok(());
+            return Ok(None);
         };
-        let key = ClaimKey::new(current.platform.clone(), Fingerprint::of(&token));
+        let key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
         let read = self.flow.claims().get(&key);
-        match bounded(self.storage_timeout(), "claim_get", read).await {
-            Ok(Some(claim)) if claim.state == ClaimState::Quarantined => {
+        let claim = match bounded(self.storage_timeout(), "claim_get", read).await {
+            Ok(Some(claim)) => claim,
+            _ => return Ok(None),
+        };
+        match claim.state {
+            ClaimState::Quarantined => {
                 let remaining = claim.remaining.unwrap_or_default();
                 Err(TokenError::Refresh {
                     id: current.id,
@@ -121,7 +142,14 @@ impl ProviderInner {
                     },
                 })
             }
-            _ => Ok(()),
+            ClaimState::Answered => {
+                let applied = self.flow.refresh_if_needed(current, executor, self.skew);
+                Ok(match applied.await {
+                    Ok(outcome) => outcome.account().and_then(|a| self.valid_token(a)),
+                    Err(_) => None,
+                })
+            }
+            _ => Ok(None),
         }
     }
 

@@ -209,7 +209,8 @@ impl FakeUpstream {
 
 /// A [`RefreshExecutor`] backed by a [`FakeUpstream`]: issues
 /// `at-<id>-<n>` valid for `expires_in` from the flow's clock, presenting
-/// exactly the claimed refresh token of the [`RefreshContext`].
+/// exactly the claimed refresh token of the [`RefreshContext`] (a blank one
+/// is [`ProviderError::MissingRefreshToken`], nothing sent).
 pub struct RotatingExecutor {
     platform: Platform,
     upstream: Arc<FakeUpstream>,
@@ -250,6 +251,9 @@ impl RefreshExecutor for RotatingExecutor {
         account: &Account,
         ctx: &RefreshContext,
     ) -> Result<Credentials, ProviderError> {
+        if ctx.refresh_token.is_blank() {
+            return Err(ProviderError::MissingRefreshToken);
+        }
         let (generation, refresh_token) = self
             .upstream
             .redeem(account.id, ctx.refresh_token.expose())
@@ -265,8 +269,8 @@ impl RefreshExecutor for RotatingExecutor {
             ctx.now(),
             ExpiryRule::EXACT,
             GrantFields {
-                expires_in: false,
-                type_and_scope: true,
+                write_expires_in: false,
+                write_type_and_scope: true,
             },
         );
         Ok(issued.merged_over(&account.credentials))
