@@ -294,10 +294,11 @@ async fn invariant_3_stale_answer_of_a_non_rotating_account_never_overwrites_a_n
     );
     w.repo.faults.heal();
 
-    // B applies it; removing the (non-rotating) claim afterwards fails.
+    // B applies it; removing the (non-rotating) claim afterwards fails,
+    // every retry included.
     w.claims
         .faults
-        .fail_next("remove", 1, StorageErrorKind::Unavailable);
+        .fail_next("remove", 3, StorageErrorKind::Unavailable);
     let out = w.refresh(&b).await.expect("B applies at-1-1");
     assert!(
         matches!(

@@ -2413,14 +2413,15 @@ async fn invariant_10_unreadable_expiry_kept_by_the_executor_is_not_stored() {
 
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(refresh_token(&account), "rt-1-1", "the rotation is stored");
+    let assumed = chrono::Duration::from_std(refresh_core::flow::ASSUMED_TOKEN_LIFETIME)
+        .expect("an hour fits");
     assert_eq!(
-        account.credentials.get(keys::EXPIRES_AT),
-        None,
-        "no millisecond value is written back"
-    );
-    assert!(
-        account.credentials.expires_at().is_ok(),
-        "the stored credentials parse"
+        account
+            .credentials
+            .expires_at()
+            .expect("the stored credentials parse"),
+        Some(h.clock.now() + assumed),
+        "no millisecond value is written back: the new token gets the assumed lifetime"
     );
     assert_eq!(
         account.credentials.get("organization_uuid"),
