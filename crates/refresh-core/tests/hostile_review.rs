@@ -785,7 +785,13 @@ async fn h07_one_grant_in_two_accounts_with_a_saved_answer_is_presented_once() {
     // One grant, one live generation: the account that found the answer in
     // the claim takes it, and the other is told it holds a consumed token.
     assert!(
-        matches!(out2, Ok(RefreshOutcome::Refreshed { recovered: true, .. })),
+        matches!(
+            out2,
+            Ok(RefreshOutcome::Refreshed {
+                recovered: true,
+                ..
+            })
+        ),
         "{out2:?}"
     );
     assert!(

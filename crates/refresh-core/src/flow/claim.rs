@@ -13,8 +13,10 @@ use crate::error::{FlowError, StorageError};
 use crate::ports::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, RefreshExecutor};
 use std::future::Future;
 
-/// Attempts of removing a claim whose token was not consumed.
-const REMOVE_ATTEMPTS: u32 = 3;
+/// Attempts of the calls that end a claim (remove, mark consumed): a claim
+/// left open blocks the account, or lets a consumed token be taken over once
+/// it expires.
+const ENDING_ATTEMPTS: u32 = 3;
 
 /// A claim this flow holds.
 pub(super) struct HeldClaim {
@@ -175,65 +177,58 @@ impl FlowInner {
         }
     }
 
-    /// One bounded claim-store call of a holder; a store failure is logged
-    /// and reads as `false`, leaving the claim as it was (its expiry then
-    /// decides).
-    async fn claim_call(
-        &self,
-        op: &'static str,
-        call: impl Future<Output = Result<bool, StorageError>>,
-    ) -> bool {
-        match bounded(self.config.storage_timeout, op, call).await {
-            Ok(done) => done,
-            Err(error) => {
-                warn!(op, kind = %error.kind(), "generation claim call failed");
-                false
-            }
-        }
-    }
-
-    /// Removes a claim whose token provably was not consumed. A claim left
-    /// behind blocks the account until it expires, so a failed removal is
-    /// retried a few times (with the write backoff) before giving up.
-    pub(super) async fn claim_remove(&self, held: &HeldClaim) -> bool {
-        for attempt in 1..=REMOVE_ATTEMPTS {
+    /// One bounded claim-store call of a holder, made up to `attempts`
+    /// times (with the write backoff) while the store fails; a store failure
+    /// is logged and reads as `false`, leaving the claim as it was (its
+    /// expiry then decides).
+    async fn claim_call<F, Fut>(&self, op: &'static str, attempts: u32, call: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<bool, StorageError>>,
+    {
+        for attempt in 1..=attempts {
             if attempt > 1 {
                 tokio::time::sleep(self.config.persist_backoff_before(attempt)).await;
             }
-            let remove = self.claims.remove(&held.key, &held.id);
-            match bounded(self.config.storage_timeout, "claim_remove", remove).await {
-                Ok(removed) => return removed,
+            match bounded(self.config.storage_timeout, op, call()).await {
+                Ok(done) => return done,
                 Err(error) => {
-                    warn!(attempt, kind = %error.kind(), "could not remove a generation claim")
+                    warn!(op, attempt, kind = %error.kind(), "generation claim call failed")
                 }
             }
         }
         false
     }
 
+    /// Removes a claim whose token provably was not consumed. A claim left
+    /// behind blocks the account until it expires, so a failed removal is
+    /// retried.
+    pub(super) async fn claim_remove(&self, held: &HeldClaim) -> bool {
+        let remove = || self.claims.remove(&held.key, &held.id);
+        self.claim_call("claim_remove", ENDING_ATTEMPTS, remove)
+            .await
+    }
+
     /// Keeps the claim for the quarantine: the token may be consumed and no
     /// answer came. On failure the claim keeps its longer initial life.
     pub(super) async fn claim_quarantine(&self, held: &HeldClaim) -> bool {
         let ttl = self.config.quarantine;
-        self.claim_call(
-            "claim_quarantine",
-            self.claims.quarantine(&held.key, &held.id, ttl),
-        )
-        .await
+        let quarantine = || self.claims.quarantine(&held.key, &held.id, ttl);
+        self.claim_call("claim_quarantine", 1, quarantine).await
     }
 
     /// Step 8: the answer goes into the claim before anything else.
     pub(super) async fn claim_save_answer(&self, held: &HeldClaim, answer: &Credentials) -> bool {
-        let save = self.claims.save_answer(&held.key, &held.id, answer);
-        self.claim_call("claim_save_answer", save).await
+        let save = || self.claims.save_answer(&held.key, &held.id, answer);
+        self.claim_call("claim_save_answer", 1, save).await
     }
 
     /// Pushes an open claim's expiry out again (a holder with an unsaved
     /// answer).
     pub(super) async fn claim_extend(&self, held: &HeldClaim) -> bool {
         let ttl = self.config.claim_ttl;
-        self.claim_call("claim_extend", self.claims.extend(&held.key, &held.id, ttl))
-            .await
+        let extend = || self.claims.extend(&held.key, &held.id, ttl);
+        self.claim_call("claim_extend", 1, extend).await
     }
 
     /// Ends a claim after its answer reached the account (or the upstream
@@ -245,7 +240,8 @@ impl FlowInner {
             return self.claim_remove(held).await;
         }
         let keep = self.config.consumed_horizon;
-        let mark = self.claims.mark_consumed(&held.key, &held.id, keep);
-        self.claim_call("claim_mark_consumed", mark).await
+        let mark = || self.claims.mark_consumed(&held.key, &held.id, keep);
+        self.claim_call("claim_mark_consumed", ENDING_ATTEMPTS, mark)
+            .await
     }
 }
