@@ -595,13 +595,19 @@ async fn ref_op_due_lock_acquired_with_mocks() {
     // only after a third of the lease TTL.
     lock.expect_extend().never();
 
-    let claim_id = ClaimId::from_raw("claim-1");
+    // The flow chooses the claim id; every later claim call must use the
+    // one it acquired with.
+    let chosen: Arc<std::sync::Mutex<Option<ClaimId>>> = Arc::default();
+    let is_chosen = |chosen: &Arc<std::sync::Mutex<Option<ClaimId>>>| {
+        let chosen = Arc::clone(chosen);
+        move |id: &ClaimId| chosen.lock().unwrap().as_ref() == Some(id)
+    };
     let mut claims = MockClaimStore::new();
     claims.expect_name().return_const("mock");
-    let won = claim_id.clone();
+    let record = Arc::clone(&chosen);
     claims
         .expect_acquire()
-        .withf(|key, account, base_version, ttl| {
+        .withf(|key, _id, account, base_version, ttl| {
             key.platform == Platform::Anthropic
                 && key.fingerprint == Fingerprint::of(&Secret::from("rt-1-0"))
                 && *account == AccountId(ID)
@@ -609,12 +615,15 @@ async fn ref_op_due_lock_acquired_with_mocks() {
                 && *ttl == FlowConfig::default().claim_ttl
         })
         .times(1)
-        .returning(move |_, _, _, _| Ok(ClaimAcquire::Won(won.clone())));
-    let held = claim_id.clone();
+        .returning(move |_, id, _, _, _| {
+            *record.lock().unwrap() = Some(id.clone());
+            Ok(ClaimAcquire::Won(id.clone()))
+        });
+    let held = is_chosen(&chosen);
     claims
         .expect_save_answer()
         .withf(move |_, id, answer| {
-            *id == held
+            held(id)
                 && answer
                     .refresh_token()
                     .is_some_and(|t| t.expose() == "rt-new")
@@ -624,10 +633,10 @@ async fn ref_op_due_lock_acquired_with_mocks() {
         })
         .times(1)
         .returning(|_, _, _| Ok(true));
-    let held = claim_id.clone();
+    let held = is_chosen(&chosen);
     claims
         .expect_mark_consumed()
-        .withf(move |_, id, keep| *id == held && *keep == FlowConfig::default().consumed_horizon)
+        .withf(move |_, id, keep| held(id) && *keep == FlowConfig::default().consumed_horizon)
         .times(1)
         .returning(|_, _, _| Ok(true));
 
@@ -1448,7 +1457,8 @@ async fn invariant_1_unreachable_claim_store_sends_nothing_under_any_lock_strate
         assert_eq!(source.kind(), StorageErrorKind::Unavailable, "{strategy}");
         assert_eq!(error.stage(), FlowStage::Claim, "{strategy}");
         assert!(error.is_retryable(), "{strategy}");
-        assert_eq!(h.claim_calls("acquire"), 1, "{strategy}");
+        // One retry with the same id (acquire is idempotent per id).
+        assert_eq!(h.claim_calls("acquire"), 2, "{strategy}");
         assert_eq!(
             h.upstream.calls(),
             0,

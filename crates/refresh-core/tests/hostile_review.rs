@@ -165,11 +165,15 @@ impl ClaimStore for AppliedThenFailed {
     async fn acquire(
         &self,
         key: &ClaimKey,
+        id: &ClaimId,
         account: AccountId,
         base_version: u64,
         ttl: Duration,
     ) -> Result<ClaimAcquire, StorageError> {
-        let r = self.inner.acquire(key, account, base_version, ttl).await;
+        let r = self
+            .inner
+            .acquire(key, id, account, base_version, ttl)
+            .await;
         self.after("acquire", r)
     }
     async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {
@@ -433,12 +437,11 @@ impl RefreshExecutor for GrantExecutor {
 // ---------------------------------------------------------------------------
 
 /// A claim insert that committed but whose answer was lost (a DB timeout
-/// after commit) leaves an orphan open claim: every flow then reports
-/// `HeldElsewhere` and nothing refreshes the expired account for the whole
-/// `claim_ttl` (15 min by default).
+/// after commit) used to leave an orphan open claim that blocked the account
+/// for the whole `claim_ttl`. The flow chooses the claim id and acquire is
+/// idempotent per id, so the retry finds the claim its own and refreshes.
 #[tokio::test(start_paused = true)]
-#[ignore = "defect (liveness): an acquire that committed but timed out blocks the account for claim_ttl"]
-async fn h01_acquire_that_committed_but_timed_out_blocks_the_account_for_the_claim_ttl() {
+async fn h01_an_acquire_that_committed_but_timed_out_is_retried_with_the_same_id() {
     let b = Backends::new([expired_account(ID)]);
     let claims = AppliedThenFailed::new(b.claims.clone());
     claims.next("acquire", 1, StorageErrorKind::Timeout);
@@ -453,18 +456,45 @@ async fn h01_acquire_that_committed_but_timed_out_blocks_the_account_for_the_cla
     let first = flow
         .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
         .await;
+    assert!(
+        matches!(first, Ok(RefreshOutcome::Refreshed { .. })),
+        "{first:?}"
+    );
+    assert_eq!(b.upstream.calls(), 1);
+    assert_eq!(b.upstream.reuses(), 0);
+}
+
+/// Both the acquire and its retry commit and lose their answers: nothing is
+/// sent, and the flow removes the claim by its id, so a flow one minute
+/// later (stores healthy) refreshes instead of waiting out `claim_ttl`.
+#[tokio::test(start_paused = true)]
+async fn h01b_an_acquire_lost_twice_is_removed_by_its_id() {
+    let b = Backends::new([expired_account(ID)]);
+    let claims = AppliedThenFailed::new(b.claims.clone());
+    claims.next("acquire", 2, StorageErrorKind::Timeout);
+    let flow = flow_over(
+        &b,
+        claims.clone(),
+        LockStrategy::process_local(),
+        Arc::clone(&b.clock),
+        FlowConfig::default(),
+    );
+    let exec = b.executor(Platform::Anthropic);
+    let first = flow
+        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
+        .await;
     assert!(matches!(first, Err(FlowError::Claim { .. })), "{first:?}");
     assert_eq!(b.upstream.calls(), 0);
-    // One minute later, with every store healthy, the account is still
-    // unrefreshable: the orphan claim looks like a live holder.
+    assert!(b.claims.inner().is_empty(), "the orphan claim was removed");
     let_time_pass(Duration::from_secs(60)).await;
     let second = flow
         .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
         .await;
     assert!(
         matches!(second, Ok(RefreshOutcome::Refreshed { .. })),
-        "a healthy store one minute after a lost acquire answer must not block the account: {second:?}"
+        "{second:?}"
     );
+    assert_eq!(b.upstream.reuses(), 0);
 }
 
 // ---------------------------------------------------------------------------

@@ -91,10 +91,11 @@ use refresh_core::ports::{Lease, TokioClock};
 use refresh_core::provider::REFRESH_SKEW;
 use refresh_core::testing::{FakeUpstream, FaultPlan, Faulty, RotatingExecutor};
 use refresh_core::{
-    Account, AccountId, AccountRepository, CasExpectation, CasOutcome, ClaimKey, ClaimState,
-    ClaimStore, Clock, Credentials, DueCursor, ExecutorRegistry, Fingerprint, FlowConfig,
-    FlowError, LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
-    RefreshKey, RefreshLock, RefreshOutcome, StorageError, StorageErrorKind, TokenProvider,
+    Account, AccountId, AccountRepository, CasExpectation, CasOutcome, ClaimId, ClaimKey,
+    ClaimState, ClaimStore, Clock, Credentials, DueCursor, ExecutorRegistry, Fingerprint,
+    FlowConfig, FlowError, LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor,
+    RefreshFlow, RefreshKey, RefreshLock, RefreshOutcome, StorageError, StorageErrorKind,
+    TokenProvider,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -566,6 +567,7 @@ impl ClaimStore for ClaimConnection {
     async fn acquire(
         &self,
         key: &ClaimKey,
+        id: &ClaimId,
         account: AccountId,
         base_version: u64,
         ttl: Duration,
@@ -578,7 +580,9 @@ impl ClaimStore for ClaimConnection {
                 .expect("the gate is never closed")
                 .forget();
         }
-        self.inner.acquire(key, account, base_version, ttl).await
+        self.inner
+            .acquire(key, id, account, base_version, ttl)
+            .await
     }
 
     async fn get(&self, key: &ClaimKey) -> Result<Option<refresh_core::Claim>, StorageError> {

@@ -365,7 +365,7 @@ impl BrokenClaims {
     ) -> Result<ClaimAcquire, StorageError> {
         self.inner.remove(&claim.key, &claim.id).await?;
         self.inner
-            .acquire(&claim.key, account, base_version, ttl)
+            .acquire(&claim.key, &ClaimId::random(), account, base_version, ttl)
             .await
     }
 }
@@ -379,6 +379,7 @@ impl ClaimStore for BrokenClaims {
     async fn acquire(
         &self,
         key: &ClaimKey,
+        id: &ClaimId,
         account: AccountId,
         base_version: u64,
         ttl: Duration,
@@ -391,7 +392,11 @@ impl ClaimStore for BrokenClaims {
             }
             _ => false,
         };
-        let outcome = match self.inner.acquire(key, account, base_version, ttl).await? {
+        let outcome = match self
+            .inner
+            .acquire(key, id, account, base_version, ttl)
+            .await?
+        {
             ClaimAcquire::Existing(claim) if looked_free || self.overridable(&claim) => {
                 self.acquire_over(&claim, account, base_version, ttl)
                     .await?

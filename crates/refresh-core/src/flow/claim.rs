@@ -65,21 +65,44 @@ impl FlowInner {
         executor: &std::sync::Arc<dyn RefreshExecutor>,
     ) -> Result<Claimed, FlowError> {
         let started = Instant::now();
-        let acquire = self.claims.acquire(
-            claim_key,
-            fresh.id,
-            fresh.credentials_version,
-            self.config.claim_ttl,
-        );
-        let acquired = bounded(self.config.storage_timeout, "claim_acquire", acquire)
-            .await
-            .map_err(|source| {
-                warn!(kind = %source.kind(), store = self.claims.name(), "generation claim failed; not sending");
-                FlowError::Claim {
-                    id: fresh.id,
-                    source,
+        let id = ClaimId::random();
+        let acquire = || {
+            let call = self.claims.acquire(
+                claim_key,
+                &id,
+                fresh.id,
+                fresh.credentials_version,
+                self.config.claim_ttl,
+            );
+            bounded(self.config.storage_timeout, "claim_acquire", call)
+        };
+        // An acquire whose answer was lost may have committed: the retry
+        // with the same id finds it ours (acquire is idempotent per id).
+        let acquired = match acquire().await {
+            Ok(acquired) => acquired,
+            Err(first) => {
+                warn!(kind = %first.kind(), store = self.claims.name(), "generation claim failed; retrying with the same id");
+                match acquire().await {
+                    Ok(acquired) => acquired,
+                    Err(source) => {
+                        warn!(kind = %source.kind(), "generation claim failed; not sending");
+                        let held = HeldClaim {
+                            key: claim_key.clone(),
+                            id,
+                            started,
+                        };
+                        self.claim_call("claim_remove", 1, || {
+                            self.claims.remove(&held.key, &held.id)
+                        })
+                        .await;
+                        return Err(FlowError::Claim {
+                            id: fresh.id,
+                            source,
+                        });
+                    }
                 }
-            })?;
+            }
+        };
         let existing = match acquired {
             ClaimAcquire::Won(id) => {
                 debug!(claim = %claim_key, "generation claimed");

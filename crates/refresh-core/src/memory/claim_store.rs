@@ -129,6 +129,7 @@ impl ClaimStore for InMemoryClaimStore {
     async fn acquire(
         &self,
         key: &ClaimKey,
+        id: &ClaimId,
         account: AccountId,
         base_version: u64,
         ttl: Duration,
@@ -136,6 +137,9 @@ impl ClaimStore for InMemoryClaimStore {
         let now = self.clock.now();
         let mut rows = self.rows();
         if let Some(row) = rows.get(key) {
+            if row.claim.id == *id && row.claim.state == ClaimState::Open {
+                return Ok(ClaimAcquire::Won(id.clone()));
+            }
             let free = row.expired(now)
                 && match row.claim.state {
                     ClaimState::Open | ClaimState::Quarantined => row.claim.answer.is_none(),
@@ -146,7 +150,6 @@ impl ClaimStore for InMemoryClaimStore {
                 return Ok(ClaimAcquire::Existing(row.view(now)));
             }
         }
-        let id = ClaimId::random();
         rows.insert(
             key.clone(),
             Row {
@@ -162,7 +165,7 @@ impl ClaimStore for InMemoryClaimStore {
                 expires_at: Some(add_duration(now, ttl)),
             },
         );
-        Ok(ClaimAcquire::Won(id))
+        Ok(ClaimAcquire::Won(id.clone()))
     }
 
     async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {

@@ -118,8 +118,9 @@ pub struct Claim {
 /// What [`ClaimStore::acquire`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaimAcquire {
-    /// The caller holds the claim (inserted, or took over an expired empty
-    /// one) with this id. Only now may it present the token.
+    /// The caller holds the claim (inserted, took over an expired empty
+    /// one, or already held it under this id). Only now may it present the
+    /// token.
     Won(ClaimId),
     /// Someone else's claim, as it stood at the attempt.
     Existing(Claim),
@@ -134,9 +135,12 @@ pub enum ClaimAcquire {
 ///   clock: insert a claim for `key`, or take over the existing one if it
 ///   is expired by the store's clock, holds no answer and is not consumed
 ///   (a consumed claim whose horizon passed may be replaced too). The new
-///   holding gets a fresh random [`ClaimId`] and expires `ttl` after the
-///   store's now. Otherwise it returns the existing claim unchanged, with
-///   its remaining life by the store's clock.
+///   holding gets the caller's fresh random [`ClaimId`] and expires `ttl`
+///   after the store's now. Otherwise it returns the existing claim
+///   unchanged, with its remaining life by the store's clock.
+/// - `acquire` is idempotent per id: when the key's open holding already
+///   has the caller's id (a retry after an acquire whose answer was lost),
+///   it returns `Won` again and changes nothing.
 /// - At most one holding of a key is live at any instant; two concurrent
 ///   `acquire`s of a free key cannot both win.
 /// - Every other operation is compare-and-act on the claim id: it returns
@@ -156,15 +160,18 @@ pub trait ClaimStore: Send + Sync {
     /// A short name for logs (`memory`, `database`).
     fn name(&self) -> &'static str;
 
-    /// Claims `key` for `account` at `base_version` for `ttl` by the store's
+    /// Claims `key` as holding `id` (fresh and random, chosen by the
+    /// caller) for `account` at `base_version` for `ttl` by the store's
     /// clock; see the contract.
     ///
     /// # Errors
-    /// A [`StorageError`] when the store cannot be asked. The flow then
-    /// does not present the token.
+    /// A [`StorageError`] when the store cannot be asked (the claim may or
+    /// may not have been taken: the caller retries with the same id, or
+    /// removes it by id). The flow then does not present the token.
     async fn acquire(
         &self,
         key: &ClaimKey,
+        id: &ClaimId,
         account: AccountId,
         base_version: u64,
         ttl: Duration,

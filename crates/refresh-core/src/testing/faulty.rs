@@ -169,12 +169,13 @@ impl<T: ClaimStore + ?Sized> ClaimStore for Faulty<T> {
     async fn acquire(
         &self,
         key: &ClaimKey,
+        id: &ClaimId,
         account: AccountId,
         base_version: u64,
         ttl: Duration,
     ) -> Result<ClaimAcquire, StorageError> {
         self.faults.check("acquire")?;
-        self.inner.acquire(key, account, base_version, ttl).await
+        self.inner.acquire(key, id, account, base_version, ttl).await
     }
 
     async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {

@@ -6,6 +6,7 @@
 //!
 //! Checks, in the order they run:
 //! `acquire_of_a_free_key_wins_with_a_fresh_random_id`,
+//! `acquire_is_idempotent_for_the_holders_id`,
 //! `a_second_acquirer_gets_the_live_claim_unchanged`,
 //! `concurrent_acquirers_of_a_free_key_have_one_winner`,
 //! `an_expired_empty_claim_is_taken_over_with_a_fresh_id`,
@@ -63,6 +64,10 @@ where
     check!(
         checks,
         a_second_acquirer_gets_the_live_claim_unchanged(make().await, ttl, time)
+    );
+    check!(
+        checks,
+        acquire_is_idempotent_for_the_holders_id(make().await, ttl)
     );
     check!(
         checks,
@@ -165,7 +170,7 @@ async fn won(
     what: &str,
 ) -> ClaimId {
     match store
-        .acquire(key, account, base_version, ttl)
+        .acquire(key, &ClaimId::random(), account, base_version, ttl)
         .await
         .expect("acquire")
     {
@@ -182,7 +187,11 @@ async fn existing(
     ttl: Duration,
     what: &str,
 ) -> Claim {
-    match store.acquire(key, account, 0, ttl).await.expect("acquire") {
+    match store
+        .acquire(key, &ClaimId::random(), account, 0, ttl)
+        .await
+        .expect("acquire")
+    {
         ClaimAcquire::Existing(claim) => claim,
         ClaimAcquire::Won(id) => panic!("{what}: expected Existing, got Won({id:?})"),
     }
@@ -321,6 +330,55 @@ async fn acquire_of_a_free_key_wins_with_a_fresh_random_id(store: Store, ttl: Du
     }
 }
 
+async fn acquire_is_idempotent_for_the_holders_id(store: Store, ttl: Duration) {
+    let k = key(1);
+    let id = ClaimId::random();
+    let first = store
+        .acquire(&k, &id, HOLDER, 3, ttl)
+        .await
+        .expect("acquire");
+    assert_eq!(
+        first,
+        ClaimAcquire::Won(id.clone()),
+        "the holding has the caller's id"
+    );
+    let before = claim_of(&store, &k).await;
+    let again = store
+        .acquire(&k, &id, HOLDER, 3, ttl)
+        .await
+        .expect("acquire");
+    assert_eq!(
+        again,
+        ClaimAcquire::Won(id.clone()),
+        "a retry with the holder's id (its first answer lost) wins again"
+    );
+    let after = claim_of(&store, &k).await;
+    assert_eq!(
+        at_rest(&after),
+        at_rest(&before),
+        "the retry changed nothing"
+    );
+    assert!(
+        after.remaining <= before.remaining,
+        "the retry did not extend the claim"
+    );
+    assert!(
+        matches!(
+            store.acquire(&k, &ClaimId::random(), OTHER, 3, ttl).await.expect("acquire"),
+            ClaimAcquire::Existing(ref c) if c.id == id
+        ),
+        "another id gets the holder's claim"
+    );
+    assert!(store.quarantine(&k, &id, ttl).await.expect("quarantine"));
+    assert!(
+        matches!(
+            store.acquire(&k, &id, HOLDER, 3, ttl).await.expect("acquire"),
+            ClaimAcquire::Existing(ref c) if c.state == ClaimState::Quarantined
+        ),
+        "the holder's id does not win back a quarantined claim"
+    );
+}
+
 async fn a_second_acquirer_gets_the_live_claim_unchanged(
     store: Store,
     ttl: Duration,
@@ -357,7 +415,11 @@ async fn concurrent_acquirers_of_a_free_key_have_one_winner(store: Store, ttl: D
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let (store, k) = (Arc::clone(&store), k.clone());
-            tokio::spawn(async move { store.acquire(&k, AccountId(i), 0, ttl).await })
+            tokio::spawn(async move {
+                store
+                    .acquire(&k, &ClaimId::random(), AccountId(i), 0, ttl)
+                    .await
+            })
         })
         .collect();
     let (mut winners, mut holders) = (Vec::new(), HashSet::new());
