@@ -64,55 +64,41 @@ impl FlowInner {
         fresh: &Account,
         executor: &std::sync::Arc<dyn RefreshExecutor>,
     ) -> Result<Claimed, FlowError> {
-        let started = Instant::now();
-        let id = ClaimId::random();
+        let held = HeldClaim {
+            key: claim_key.clone(),
+            id: ClaimId::random(),
+            started: Instant::now(),
+        };
+        let (version, ttl) = (fresh.credentials_version, self.config.claim_ttl);
         let acquire = || {
-            let call = self.claims.acquire(
-                claim_key,
-                &id,
-                fresh.id,
-                fresh.credentials_version,
-                self.config.claim_ttl,
-            );
+            let call = self
+                .claims
+                .acquire(claim_key, &held.id, fresh.id, version, ttl);
             bounded(self.config.storage_timeout, "claim_acquire", call)
         };
         // An acquire whose answer was lost may have committed: the retry
-        // with the same id finds it ours (acquire is idempotent per id).
+        // with the same id finds it ours (acquire is idempotent per id), and
+        // if the retry fails too the claim is removed by its id.
         let acquired = match acquire().await {
-            Ok(acquired) => acquired,
+            Ok(acquired) => Ok(acquired),
             Err(first) => {
                 warn!(kind = %first.kind(), store = self.claims.name(), "generation claim failed; retrying with the same id");
-                match acquire().await {
-                    Ok(acquired) => acquired,
-                    Err(source) => {
-                        warn!(kind = %source.kind(), "generation claim failed; not sending");
-                        let held = HeldClaim {
-                            key: claim_key.clone(),
-                            id,
-                            started,
-                        };
-                        self.claim_call("claim_remove", 1, || {
-                            self.claims.remove(&held.key, &held.id)
-                        })
-                        .await;
-                        return Err(FlowError::Claim {
-                            id: fresh.id,
-                            source,
-                        });
-                    }
-                }
+                acquire().await
             }
         };
         let existing = match acquired {
-            ClaimAcquire::Won(id) => {
+            Ok(ClaimAcquire::Won(_)) => {
                 debug!(claim = %claim_key, "generation claimed");
-                return Ok(Claimed::Won(HeldClaim {
-                    key: claim_key.clone(),
-                    id,
-                    started,
-                }));
+                return Ok(Claimed::Won(held));
             }
-            ClaimAcquire::Existing(existing) => existing,
+            Ok(ClaimAcquire::Existing(existing)) => existing,
+            Err(source) => {
+                warn!(kind = %source.kind(), "generation claim failed; not sending");
+                let remove = || self.claims.remove(&held.key, &held.id);
+                self.claim_call("claim_remove", 1, remove).await;
+                let id = fresh.id;
+                return Err(FlowError::Claim { id, source });
+            }
         };
         // Non-rotating executors (step 12): re-sending the token is
         // harmless, and a claim taken on an older version is stale.
@@ -232,9 +218,14 @@ impl FlowInner {
             .await
     }
 
-    /// Keeps the claim for the quarantine: the token may be consumed and no
-    /// answer came. On failure the claim keeps its longer initial life.
-    pub(super) async fn claim_quarantine(&self, held: &HeldClaim) -> bool {
+    /// Ends a claim whose request got no usable answer: kept for the
+    /// quarantine when the token may be consumed (`maybe_consumed`; on
+    /// failure the claim keeps its longer initial life), removed otherwise.
+    pub(super) async fn claim_unanswered(&self, held: &HeldClaim, maybe_consumed: bool) -> bool {
+        if !maybe_consumed {
+            return self.claim_remove(held).await;
+        }
+        warn!("the request may have consumed the refresh token; quarantining it");
         let ttl = self.config.quarantine;
         let quarantine = || self.claims.quarantine(&held.key, &held.id, ttl);
         self.claim_call("claim_quarantine", 1, quarantine).await

@@ -174,67 +174,36 @@ mod tests {
 
     #[test]
     fn every_bad_knob_is_a_typed_error_not_a_panic() {
-        let d = FlowConfig::default;
-        let cases = [
-            (
-                FlowConfig {
-                    lease_ttl: Duration::from_secs(60),
-                    ..d()
-                },
-                "lease_ttl (too short)",
-            ),
-            (
-                FlowConfig {
-                    lease_ttl: Duration::MAX,
-                    ..d()
-                },
-                "lease_ttl",
-            ),
-            (
-                FlowConfig {
-                    upstream_timeout: Duration::MAX,
-                    ..d()
-                },
-                "upstream_timeout",
-            ),
-            (
-                FlowConfig {
-                    consumed_horizon: Duration::MAX,
-                    ..d()
-                },
-                "consumed_horizon",
-            ),
-            (
-                FlowConfig {
-                    storage_timeout: Duration::ZERO,
-                    ..d()
-                },
-                "storage_timeout",
-            ),
-            (
-                FlowConfig {
-                    claim_ttl: Duration::from_secs(80),
-                    ..d()
-                },
-                "claim_ttl",
-            ),
-            (
-                FlowConfig {
-                    quarantine: Duration::from_secs(1),
-                    ..d()
-                },
-                "quarantine",
-            ),
-            (
-                FlowConfig {
-                    persist_attempts: 0,
-                    ..d()
-                },
-                "persist_attempts",
-            ),
-        ];
-        for (cfg, field) in cases {
-            assert_eq!(rejected(cfg), Some(field));
-        }
+        let with = |change: fn(&mut FlowConfig)| {
+            let mut cfg = FlowConfig::default();
+            change(&mut cfg);
+            rejected(cfg)
+        };
+        assert_eq!(
+            with(|c| c.lease_ttl = Duration::from_secs(60)),
+            Some("lease_ttl (too short)")
+        );
+        assert_eq!(with(|c| c.lease_ttl = Duration::MAX), Some("lease_ttl"));
+        assert_eq!(
+            with(|c| c.upstream_timeout = Duration::MAX),
+            Some("upstream_timeout")
+        );
+        assert_eq!(
+            with(|c| c.consumed_horizon = Duration::MAX),
+            Some("consumed_horizon")
+        );
+        assert_eq!(
+            with(|c| c.storage_timeout = Duration::ZERO),
+            Some("storage_timeout")
+        );
+        assert_eq!(
+            with(|c| c.claim_ttl = Duration::from_secs(80)),
+            Some("claim_ttl")
+        );
+        assert_eq!(
+            with(|c| c.quarantine = Duration::from_secs(1)),
+            Some("quarantine")
+        );
+        assert_eq!(with(|c| c.persist_attempts = 0), Some("persist_attempts"));
     }
 }

@@ -54,30 +54,30 @@ impl LeaseGuard {
         let period = (ttl / 3).max(Duration::from_millis(10));
         let retry = (ttl / 10).max(Duration::from_millis(10));
         tokio::spawn(async move {
-            let mut live = vec![true; leases.len()];
+            let mut leases = leases;
             let mut pause = period;
-            while live.iter().any(|l| *l) {
+            while !leases.is_empty() {
                 tokio::select! {
                     () = token.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
                 }
                 pause = period;
-                for ((lock, lease), live) in leases.iter().zip(live.iter_mut()) {
-                    if !*live {
-                        continue;
-                    }
-                    match bounded(storage_timeout, "extend", lock.extend(lease, ttl)).await {
+                let mut live = Vec::with_capacity(leases.len());
+                for (lock, lease) in leases {
+                    match bounded(storage_timeout, "extend", lock.extend(&lease, ttl)).await {
                         Ok(true) => debug!(key = %lease.key, fence = lease.fence, "lease extended"),
                         Ok(false) => {
                             warn!(key = %lease.key, lock = lock.name(), "lease lost during refresh; the claim still guards the token");
-                            *live = false;
+                            continue;
                         }
                         Err(error) => {
                             warn!(key = %lease.key, lock = lock.name(), kind = %error.kind(), "lease extension failed; retrying");
                             pause = retry;
                         }
                     }
+                    live.push((lock, lease));
                 }
+                leases = live;
             }
         });
         Self {

@@ -152,11 +152,7 @@ impl FlowInner {
         let mut answer = Answer::new(fresh, issued, true, &held.key.platform, now);
         if !answer.usable() && !answer.rotated {
             // Nothing worth keeping, but the request was processed.
-            if rotating {
-                self.claim_quarantine(&held).await;
-            } else {
-                self.claim_remove(&held).await;
-            }
+            self.claim_unanswered(&held, rotating).await;
             return Err(FlowError::EmptyCredentials { id });
         }
         let answer_saved = self.claim_save_answer(&held, &answer.delta).await;

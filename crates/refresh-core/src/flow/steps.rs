@@ -95,24 +95,22 @@ impl FlowInner {
                     // first read (a rotation elsewhere, an operator's
                     // re-login): then nothing is sent and the run starts
                     // over from the due check.
-                    let confirmed = match self.reread(id).await {
-                        Ok(confirmed) => confirmed,
-                        Err(error) => {
-                            self.claim_remove(&held).await;
-                            return Err(error);
-                        }
+                    let still_due = |c: &Account| {
+                        c.credentials.refresh_token().as_ref() == Some(&token)
+                            && executor.needs_refresh(c, window, self.clock.now())
                     };
-                    let holds_token =
-                        confirmed.credentials.refresh_token().as_ref() == Some(&token);
-                    if !holds_token || !executor.needs_refresh(&confirmed, window, self.clock.now())
-                    {
-                        debug!("account changed after claiming; starting over");
-                        self.claim_remove(&held).await;
-                        continue;
+                    match self.reread(id).await {
+                        Ok(confirmed) if still_due(&confirmed) => {
+                            return self
+                                .redeem(key, held, confirmed, executor, token, lease)
+                                .await;
+                        }
+                        changed => {
+                            self.claim_remove(&held).await;
+                            changed?;
+                            debug!("account changed after claiming; starting over");
+                        }
                     }
-                    return self
-                        .redeem(key, held, confirmed, executor, token, lease)
-                        .await;
                 }
                 Claimed::Applied => recovered = true,
                 Claimed::Retry => {}

@@ -15,13 +15,8 @@ use crate::ports::{RefreshContext, RefreshExecutor};
 
 impl FlowInner {
     /// Presents `token` (the one the claim was taken on) under the claim
-    /// `held`, then acts on the outcome:
-    /// - an answer → [`complete`](Self::complete);
-    /// - `invalid_grant` → the generation is dead (claim consumed), race
-    ///   recovery;
-    /// - provably not consumed → claim removed, error;
-    /// - anything else may have consumed the token → claim quarantined
-    ///   (removed for a non-rotating executor), error.
+    /// `held`, then acts on the outcome as the fault table in the module
+    /// docs says: answer, dead generation, not consumed, or quarantine.
     pub(super) async fn redeem(
         self: &Arc<Self>,
         key: &RefreshKey,
@@ -34,21 +29,14 @@ impl FlowInner {
         let id = fresh.id;
         // Step 6: send only while the claim has at least H + S of life left,
         // judged by local monotonic time from before the insert.
-        let claim_end = held.started + self.config.claim_ttl;
-        let send_by = claim_end
-            .checked_sub(self.config.send_margin())
-            .unwrap_or(held.started);
         let now = Instant::now();
-        if now > send_by {
+        let life_left = (held.started + self.config.claim_ttl).saturating_duration_since(now);
+        if life_left < self.config.send_margin() {
             warn!("the claim has too little life left to send within the hard deadline");
             self.claim_remove(&held).await;
-            return Err(FlowError::Claim {
-                id,
-                source: StorageError::timeout(
-                    "claim_acquire",
-                    "claiming took longer than the claim's life allows; nothing sent",
-                ),
-            });
+            let source =
+                StorageError::timeout("claim_acquire", "claiming took too long; nothing sent");
+            return Err(FlowError::Claim { id, source });
         }
         let deadline = now + self.config.upstream_timeout;
         let ctx = RefreshContext::new(token, Arc::clone(&self.clock), deadline);
@@ -63,15 +51,8 @@ impl FlowInner {
                 self.race_recovery(&fresh, error).await
             }
             Err(error) => {
-                if error.provably_not_consumed() || !rotating {
-                    self.claim_remove(&held).await;
-                } else {
-                    warn!(
-                        kind = error.kind_name(),
-                        "the request may have consumed the refresh token; quarantining it"
-                    );
-                    self.claim_quarantine(&held).await;
-                }
+                let maybe_consumed = rotating && !error.provably_not_consumed();
+                self.claim_unanswered(&held, maybe_consumed).await;
                 warn!(kind = error.kind_name(), "upstream refresh failed");
                 Err(FlowError::Upstream {
                     id,
