@@ -175,7 +175,9 @@ impl<T: ClaimStore + ?Sized> ClaimStore for Faulty<T> {
         ttl: Duration,
     ) -> Result<ClaimAcquire, StorageError> {
         self.faults.check("acquire")?;
-        self.inner.acquire(key, id, account, base_version, ttl).await
+        self.inner
+            .acquire(key, id, account, base_version, ttl)
+            .await
     }
 
     async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {
