@@ -399,7 +399,7 @@ async fn background_success() {
 /// REFERENCE §8.3 / §12 Background loop: "Retryable error, retries
 /// exhausted". The error is one the token provably survived (the request
 /// never left), so every attempt may present it again; a 5xx instead
-/// quarantines it (`background_server_error_quarantines_the_generation`).
+/// quarantines it (`background_server_error_quarantines_the_generation_until_it_ends`).
 #[tokio::test(start_paused = true)]
 async fn background_retryable_error_exhausts_retries() {
     let account = due_account(1, Platform::OpenAi);

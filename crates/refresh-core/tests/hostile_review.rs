@@ -501,11 +501,11 @@ async fn h01b_an_acquire_lost_twice_is_removed_by_its_id() {
 // H02: a claim remove that fails after a provably-not-sent error
 // ---------------------------------------------------------------------------
 
-/// `NotSent` (DNS failure) + one failed `remove`: the claim stays open with
-/// its full 15-min life, so the account is `HeldElsewhere` for 15 min
-/// although nothing was ever sent.
+/// `NotSent` (DNS failure) + one failed `remove`: the claim used to stay
+/// open with its full 15-min life, so the account was `HeldElsewhere` for
+/// 15 min although nothing was ever sent. The removal is retried now.
 #[tokio::test(start_paused = true)]
-async fn h02_a_failed_remove_after_not_sent_blocks_the_account_for_the_claim_ttl() {
+async fn h02_a_failed_remove_after_not_sent_is_retried_and_does_not_block_the_account() {
     let b = Backends::new([expired_account(ID)]);
     b.upstream.fail_next(ProviderError::NotSent {
         reason: "dns".into(),

@@ -770,7 +770,7 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
 /// risk issue 5 names: the window between the upstream committing a
 /// rotation and the first durable write of the answer.
 #[tokio::test(start_paused = true)]
-async fn lock_ttl_expiry_during_slow_refresh_never_presents_the_token_twice() {
+async fn lock_ttl_expiry_during_slow_refresh_keeps_a_second_sender_out_until_the_quarantine_ends() {
     let s = Stack::new([oauth_account(1, Platform::OpenAi, -60)]);
     let config = short_upstream_timeout();
     let flow = s.flow_with(Arc::clone(&s.lock) as Arc<dyn RefreshLock>, config.clone());
