@@ -24,17 +24,50 @@
 //! - `Mock*` types of every port (feature `mock`), for other crates' unit
 //!   tests.
 //!
+//! One process, one account, a plugin executor (a real one POSTs
+//! `ctx.refresh_token` to its token endpoint):
+//!
 //! ```
 //! use std::sync::Arc;
-//! use refresh_core::memory::{InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock};
-//! use refresh_core::{LockStrategy, RefreshFlow};
+//! use std::time::Duration;
 //!
-//! let repo = Arc::new(InMemoryAccountRepository::new());
+//! use refresh_core::memory::{InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock};
+//! use refresh_core::plugin::*;
+//! use refresh_core::{LockStrategy, RefreshFlow, RefreshOutcome};
+//!
+//! struct Acme;
+//!
+//! #[async_trait]
+//! impl RefreshExecutor for Acme {
+//!     fn platform(&self) -> Platform {
+//!         "acme".parse().expect("a plugin platform name")
+//!     }
+//!
+//!     async fn refresh(&self, account: &Account, ctx: &RefreshContext) -> Result<Credentials, ProviderError> {
+//!         assert_eq!(ctx.refresh_token.expose(), "rt-1");
+//!         let body = br#"{"access_token":"at-2","refresh_token":"rt-2","expires_in":3600}"#;
+//!         let grant = TokenGrant::from_json(body)?;
+//!         let issued = grant.to_credentials(ctx.now(), ExpiryRule::EXACT, GrantFields::default());
+//!         Ok(issued.merged_over(&account.credentials))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let credentials = Credentials::new().with("access_token", "at-1").with("refresh_token", "rt-1");
+//! let account = Account::oauth(1, "acme".parse().unwrap(), credentials);
+//! let repo = Arc::new(InMemoryAccountRepository::with_accounts([account.clone()]));
 //! let lock = Arc::new(InMemoryRefreshLock::default());
-//! // One process: the in-memory claim store is the explicit opt-in.
+//! // One process: the in-memory claim store is the explicit opt-in; a
+//! // cluster shares a database claim store.
 //! let claims = Arc::new(InMemoryClaimStore::single_process());
 //! let flow = RefreshFlow::builder(repo, LockStrategy::single(lock), claims).build().unwrap();
-//! # let _ = flow;
+//!
+//! let executor: Arc<dyn RefreshExecutor> = Arc::new(Acme);
+//! // Refresh when the token expires within 3 minutes (unknown expiry counts as due).
+//! let outcome = flow.refresh_if_needed(&account, &executor, Duration::from_secs(180)).await;
+//! let Ok(RefreshOutcome::Refreshed { account, .. }) = outcome else { panic!("{outcome:?}") };
+//! assert_eq!(account.credentials.refresh_token().unwrap().expose(), "rt-2");
+//! # });
 //! ```
 
 pub mod background;

@@ -1,12 +1,14 @@
 //! One import for provider plugins and backends:
 //! `use refresh_core::plugin::*;` brings the port traits, every type their
 //! signatures use, the parsing helpers, and the crates the signatures come
-//! from (`async_trait`, `chrono`, `serde_json`), so a plugin's own
-//! `Cargo.toml` needs `refresh-core` alone.
+//! from (`async_trait`, `chrono`, `serde_json`, and tokio's `Instant` of
+//! [`RefreshContext::deadline`]), so a plugin's own `Cargo.toml` needs
+//! `refresh-core` alone.
 
 pub use async_trait::async_trait;
 pub use chrono;
 pub use serde_json;
+pub use tokio::time::Instant;
 
 pub use crate::domain::{
     Account, AccountId, AccountStatus, AccountType, Credentials, ExpiryRule, Fingerprint,

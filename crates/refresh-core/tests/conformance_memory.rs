@@ -17,8 +17,8 @@ use refresh_core::ports::{
 };
 use refresh_core::testing::FakeUpstream;
 use refresh_core::testing::conformance::{
-    account_expiring, account_repository_suite, claim_store_suite, refresh_executor_suite,
-    refresh_lock_suite, token_cache_suite,
+    RealTime, account_expiring, account_repository_suite, claim_store_suite,
+    refresh_executor_suite, refresh_lock_suite, token_cache_suite,
 };
 
 fn clock() -> Arc<ManualClock> {
@@ -64,6 +64,17 @@ async fn in_memory_claim_store_conforms() {
         Arc::new(InMemoryClaimStore::new(c)) as Arc<dyn ClaimStore>
     });
     claim_store_suite(make, &clock).await;
+}
+
+/// The real-time harness a server backend uses: the store's clock is the
+/// system clock and time passes by waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_claim_store_conforms_on_the_system_clock_in_real_time() {
+    let make = || async { Arc::new(InMemoryClaimStore::single_process()) as Arc<dyn ClaimStore> };
+    let time = RealTime {
+        short_ttl: std::time::Duration::from_millis(300),
+    };
+    claim_store_suite(make, &time).await;
 }
 
 #[tokio::test]

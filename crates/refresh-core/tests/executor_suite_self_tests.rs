@@ -372,6 +372,8 @@ enum HttpBug {
     IgnoresRetryAfter,
     /// Reports a failure after sending as `NotSent`.
     FailureAfterSendingIsNotSent,
+    /// Reports a refused connection as sent (`Ambiguous`).
+    RefusedConnectionIsSent,
     /// Quotes the body in an `InvalidResponse` reason.
     BodyInReason,
     /// Keeps the old access token when the 2xx has none.
@@ -404,7 +406,8 @@ impl HttpExecutor {
 
     fn transport(&self, sent: bool, reason: &str) -> ProviderError {
         ProviderError::transport(
-            sent && !self.has(HttpBug::FailureAfterSendingIsNotSent),
+            (sent || self.has(HttpBug::RefusedConnectionIsSent))
+                && !self.has(HttpBug::FailureAfterSendingIsNotSent),
             reason,
         )
     }
@@ -709,6 +712,16 @@ async fn endpoint_suite_fails_an_executor_that_reports_a_reset_after_sending_as_
         ENDPOINT_SUITE,
         "reset_after_sending_may_have_consumed_the_token",
         endpoint_suite_over(false, Some(HttpBug::FailureAfterSendingIsNotSent)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_suite_fails_an_executor_that_reports_a_refused_connection_as_sent() {
+    assert_fails_at(
+        ENDPOINT_SUITE,
+        "refused_connection_is_not_sent",
+        endpoint_suite_over(false, Some(HttpBug::RefusedConnectionIsSent)),
     )
     .await;
 }

@@ -81,14 +81,45 @@ pub enum ClaimState {
     Consumed,
 }
 
-impl fmt::Display for ClaimState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ClaimState {
+    /// Every state, for backends that map them to a column.
+    pub const ALL: [Self; 4] = [
+        Self::Open,
+        Self::Quarantined,
+        Self::Answered,
+        Self::Consumed,
+    ];
+
+    /// The stable lower-case name a backend stores (`open`, `quarantined`,
+    /// `answered`, `consumed`); [`FromStr`](std::str::FromStr) reads it back.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Open => "open",
             Self::Quarantined => "quarantined",
             Self::Answered => "answered",
             Self::Consumed => "consumed",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ClaimState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ClaimState {
+    type Err = StorageError;
+
+    /// # Errors
+    /// An `InvalidData` [`StorageError`] for a name no state has.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
+            .ok_or_else(|| {
+                StorageError::invalid_data("claim_state", format!("unknown claim state {name:?}"))
+            })
     }
 }
 
@@ -248,4 +279,18 @@ pub trait ClaimStore: Send + Sync {
     /// # Errors
     /// A [`StorageError`] when the store cannot be asked.
     async fn purge(&self, limit: usize) -> Result<u64, StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_states_round_trip_through_their_stored_names() {
+        for state in ClaimState::ALL {
+            assert_eq!(state.as_str().parse::<ClaimState>().unwrap(), state);
+        }
+        let error = "expired".parse::<ClaimState>().unwrap_err();
+        assert_eq!(error.kind(), crate::StorageErrorKind::InvalidData);
+    }
 }

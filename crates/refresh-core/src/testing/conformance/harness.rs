@@ -38,6 +38,38 @@ impl TimeHarness for Arc<ManualClock> {
     }
 }
 
+/// Real time, for backends whose clock is a server's (Redis `PX`, a
+/// database's `clock_timestamp()`): `advance` waits `by` on the tokio
+/// clock, so run these suites on a runtime whose time is not paused.
+/// `short_ttl` is the TTL the suites take leases and claims with; keep it
+/// short (the suites wait several of them) but above the server's round
+/// trip and clock resolution.
+#[derive(Debug, Clone, Copy)]
+pub struct RealTime {
+    /// The suites' short TTL.
+    pub short_ttl: Duration,
+}
+
+impl Default for RealTime {
+    /// A 1 s short TTL.
+    fn default() -> Self {
+        Self {
+            short_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+#[async_trait]
+impl TimeHarness for RealTime {
+    fn short_ttl(&self) -> Duration {
+        self.short_ttl
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+}
+
 /// How far past a TTL the suites advance to be sure it lapsed.
 pub(crate) fn past(ttl: Duration) -> Duration {
     ttl + Duration::from_millis(50)

@@ -20,7 +20,7 @@ mod token_cache;
 pub use account_repository::account_repository_suite;
 pub use claim_store::claim_store_suite;
 pub use fixtures::{T0, account_expiring};
-pub use harness::TimeHarness;
+pub use harness::{RealTime, TimeHarness};
 pub use refresh_executor::{refresh_executor_suite, token_endpoint_mapping_suite};
 pub use refresh_lock::refresh_lock_suite;
 pub use token_cache::token_cache_suite;

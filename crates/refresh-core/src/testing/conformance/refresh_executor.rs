@@ -476,8 +476,10 @@ async fn consumed_refresh_token_is_a_final_invalid_grant(
     again.set_credentials(first);
     match call(executor, &again, &context(&consumed, now)).await {
         Ok(_) => panic!(
-            "presenting the consumed refresh token succeeded (the upstream refused it, or \
-             the executor presented another token than ctx.refresh_token)"
+            "presenting the consumed refresh token succeeded: the fixture upstream must \
+             remember issued tokens and refuse a used one with invalid_grant (a rotating \
+             emulator, not a scripted endpoint), and the executor must present \
+             ctx.refresh_token"
         ),
         Err(err) => {
             assert_no_token_text(&err, &tokens);
@@ -637,6 +639,34 @@ pub async fn token_endpoint_mapping_suite<M, F, Fut>(
     endpoint_check!(two_xx_without_access_token_is_an_invalid_response, 9_110);
     endpoint_check!(reset_after_sending_may_have_consumed_the_token, 9_111);
     endpoint_check!(held_request_is_not_reported_as_not_sent, 9_112);
+    check!(
+        checks,
+        refused_connection_is_not_sent(make, account(AccountId(9_113)).await, now)
+    );
+}
+
+/// A port nobody listens on refuses the connection: the request provably
+/// never left, so the executor must say `NotSent` (the flow then releases
+/// the claim instead of quarantining the token).
+async fn refused_connection_is_not_sent<M>(make: &M, account: Account, now: DateTime<Utc>)
+where
+    M: Fn(&str) -> Arc<dyn RefreshExecutor>,
+{
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.local_addr().expect("local address")
+    };
+    let executor = make(&format!("http://{closed}"));
+    let claimed = format!("RT-claimed-{}-Wd2Kq8Ls5Nf1", account.id);
+    match call(executor.as_ref(), &account, &context(&claimed, now)).await {
+        Err(ProviderError::NotSent { .. }) => {}
+        Err(err) => panic!(
+            "a refused connection gave {} instead of NotSent: map connect errors with \
+             ProviderError::transport(false, ..), or the claim is quarantined for nothing",
+            err.kind_name()
+        ),
+        Ok(_) => panic!("a refresh against a closed port succeeded"),
+    }
 }
 
 /// Issued lifetime of the suite's 2xx answers.
