@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 use super::persist::{Answer, Persisted};
 use super::{FlowInner, FlowResult, RefreshOutcome};
 use crate::concurrency::bounded;
-use crate::domain::{Account, Credentials, Fingerprint, RefreshKey, add_duration};
+use crate::domain::{Account, AccountId, Credentials, Fingerprint, RefreshKey, add_duration};
 use crate::error::{FlowError, StorageError};
 use crate::ports::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, RefreshExecutor};
 use std::future::Future;
@@ -137,6 +137,43 @@ impl FlowInner {
         })
     }
 
+    /// The answer a holder left in the claim of `id`'s refresh token (its
+    /// write failed, or it crashed after saving it), applied by the fenced
+    /// write without taking the leases: the claim and the fence are what
+    /// make applying it safe, and a crashed holder's lease may outlive a
+    /// waiter's patience. The account as stored after, or `None` when
+    /// there is no applicable answer.
+    pub(super) async fn apply_left_answer(
+        &self,
+        id: AccountId,
+        executor: &std::sync::Arc<dyn RefreshExecutor>,
+    ) -> Option<Account> {
+        let fresh = self.get_account(id).await.ok()??;
+        let token = fresh.credentials.refresh_token()?;
+        let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
+        let read = bounded(
+            self.config.storage_timeout,
+            "claim_get",
+            self.claims.get(&claim_key),
+        );
+        let claim = read.await.ok()??;
+        let answer_rotates = claim
+            .answer
+            .as_ref()
+            .and_then(Credentials::refresh_token)
+            .is_some_and(|rt| Some(rt) != fresh.credentials.refresh_token());
+        let rotating = executor.rotates_refresh_token();
+        let stale = !rotating && fresh.credentials_version > claim.base_version && !answer_rotates;
+        if claim.state != ClaimState::Answered || stale {
+            return None;
+        }
+        let key = executor.key(&fresh);
+        match self.apply_answer(&key, &fresh, claim, rotating).await {
+            Claimed::Applied => self.get_account(id).await.ok().flatten(),
+            _ => None,
+        }
+    }
+
     /// A consumed generation: either another flow rotated the account
     /// between our re-read and the claim attempt (the account no longer
     /// holds the token: go round again), or the account really holds a
@@ -159,7 +196,7 @@ impl FlowInner {
     /// holds the claimed token (it does: the claim key came from it);
     /// a non-rotating account's answer only at its base version (checked in
     /// `claim`).
-    async fn apply_answer(
+    pub(super) async fn apply_answer(
         &self,
         key: &RefreshKey,
         fresh: &Account,

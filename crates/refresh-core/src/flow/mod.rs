@@ -135,6 +135,17 @@ impl RefreshFlow {
         flight.await.unwrap_or(Err(FlowError::TaskFailed { key }))
     }
 
+    /// Applies an answer a holder left in the generation claim of the
+    /// account's refresh token, without the leases (see the token
+    /// provider's waiters). The account as stored after, or `None`.
+    pub(crate) async fn apply_left_answer(
+        &self,
+        account: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+    ) -> Option<Account> {
+        self.inner.apply_left_answer(account.id, executor).await
+    }
+
     /// The repository the flow writes to.
     pub fn repository(&self) -> &Arc<dyn AccountRepository> {
         &self.inner.repo

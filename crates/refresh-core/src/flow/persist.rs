@@ -38,6 +38,8 @@ pub(super) struct Answer {
     /// The platform of the claim key (to look up the generation a newer
     /// row holds).
     platform: Platform,
+    /// The answer carries an access token.
+    usable: bool,
 }
 
 impl Answer {
@@ -58,6 +60,7 @@ impl Answer {
         platform: &Platform,
         now: DateTime<Utc>,
     ) -> Self {
+        let usable = issued.access_token().is_some();
         let mut merged = issued.merged_over(&base.credentials);
         if let Err(error) = merged.canonicalize() {
             warn!(%error, "answer has an unreadable expires_at; assuming a lifetime");
@@ -67,7 +70,7 @@ impl Answer {
         let rotated = delta
             .refresh_token()
             .is_some_and(|rt| Some(rt) != base.credentials.refresh_token());
-        if delta.access_token().is_none() {
+        if !usable {
             let rotation = delta.get(keys::REFRESH_TOKEN).filter(|_| rotated).cloned();
             delta = Credentials::new();
             if let Some(token) = rotation {
@@ -83,12 +86,14 @@ impl Answer {
             rotated,
             reapply: reapply || rotated,
             platform: platform.clone(),
+            usable,
         }
     }
 
-    /// Whether the answer brings a new access token.
+    /// Whether the answer carries an access token (new, or the same one
+    /// reissued with a new expiry).
     pub(super) fn usable(&self) -> bool {
-        self.delta.access_token().is_some()
+        self.usable
     }
 
     /// `NotPersisted` carrying the merged credentials, or `AccountNotFound`.
@@ -254,11 +259,22 @@ impl FlowInner {
         }
         let replaced =
             current.credentials.refresh_token() != answer.base.credentials.refresh_token();
-        if replaced && self.holds_consumed_token(&answer.platform, &current).await {
+        let regressed = replaced
+            && self
+                .holds_consumed_token(&answer.platform, &current)
+                .await
+                .map_err(PersistError::Storage)?;
+        if regressed {
             // A restored backup or an old export put a consumed token back
             // while the call was out: the live answer is the only valid
-            // generation, so it goes over the regressed row.
+            // generation, so it goes over the regressed row, with the
+            // presented token when the answer kept it (non-rotating).
             warn!("the row holds a consumed refresh token; applying the live answer over it");
+            if answer.delta.get(keys::REFRESH_TOKEN).is_none()
+                && let Some(presented) = answer.base.credentials.get(keys::REFRESH_TOKEN)
+            {
+                answer.delta.insert(keys::REFRESH_TOKEN, presented.clone());
+            }
         } else if replaced
             || !answer.reapply
             || !answer.rotated
@@ -279,10 +295,18 @@ impl FlowInner {
     }
 
     /// Whether `account` holds a refresh token whose generation is marked
-    /// consumed. Unknown (store error) reads as no.
-    async fn holds_consumed_token(&self, platform: &Platform, account: &Account) -> bool {
+    /// consumed.
+    ///
+    /// # Errors
+    /// The claim store's: unknown is not "no" (taking the row for a
+    /// legitimate replacement would drop the live answer).
+    async fn holds_consumed_token(
+        &self,
+        platform: &Platform,
+        account: &Account,
+    ) -> Result<bool, StorageError> {
         let Some(token) = account.credentials.refresh_token() else {
-            return false;
+            return Ok(false);
         };
         let key = ClaimKey::new(platform.clone(), Fingerprint::of(&token));
         let read = bounded(
@@ -290,7 +314,9 @@ impl FlowInner {
             "claim_get",
             self.claims.get(&key),
         );
-        matches!(read.await, Ok(Some(claim)) if claim.state == ClaimState::Consumed)
+        Ok(read
+            .await?
+            .is_some_and(|claim| claim.state == ClaimState::Consumed))
     }
 
     /// Step 10: the answer is only in this process. A detached task keeps
@@ -312,7 +338,7 @@ impl FlowInner {
             loop {
                 tokio::time::sleep(pause).await;
                 pause = pause.saturating_mul(2).min(RESCUE_MAX_PAUSE);
-                match this.write_once(&mut answer).await {
+                let account_gone = match this.write_once(&mut answer).await {
                     Ok(persisted) => {
                         this.finish_claim(&held, answer.rotated).await;
                         if let Persisted::Applied(account) = persisted {
@@ -321,11 +347,22 @@ impl FlowInner {
                         }
                         break;
                     }
-                    Err(PersistError::NotFound | PersistError::Storage(_)) => {}
-                }
-                if this.claim_save_answer(&held, &answer.delta).await {
-                    info!("rescued answer saved into the claim");
-                    break;
+                    Err(PersistError::NotFound) => true,
+                    Err(PersistError::Storage(_)) => false,
+                };
+                let save = this.claims.save_answer(&held.key, &held.id, &answer.delta);
+                match bounded(this.config.storage_timeout, "claim_save_answer", save).await {
+                    Ok(true) => {
+                        info!("rescued answer saved into the claim");
+                        break;
+                    }
+                    Ok(false) if account_gone => {
+                        warn!(
+                            "the account is gone and the claim is no longer ours; the rescued answer has nowhere to go"
+                        );
+                        break;
+                    }
+                    Ok(false) | Err(_) => {}
                 }
                 this.claim_extend(&held).await;
             }

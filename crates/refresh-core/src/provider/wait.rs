@@ -116,7 +116,8 @@ impl ProviderInner {
     /// a holder that ended in a maybe-consumed outcome cannot refresh before
     /// the quarantine ends, so the waiter fails fast naming the end; a holder
     /// that left its answer in the claim (its write failed) will not notify,
-    /// so the waiter applies the answer itself through the flow.
+    /// so the waiter applies the answer itself (fenced, without the leases:
+    /// a crashed holder's lease may outlive the wait).
     async fn check_claim(
         &self,
         current: &Account,
@@ -143,11 +144,8 @@ impl ProviderInner {
                 })
             }
             ClaimState::Answered => {
-                let applied = self.flow.refresh_if_needed(current, executor, self.skew);
-                Ok(match applied.await {
-                    Ok(outcome) => outcome.account().and_then(|a| self.valid_token(a)),
-                    Err(_) => None,
-                })
+                let applied = self.flow.apply_left_answer(current, executor).await;
+                Ok(applied.and_then(|account| self.valid_token(&account)))
             }
             _ => Ok(None),
         }
