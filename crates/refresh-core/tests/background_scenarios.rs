@@ -15,28 +15,26 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use common::{
-    Backends, HookedRepository, PLATFORMS, RepositoryHooks, access_token, credentials, in_secs,
-    key, oauth_account, refresh_token_of, spawn_access_token, tokio_clock,
+    Backends, ConcurrencyProbe, HookedRepository, PLATFORMS, RepositoryHooks, access_token,
+    credentials, in_secs, key, oauth_account, refresh_token_of, spawn_access_token,
 };
 use refresh_core::background::{BackgroundRefresherBuilder, MockRefreshListener};
 use refresh_core::error::{OAuthErrorCode, StorageErrorKind};
 use refresh_core::memory::{InMemoryAccountRepository, InMemoryTokenCache};
-use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor};
+use refresh_core::ports::{CasExpectation, CasOutcome};
 use refresh_core::testing::conformance::T0;
 use refresh_core::testing::{Faulty, RotatingExecutor};
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, AccountType, BackgroundConfig,
     BackgroundRefreshPolicy, BackgroundRefresher, CachedToken, ClaimState, Credentials,
-    CycleReport, ExecutorRegistry, LockStrategy, Platform, ProviderError, RefreshContext,
-    RefreshExecutor, RefreshFlow, RefreshKey, RefreshListener, Secret, StorageError, TokenCache,
-    TokenProvider,
+    CycleReport, ExecutorRegistry, Platform, ProviderError, RefreshExecutor, RefreshKey,
+    RefreshListener, Secret, StorageError, TokenCache,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -127,15 +125,6 @@ impl RepositoryHooks for AfterListActions {
 /// over the same repository, lock, cache, claim store and upstream.
 type Harness = Backends<HookedRepository<AfterListActions>>;
 
-/// A flow (one "process") over the backends of `b`, publishing refreshes on
-/// the shared cache.
-fn flow_of<R: AccountRepository + 'static>(b: &Backends<R>) -> RefreshFlow {
-    b.flow_builder(LockStrategy::single(b.lock.clone()))
-        .notifier(b.cache.clone())
-        .build()
-        .expect("default flow config is valid")
-}
-
 /// The credentials "an operator" re-imports: a fresh grant, valid for an
 /// hour (outside the 30-min window).
 fn reimported() -> Credentials {
@@ -145,73 +134,34 @@ fn reimported() -> Credentials {
         .with("expires_at", (T0 + 3600).to_string())
 }
 
-/// An in-memory repository where an operator re-imports fresh credentials
+/// Repository hooks with which an operator re-imports fresh credentials
 /// for an account at the worst moment: after the refresh failed and before
 /// the background's error mark reaches the row.
-struct ReimportBeforeMark {
-    inner: InMemoryAccountRepository,
-}
+struct ReimportBeforeMark;
 
 #[async_trait]
-impl AccountRepository for ReimportBeforeMark {
-    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
-        self.inner.get(id).await
-    }
-
-    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
-        self.inner.insert(account).await
-    }
-
-    async fn compare_and_set_credentials(
+impl RepositoryHooks for ReimportBeforeMark {
+    async fn before_set_error(
         &self,
+        inner: &dyn AccountRepository,
         id: AccountId,
-        expected: CasExpectation,
-        credentials: &Credentials,
-    ) -> Result<CasOutcome, StorageError> {
-        self.inner
-            .compare_and_set_credentials(id, expected, credentials)
-            .await
-    }
-
-    async fn list_due(
-        &self,
-        before: DateTime<Utc>,
-        after: Option<DueCursor>,
-        limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
-        self.inner.list_due(before, after, limit).await
-    }
-
-    async fn set_error(
-        &self,
-        id: AccountId,
-        observed_version: u64,
-        message: &str,
-    ) -> Result<bool, StorageError> {
-        let current = self.inner.get(id).await?.expect("marked account exists");
-        let outcome = self
-            .inner
+    ) -> Result<(), StorageError> {
+        let current = inner.get(id).await?.expect("marked account exists");
+        let outcome = inner
             .compare_and_set_credentials(id, CasExpectation::of(&current), &reimported())
             .await?;
         assert!(matches!(outcome, CasOutcome::Applied(_)), "{outcome:?}");
-        self.inner.set_error(id, observed_version, message).await
-    }
-
-    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_error(id).await
-    }
-
-    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_temp_unschedulable(id).await
+        Ok(())
     }
 }
 
-fn reimport_harness(accounts: impl IntoIterator<Item = Account>) -> Backends<ReimportBeforeMark> {
-    let repo = ReimportBeforeMark {
-        inner: InMemoryAccountRepository::with_accounts(accounts),
-    };
-    let clock = tokio_clock();
-    Backends::with_repo(repo, Arc::clone(&clock), clock)
+fn reimport_harness(
+    accounts: impl IntoIterator<Item = Account>,
+) -> Backends<HookedRepository<ReimportBeforeMark>> {
+    Backends::over(HookedRepository {
+        inner: Arc::new(InMemoryAccountRepository::with_accounts(accounts)),
+        hooks: ReimportBeforeMark,
+    })
 }
 
 /// A 5xx answer: the upstream processed the request, so the token may be
@@ -237,16 +187,10 @@ impl Harness {
     }
 
     fn with_hooks(accounts: impl IntoIterator<Item = Account>, after_list: Vec<AfterList>) -> Self {
-        let repo = HookedRepository {
+        Self::over(HookedRepository {
             inner: Arc::new(InMemoryAccountRepository::with_accounts(accounts)),
             hooks: AfterListActions(Mutex::new(after_list)),
-        };
-        let clock = tokio_clock();
-        Self::with_repo(repo, Arc::clone(&clock), clock)
-    }
-
-    fn flow(&self) -> RefreshFlow {
-        flow_of(self)
+        })
     }
 
     /// A refresher (own flow) with no cache; add one with `.cache(...)`.
@@ -255,7 +199,8 @@ impl Harness {
         platforms: &[Platform],
         config: BackgroundConfig,
     ) -> BackgroundRefresherBuilder {
-        BackgroundRefresher::builder(self.flow(), self.registry(platforms)).config(config)
+        BackgroundRefresher::builder(self.notifying_process(), self.registry(platforms))
+            .config(config)
     }
 
     /// A refresher with the shared cache and the default test config.
@@ -264,12 +209,6 @@ impl Harness {
             .cache(self.cache.clone())
             .build()
             .expect("valid config")
-    }
-
-    fn provider(&self, platforms: &[Platform]) -> TokenProvider {
-        TokenProvider::builder(self.flow(), self.registry(platforms))
-            .shared_cache(self.cache.clone())
-            .build()
     }
 
     async fn seed_cache(&self, key: &RefreshKey) {
@@ -525,10 +464,11 @@ async fn background_error_mark_is_fenced_against_a_reimport() {
         code: OAuthErrorCode::new("invalid_grant"),
         description: None,
     });
-    let refresher = BackgroundRefresher::builder(flow_of(&h), h.registry(&[Platform::Anthropic]))
-        .config(config())
-        .build()
-        .expect("valid config");
+    let refresher =
+        BackgroundRefresher::builder(h.notifying_process(), h.registry(&[Platform::Anthropic]))
+            .config(config())
+            .build()
+            .expect("valid config");
 
     let result = refresher.run_once().await;
     assert_eq!(
@@ -562,17 +502,7 @@ async fn background_regressed_credentials_are_marked_error_without_a_call() {
     assert_eq!(refresh_token_of(&refreshed).as_deref(), Some("rt-1-1"));
 
     // The export taken before the refresh comes back.
-    let restored = h
-        .repo
-        .inner()
-        .compare_and_set_credentials(
-            AccountId(1),
-            CasExpectation::of(&refreshed),
-            &credentials(1, 60),
-        )
-        .await
-        .expect("in-memory write");
-    assert!(matches!(restored, CasOutcome::Applied(_)), "{restored:?}");
+    h.overwrite(1, &credentials(1, 60)).await;
 
     let result = refresher.run_once().await;
     assert_eq!(result, report(1, 1, 0, 0, 1, 1));
@@ -599,23 +529,13 @@ async fn background_regressed_credentials_are_marked_error_without_a_call() {
 #[tokio::test(start_paused = true)]
 async fn background_regressed_credentials_mark_is_fenced_against_a_reimport() {
     let h = reimport_harness([due_account(1, Platform::Anthropic)]);
-    let refresher = BackgroundRefresher::builder(flow_of(&h), h.registry(&[Platform::Anthropic]))
-        .config(config())
-        .build()
-        .expect("valid config");
+    let refresher =
+        BackgroundRefresher::builder(h.notifying_process(), h.registry(&[Platform::Anthropic]))
+            .config(config())
+            .build()
+            .expect("valid config");
     assert_eq!(refresher.run_once().await, report(1, 1, 1, 0, 0, 0));
-    let refreshed = h.stored(1).await;
-    let restored = h
-        .repo
-        .inner()
-        .compare_and_set_credentials(
-            AccountId(1),
-            CasExpectation::of(&refreshed),
-            &credentials(1, 60),
-        )
-        .await
-        .expect("in-memory write");
-    assert!(matches!(restored, CasOutcome::Applied(_)), "{restored:?}");
+    h.overwrite(1, &credentials(1, 60)).await;
 
     let result = refresher.run_once().await;
     assert_eq!(result, report(1, 1, 0, 0, 1, 0));
@@ -694,7 +614,7 @@ async fn background_server_error_quarantines_the_generation_until_it_ends() {
 
     assert_eq!(refresher.run_once().await, report(1, 1, 0, 0, 1, 0));
     assert_eq!(h.upstream.calls(), 1);
-    let quarantine = h.flow().config().quarantine;
+    let quarantine = h.notifying_process().config().quarantine;
 
     // Just before the quarantine ends: still no call.
     tokio::time::advance(quarantine - Duration::from_secs(10)).await;
@@ -726,16 +646,18 @@ async fn background_concurrency_bounds_hanging_upstream_calls() {
     let h = Harness::new(accounts);
     h.upstream.hold_responses();
     let probe = ConcurrencyProbe::new(h.executor(Platform::Anthropic));
-    let refresher =
-        BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(probe.clone()))
-            .config(BackgroundConfig {
-                concurrency: 2,
-                account_deadline: Duration::from_secs(5),
-                ..config()
-            })
-            .build()
-            .expect("valid config");
-    let hard_deadline = h.flow().config().upstream_timeout;
+    let refresher = BackgroundRefresher::builder(
+        h.notifying_process(),
+        ExecutorRegistry::new().with(probe.clone()),
+    )
+    .config(BackgroundConfig {
+        concurrency: 2,
+        account_deadline: Duration::from_secs(5),
+        ..config()
+    })
+    .build()
+    .expect("valid config");
+    let hard_deadline = h.notifying_process().config().upstream_timeout;
 
     let started = Instant::now();
     let result = refresher.run_once().await;
@@ -788,16 +710,18 @@ async fn background_cycle_refreshes_each_account_at_most_once() {
         Arc::clone(&h.upstream),
         Duration::from_secs(60),
     ));
-    let refresher =
-        BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(short_lived))
-            .config(BackgroundConfig {
-                window: Duration::from_secs(30 * 60),
-                page_size: 2,
-                concurrency: 1,
-                ..config()
-            })
-            .build()
-            .expect("valid config");
+    let refresher = BackgroundRefresher::builder(
+        h.notifying_process(),
+        ExecutorRegistry::new().with(short_lived),
+    )
+    .config(BackgroundConfig {
+        window: Duration::from_secs(30 * 60),
+        page_size: 2,
+        concurrency: 1,
+        ..config()
+    })
+    .build()
+    .expect("valid config");
 
     let result = refresher.run_once().await;
 
@@ -930,9 +854,7 @@ async fn background_lock_held_or_already_refreshed_is_skipped() {
 #[tokio::test(start_paused = true)]
 async fn background_persist_failure() {
     let h = Harness::new([due_account(1, Platform::OpenAi)]);
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.fail_writes();
     let refresher = h.cached_refresher(&[Platform::OpenAi]);
 
     let result = refresher.run_once().await;
@@ -947,7 +869,7 @@ async fn background_persist_failure() {
         "the retries apply the answer from the claim, never re-call the upstream"
     );
     let writes = h.repo_calls("compare_and_set_credentials");
-    let per_attempt = u64::from(h.flow().config().persist_attempts);
+    let per_attempt = u64::from(h.notifying_process().config().persist_attempts);
     assert_eq!(
         writes,
         per_attempt * u64::from(config().max_retries),
@@ -1012,9 +934,7 @@ async fn background_persist_failure() {
 #[tokio::test(start_paused = true)]
 async fn background_persist_and_claim_failure_keeps_the_lease_until_rescued() {
     let h = Harness::new([due_account(1, Platform::OpenAi)]);
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.fail_writes();
     h.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
@@ -1106,57 +1026,6 @@ async fn background_missing_project_id_error_cleared_after_success() {
     assert_eq!(access_token(&two), "at-2-1");
 }
 
-/// An executor wrapper that measures how many upstream calls are in flight
-/// at once (a high-water mark). A call leaves the count when its future
-/// ends or is dropped, so a call the flow aborts at its hard deadline
-/// counts until the abort.
-struct ConcurrencyProbe {
-    inner: Arc<dyn RefreshExecutor>,
-    in_flight: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl ConcurrencyProbe {
-    fn new(inner: Arc<dyn RefreshExecutor>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            in_flight: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        })
-    }
-}
-
-/// Takes a call out of [`ConcurrencyProbe::in_flight`] when dropped.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl RefreshExecutor for ConcurrencyProbe {
-    fn platform(&self) -> Platform {
-        self.inner.platform()
-    }
-
-    fn rotates_refresh_token(&self) -> bool {
-        self.inner.rotates_refresh_token()
-    }
-
-    async fn refresh(
-        &self,
-        account: &Account,
-        ctx: &RefreshContext,
-    ) -> Result<Credentials, ProviderError> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        let _in_flight = InFlight(&self.in_flight);
-        self.inner.refresh(account, ctx).await
-    }
-}
-
 /// DESIGN "BackgroundRefresher" and defect 15: pages through the due index
 /// and refreshes with bounded concurrency.
 #[tokio::test(start_paused = true)]
@@ -1167,16 +1036,18 @@ async fn background_pages_and_bounded_concurrency() {
     let h = Harness::new(accounts);
     h.upstream.set_latency(Duration::from_secs(1));
     let probe = ConcurrencyProbe::new(h.executor(Platform::Anthropic));
-    let refresher =
-        BackgroundRefresher::builder(h.flow(), ExecutorRegistry::new().with(probe.clone()))
-            .config(BackgroundConfig {
-                page_size: 7,
-                concurrency: 4,
-                ..config()
-            })
-            .cache(h.cache.clone())
-            .build()
-            .expect("valid config");
+    let refresher = BackgroundRefresher::builder(
+        h.notifying_process(),
+        ExecutorRegistry::new().with(probe.clone()),
+    )
+    .config(BackgroundConfig {
+        page_size: 7,
+        concurrency: 4,
+        ..config()
+    })
+    .cache(h.cache.clone())
+    .build()
+    .expect("valid config");
 
     let started = Instant::now();
     let result = refresher.run_once().await;

@@ -13,17 +13,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use common::{Backends, WINDOW, t0};
+use common::{
+    Backends, WINDOW, access_token, advance_until, answer_refresh_token, key, refresh_token, t0,
+};
 use refresh_core::domain::keys;
 use refresh_core::error::OAuthErrorCode;
 use refresh_core::memory::InMemoryClaimStore;
-use refresh_core::ports::{CasExpectation, CasOutcome, Claim, ClaimState, ManualClock};
+use refresh_core::ports::{ClaimState, ManualClock};
 use refresh_core::testing::conformance::account_expiring;
 use refresh_core::testing::{FakeUpstream, Faulty};
 use refresh_core::{
-    Account, AccountId, AccountRepository, ClaimStore, Clock, Credentials, FlowConfig, FlowError,
-    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
-    RefreshOutcome, StorageErrorKind,
+    Account, AccountId, ClaimStore, Clock, Credentials, FlowConfig, FlowError, LockStrategy,
+    Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow, RefreshOutcome,
+    StorageErrorKind,
 };
 
 const ID: i64 = 1;
@@ -80,70 +82,17 @@ impl World {
     /// A process that reaches the claim store through `claims` (its own
     /// view of the shared store, with its own faults).
     fn process_over(&self, claims: Arc<dyn ClaimStore>) -> RefreshFlow {
-        RefreshFlow::builder(
-            self.repo.clone(),
-            LockStrategy::single(self.lock.clone()),
+        self.backends.process_over(
             claims,
+            LockStrategy::single(self.lock.clone()),
+            Arc::clone(&self.clock) as Arc<dyn Clock>,
+            process_config(),
         )
-        .clock(Arc::clone(&self.clock) as Arc<dyn Clock>)
-        .config(process_config())
-        .build()
-        .expect("valid flow")
     }
 
     /// Refreshes with the executor from the account as stored now.
     async fn refresh(&self, flow: &RefreshFlow) -> Result<RefreshOutcome, FlowError> {
-        self.refresh_with(flow, &self.executor).await
-    }
-
-    async fn refresh_with(
-        &self,
-        flow: &RefreshFlow,
-        executor: &Arc<dyn RefreshExecutor>,
-    ) -> Result<RefreshOutcome, FlowError> {
-        let snapshot = self.stored(ID).await;
-        flow.refresh_if_needed(&snapshot, executor, WINDOW).await
-    }
-
-    fn only_claim(&self) -> Claim {
-        let mut all = self.claims.inner().snapshot();
-        assert_eq!(all.len(), 1, "exactly one claim: {all:?}");
-        all.remove(0)
-    }
-
-    fn fail_writes(&self) {
-        self.repo
-            .faults
-            .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    }
-}
-
-fn access_token(account: &Account) -> String {
-    common::access_token(account)
-}
-
-fn refresh_token(account: &Account) -> String {
-    common::refresh_token(account)
-}
-
-fn answer_refresh_token(claim: &Claim) -> Option<String> {
-    claim
-        .answer
-        .as_ref()
-        .and_then(Credentials::refresh_token)
-        .map(|t| t.expose().to_owned())
-}
-
-/// Lets paused tokio time pass in `step`s (woken tasks run after each) until
-/// `done` holds, for at most `limit`. Callers assert `done` afterwards.
-async fn advance_until(mut done: impl AsyncFnMut() -> bool, step: Duration, limit: Duration) {
-    let mut elapsed = Duration::ZERO;
-    while !done().await && elapsed < limit {
-        tokio::time::advance(step).await;
-        for _ in 0..8 {
-            tokio::task::yield_now().await;
-        }
-        elapsed += step;
+        self.refresh_stored(flow, ID, &self.executor).await
     }
 }
 
@@ -372,7 +321,7 @@ async fn invariant_2_answer_is_rescued_into_the_claim_when_the_write_and_the_cla
 {
     let w = World::new();
     let (a, b) = (w.process(), w.process());
-    let key = common::key(&Platform::Anthropic, ID);
+    let key = key(&Platform::Anthropic, ID);
     w.fail_writes();
     w.claims
         .faults
@@ -486,7 +435,10 @@ async fn invariant_1_executor_panic_after_send_blocks_a_second_presentation() {
     let (a, b) = (w.process(), w.process());
     let bad: Arc<dyn RefreshExecutor> = Arc::new(PanicsAfterSend(w.upstream.clone()));
 
-    let err = w.refresh_with(&a, &bad).await.expect_err("task failed");
+    let err = w
+        .refresh_stored(&a, ID, &bad)
+        .await
+        .expect_err("task failed");
     assert!(
         matches!(err.provider_error(), Some(ProviderError::Ambiguous { .. })),
         "{err:?}"
@@ -702,14 +654,7 @@ async fn invariant_1_consumed_token_written_back_is_refused_without_a_call() {
     assert_eq!(w.only_claim().state, ClaimState::Consumed);
 
     // An operator re-imports the old export (rt-1-0) over the new tokens.
-    let current = w.stored(ID).await;
-    let written = w
-        .repo
-        .inner()
-        .compare_and_set_credentials(id(), CasExpectation::of(&current), &export.credentials)
-        .await
-        .expect("write");
-    assert!(matches!(written, CasOutcome::Applied(_)), "{written:?}");
+    w.overwrite(ID, &export.credentials).await;
     assert_eq!(
         w.stored(ID).await.credentials.get(keys::REFRESH_TOKEN),
         export.credentials.get(keys::REFRESH_TOKEN)

@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{
     Backends, HookedRepository, ISSUED_LIFETIME, PROBE_TTL, RepositoryHooks, WINDOW, access_token,
-    hold_lease, lease_is_free, memory_lock, refresh_token, settle, short_upstream_timeout, t0,
-    tokio_clock,
+    advance_until, answer_refresh_token, hold_lease, lease_is_free, memory_lock, refresh_token,
+    settle, short_upstream_timeout, t0, tokio_clock,
 };
 use futures_util::FutureExt;
 use serde_json::json;
@@ -149,14 +149,6 @@ impl Harness {
         }
     }
 
-    fn flow(&self, locks: LockStrategy, config: FlowConfig) -> RefreshFlow {
-        self.flow_over(
-            Arc::clone(&self.repo) as Arc<dyn AccountRepository>,
-            locks,
-            config,
-        )
-    }
-
     fn flow_over(
         &self,
         repo: Arc<dyn AccountRepository>,
@@ -177,7 +169,7 @@ impl Harness {
         layers: fn(Arc<dyn RefreshLock>, Arc<dyn RefreshLock>) -> LockStrategy,
     ) -> (Arc<Faulty<InMemoryRefreshLock>>, RefreshFlow) {
         let primary = memory_lock(&self.clock);
-        let flow = self.flow(
+        let flow = self.process(
             layers(primary.clone(), self.lock.clone()),
             FlowConfig::default(),
         );
@@ -186,7 +178,7 @@ impl Harness {
 
     /// A flow with the harness lock as its only lock and default settings.
     fn single_flow(&self) -> RefreshFlow {
-        self.flow(
+        self.process(
             LockStrategy::single(self.lock.clone()),
             FlowConfig::default(),
         )
@@ -239,13 +231,7 @@ impl Harness {
     async fn write_elsewhere(&self, credentials: &Credentials) {
         let current = self.stored().await;
         assert_eq!(current.credentials_version, 0, "written over version 0");
-        let written = self
-            .repo
-            .inner()
-            .compare_and_set_credentials(id(), CasExpectation::of(&current), credentials)
-            .await
-            .expect("write");
-        assert!(matches!(written, CasOutcome::Applied(_)), "{written:?}");
+        self.overwrite(ID, credentials).await;
     }
 
     /// The claims of the account in `state`, as the claim store holds them.
@@ -253,20 +239,11 @@ impl Harness {
         self.claims.inner().claims_of(id(), state)
     }
 
-    /// The only claim the store holds (any account, any state).
-    fn only_claim(&self) -> Claim {
-        let mut all = self.claims.inner().snapshot();
-        assert_eq!(all.len(), 1, "exactly one claim: {all:?}");
-        all.remove(0)
-    }
-
     /// Runs `flow` while every write fails: the rotation goes into the
     /// generation claim (`NotPersisted { answer_saved: true }`). The
     /// repository is healed afterwards.
     async fn refresh_into_claim(&self, flow: &RefreshFlow) {
-        self.repo
-            .faults
-            .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+        self.fail_writes();
         let error = self.refresh(flow).await.expect_err("the write fails");
         assert!(
             matches!(
@@ -281,12 +258,7 @@ impl Harness {
         let answered = self.claims_in(ClaimState::Answered);
         assert_eq!(answered.len(), 1, "{answered:?}");
         assert_eq!(
-            answered[0]
-                .answer
-                .as_ref()
-                .and_then(Credentials::refresh_token)
-                .map(|t| t.expose().to_owned())
-                .as_deref(),
+            answer_refresh_token(&answered[0]).as_deref(),
             Some("rt-1-1"),
             "the claim holds the rotated refresh token"
         );
@@ -748,7 +720,7 @@ async fn ref_op_lock_store_error() {
 async fn ref_op_no_lock_store_only_in_explicit_single_process_mode() {
     // Explicit single-process mode: the in-process single flight only.
     let h = Harness::new(expired_account());
-    let flow = h.flow(LockStrategy::process_local(), FlowConfig::default());
+    let flow = h.process(LockStrategy::process_local(), FlowConfig::default());
     let (account, _) = refreshed(h.refresh(&flow).await.expect("process-local refresh"));
     assert_eq!(refresh_token(&account), "rt-1-1");
     assert_eq!(h.stored().await.credentials_version, 1);
@@ -860,9 +832,7 @@ async fn ref_op_executor_invalid_grant() {
 #[tokio::test(start_paused = true)]
 async fn ref_op_persist_fails() {
     let h = Harness::new(expired_account());
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.fail_writes();
     let flow = h.single_flow();
     let started = tokio::time::Instant::now();
 
@@ -913,12 +883,7 @@ async fn ref_op_persist_fails() {
     let claim = h.only_claim();
     assert_eq!(claim.state, ClaimState::Answered);
     assert_eq!(
-        claim
-            .answer
-            .as_ref()
-            .and_then(Credentials::refresh_token)
-            .map(|t| t.expose().to_owned())
-            .as_deref(),
+        answer_refresh_token(&claim).as_deref(),
         Some("rt-1-1"),
         "the claim holds the token the upstream accepts now"
     );
@@ -1443,7 +1408,7 @@ async fn invariant_1_unreachable_claim_store_sends_nothing_under_any_lock_strate
         h.claims
             .faults
             .fail_always("acquire", StorageErrorKind::Unavailable);
-        let flow = h.flow(locks, FlowConfig::default());
+        let flow = h.process(locks, FlowConfig::default());
 
         let error = h
             .refresh(&flow)
@@ -1704,25 +1669,12 @@ async fn advance_checking_lease_held(lock: &dyn RefreshLock, total: Duration, st
     }
 }
 
-/// Lets paused tokio time pass in `step`s (woken tasks run after each) until
-/// `done` holds, for at most `limit`. Callers assert `done` afterwards.
-async fn advance_until(mut done: impl AsyncFnMut() -> bool, step: Duration, limit: Duration) {
-    let mut elapsed = Duration::ZERO;
-    while !done().await && elapsed < limit {
-        tokio::time::advance(step).await;
-        for _ in 0..8 {
-            tokio::task::yield_now().await;
-        }
-        elapsed += step;
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn invariant_4_lease_extended_during_slow_refresh() {
     let h = Harness::build(vec![expired_account()], tokio_clock());
     let config = short_lease_config();
     config.validate().expect("valid short-lease configuration");
-    let flow = h.flow(LockStrategy::single(h.lock.clone()), config);
+    let flow = h.process(LockStrategy::single(h.lock.clone()), config);
 
     let task = h.spawn_held_refresh(&flow).await;
     // The upstream answers just before the hard deadline.
@@ -1748,10 +1700,8 @@ async fn invariant_4_lease_extended_during_slow_refresh() {
 async fn invariant_4_rescue_keeps_the_lease_for_several_ttls_until_the_write_lands() {
     let h = Harness::build(vec![expired_account()], tokio_clock());
     let config = short_lease_config();
-    let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    let flow = h.process(LockStrategy::single(h.lock.clone()), config.clone());
+    h.fail_writes();
     h.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
@@ -1806,7 +1756,7 @@ async fn invariant_4_rescue_keeps_the_lease_for_several_ttls_until_the_write_lan
         h.refresh(&h.single_flow()).await.expect("held"),
         RefreshOutcome::HeldElsewhere
     );
-    let lock_free = h.flow(LockStrategy::process_local(), FlowConfig::default());
+    let lock_free = h.process(LockStrategy::process_local(), FlowConfig::default());
     assert_eq!(
         h.refresh(&lock_free).await.expect("held"),
         RefreshOutcome::HeldElsewhere,
@@ -2470,7 +2420,7 @@ async fn invariant_5_stacked_never_proceeds_on_the_fast_layer_alone() {
 async fn invariant_1_upstream_silent_past_the_hard_deadline_is_aborted_and_quarantined() {
     let h = Harness::new(expired_account());
     let config = short_upstream_timeout();
-    let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    let flow = h.process(LockStrategy::single(h.lock.clone()), config.clone());
     h.upstream.hold_responses();
     let started = tokio::time::Instant::now();
 
@@ -2502,7 +2452,7 @@ async fn invariant_1_upstream_silent_past_the_hard_deadline_is_aborted_and_quara
     assert_eq!(claim.answer, None);
 
     // Another "process" over the same backends fails fast and sends nothing.
-    let other = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    let other = h.process(LockStrategy::single(h.lock.clone()), config.clone());
     let blocked = h.refresh(&other).await.expect_err("quarantined");
     assert!(
         matches!(blocked, FlowError::Quarantined { id: failed, until } if failed == id() && until == h.clock.now() + config.quarantine),
@@ -2529,7 +2479,7 @@ async fn invariant_1_answer_after_the_hard_deadline_is_lost_and_the_token_is_pre
         Arc::clone(&clock) as Arc<dyn Clock>,
     );
     let config = short_upstream_timeout();
-    let flow = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    let flow = h.process(LockStrategy::single(h.lock.clone()), config.clone());
     h.upstream.hold_responses();
     h.refresh(&flow)
         .await
@@ -2551,7 +2501,7 @@ async fn invariant_1_answer_after_the_hard_deadline_is_lost_and_the_token_is_pre
     // Up to the end of the quarantine, by the claim store's clock, every
     // process fails fast.
     clock.advance(config.quarantine - Duration::from_secs(1));
-    let other = h.flow(LockStrategy::single(h.lock.clone()), config.clone());
+    let other = h.process(LockStrategy::single(h.lock.clone()), config.clone());
     let blocked = h.refresh(&other).await.expect_err("still quarantined");
     assert!(
         matches!(blocked, FlowError::Quarantined { until, .. } if until == clock.now() + Duration::from_secs(1)),
@@ -2732,7 +2682,7 @@ async fn invariant_1_lease_lost_before_the_call_changes_nothing_and_the_claim_ke
 
     // Another "process" also gets a lease from the broken lock: the claim,
     // not the lease, keeps it from presenting the same token.
-    let other = h.flow(LockStrategy::single(lock), config);
+    let other = h.process(LockStrategy::single(lock), config);
     let outcome = h.refresh(&other).await.expect("held by the claim");
     assert_eq!(outcome, RefreshOutcome::HeldElsewhere);
     assert_eq!(h.upstream.calls(), 1, "nothing else is sent");

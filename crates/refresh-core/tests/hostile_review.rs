@@ -18,122 +18,38 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{Backends, WINDOW, oauth_account, t0, tokio_clock};
+use common::{
+    Backends, ClaimStoreHooks, EXPIRED, HookedClaimStore, OffsetClock, WINDOW, access_token_of,
+    expired_account, in_secs, key, let_time_pass, oauth_account, offset_clock, refresh_token_of,
+    settle, spawn_access_token, spawn_refresh, t0, tokio_clock,
+};
 use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock};
 use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor};
 use refresh_core::testing::FakeUpstream;
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, BackgroundConfig, BackgroundRefresher,
-    Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock, Credentials,
-    ExecutorRegistry, Fingerprint, FlowConfig, FlowError, LockStrategy, Platform, ProviderError,
-    RefreshContext, RefreshExecutor, RefreshFlow, RefreshOutcome, Secret, StorageError,
-    StorageErrorKind, TokenError, TokenProvider, TokioClock,
+    ClaimState, ClaimStore, Credentials, ExecutorRegistry, FlowConfig, FlowError, LockStrategy,
+    Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshOutcome, StorageError,
+    StorageErrorKind, TokenError, TokenProvider,
 };
-use tokio::task::JoinHandle;
-
-type Outcome = Result<RefreshOutcome, FlowError>;
 
 const ID: i64 = 1;
-const EXPIRED: i64 = -10;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-fn expired_account(id: i64) -> Account {
-    oauth_account(id, Platform::Anthropic, EXPIRED)
-}
-
-fn claim_key(token: &str) -> ClaimKey {
-    ClaimKey::new(Platform::Anthropic, Fingerprint::of(&Secret::from(token)))
-}
-
-async fn claim_of(store: &dyn ClaimStore, token: &str) -> Option<Claim> {
-    store
-        .get(&claim_key(token))
-        .await
-        .expect("claim store answers")
-}
-
-async fn let_time_pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
-fn spawn_refresh(
-    flow: &RefreshFlow,
-    account: &Account,
-    executor: &Arc<dyn RefreshExecutor>,
-) -> JoinHandle<Outcome> {
-    let (flow, account, executor) = (flow.clone(), account.clone(), Arc::clone(executor));
-    tokio::spawn(async move { flow.refresh_if_needed(&account, &executor, WINDOW).await })
-}
-
-fn at_of(a: &Account) -> Option<String> {
-    a.credentials.access_token().map(|t| t.expose().to_owned())
-}
-
-fn rt_of(a: &Account) -> Option<String> {
-    a.credentials.refresh_token().map(|t| t.expose().to_owned())
-}
-
-/// A clock `offset` ahead of (or behind, negative) tokio time from T0.
-#[derive(Debug)]
-struct OffsetClock {
-    base: TokioClock,
-    offset: chrono::Duration,
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.base.now() + self.offset
-    }
-}
-
-fn offset_clock(secs: i64) -> Arc<dyn Clock> {
-    Arc::new(OffsetClock {
-        base: TokioClock::starting_at(t0()),
-        offset: chrono::Duration::seconds(secs),
-    })
-}
-
-/// A clock that follows tokio time and can jump.
-#[derive(Debug)]
-struct JumpClock {
-    base: TokioClock,
-    jump: Mutex<chrono::Duration>,
-}
-
-impl JumpClock {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            base: TokioClock::starting_at(t0()),
-            jump: Mutex::new(chrono::Duration::zero()),
-        })
-    }
-    fn jump(&self, secs: i64) {
-        *self.jump.lock().unwrap() += chrono::Duration::seconds(secs);
-    }
-}
-
-impl Clock for JumpClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.base.now() + *self.jump.lock().unwrap()
-    }
-}
-
-/// A claim store that APPLIES an operation and then reports an error (a
-/// database that committed but whose answer was lost), for the ops listed.
+/// Claim store hooks that let an operation APPLY and then report an error
+/// (a database that committed but whose answer was lost), for the ops
+/// listed.
+#[derive(Default)]
 struct AppliedThenFailed {
-    inner: Arc<dyn ClaimStore>,
     pending: Mutex<Vec<(&'static str, usize, StorageErrorKind)>>,
 }
 
 impl AppliedThenFailed {
-    fn new(inner: Arc<dyn ClaimStore>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            pending: Mutex::new(Vec::new()),
-        })
+    fn over(inner: Arc<dyn ClaimStore>) -> Arc<HookedClaimStore<Self>> {
+        HookedClaimStore::new(inner, Self::default())
     }
     fn next(&self, op: &'static str, times: usize, kind: StorageErrorKind) {
         self.pending.lock().unwrap().push((op, times, kind));
@@ -148,79 +64,17 @@ impl AppliedThenFailed {
         }
         None
     }
-    fn after<T>(&self, op: &'static str, r: Result<T, StorageError>) -> Result<T, StorageError> {
-        let r = r?;
-        match self.take(op) {
-            Some(kind) => Err(StorageError::new(kind, op, "applied, answer lost")),
-            None => Ok(r),
-        }
-    }
 }
 
-#[async_trait]
-impl ClaimStore for AppliedThenFailed {
+impl ClaimStoreHooks for AppliedThenFailed {
     fn name(&self) -> &'static str {
         "applied-then-failed"
     }
-    async fn acquire(
-        &self,
-        key: &ClaimKey,
-        id: &ClaimId,
-        account: AccountId,
-        base_version: u64,
-        ttl: Duration,
-    ) -> Result<ClaimAcquire, StorageError> {
-        let r = self
-            .inner
-            .acquire(key, id, account, base_version, ttl)
-            .await;
-        self.after("acquire", r)
-    }
-    async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn extend(
-        &self,
-        key: &ClaimKey,
-        id: &ClaimId,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
-        let r = self.inner.extend(key, id, ttl).await;
-        self.after("extend", r)
-    }
-    async fn quarantine(
-        &self,
-        key: &ClaimKey,
-        id: &ClaimId,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
-        let r = self.inner.quarantine(key, id, ttl).await;
-        self.after("quarantine", r)
-    }
-    async fn save_answer(
-        &self,
-        key: &ClaimKey,
-        id: &ClaimId,
-        answer: &Credentials,
-    ) -> Result<bool, StorageError> {
-        let r = self.inner.save_answer(key, id, answer).await;
-        self.after("save_answer", r)
-    }
-    async fn mark_consumed(
-        &self,
-        key: &ClaimKey,
-        id: &ClaimId,
-        keep: Duration,
-    ) -> Result<bool, StorageError> {
-        let r = self.inner.mark_consumed(key, id, keep).await;
-        self.after("mark_consumed", r)
-    }
-    async fn remove(&self, key: &ClaimKey, id: &ClaimId) -> Result<bool, StorageError> {
-        let r = self.inner.remove(key, id).await;
-        self.after("remove", r)
-    }
-    async fn purge(&self, limit: usize) -> Result<u64, StorageError> {
-        self.inner.purge(limit).await
+    fn after(&self, op: &'static str) -> Result<(), StorageError> {
+        match self.take(op) {
+            Some(kind) => Err(StorageError::new(kind, op, "applied, answer lost")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -321,32 +175,7 @@ impl AccountRepository for HostileRepo {
 }
 
 fn hostile_backends(accounts: Vec<Account>) -> Backends<HostileRepo> {
-    let clock = tokio_clock();
-    Backends::with_repo(HostileRepo::with(accounts), Arc::clone(&clock), clock)
-}
-
-fn flow_over<R: AccountRepository + 'static>(
-    b: &Backends<R>,
-    claims: Arc<dyn ClaimStore>,
-    locks: LockStrategy,
-    clock: Arc<dyn Clock>,
-    config: FlowConfig,
-) -> RefreshFlow {
-    RefreshFlow::builder(b.repo.clone(), locks, claims)
-        .clock(clock)
-        .config(config)
-        .build()
-        .expect("valid config")
-}
-
-fn local_flow<R: AccountRepository + 'static>(b: &Backends<R>) -> RefreshFlow {
-    flow_over(
-        b,
-        b.claims.clone(),
-        LockStrategy::process_local(),
-        Arc::clone(&b.clock),
-        FlowConfig::default(),
-    )
+    Backends::over(HostileRepo::with(accounts))
 }
 
 /// An executor wrapper that rewrites the answer of the inner executor.
@@ -443,19 +272,16 @@ impl RefreshExecutor for GrantExecutor {
 #[tokio::test(start_paused = true)]
 async fn h01_an_acquire_that_committed_but_timed_out_is_retried_with_the_same_id() {
     let b = Backends::new([expired_account(ID)]);
-    let claims = AppliedThenFailed::new(b.claims.clone());
-    claims.next("acquire", 1, StorageErrorKind::Timeout);
-    let flow = flow_over(
-        &b,
+    let claims = AppliedThenFailed::over(b.claims.clone());
+    claims.hooks.next("acquire", 1, StorageErrorKind::Timeout);
+    let flow = b.process_over(
         claims.clone(),
         LockStrategy::process_local(),
         Arc::clone(&b.clock),
         FlowConfig::default(),
     );
     let exec = b.executor(Platform::Anthropic);
-    let first = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let first = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(first, Ok(RefreshOutcome::Refreshed { .. })),
         "{first:?}"
@@ -470,26 +296,21 @@ async fn h01_an_acquire_that_committed_but_timed_out_is_retried_with_the_same_id
 #[tokio::test(start_paused = true)]
 async fn h01b_an_acquire_lost_twice_is_removed_by_its_id() {
     let b = Backends::new([expired_account(ID)]);
-    let claims = AppliedThenFailed::new(b.claims.clone());
-    claims.next("acquire", 2, StorageErrorKind::Timeout);
-    let flow = flow_over(
-        &b,
+    let claims = AppliedThenFailed::over(b.claims.clone());
+    claims.hooks.next("acquire", 2, StorageErrorKind::Timeout);
+    let flow = b.process_over(
         claims.clone(),
         LockStrategy::process_local(),
         Arc::clone(&b.clock),
         FlowConfig::default(),
     );
     let exec = b.executor(Platform::Anthropic);
-    let first = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let first = b.refresh_stored(&flow, ID, &exec).await;
     assert!(matches!(first, Err(FlowError::Claim { .. })), "{first:?}");
     assert_eq!(b.upstream.calls(), 0);
     assert!(b.claims.inner().is_empty(), "the orphan claim was removed");
     let_time_pass(Duration::from_secs(60)).await;
-    let second = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let second = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(second, Ok(RefreshOutcome::Refreshed { .. })),
         "{second:?}"
@@ -513,19 +334,15 @@ async fn h02_a_failed_remove_after_not_sent_is_retried_and_does_not_block_the_ac
     b.claims
         .faults
         .fail_next("remove", 1, StorageErrorKind::Unavailable);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
-    let first = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let first = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(first, Err(FlowError::Upstream { .. })),
         "{first:?}"
     );
     let_time_pass(Duration::from_secs(60)).await;
-    let second = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let second = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(second, Ok(RefreshOutcome::Refreshed { .. })),
         "one lost remove must not block an account for 15 min: {second:?}"
@@ -545,18 +362,16 @@ async fn h03_a_committed_write_reported_as_a_non_retryable_error_is_recognised_a
         .lock()
         .unwrap()
         .push_back(StorageErrorKind::Other);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     let stored = b.stored(ID).await;
     assert_eq!(
-        rt_of(&stored).as_deref(),
+        refresh_token_of(&stored).as_deref(),
         Some("rt-1-1"),
         "the write committed"
     );
-    let claim = claim_of(b.claims.inner().as_ref(), "rt-1-0").await;
+    let claim = b.claim_of("rt-1-0").await;
     assert!(
         matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
         "the write committed; reported as {out:?}; claim {:?}",
@@ -575,20 +390,19 @@ async fn h03b_a_committed_write_reported_as_a_timeout_is_recognised_as_persisted
         .lock()
         .unwrap()
         .push_back(StorageErrorKind::Timeout);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
         "{out:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
+    assert_eq!(
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Consumed)
     );
     assert_eq!(b.upstream.calls(), 1);
@@ -607,7 +421,7 @@ async fn h03b_a_committed_write_reported_as_a_timeout_is_recognised_as_persisted
 async fn h04_a_consumed_token_reimported_after_a_deleted_account_and_a_lost_answer_is_never_presented()
  {
     let b = hostile_backends(vec![expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
     let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
@@ -626,9 +440,7 @@ async fn h04_a_consumed_token_reimported_after_a_deleted_account_and_a_lost_answ
     // The operator re-imports the old export.
     b.repo.inner().insert(export).await.unwrap();
     let_time_pass(Duration::from_secs(16 * 60)).await;
-    let again = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let again = b.refresh_stored(&flow, ID, &exec).await;
     assert_eq!(
         b.upstream.reuses(),
         0,
@@ -640,7 +452,7 @@ async fn h04_a_consumed_token_reimported_after_a_deleted_account_and_a_lost_answ
 #[tokio::test(start_paused = true)]
 async fn h04b_a_reimport_after_a_deleted_account_gets_the_saved_answer_applied() {
     let b = hostile_backends(vec![expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
     let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
@@ -655,9 +467,7 @@ async fn h04b_a_reimport_after_a_deleted_account_gets_the_saved_answer_applied()
     );
     b.repo.inner().insert(export).await.unwrap();
     let_time_pass(Duration::from_secs(16 * 60)).await;
-    let again = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let again = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(
             again,
@@ -668,7 +478,10 @@ async fn h04b_a_reimport_after_a_deleted_account_gets_the_saved_answer_applied()
         ),
         "{again:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
     assert_eq!(b.upstream.reuses(), 0);
     assert_eq!(b.upstream.calls(), 1);
 }
@@ -692,7 +505,7 @@ async fn h05_an_answer_with_a_blank_access_token_never_makes_the_old_token_look_
             c
         },
     });
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let provider = TokenProvider::builder(flow.clone(), ExecutorRegistry::new().with(exec)).build();
     let account = b.stored(ID).await;
     let first = provider.access_token(&account).await;
@@ -729,13 +542,9 @@ async fn h06_an_answered_claim_that_rotated_is_never_deleted_as_stale_by_a_non_r
         rotates: false,
         rewrite: |c: Credentials| c,
     });
-    let flow = local_flow(&b);
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let flow = b.local_process();
+    b.fail_writes();
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(
             out,
@@ -749,23 +558,18 @@ async fn h06_an_answered_claim_that_rotated_is_never_deleted_as_stale_by_a_non_r
     b.repo.faults.heal();
     // An unrelated credential write (project id backfill), same refresh token.
     let acct = b.stored(ID).await;
-    let creds = acct.credentials.clone().with("project_id", "p-1");
-    let w = b
-        .repo
-        .inner()
-        .compare_and_set_credentials(acct.id, CasExpectation::of(&acct), &creds)
-        .await
-        .unwrap();
-    assert!(matches!(w, CasOutcome::Applied(_)));
-    let again = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
+    b.overwrite(ID, &acct.credentials.clone().with("project_id", "p-1"))
         .await;
+    let again = b.refresh_stored(&flow, ID, &exec).await;
     assert_eq!(
         b.upstream.reuses(),
         0,
         "the consumed token was presented again; outcome {again:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -786,13 +590,9 @@ async fn h07_one_grant_in_two_accounts_with_a_saved_answer_is_presented_once() {
     let exec: Arc<dyn RefreshExecutor> = Arc::new(GrantExecutor {
         upstream: Arc::clone(&up),
     });
-    let flow = local_flow(&b);
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    let out1 = flow
-        .refresh_if_needed(&b.stored(1).await, &exec, WINDOW)
-        .await;
+    let flow = b.local_process();
+    b.fail_writes();
+    let out1 = b.refresh_stored(&flow, 1, &exec).await;
     assert!(
         matches!(
             out1,
@@ -804,12 +604,8 @@ async fn h07_one_grant_in_two_accounts_with_a_saved_answer_is_presented_once() {
         "{out1:?}"
     );
     b.repo.faults.heal();
-    let out2 = flow
-        .refresh_if_needed(&b.stored(2).await, &exec, WINDOW)
-        .await;
-    let out1b = flow
-        .refresh_if_needed(&b.stored(1).await, &exec, WINDOW)
-        .await;
+    let out2 = b.refresh_stored(&flow, 2, &exec).await;
+    let out1b = b.refresh_stored(&flow, 1, &exec).await;
     assert_eq!(up.reuses.load(Ordering::SeqCst), 0);
     assert_eq!(up.calls.load(Ordering::SeqCst), 1);
     // One grant, one live generation: the account that found the answer in
@@ -828,7 +624,10 @@ async fn h07_one_grant_in_two_accounts_with_a_saved_answer_is_presented_once() {
         matches!(out1b, Err(FlowError::CredentialsRegressed { .. })),
         "{out1b:?}"
     );
-    assert_eq!(rt_of(&b.stored(2).await).as_deref(), Some("grt-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(2).await).as_deref(),
+        Some("grt-1")
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -844,31 +643,17 @@ async fn h08_a_waiter_elsewhere_gets_the_new_token_when_the_holder_left_it_in_th
     let b = Backends::new([expired_account(ID)]);
     let exec = b.executor(Platform::Anthropic);
     let lock = LockStrategy::single(b.lock.clone());
-    let f1 = flow_over(
-        &b,
-        b.claims.clone(),
-        lock.clone(),
-        Arc::clone(&b.clock),
-        FlowConfig::default(),
-    );
-    let f2 = flow_over(
-        &b,
-        b.claims.clone(),
-        lock,
-        Arc::clone(&b.clock),
-        FlowConfig::default(),
-    );
+    let f1 = b.process(lock.clone(), FlowConfig::default());
+    let f2 = b.process(lock, FlowConfig::default());
     let reg = || ExecutorRegistry::new().with(Arc::clone(&exec));
     let p1 = TokenProvider::builder(f1, reg()).build();
     let p2 = TokenProvider::builder(f2, reg()).build();
     let account = b.stored(ID).await;
     b.upstream.hold_responses();
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    let c1 = common::spawn_access_token(&p1, &account);
+    b.fail_writes();
+    let c1 = spawn_access_token(&p1, &account);
     b.upstream.wait_for_calls(1).await;
-    let c2 = common::spawn_access_token(&p2, &account);
+    let c2 = spawn_access_token(&p2, &account);
     tokio::task::yield_now().await;
     b.upstream.release(1);
     let t1 = c1
@@ -897,7 +682,7 @@ async fn h08_a_waiter_elsewhere_gets_the_new_token_when_the_holder_left_it_in_th
 #[tokio::test(start_paused = true)]
 async fn p01_four_processes_with_different_configs_and_clocks_never_present_a_token_twice() {
     let b = Backends::new([expired_account(1), expired_account(2)]);
-    let jump = JumpClock::new();
+    let jump = OffsetClock::new(&tokio_clock(), 0);
     let short = FlowConfig {
         upstream_timeout: Duration::from_secs(2),
         upstream_grace: Duration::from_secs(1),
@@ -915,29 +700,20 @@ async fn p01_four_processes_with_different_configs_and_clocks_never_present_a_to
         ..FlowConfig::default()
     };
     let flows = [
-        flow_over(
-            &b,
-            b.claims.clone(),
-            LockStrategy::process_local(),
-            Arc::clone(&b.clock),
-            FlowConfig::default(),
-        ),
-        flow_over(
-            &b,
+        b.process(LockStrategy::process_local(), FlowConfig::default()),
+        b.process_over(
             b.claims.clone(),
             LockStrategy::process_local(),
             offset_clock(100),
             short,
         ),
-        flow_over(
-            &b,
+        b.process_over(
             b.claims.clone(),
             LockStrategy::process_local(),
             offset_clock(-100),
             long,
         ),
-        flow_over(
-            &b,
+        b.process_over(
             b.claims.clone(),
             LockStrategy::process_local(),
             jump.clone(),
@@ -972,7 +748,7 @@ async fn p01_four_processes_with_different_configs_and_clocks_never_present_a_to
     let mut rng = fastrand::Rng::with_seed(7);
     for round in 0..40 {
         if round == 20 {
-            jump.jump(3600);
+            jump.jump(Duration::from_secs(3600));
         }
         if rng.bool() {
             b.upstream
@@ -994,7 +770,7 @@ async fn p01_four_processes_with_different_configs_and_clocks_never_present_a_to
     assert!(b.upstream.successes() >= 20, "{}", b.upstream.successes());
     for id in 1..=2 {
         assert_eq!(
-            rt_of(&b.stored(id).await),
+            refresh_token_of(&b.stored(id).await),
             b.upstream.current_refresh_token(AccountId(id)),
             "account {id}: a rotation the upstream answered was lost"
         );
@@ -1008,22 +784,12 @@ async fn p01_four_processes_with_different_configs_and_clocks_never_present_a_to
 async fn p02_a_panic_in_the_write_after_the_answer_loses_nothing() {
     let b = hostile_backends(vec![expired_account(ID)]);
     b.repo.inner().cas_panics.store(1, Ordering::SeqCst);
-    let flow = flow_over(
-        &b,
-        b.claims.clone(),
-        LockStrategy::single(b.lock.clone()),
-        Arc::clone(&b.clock),
-        FlowConfig::default(),
-    );
+    let flow = b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default());
     let exec = b.executor(Platform::Anthropic);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     assert!(matches!(out, Err(FlowError::TaskFailed { .. })), "{out:?}");
     let_time_pass(Duration::from_secs(181)).await;
-    let again = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let again = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(
             again,
@@ -1034,7 +800,10 @@ async fn p02_a_panic_in_the_write_after_the_answer_loses_nothing() {
         ),
         "{again:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
     assert_eq!(b.upstream.calls(), 1);
     assert_eq!(b.upstream.reuses(), 0);
 }
@@ -1046,15 +815,8 @@ async fn p03_an_executor_hanging_forever_is_aborted_and_quarantined() {
     let b = Backends::new([expired_account(ID)]);
     b.upstream.hold_responses();
     let lock = LockStrategy::single(b.lock.clone());
-    let f1 = flow_over(
-        &b,
-        b.claims.clone(),
-        lock.clone(),
-        Arc::clone(&b.clock),
-        FlowConfig::default(),
-    );
-    let f2 = flow_over(
-        &b,
+    let f1 = b.process(lock.clone(), FlowConfig::default());
+    let f2 = b.process_over(
         b.claims.clone(),
         LockStrategy::process_local(),
         offset_clock(500),
@@ -1062,9 +824,7 @@ async fn p03_an_executor_hanging_forever_is_aborted_and_quarantined() {
     );
     let exec = b.executor(Platform::Anthropic);
     let started = tokio::time::Instant::now();
-    let out = f1
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let out = b.refresh_stored(&f1, ID, &exec).await;
     assert!(
         matches!(
             out,
@@ -1076,13 +836,8 @@ async fn p03_an_executor_hanging_forever_is_aborted_and_quarantined() {
         "{out:?}"
     );
     assert_eq!(started.elapsed(), Duration::from_secs(60));
-    assert!(
-        b.lease_is_free(&common::key(&Platform::Anthropic, ID))
-            .await
-    );
-    let other = f2
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    assert!(b.lease_is_free(&key(&Platform::Anthropic, ID)).await);
+    let other = b.refresh_stored(&f2, ID, &exec).await;
     assert!(
         matches!(other, Err(FlowError::Quarantined { .. })),
         "{other:?}"
@@ -1098,9 +853,8 @@ async fn p03_an_executor_hanging_forever_is_aborted_and_quarantined() {
 #[tokio::test(start_paused = true)]
 async fn p04_claim_operations_applied_but_reported_failed_never_cause_reuse() {
     let b = Backends::new([expired_account(ID)]);
-    let claims = AppliedThenFailed::new(b.claims.clone());
-    let flow = flow_over(
-        &b,
+    let claims = AppliedThenFailed::over(b.claims.clone());
+    let flow = b.process_over(
         claims.clone(),
         LockStrategy::process_local(),
         Arc::clone(&b.clock),
@@ -1114,7 +868,7 @@ async fn p04_claim_operations_applied_but_reported_failed_never_cause_reuse() {
         "remove",
         "save_answer",
     ] {
-        claims.next(op, 1, StorageErrorKind::Timeout);
+        claims.hooks.next(op, 1, StorageErrorKind::Timeout);
         match op {
             "quarantine" => b.upstream.fail_next(ProviderError::ServerError {
                 status: Some(502),
@@ -1125,18 +879,14 @@ async fn p04_claim_operations_applied_but_reported_failed_never_cause_reuse() {
             }),
             _ => {}
         }
-        let _ = flow
-            .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-            .await;
+        let _ = b.refresh_stored(&flow, ID, &exec).await;
         let_time_pass(Duration::from_secs(3700)).await;
-        let _ = flow
-            .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-            .await;
+        let _ = b.refresh_stored(&flow, ID, &exec).await;
         let_time_pass(Duration::from_secs(3700)).await;
     }
     assert_eq!(b.upstream.reuses(), 0);
     assert_eq!(
-        rt_of(&b.stored(ID).await),
+        refresh_token_of(&b.stored(ID).await),
         b.upstream.current_refresh_token(AccountId(ID))
     );
 }
@@ -1146,7 +896,7 @@ async fn p04_claim_operations_applied_but_reported_failed_never_cause_reuse() {
 #[tokio::test(start_paused = true)]
 async fn p05_claim_store_faults_at_every_operation_never_cause_reuse() {
     let b = Backends::new([expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     let cases: [(&'static str, Option<ProviderError>); 7] = [
         ("acquire", None),
@@ -1172,17 +922,13 @@ async fn p05_claim_store_faults_at_every_operation_never_cause_reuse() {
         if let Some(e) = err {
             b.upstream.fail_next(e);
         }
-        let _ = flow
-            .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-            .await;
+        let _ = b.refresh_stored(&flow, ID, &exec).await;
         let_time_pass(Duration::from_secs(3700)).await;
     }
-    let _ = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let _ = b.refresh_stored(&flow, ID, &exec).await;
     assert_eq!(b.upstream.reuses(), 0);
     assert_eq!(
-        rt_of(&b.stored(ID).await),
+        refresh_token_of(&b.stored(ID).await),
         b.upstream.current_refresh_token(AccountId(ID))
     );
 }
@@ -1193,20 +939,16 @@ async fn p05_claim_store_faults_at_every_operation_never_cause_reuse() {
 #[tokio::test(start_paused = true)]
 async fn p06_a_rescue_with_failing_extends_still_lands_the_answer() {
     let b = Backends::new([expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    b.fail_writes();
     b.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
     b.claims
         .faults
         .fail_always("extend", StorageErrorKind::Unavailable);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(
             out,
@@ -1221,15 +963,11 @@ async fn p06_a_rescue_with_failing_extends_still_lands_the_answer() {
     b.claims.faults.heal();
     let_time_pass(Duration::from_secs(20)).await;
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Answered)
     );
     b.repo.faults.heal();
-    let again = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let again = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(
             again,
@@ -1250,35 +988,23 @@ async fn p06_a_rescue_with_failing_extends_still_lands_the_answer() {
 #[tokio::test(start_paused = true)]
 async fn p07_a_dropped_caller_does_not_lose_the_rotation_or_the_lease() {
     let b = Backends::new([expired_account(ID)]);
-    let flow = flow_over(
-        &b,
-        b.claims.clone(),
-        LockStrategy::single(b.lock.clone()),
-        Arc::clone(&b.clock),
-        FlowConfig::default(),
-    );
+    let flow = b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default());
     let provider = TokenProvider::builder(flow, b.registry(&[Platform::Anthropic])).build();
     b.upstream.hold_responses();
-    let caller = common::spawn_access_token(&provider, &b.stored(ID).await);
+    let caller = spawn_access_token(&provider, &b.stored(ID).await);
     b.upstream.wait_for_calls(1).await;
     caller.abort();
     assert!(caller.await.unwrap_err().is_cancelled());
     b.upstream.release(1);
-    common::settle(async || rt_of(&b.stored(ID).await).as_deref() == Some("rt-1-1")).await;
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
-    common::settle(async || {
-        b.lease_is_free(&common::key(&Platform::Anthropic, ID))
-            .await
-    })
-    .await;
-    assert!(
-        b.lease_is_free(&common::key(&Platform::Anthropic, ID))
-            .await
-    );
+    settle(async || refresh_token_of(&b.stored(ID).await).as_deref() == Some("rt-1-1")).await;
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
+    settle(async || b.lease_is_free(&key(&Platform::Anthropic, ID)).await).await;
+    assert!(b.lease_is_free(&key(&Platform::Anthropic, ID)).await);
+    assert_eq!(
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Consumed)
     );
 }
@@ -1289,15 +1015,13 @@ async fn p07_a_dropped_caller_does_not_lose_the_rotation_or_the_lease() {
 async fn p08_waiters_in_another_process_under_process_local_get_the_new_token() {
     let b = Backends::new([expired_account(ID)]);
     let reg = || b.registry(&[Platform::Anthropic]);
-    let p1 = TokenProvider::builder(local_flow(&b), reg()).build();
-    let p2 = TokenProvider::builder(local_flow(&b), reg()).build();
+    let p1 = TokenProvider::builder(b.local_process(), reg()).build();
+    let p2 = TokenProvider::builder(b.local_process(), reg()).build();
     let account = b.stored(ID).await;
     b.upstream.hold_responses();
-    let c1 = common::spawn_access_token(&p1, &account);
+    let c1 = spawn_access_token(&p1, &account);
     b.upstream.wait_for_calls(1).await;
-    let waiters: Vec<_> = (0..5)
-        .map(|_| common::spawn_access_token(&p2, &account))
-        .collect();
+    let waiters: Vec<_> = (0..5).map(|_| spawn_access_token(&p2, &account)).collect();
     b.claims.faults.wait_for_calls("acquire", 2).await;
     b.upstream.release(1);
     assert_eq!(c1.await.unwrap().unwrap().token.expose(), "at-1-1");
@@ -1313,8 +1037,8 @@ async fn p08_waiters_in_another_process_under_process_local_get_the_new_token() 
 async fn p09_waiters_of_a_quarantined_holder_fail_fast() {
     let b = Backends::new([expired_account(ID)]);
     let reg = || b.registry(&[Platform::OpenAi, Platform::Anthropic]);
-    let p1 = TokenProvider::builder(local_flow(&b), reg()).build();
-    let p2 = TokenProvider::builder(local_flow(&b), reg()).build();
+    let p1 = TokenProvider::builder(b.local_process(), reg()).build();
+    let p2 = TokenProvider::builder(b.local_process(), reg()).build();
     let account = b.stored(ID).await;
     b.upstream.hold_responses();
     b.upstream
@@ -1322,10 +1046,10 @@ async fn p09_waiters_of_a_quarantined_holder_fail_fast() {
             status: Some(500),
             reason: "x".into(),
         });
-    let c1 = common::spawn_access_token(&p1, &account);
+    let c1 = spawn_access_token(&p1, &account);
     b.upstream.wait_for_calls(1).await;
     let started = tokio::time::Instant::now();
-    let c2 = common::spawn_access_token(&p2, &account);
+    let c2 = spawn_access_token(&p2, &account);
     b.claims.faults.wait_for_calls("acquire", 2).await;
     b.upstream.release(1);
     let _ = c1.await.unwrap();
@@ -1356,7 +1080,7 @@ async fn p09_waiters_of_a_quarantined_holder_fail_fast() {
 async fn p10_background_with_a_hanging_upstream_bounds_calls_stops_promptly_and_marks_nothing() {
     let b = Backends::new((1..=6).map(expired_account));
     b.upstream.hold_responses();
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let bg = BackgroundRefresher::builder(flow, b.registry(&[Platform::Anthropic]))
         .config(BackgroundConfig {
             concurrency: 2,
@@ -1403,10 +1127,8 @@ async fn p11_a_consumed_token_imported_into_a_new_account_is_refused_without_a_c
     let exec: Arc<dyn RefreshExecutor> = Arc::new(GrantExecutor {
         upstream: Arc::clone(&up),
     });
-    let flow = local_flow(&b);
-    let out = flow
-        .refresh_if_needed(&b.stored(1).await, &exec, WINDOW)
-        .await;
+    let flow = b.local_process();
+    let out = b.refresh_stored(&flow, 1, &exec).await;
     assert!(
         matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
         "{out:?}"
@@ -1427,7 +1149,7 @@ async fn p11_a_consumed_token_imported_into_a_new_account_is_refused_without_a_c
 #[tokio::test(start_paused = true)]
 async fn p12_an_account_recreated_at_the_same_id_and_version_is_never_overwritten() {
     let b = hostile_backends(vec![expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
     let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
@@ -1436,10 +1158,7 @@ async fn p12_an_account_recreated_at_the_same_id_and_version_is_never_overwritte
     let relogin = Credentials::new()
         .with("access_token", "at-relogin")
         .with("refresh_token", "rt-relogin")
-        .with(
-            "expires_at",
-            (common::in_secs(3600).timestamp()).to_string(),
-        );
+        .with("expires_at", (in_secs(3600).timestamp()).to_string());
     b.repo
         .inner()
         .insert(Account::oauth(ID, Platform::Anthropic, relogin))
@@ -1448,8 +1167,12 @@ async fn p12_an_account_recreated_at_the_same_id_and_version_is_never_overwritte
     b.upstream.release(1);
     let out = run.await.unwrap();
     let stored = b.stored(ID).await;
-    assert_eq!(rt_of(&stored).as_deref(), Some("rt-relogin"), "{out:?}");
-    assert_eq!(at_of(&stored).as_deref(), Some("at-relogin"));
+    assert_eq!(
+        refresh_token_of(&stored).as_deref(),
+        Some("rt-relogin"),
+        "{out:?}"
+    );
+    assert_eq!(access_token_of(&stored).as_deref(), Some("at-relogin"));
     assert_eq!(b.upstream.reuses(), 0);
 }
 
@@ -1460,30 +1183,22 @@ async fn p13_stacked_locks_split_mid_call_do_not_let_a_second_process_present_th
     let b = Backends::new([expired_account(ID)]);
     let primary = b.lock.clone();
     let secondary = Arc::new(InMemoryRefreshLock::new(Arc::clone(&b.clock)));
-    let f1 = flow_over(
-        &b,
-        b.claims.clone(),
+    let f1 = b.process(
         LockStrategy::stacked(primary, secondary),
-        Arc::clone(&b.clock),
         FlowConfig::default(),
     );
-    let f2 = flow_over(
-        &b,
-        b.claims.clone(),
+    let f2 = b.process(
         LockStrategy::stacked(
             Arc::new(InMemoryRefreshLock::new(Arc::clone(&b.clock))),
             Arc::new(InMemoryRefreshLock::new(Arc::clone(&b.clock))),
         ),
-        Arc::clone(&b.clock),
         FlowConfig::default(),
     );
     let exec = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
     let run = spawn_refresh(&f1, &b.stored(ID).await, &exec);
     b.upstream.wait_for_calls(1).await;
-    let second = f2
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let second = b.refresh_stored(&f2, ID, &exec).await;
     assert!(
         matches!(second, Ok(RefreshOutcome::HeldElsewhere)),
         "{second:?}"
@@ -1505,8 +1220,8 @@ async fn p13_stacked_locks_split_mid_call_do_not_let_a_second_process_present_th
 async fn p14_non_rotating_stale_live_claim_is_resent_harmlessly_and_the_old_answer_stands_aside() {
     let b = Backends::new([expired_account(ID)]);
     b.upstream.keep_refresh_tokens();
-    let f1 = local_flow(&b);
-    let f2 = local_flow(&b);
+    let f1 = b.local_process();
+    let f2 = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
     let run = spawn_refresh(&f1, &b.stored(ID).await, &exec);
@@ -1533,7 +1248,11 @@ async fn p14_non_rotating_stale_live_claim_is_resent_harmlessly_and_the_old_answ
         Some("p-1"),
         "{o1:?} {o2:?}"
     );
-    assert_eq!(at_of(&stored).as_deref(), Some("at-1-2"), "{o1:?} {o2:?}");
+    assert_eq!(
+        access_token_of(&stored).as_deref(),
+        Some("at-1-2"),
+        "{o1:?} {o2:?}"
+    );
 }
 
 /// Bad stored input: expires_at in milliseconds and a garbage expiry are
@@ -1546,21 +1265,16 @@ async fn p15_unreadable_stored_expiries_are_refreshed_and_healed() {
     c.credentials
         .insert("expires_at", serde_json::json!({"nested": true}));
     let b = Backends::new([a, c]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     for id in 1..=2 {
-        let out = flow
-            .refresh_if_needed(&b.stored(id).await, &exec, WINDOW)
-            .await;
+        let out = b.refresh_stored(&flow, id, &exec).await;
         assert!(
             matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
             "{out:?}"
         );
         let s = b.stored(id).await;
-        assert_eq!(
-            s.credentials.expires_at().unwrap(),
-            Some(common::in_secs(3600))
-        );
+        assert_eq!(s.credentials.expires_at().unwrap(), Some(in_secs(3600)));
     }
     assert_eq!(b.upstream.reuses(), 0);
 }
@@ -1582,21 +1296,16 @@ async fn p16_null_refresh_token_and_garbage_expiry_in_an_answer_corrupt_nothing(
             c
         },
     });
-    let flow = local_flow(&b);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let flow = b.local_process();
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
         "{out:?}"
     );
     let s = b.stored(ID).await;
-    assert_eq!(rt_of(&s).as_deref(), Some("rt-1-0"));
+    assert_eq!(refresh_token_of(&s).as_deref(), Some("rt-1-0"));
     let assumed = chrono::Duration::from_std(refresh_core::flow::ASSUMED_TOKEN_LIFETIME).unwrap();
-    assert_eq!(
-        s.credentials.expires_at().unwrap(),
-        Some(common::t0() + assumed)
-    );
+    assert_eq!(s.credentials.expires_at().unwrap(), Some(t0() + assumed));
     let again = flow.refresh_if_needed(&s, &exec, WINDOW).await;
     assert!(
         matches!(again, Ok(RefreshOutcome::StillFresh { .. })),
@@ -1611,19 +1320,13 @@ async fn p16_null_refresh_token_and_garbage_expiry_in_an_answer_corrupt_nothing(
 #[tokio::test(start_paused = true)]
 async fn p17_no_token_text_in_debug_or_display_of_flow_values() {
     let b = Backends::new([expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
-    let np = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
-    let claim = claim_of(b.claims.inner().as_ref(), "rt-1-0").await;
+    b.fail_writes();
+    let np = b.refresh_stored(&flow, ID, &exec).await;
+    let claim = b.claim_of("rt-1-0").await;
     b.repo.faults.heal();
-    let ok = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let ok = b.refresh_stored(&flow, ID, &exec).await;
     let ctx = RefreshContext::for_token("rt-1-1", Duration::from_secs(1));
     let provider = TokenProvider::builder(flow.clone(), b.registry(&[Platform::Anthropic])).build();
     let tok = provider.access_token(&b.stored(ID).await).await;
@@ -1674,7 +1377,7 @@ async fn p18_a_realistic_token_in_an_executor_reason_never_reaches_error_message
     let mut a = expired_account(ID);
     a.credentials.insert("refresh_token", token);
     let b = Backends::new([a]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let bg = BackgroundRefresher::builder(flow, ExecutorRegistry::new().with(Arc::new(Leaky)))
         .build()
         .unwrap();
@@ -1707,7 +1410,7 @@ async fn h09_an_answer_without_an_expiry_never_inherits_the_old_past_expiry() {
             c
         },
     });
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let provider = TokenProvider::builder(flow, ExecutorRegistry::new().with(exec)).build();
     let mut results = Vec::new();
     for _ in 0..3 {
@@ -1737,7 +1440,7 @@ async fn h09_an_answer_without_an_expiry_never_inherits_the_old_past_expiry() {
 #[tokio::test(start_paused = true)]
 async fn h10_a_backup_restored_during_the_call_does_not_discard_the_live_rotation() {
     let b = Backends::new([expired_account(ID)]);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     let backup = b.stored(ID).await; // holds rt-1-0
     let first = flow.refresh_if_needed(&backup, &exec, WINDOW).await;
@@ -1747,23 +1450,16 @@ async fn h10_a_backup_restored_during_the_call_does_not_discard_the_live_rotatio
     let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
     b.upstream.wait_for_calls(2).await;
     // Restore: write the backup's credentials (rt-1-0, consumed) back.
-    let now = b.stored(ID).await;
-    let w = b
-        .repo
-        .inner()
-        .compare_and_set_credentials(now.id, CasExpectation::of(&now), &backup.credentials)
-        .await
-        .unwrap();
-    assert!(matches!(w, CasOutcome::Applied(_)));
+    b.overwrite(ID, &backup.credentials).await;
     b.upstream.release(1);
     let out = run.await.unwrap();
     let stored = b.stored(ID).await;
     let live = b.upstream.current_refresh_token(AccountId(ID));
-    let kept = claim_of(b.claims.inner().as_ref(), "rt-1-1").await;
+    let kept = b.claim_of("rt-1-1").await;
     assert!(
-        rt_of(&stored) == live || kept.as_ref().is_some_and(|c| c.answer.is_some()),
+        refresh_token_of(&stored) == live || kept.as_ref().is_some_and(|c| c.answer.is_some()),
         "live token {live:?} exists nowhere: stored {:?}, claim {:?}, outcome {out:?}",
-        rt_of(&stored),
+        refresh_token_of(&stored),
         kept.map(|c| c.state)
     );
 }
@@ -1805,15 +1501,17 @@ async fn h09b_a_token_response_without_expires_in_is_not_stored_as_already_expir
     }
     let b = Backends::new([expired_account(ID)]);
     let exec: Arc<dyn RefreshExecutor> = Arc::new(NoExpiresIn(Arc::clone(&b.upstream)));
-    let flow = local_flow(&b);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let flow = b.local_process();
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     let stored = b.stored(ID).await;
-    assert_eq!(at_of(&stored).as_deref(), Some("at-1-1"), "{out:?}");
+    assert_eq!(
+        access_token_of(&stored).as_deref(),
+        Some("at-1-1"),
+        "{out:?}"
+    );
     let expiry = stored.credentials.expires_at().unwrap();
     assert!(
-        expiry.is_none_or(|at| at > common::t0()),
+        expiry.is_none_or(|at| at > t0()),
         "the new access token at-1-1 is stored with the old past expiry {expiry:?}"
     );
 }
@@ -1824,21 +1522,13 @@ async fn h09b_a_token_response_without_expires_in_is_not_stored_as_already_expir
 async fn p19_a_failed_reread_after_claiming_leaves_no_orphan_claim() {
     let b = hostile_backends(vec![expired_account(ID)]);
     b.repo.inner().get_fail_on.store(2, Ordering::SeqCst);
-    let flow = local_flow(&b);
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
-    let out = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    let out = b.refresh_stored(&flow, ID, &exec).await;
     assert!(matches!(out, Err(FlowError::Reread { .. })), "{out:?}");
     assert_eq!(b.upstream.calls(), 0);
-    assert!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .is_none()
-    );
-    let again = flow
-        .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
-        .await;
+    assert!(b.claim_of("rt-1-0").await.is_none());
+    let again = b.refresh_stored(&flow, ID, &exec).await;
     assert!(
         matches!(again, Ok(RefreshOutcome::Refreshed { .. })),
         "{again:?}"
@@ -1852,8 +1542,8 @@ async fn p19_a_failed_reread_after_claiming_leaves_no_orphan_claim() {
 #[tokio::test(start_paused = true)]
 async fn p20_a_dead_generation_is_never_presented_again_by_another_process() {
     let b = Backends::new([expired_account(ID)]);
-    let f1 = local_flow(&b);
-    let f2 = local_flow(&b);
+    let f1 = b.local_process();
+    let f2 = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     b.upstream.fail_next(ProviderError::InvalidGrant {
         code: refresh_core::error::OAuthErrorCode::new("invalid_grant"),
@@ -1885,7 +1575,7 @@ async fn p20_a_dead_generation_is_never_presented_again_by_another_process() {
 async fn p21_a_cancelled_caller_returns_at_once_and_the_refresh_still_lands() {
     let b = Backends::new([expired_account(ID)]);
     let provider =
-        TokenProvider::builder(local_flow(&b), b.registry(&[Platform::Anthropic])).build();
+        TokenProvider::builder(b.local_process(), b.registry(&[Platform::Anthropic])).build();
     b.upstream.hold_responses();
     let cancel = tokio_util::sync::CancellationToken::new();
     let call = {
@@ -1899,8 +1589,11 @@ async fn p21_a_cancelled_caller_returns_at_once_and_the_refresh_still_lands() {
         Err(TokenError::Cancelled { .. })
     ));
     b.upstream.release(1);
-    common::settle(async || rt_of(&b.stored(ID).await).as_deref() == Some("rt-1-1")).await;
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    settle(async || refresh_token_of(&b.stored(ID).await).as_deref() == Some("rt-1-1")).await;
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
     let t = provider.access_token(&b.stored(ID).await).await.unwrap();
     assert_eq!(t.token.expose(), "at-1-1");
 }

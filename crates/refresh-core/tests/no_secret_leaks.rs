@@ -74,6 +74,20 @@ impl<'a> MakeWriter<'a> for LogBuffer {
     }
 }
 
+/// A TRACE-level fmt subscriber (span events included, no colours) writing
+/// into a fresh [`LogBuffer`], the default for as long as the guard lives.
+fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::FULL)
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (logs, guard)
+}
+
 /// Text rendered from values and errors, with what it came from.
 #[derive(Default)]
 struct Rendered(Vec<(String, String)>);
@@ -153,14 +167,7 @@ fn stack(
 
 #[tokio::test(start_paused = true)]
 async fn invariant_9_no_secret_in_logs_errors_or_error_message() {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let clock = tokio_clock();
     let now = clock.now();
@@ -517,14 +524,7 @@ impl RefreshExecutor for LeakyReason {
 /// it either.
 #[tokio::test(start_paused = true)]
 async fn invariant_9_executor_reason_is_redacted_in_error_message() {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let clock = tokio_clock();
     let now = clock.now();

@@ -80,8 +80,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use common::{oauth_account, refresh_token_of, t0};
+use common::{
+    ClaimStoreHooks, HookedClaimStore, HookedRepository, OffsetClock, RepositoryHooks, key,
+    oauth_account, refresh_token_of, t0,
+};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use refresh_core::memory::{
@@ -91,11 +93,10 @@ use refresh_core::ports::{Lease, TokioClock};
 use refresh_core::provider::REFRESH_SKEW;
 use refresh_core::testing::{FakeUpstream, FaultPlan, Faulty, RotatingExecutor};
 use refresh_core::{
-    Account, AccountId, AccountRepository, CasExpectation, CasOutcome, ClaimId, ClaimKey,
-    ClaimState, ClaimStore, Clock, Credentials, DueCursor, ExecutorRegistry, Fingerprint,
-    FlowConfig, FlowError, LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor,
-    RefreshFlow, RefreshKey, RefreshLock, RefreshOutcome, StorageError, StorageErrorKind,
-    TokenProvider,
+    Account, AccountId, AccountRepository, CasExpectation, CasOutcome, ClaimKey, ClaimState,
+    ClaimStore, Clock, Credentials, ExecutorRegistry, Fingerprint, FlowConfig, FlowError,
+    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
+    RefreshKey, RefreshLock, RefreshOutcome, StorageError, StorageErrorKind, TokenProvider,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -138,35 +139,6 @@ fn flow_config() -> FlowConfig {
 // Model parts: clocks, flushable locks, an observed repository, a scripted
 // executor
 // ---------------------------------------------------------------------------
-
-/// A clock at an adjustable offset from a base clock: a process whose clock
-/// is off, or a lock store whose keys can be made to expire early.
-#[derive(Debug)]
-struct OffsetClock {
-    base: Arc<dyn Clock>,
-    offset: Mutex<chrono::Duration>,
-}
-
-impl OffsetClock {
-    fn new(base: &Arc<dyn Clock>, offset_secs: i64) -> Arc<Self> {
-        Arc::new(Self {
-            base: Arc::clone(base),
-            offset: Mutex::new(chrono::Duration::seconds(offset_secs)),
-        })
-    }
-
-    /// Moves this clock (only) forward.
-    fn jump(&self, by: Duration) {
-        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) +=
-            chrono::Duration::from_std(by).expect("small duration");
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.base.now() + *self.offset.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// A lease store that can lose all its state at once, like Redis after a
 /// `FLUSHALL` or a restart without persistence, or a lease table truncated.
@@ -242,34 +214,32 @@ struct WriteLog {
     regressions: Vec<String>,
 }
 
-/// The flow's view of the account repository: forwards everything after a
-/// round trip (other tasks run before the call is answered), and checks
-/// each applied fenced write against the row it replaced (invariant 3:
-/// never an older generation over a newer one).
-struct ObservedRepository {
-    inner: Arc<InMemoryAccountRepository>,
+/// The flow's view of the account repository: forwards everything, `get`
+/// and credential writes after a round trip (other tasks run before the
+/// call is answered), and checks each applied fenced write against the row
+/// it replaced (invariant 3: never an older generation over a newer one).
+type ObservedRepository = HookedRepository<WriteObserver>;
+
+/// The hooks of an [`ObservedRepository`], holding its [`WriteLog`].
+struct WriteObserver {
     log: Mutex<WriteLog>,
 }
 
-impl ObservedRepository {
+impl WriteObserver {
     fn log(&self) -> std::sync::MutexGuard<'_, WriteLog> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[async_trait]
-impl AccountRepository for ObservedRepository {
-    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+impl RepositoryHooks for WriteObserver {
+    async fn before_get(&self) {
         tokio::task::yield_now().await;
-        self.inner.get(id).await
     }
 
-    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
-        self.inner.insert(account).await
-    }
-
-    async fn compare_and_set_credentials(
+    async fn around_compare_and_set(
         &self,
+        inner: &dyn AccountRepository,
         id: AccountId,
         expected: CasExpectation,
         credentials: &Credentials,
@@ -277,9 +247,8 @@ impl AccountRepository for ObservedRepository {
         tokio::task::yield_now().await;
         // The in-memory store answers without yielding: nothing runs between
         // this read and the write on the current-thread runtime.
-        let before = self.inner.get(id).await?;
-        let outcome = self
-            .inner
+        let before = inner.get(id).await?;
+        let outcome = inner
             .compare_and_set_credentials(id, expected, credentials)
             .await?;
         if let (CasOutcome::Applied(after), Some(before)) = (&outcome, before)
@@ -302,32 +271,6 @@ impl AccountRepository for ObservedRepository {
                 .push(after.credentials.clone());
         }
         Ok(outcome)
-    }
-
-    async fn list_due(
-        &self,
-        before: DateTime<Utc>,
-        after: Option<DueCursor>,
-        limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
-        self.inner.list_due(before, after, limit).await
-    }
-
-    async fn set_error(
-        &self,
-        id: AccountId,
-        observed_version: u64,
-        message: &str,
-    ) -> Result<bool, StorageError> {
-        self.inner.set_error(id, observed_version, message).await
-    }
-
-    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_error(id).await
-    }
-
-    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_temp_unschedulable(id).await
     }
 }
 
@@ -536,18 +479,19 @@ impl RefreshExecutor for ScriptedExecutor {
 /// run before it is answered), and `acquire` may wait at a gate (pins a
 /// process between its re-read and its claim attempt).
 struct ClaimConnection {
-    inner: Arc<dyn ClaimStore>,
     arrived: tokio::sync::Notify,
     gate: Option<tokio::sync::Semaphore>,
 }
 
 impl ClaimConnection {
-    fn new(inner: Arc<dyn ClaimStore>, gated: bool) -> Self {
-        Self {
+    fn over(inner: Arc<dyn ClaimStore>, gated: bool) -> Arc<HookedClaimStore<Self>> {
+        HookedClaimStore::new(
             inner,
-            arrived: tokio::sync::Notify::new(),
-            gate: gated.then(|| tokio::sync::Semaphore::new(0)),
-        }
+            Self {
+                arrived: tokio::sync::Notify::new(),
+                gate: gated.then(|| tokio::sync::Semaphore::new(0)),
+            },
+        )
     }
 
     /// Lets one gated `acquire` through.
@@ -559,20 +503,16 @@ impl ClaimConnection {
 }
 
 #[async_trait]
-impl ClaimStore for ClaimConnection {
+impl ClaimStoreHooks for ClaimConnection {
     fn name(&self) -> &'static str {
         "connection"
     }
 
-    async fn acquire(
-        &self,
-        key: &ClaimKey,
-        id: &ClaimId,
-        account: AccountId,
-        base_version: u64,
-        ttl: Duration,
-    ) -> Result<refresh_core::ClaimAcquire, StorageError> {
+    async fn before(&self, op: &'static str) {
         tokio::task::yield_now().await;
+        if op != "acquire" {
+            return;
+        }
         self.arrived.notify_one();
         if let Some(gate) = &self.gate {
             gate.acquire()
@@ -580,68 +520,6 @@ impl ClaimStore for ClaimConnection {
                 .expect("the gate is never closed")
                 .forget();
         }
-        self.inner
-            .acquire(key, id, account, base_version, ttl)
-            .await
-    }
-
-    async fn get(&self, key: &ClaimKey) -> Result<Option<refresh_core::Claim>, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.get(key).await
-    }
-
-    async fn extend(
-        &self,
-        key: &ClaimKey,
-        id: &refresh_core::ClaimId,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.extend(key, id, ttl).await
-    }
-
-    async fn quarantine(
-        &self,
-        key: &ClaimKey,
-        id: &refresh_core::ClaimId,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.quarantine(key, id, ttl).await
-    }
-
-    async fn save_answer(
-        &self,
-        key: &ClaimKey,
-        id: &refresh_core::ClaimId,
-        answer: &Credentials,
-    ) -> Result<bool, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.save_answer(key, id, answer).await
-    }
-
-    async fn mark_consumed(
-        &self,
-        key: &ClaimKey,
-        id: &refresh_core::ClaimId,
-        keep: Duration,
-    ) -> Result<bool, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.mark_consumed(key, id, keep).await
-    }
-
-    async fn remove(
-        &self,
-        key: &ClaimKey,
-        id: &refresh_core::ClaimId,
-    ) -> Result<bool, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.remove(key, id).await
-    }
-
-    async fn purge(&self, limit: usize) -> Result<u64, StorageError> {
-        tokio::task::yield_now().await;
-        self.inner.purge(limit).await
     }
 }
 
@@ -907,11 +785,13 @@ impl World {
             .collect();
         let accounts = Arc::new(InMemoryAccountRepository::with_accounts(seeded));
         let observed = Arc::new(ObservedRepository {
-            inner: Arc::clone(&accounts),
-            log: Mutex::new(WriteLog {
-                history,
-                regressions: Vec::new(),
-            }),
+            inner: Arc::clone(&accounts) as Arc<dyn AccountRepository>,
+            hooks: WriteObserver {
+                log: Mutex::new(WriteLog {
+                    history,
+                    regressions: Vec::new(),
+                }),
+            },
         });
         let repo = Arc::new(Faulty::new(Arc::clone(&observed)));
         let claims = Arc::new(Faulty::new(Arc::new(InMemoryClaimStore::new(Arc::clone(
@@ -929,7 +809,7 @@ impl World {
         ));
         let executor_port: Arc<dyn RefreshExecutor> = Arc::clone(&executor) as _;
         let claims_conn: Arc<dyn ClaimStore> =
-            Arc::new(ClaimConnection::new(Arc::clone(&claims) as _, false));
+            ClaimConnection::over(Arc::clone(&claims) as _, false);
         let stacks = std::iter::once(0)
             .chain(offsets)
             .map(|offset| {
@@ -992,7 +872,7 @@ impl World {
     }
 
     fn key(index: usize) -> RefreshKey {
-        common::key(&Platform::Anthropic, ACCOUNTS[index])
+        key(&Platform::Anthropic, ACCOUNTS[index])
     }
 
     fn executor(&self) -> Arc<dyn RefreshExecutor> {
@@ -1250,6 +1130,7 @@ impl World {
                 Operator::Restore { pick } => {
                     let now = generation(&stored.credentials);
                     let older: Vec<Credentials> = observed
+                        .hooks
                         .log()
                         .history
                         .get(&id)
@@ -1453,7 +1334,7 @@ impl World {
                 self.upstream.reuses()
             ));
         }
-        let regressions = self.observed.log().regressions.clone();
+        let regressions = self.observed.hooks.log().regressions.clone();
         if !regressions.is_empty() {
             return Err(format!(
                 "invariant 3: the flow wrote an older generation over a newer one: {regressions:?}"
@@ -1629,7 +1510,7 @@ async fn a_consumed_claim_found_after_a_peers_rotation_is_not_reported_as_regres
         60,
     )]));
     let claims: Arc<dyn ClaimStore> = Arc::new(InMemoryClaimStore::new(Arc::clone(&clock)));
-    let gated = Arc::new(ClaimConnection::new(Arc::clone(&claims), true));
+    let gated = ClaimConnection::over(Arc::clone(&claims), true);
     let process = |claims: Arc<dyn ClaimStore>| {
         RefreshFlow::builder(
             Arc::clone(&accounts) as _,
@@ -1654,7 +1535,7 @@ async fn a_consumed_claim_found_after_a_peers_rotation_is_not_reported_as_regres
                 .await
         })
     };
-    gated.arrived.notified().await;
+    gated.hooks.arrived.notified().await;
     let outcome = a
         .refresh_if_needed(&snapshot, &executor, REFRESH_SKEW)
         .await;
@@ -1666,7 +1547,7 @@ async fn a_consumed_claim_found_after_a_peers_rotation_is_not_reported_as_regres
         refresh_token_of(&accounts.get(id).await.unwrap().unwrap()).as_deref(),
         Some("rt-1-1")
     );
-    gated.open_gate();
+    gated.hooks.open_gate();
     let outcome = paused_b.await.expect("flow task");
     assert_eq!(upstream.reuses(), 0, "invariant 1 holds either way");
     assert_eq!(upstream.calls(), 1);

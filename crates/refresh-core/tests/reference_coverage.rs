@@ -55,16 +55,11 @@ use refresh_core::{
 type Stack = Backends;
 
 impl Stack {
-    fn flow_with(&self, lock: Arc<dyn RefreshLock>, config: FlowConfig) -> RefreshFlow {
-        self.flow_builder(LockStrategy::single(lock))
-            .config(config)
-            .build()
-            .expect("valid flow configuration")
-    }
-
+    /// A process whose lease lives in the shared lock, with default
+    /// settings.
     fn flow(&self) -> RefreshFlow {
-        self.flow_with(
-            Arc::clone(&self.lock) as Arc<dyn RefreshLock>,
+        self.process(
+            LockStrategy::single(self.lock.clone()),
             FlowConfig::default(),
         )
     }
@@ -773,7 +768,7 @@ async fn lock_ttl_expiry_during_slow_refresh_is_fenced_and_owner_checked() {
 async fn lock_ttl_expiry_during_slow_refresh_keeps_a_second_sender_out_until_the_quarantine_ends() {
     let s = Stack::new([oauth_account(1, Platform::OpenAi, -60)]);
     let config = short_upstream_timeout();
-    let flow = s.flow_with(Arc::clone(&s.lock) as Arc<dyn RefreshLock>, config.clone());
+    let flow = s.process(LockStrategy::single(s.lock.clone()), config.clone());
     let slow = Arc::new(SlowFirstAnswer::new(s.rotating(Platform::OpenAi)));
     let executor = Arc::clone(&slow) as Arc<dyn RefreshExecutor>;
     let snapshot = oauth_account(1, Platform::OpenAi, -60);
@@ -850,8 +845,8 @@ async fn lock_ttl_expiry_during_slow_refresh_keeps_a_second_sender_out_until_the
 #[tokio::test(start_paused = true)]
 async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_account_error() {
     let s = Stack::new([oauth_account(1, Platform::OpenAi, 60)]);
-    let flow = s.flow_with(
-        Arc::clone(&s.lock) as Arc<dyn RefreshLock>,
+    let flow = s.process(
+        LockStrategy::single(s.lock.clone()),
         short_upstream_timeout(),
     );
     let slow = Arc::new(SlowFirstAnswer::new(s.rotating(Platform::OpenAi)));

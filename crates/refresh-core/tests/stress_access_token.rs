@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{anthropic_executor, oauth_account, t0};
+use common::{OffsetClock, anthropic_executor, oauth_account, refresh_token_of, t0};
 use refresh_core::memory::{
     InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
@@ -65,19 +65,6 @@ const LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// `REFRESH_SKEW − 1 min` (= 2 min) left, minus the time the previous round
 /// took, give or take the process offsets: due, but still valid.
 const ROUND_GAP: Duration = Duration::from_secs(LIFETIME.as_secs() - REFRESH_SKEW.as_secs() + 60);
-
-/// A process's clock: the shared clock plus a fixed offset.
-#[derive(Debug)]
-struct OffsetClock {
-    base: Arc<dyn Clock>,
-    offset: chrono::Duration,
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.base.now() + self.offset
-    }
-}
 
 /// An in-memory lease store that loses every lease on each
 /// [`FLUSH_EVERY`]-th acquisition.
@@ -209,10 +196,7 @@ fn world(clock: Arc<dyn Clock>, strategy: Strategy) -> World {
     let processes = OFFSETS
         .iter()
         .map(|&offset| {
-            let own: Arc<dyn Clock> = Arc::new(OffsetClock {
-                base: Arc::clone(&clock),
-                offset: chrono::Duration::seconds(offset),
-            });
+            let own: Arc<dyn Clock> = OffsetClock::new(&clock, offset);
             let flow = RefreshFlow::builder(
                 Arc::clone(&repo) as _,
                 locks(strategy, &primary, &secondary),
@@ -428,10 +412,7 @@ async fn stress(
             u64::try_from(ROUNDS).expect("small")
         );
         assert_eq!(
-            account
-                .credentials
-                .refresh_token()
-                .map(|t| t.expose().to_owned()),
+            refresh_token_of(&account),
             w.upstream.current_refresh_token(id),
             "{strategy:?}: invariant 2: account {id} stores the last rotation"
         );

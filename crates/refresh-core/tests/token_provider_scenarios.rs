@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{Backends, in_secs, key, oauth_account, short_upstream_timeout, spawn_access_token};
+use common::{
+    Backends, in_secs, key, oauth_account, refresh_token_of, short_upstream_timeout,
+    spawn_access_token,
+};
 use refresh_core::error::StorageErrorKind;
 use refresh_core::memory::InMemoryTokenCache;
 use refresh_core::ports::{PutOutcome, RefreshNotice};
@@ -26,8 +29,8 @@ use refresh_core::testing::conformance::T0;
 use refresh_core::{
     Account, AccountId, AccountType, CachedToken, ClaimState, Credentials, ExecutorRegistry,
     FlowConfig, FlowError, LockStrategy, Platform, ProviderError, ProviderRefreshPolicy,
-    RefreshContext, RefreshExecutor, RefreshFlow, RefreshKey, Secret, StorageError, TokenCache,
-    TokenError, TokenProvider,
+    RefreshContext, RefreshExecutor, RefreshKey, Secret, StorageError, TokenCache, TokenError,
+    TokenProvider,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,21 +45,6 @@ use tokio_util::sync::CancellationToken;
 type Harness = Backends;
 
 impl Harness {
-    fn flow(&self, notifier: bool) -> RefreshFlow {
-        let mut builder = self.flow_builder(LockStrategy::single(self.lock.clone()));
-        if notifier {
-            builder = builder.notifier(self.cache.clone());
-        }
-        builder.build().expect("default flow config is valid")
-    }
-
-    /// A provider with the shared cache (and its notifications).
-    fn provider(&self, platforms: &[Platform]) -> TokenProvider {
-        TokenProvider::builder(self.flow(true), self.registry(platforms))
-            .shared_cache(self.cache.clone())
-            .build()
-    }
-
     /// A provider with the shared cache whose flow runs with `config`.
     fn provider_with(&self, platforms: &[Platform], config: FlowConfig) -> TokenProvider {
         let flow = self
@@ -73,7 +61,14 @@ impl Harness {
     /// A provider in a process with no shared cache: no notifications, so
     /// waiters rely on re-reading the repository.
     fn provider_without_shared_cache(&self, platforms: &[Platform]) -> TokenProvider {
-        TokenProvider::builder(self.flow(false), self.registry(platforms)).build()
+        TokenProvider::builder(
+            self.process(
+                LockStrategy::single(self.lock.clone()),
+                FlowConfig::default(),
+            ),
+            self.registry(platforms),
+        )
+        .build()
     }
 
     fn repo_gets(&self) -> u64 {
@@ -426,10 +421,12 @@ async fn getter_antigravity_upstream_account_returns_api_key() {
     );
     let h = Harness::new([]);
     let executor = Arc::new(AntigravityStaticKeys::default());
-    let provider =
-        TokenProvider::builder(h.flow(true), ExecutorRegistry::new().with(executor.clone()))
-            .shared_cache(h.cache.clone())
-            .build();
+    let provider = TokenProvider::builder(
+        h.notifying_process(),
+        ExecutorRegistry::new().with(executor.clone()),
+    )
+    .shared_cache(h.cache.clone())
+    .build();
 
     let token = provider.access_token(&with_key).await.expect("the api_key");
     assert_eq!(token.token.expose(), "sk-ag-upstream-1");
@@ -674,7 +671,7 @@ async fn getter_quarantined_refresh_fails_fast_without_waiting() {
     let accounts = [expired.clone(), valid.clone(), gemini.clone()];
     let platforms = [Platform::Anthropic, Platform::Gemini];
     let h = Harness::new(accounts.clone());
-    let quarantine = h.flow(true).config().quarantine;
+    let quarantine = h.notifying_process().config().quarantine;
 
     // Process A: each refresh meets a 5xx after the upstream rotated.
     let a = h.provider(&platforms);
@@ -846,9 +843,7 @@ async fn getter_waiter_fails_fast_when_the_holder_quarantines() {
 async fn getter_serves_the_issued_token_when_it_is_not_persisted() {
     let expired = oauth_account(1, Platform::Anthropic, -60);
     let h = Harness::new([expired.clone()]);
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.fail_writes();
 
     let a = h.provider(&[Platform::Anthropic]);
     let token = a.access_token(&expired).await.expect("the issued token");
@@ -881,10 +876,7 @@ async fn getter_serves_the_issued_token_when_it_is_not_persisted() {
     let stored = h.stored(1).await;
     assert_eq!(stored.credentials_version, 1);
     assert_eq!(
-        stored
-            .credentials
-            .refresh_token()
-            .map(|t| t.expose().to_owned()),
+        refresh_token_of(&stored),
         h.upstream.current_refresh_token(AccountId(1))
     );
     assert_eq!(
@@ -910,9 +902,7 @@ async fn getter_serves_the_issued_token_when_it_is_not_persisted() {
 async fn getter_serves_the_issued_token_when_neither_store_takes_it() {
     let expired = oauth_account(1, Platform::Anthropic, -60);
     let h = Harness::new([expired.clone()]);
-    h.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    h.fail_writes();
     h.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
@@ -1251,9 +1241,12 @@ async fn invariant_8_closed_notification_channel_falls_back_to_bounded_polling()
     let cache = Arc::new(ClosedChannelCache(InMemoryTokenCache::new(Arc::clone(
         &h.clock,
     ))));
-    let provider = TokenProvider::builder(h.flow(false), h.registry(&[Platform::OpenAi]))
-        .shared_cache(cache)
-        .build();
+    let provider = TokenProvider::builder(
+        h.process(LockStrategy::single(h.lock.clone()), FlowConfig::default()),
+        h.registry(&[Platform::OpenAi]),
+    )
+    .shared_cache(cache)
+    .build();
 
     let err = provider
         .access_token(&snapshot)

@@ -1,12 +1,14 @@
 //! Helpers shared by the integration tests of this crate: fixtures on the
-//! fixed instant [`T0`], lease probes, a bounded settle loop, a repository
-//! wrapper with hooks, and [`Backends`], the in-memory backends of one
-//! scenario wrapped in call-counting [`Faulty`] wrappers.
+//! fixed instant [`T0`], clocks at an offset, lease probes, virtual time and
+//! a bounded settle loop, repository and claim store wrappers with hooks, an
+//! executor wrapper that gauges concurrency, and [`Backends`], the in-memory
+//! backends of one scenario wrapped in call-counting [`Faulty`] wrappers.
 //!
 //! Each test binary compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,9 +21,11 @@ use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor, Lease, TokioClo
 use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
-    AccessToken, Account, AccountId, AccountRepository, CachedToken, Clock, Credentials,
-    ExecutorRegistry, FlowConfig, LockStrategy, Platform, RefreshExecutor, RefreshFlow, RefreshKey,
-    RefreshLock, StorageError, TokenCache, TokenError, TokenProvider,
+    AccessToken, Account, AccountId, AccountRepository, CachedToken, Claim, ClaimAcquire, ClaimId,
+    ClaimKey, ClaimStore, Clock, Credentials, ExecutorRegistry, Fingerprint, FlowConfig, FlowError,
+    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
+    RefreshKey, RefreshLock, RefreshOutcome, Secret, StorageError, StorageErrorKind, TokenCache,
+    TokenError, TokenProvider,
 };
 use tokio::task::JoinHandle;
 
@@ -29,6 +33,9 @@ use tokio::task::JoinHandle;
 // Fixtures
 // ---------------------------------------------------------------------------
 
+/// Seconds from [`T0`] to the expiry of [`expired_account`]'s access token:
+/// it expired 10 s before [`t0`], so it is due for everyone.
+pub(crate) const EXPIRED: i64 = -10;
 /// Lifetime of the tokens the fake upstream issues in [`Backends`].
 pub(crate) const ISSUED_LIFETIME: Duration = Duration::from_secs(3600);
 /// The window getters use (REFERENCE.md §3.2).
@@ -79,6 +86,18 @@ pub(crate) fn oauth_account(id: i64, platform: Platform, expires_in: i64) -> Acc
     Account::oauth(id, platform, credentials(id, expires_in))
 }
 
+/// An active Anthropic OAuth account whose access token expired at
+/// [`EXPIRED`]: due for every caller.
+pub(crate) fn expired_account(id: i64) -> Account {
+    oauth_account(id, Platform::Anthropic, EXPIRED)
+}
+
+/// The generation-claim key of refresh token `token` on the Anthropic token
+/// endpoint.
+pub(crate) fn claim_key(token: &str) -> ClaimKey {
+    ClaimKey::new(Platform::Anthropic, Fingerprint::of(&Secret::from(token)))
+}
+
 pub(crate) fn key(platform: &Platform, id: i64) -> RefreshKey {
     RefreshKey::for_account(platform, AccountId(id))
 }
@@ -105,6 +124,15 @@ pub(crate) fn access_token(account: &Account) -> String {
 /// The refresh token of `account`; panics when it has none.
 pub(crate) fn refresh_token(account: &Account) -> String {
     refresh_token_of(account).expect("refresh token")
+}
+
+/// The refresh token of the answer a generation claim holds, if any.
+pub(crate) fn answer_refresh_token(claim: &Claim) -> Option<String> {
+    claim
+        .answer
+        .as_ref()
+        .and_then(Credentials::refresh_token)
+        .map(|t| t.expose().to_owned())
 }
 
 /// An Anthropic executor over `upstream` whose tokens live `lifetime`.
@@ -142,7 +170,47 @@ pub(crate) fn memory_cache(clock: &Arc<dyn Clock>) -> Arc<Faulty<InMemoryTokenCa
 }
 
 // ---------------------------------------------------------------------------
-// Leases and settling
+// Clocks
+// ---------------------------------------------------------------------------
+
+/// A clock at an adjustable offset from a base clock: a process whose clock
+/// is off, a clock that jumps, or a lock store whose keys can be made to
+/// expire early.
+#[derive(Debug)]
+pub(crate) struct OffsetClock {
+    base: Arc<dyn Clock>,
+    offset: Mutex<chrono::Duration>,
+}
+
+impl OffsetClock {
+    /// `base` plus `offset_secs` seconds (negative: behind).
+    pub(crate) fn new(base: &Arc<dyn Clock>, offset_secs: i64) -> Arc<Self> {
+        Arc::new(Self {
+            base: Arc::clone(base),
+            offset: Mutex::new(chrono::Duration::seconds(offset_secs)),
+        })
+    }
+
+    /// Moves this clock (only) forward.
+    pub(crate) fn jump(&self, by: Duration) {
+        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) +=
+            chrono::Duration::from_std(by).expect("small duration");
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.base.now() + *self.offset.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A [`tokio_clock`] `secs` seconds ahead (negative: behind).
+pub(crate) fn offset_clock(secs: i64) -> Arc<dyn Clock> {
+    OffsetClock::new(&tokio_clock(), secs)
+}
+
+// ---------------------------------------------------------------------------
+// Leases, time and settling
 // ---------------------------------------------------------------------------
 
 /// Whether a third party could take the lease of `key` on `lock` now.
@@ -180,6 +248,41 @@ pub(crate) fn spawn_access_token(
     tokio::spawn(async move { provider.access_token(&account).await })
 }
 
+/// Runs `flow.refresh_if_needed(account)` with `executor` and the getters'
+/// [`WINDOW`] as its own task (a caller that can be joined later).
+pub(crate) fn spawn_refresh(
+    flow: &RefreshFlow,
+    account: &Account,
+    executor: &Arc<dyn RefreshExecutor>,
+) -> JoinHandle<Result<RefreshOutcome, FlowError>> {
+    let (flow, account, executor) = (flow.clone(), account.clone(), Arc::clone(executor));
+    tokio::spawn(async move { flow.refresh_if_needed(&account, &executor, WINDOW).await })
+}
+
+/// Lets `d` of virtual (paused) time pass: every timer due meanwhile fires
+/// in order. For behaviour that depends on time (claim expiry, quarantine
+/// end, lease lapse); not a synchronisation device.
+pub(crate) async fn let_time_pass(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// Lets paused tokio time pass in `step`s (woken tasks run after each) until
+/// `done` holds, for at most `limit`. Callers assert `done` afterwards.
+pub(crate) async fn advance_until(
+    mut done: impl AsyncFnMut() -> bool,
+    step: Duration,
+    limit: Duration,
+) {
+    let mut elapsed = Duration::ZERO;
+    while !done().await && elapsed < limit {
+        tokio::time::advance(step).await;
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        elapsed += step;
+    }
+}
+
 /// Lets detached tasks run until `done` holds (bounded; paused time does not
 /// move while tasks are runnable). Callers assert `done` afterwards.
 pub(crate) async fn settle(mut done: impl AsyncFnMut() -> bool) {
@@ -201,14 +304,39 @@ pub(crate) trait RepositoryHooks: Send + Sync {
     /// Runs before `get` reaches the wrapped repository.
     async fn before_get(&self) {}
 
+    /// Runs in place of forwarding `compare_and_set_credentials` to
+    /// `inner`; the default forwards it.
+    async fn around_compare_and_set(
+        &self,
+        inner: &dyn AccountRepository,
+        id: AccountId,
+        expected: CasExpectation,
+        credentials: &Credentials,
+    ) -> Result<CasOutcome, StorageError> {
+        inner
+            .compare_and_set_credentials(id, expected, credentials)
+            .await
+    }
+
     /// Runs after `list_due` answered, before its page is returned.
     async fn after_list_due(&self, _inner: &dyn AccountRepository) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Runs before `set_error` of account `id` reaches the wrapped
+    /// repository; an error is returned in its place.
+    async fn before_set_error(
+        &self,
+        _inner: &dyn AccountRepository,
+        _id: AccountId,
+    ) -> Result<(), StorageError> {
         Ok(())
     }
 }
 
 /// An [`AccountRepository`] that forwards every call to `inner`, running
-/// `hooks` around `get` and `list_due`.
+/// `hooks` around `get`, `compare_and_set_credentials`, `list_due` and
+/// `set_error`.
 pub(crate) struct HookedRepository<H> {
     pub(crate) inner: Arc<dyn AccountRepository>,
     pub(crate) hooks: H,
@@ -231,8 +359,8 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
         expected: CasExpectation,
         credentials: &Credentials,
     ) -> Result<CasOutcome, StorageError> {
-        self.inner
-            .compare_and_set_credentials(id, expected, credentials)
+        self.hooks
+            .around_compare_and_set(self.inner.as_ref(), id, expected, credentials)
             .await
     }
 
@@ -253,6 +381,7 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
         observed_version: u64,
         message: &str,
     ) -> Result<bool, StorageError> {
+        self.hooks.before_set_error(self.inner.as_ref(), id).await?;
         self.inner.set_error(id, observed_version, message).await
     }
 
@@ -262,6 +391,193 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
 
     async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
         self.inner.clear_temp_unschedulable(id).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A claim store with hooks
+// ---------------------------------------------------------------------------
+
+/// What a [`HookedClaimStore`] does around the calls it forwards. `op` is
+/// the name of the [`ClaimStore`] method (`"acquire"`, `"save_answer"`, ...).
+#[async_trait]
+pub(crate) trait ClaimStoreHooks: Send + Sync {
+    /// The wrapper's [`ClaimStore::name`].
+    fn name(&self) -> &'static str {
+        "hooked"
+    }
+
+    /// Runs before `op` reaches the wrapped store.
+    async fn before(&self, _op: &'static str) {}
+
+    /// Runs after `op` was applied and answered `Ok`; an error is reported
+    /// in place of the answer (a store that committed, but whose answer was
+    /// lost).
+    fn after(&self, _op: &'static str) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// A [`ClaimStore`] that forwards every call to `inner`, running `hooks`
+/// before and after each.
+pub(crate) struct HookedClaimStore<H> {
+    pub(crate) inner: Arc<dyn ClaimStore>,
+    pub(crate) hooks: H,
+}
+
+impl<H: ClaimStoreHooks> HookedClaimStore<H> {
+    pub(crate) fn new(inner: Arc<dyn ClaimStore>, hooks: H) -> Arc<Self> {
+        Arc::new(Self { inner, hooks })
+    }
+}
+
+#[async_trait]
+impl<H: ClaimStoreHooks> ClaimStore for HookedClaimStore<H> {
+    fn name(&self) -> &'static str {
+        self.hooks.name()
+    }
+
+    async fn acquire(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        account: AccountId,
+        base_version: u64,
+        ttl: Duration,
+    ) -> Result<ClaimAcquire, StorageError> {
+        self.hooks.before("acquire").await;
+        let answer = self
+            .inner
+            .acquire(key, id, account, base_version, ttl)
+            .await?;
+        self.hooks.after("acquire")?;
+        Ok(answer)
+    }
+
+    async fn get(&self, key: &ClaimKey) -> Result<Option<Claim>, StorageError> {
+        self.hooks.before("get").await;
+        let answer = self.inner.get(key).await?;
+        self.hooks.after("get")?;
+        Ok(answer)
+    }
+
+    async fn extend(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        self.hooks.before("extend").await;
+        let answer = self.inner.extend(key, id, ttl).await?;
+        self.hooks.after("extend")?;
+        Ok(answer)
+    }
+
+    async fn quarantine(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        self.hooks.before("quarantine").await;
+        let answer = self.inner.quarantine(key, id, ttl).await?;
+        self.hooks.after("quarantine")?;
+        Ok(answer)
+    }
+
+    async fn save_answer(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        answer: &Credentials,
+    ) -> Result<bool, StorageError> {
+        self.hooks.before("save_answer").await;
+        let saved = self.inner.save_answer(key, id, answer).await?;
+        self.hooks.after("save_answer")?;
+        Ok(saved)
+    }
+
+    async fn mark_consumed(
+        &self,
+        key: &ClaimKey,
+        id: &ClaimId,
+        keep: Duration,
+    ) -> Result<bool, StorageError> {
+        self.hooks.before("mark_consumed").await;
+        let answer = self.inner.mark_consumed(key, id, keep).await?;
+        self.hooks.after("mark_consumed")?;
+        Ok(answer)
+    }
+
+    async fn remove(&self, key: &ClaimKey, id: &ClaimId) -> Result<bool, StorageError> {
+        self.hooks.before("remove").await;
+        let answer = self.inner.remove(key, id).await?;
+        self.hooks.after("remove")?;
+        Ok(answer)
+    }
+
+    async fn purge(&self, limit: usize) -> Result<u64, StorageError> {
+        self.hooks.before("purge").await;
+        let answer = self.inner.purge(limit).await?;
+        self.hooks.after("purge")?;
+        Ok(answer)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// An executor that gauges concurrency
+// ---------------------------------------------------------------------------
+
+/// An executor wrapper that measures how many upstream calls are in flight
+/// at once (a high-water mark). A call leaves the count when its future
+/// ends or is dropped, so a call the flow aborts at its hard deadline
+/// counts until the abort.
+pub(crate) struct ConcurrencyProbe {
+    inner: Arc<dyn RefreshExecutor>,
+    /// Calls in flight now.
+    pub(crate) in_flight: AtomicUsize,
+    /// The most calls in flight at once so far.
+    pub(crate) peak: AtomicUsize,
+}
+
+impl ConcurrencyProbe {
+    pub(crate) fn new(inner: Arc<dyn RefreshExecutor>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Takes a call out of [`ConcurrencyProbe::in_flight`] when dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl RefreshExecutor for ConcurrencyProbe {
+    fn platform(&self) -> Platform {
+        self.inner.platform()
+    }
+
+    fn rotates_refresh_token(&self) -> bool {
+        self.inner.rotates_refresh_token()
+    }
+
+    async fn refresh(
+        &self,
+        account: &Account,
+        ctx: &RefreshContext,
+    ) -> Result<Credentials, ProviderError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let _in_flight = InFlight(&self.in_flight);
+        self.inner.refresh(account, ctx).await
     }
 }
 
@@ -304,6 +620,12 @@ impl Backends {
 }
 
 impl<R: AccountRepository + 'static> Backends<R> {
+    /// Backends over `repo` on a [`tokio_clock`] (the lock's too).
+    pub(crate) fn over(repo: R) -> Self {
+        let clock = tokio_clock();
+        Self::with_repo(repo, Arc::clone(&clock), clock)
+    }
+
     /// Backends over `repo`. The lock measures its leases on `lock_clock`
     /// (the flow's clock, or one a test moves independently, like Redis
     /// expiring a key).
@@ -322,6 +644,75 @@ impl<R: AccountRepository + 'static> Backends<R> {
     pub(crate) fn flow_builder(&self, locks: LockStrategy) -> RefreshFlowBuilder {
         RefreshFlow::builder(self.repo.clone(), locks, self.claims.clone())
             .clock(Arc::clone(&self.clock))
+    }
+
+    /// A "process": a flow of its own (own single flight) over the
+    /// repository and claim store, on the clock, with `locks` and `config`.
+    pub(crate) fn process(&self, locks: LockStrategy, config: FlowConfig) -> RefreshFlow {
+        self.flow_builder(locks)
+            .config(config)
+            .build()
+            .expect("valid flow configuration")
+    }
+
+    /// A process with no cross-process lock (only the claim protects) and
+    /// default settings.
+    pub(crate) fn local_process(&self) -> RefreshFlow {
+        self.process(LockStrategy::process_local(), FlowConfig::default())
+    }
+
+    /// A process over the repository that reaches the claim store through
+    /// `claims` (a view of the shared store with faults of its own) and
+    /// reads the time from `clock`.
+    pub(crate) fn process_over(
+        &self,
+        claims: Arc<dyn ClaimStore>,
+        locks: LockStrategy,
+        clock: Arc<dyn Clock>,
+        config: FlowConfig,
+    ) -> RefreshFlow {
+        RefreshFlow::builder(self.repo.clone(), locks, claims)
+            .clock(clock)
+            .config(config)
+            .build()
+            .expect("valid flow configuration")
+    }
+
+    /// A process whose lease lives in the shared lock and that publishes
+    /// its refreshes on the shared cache, with default settings.
+    pub(crate) fn notifying_process(&self) -> RefreshFlow {
+        self.flow_builder(LockStrategy::single(self.lock.clone()))
+            .notifier(self.cache.clone())
+            .build()
+            .expect("default flow config is valid")
+    }
+
+    /// A token provider over a [`Self::notifying_process`] with executors
+    /// for `platforms`, reading and filling the shared cache.
+    pub(crate) fn provider(&self, platforms: &[Platform]) -> TokenProvider {
+        TokenProvider::builder(self.notifying_process(), self.registry(platforms))
+            .shared_cache(self.cache.clone())
+            .build()
+    }
+
+    /// Refreshes account `id` as stored now (read past the fault wrapper)
+    /// through `flow` with `executor`, in the getters' [`WINDOW`].
+    pub(crate) async fn refresh_stored(
+        &self,
+        flow: &RefreshFlow,
+        id: i64,
+        executor: &Arc<dyn RefreshExecutor>,
+    ) -> Result<RefreshOutcome, FlowError> {
+        let account = self.stored(id).await;
+        flow.refresh_if_needed(&account, executor, WINDOW).await
+    }
+
+    /// Makes every credential write (`compare_and_set_credentials`) fail as
+    /// unavailable until the repository's faults are healed.
+    pub(crate) fn fail_writes(&self) {
+        self.repo
+            .faults
+            .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
     }
 
     /// An executor for `platform` whose tokens live [`ISSUED_LIFETIME`].
@@ -351,6 +742,24 @@ impl<R: AccountRepository + 'static> Backends<R> {
             .expect("account exists")
     }
 
+    /// Writes `credentials` over account `id` as another writer would (an
+    /// operator's backfill or restored backup, another process's refresh):
+    /// a fenced write over the row as stored now, past the fault wrapper.
+    /// Panics unless it applies; returns the row written.
+    pub(crate) async fn overwrite(&self, id: i64, credentials: &Credentials) -> Account {
+        let current = self.stored(id).await;
+        let outcome = self
+            .repo
+            .inner()
+            .compare_and_set_credentials(AccountId(id), CasExpectation::of(&current), credentials)
+            .await
+            .expect("in-memory write");
+        match outcome {
+            CasOutcome::Applied(account) => account,
+            other => panic!("the overwrite did not apply: {other:?}"),
+        }
+    }
+
     /// The shared cache's entry (read past the fault wrapper).
     pub(crate) async fn cached(&self, key: &RefreshKey) -> Option<CachedToken> {
         self.cache
@@ -358,6 +767,23 @@ impl<R: AccountRepository + 'static> Backends<R> {
             .get(key)
             .await
             .expect("in-memory cache answers")
+    }
+
+    /// The claim of refresh token `token` (Anthropic) as the shared claim
+    /// store holds it now (read past the fault wrapper).
+    pub(crate) async fn claim_of(&self, token: &str) -> Option<Claim> {
+        self.claims
+            .inner()
+            .get(&claim_key(token))
+            .await
+            .expect("the in-memory claim store answers")
+    }
+
+    /// The only claim the store holds (any account, any state).
+    pub(crate) fn only_claim(&self) -> Claim {
+        let mut all = self.claims.inner().snapshot();
+        assert_eq!(all.len(), 1, "exactly one claim: {all:?}");
+        all.remove(0)
     }
 
     /// Whether a third party could take the lease of `key` now.
