@@ -1057,3 +1057,45 @@ async fn d7_a_non_rotating_answer_over_a_regressed_row_keeps_the_live_refresh_to
         "{next:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Model findings (crates/refresh-model, tests/findings.rs)
+// ---------------------------------------------------------------------------
+
+/// F1: the answer could not be saved into the claim, the fenced write
+/// landed, and every attempt of the consumed mark failed. The mark is then
+/// retried in the background (the claim kept alive meanwhile), so a later
+/// re-import of the consumed token is refused instead of presented.
+#[tokio::test(start_paused = true)]
+async fn f1_a_consumed_mark_that_fails_is_retried_so_a_reimport_is_refused() {
+    let b = Backends::new([expired_account(ID)]);
+    let flow = b.local_process();
+    let exec = b.executor(Platform::Anthropic);
+    let backup = b.stored(ID).await.credentials;
+    b.claims
+        .faults
+        .fail_next("save_answer", 1, StorageErrorKind::Unavailable);
+    b.claims
+        .faults
+        .fail_next("mark_consumed", 3, StorageErrorKind::Unavailable);
+    let out = b.refresh_stored(&flow, ID, &exec).await;
+    assert!(
+        matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
+        "{out:?}"
+    );
+    // Past the claim's initial life: without the background retry the open
+    // claim would have expired, unmarked.
+    let_time_pass(FlowConfig::default().claim_ttl + Duration::from_secs(60)).await;
+    assert_eq!(
+        b.claim_of("rt-1-0").await.map(|c| c.state),
+        Some(ClaimState::Consumed)
+    );
+    b.overwrite(ID, &backup).await;
+    let again = b.refresh_stored(&flow, ID, &exec).await;
+    assert!(
+        matches!(again, Err(FlowError::CredentialsRegressed { .. })),
+        "{again:?}"
+    );
+    assert_eq!(b.upstream.calls(), 1);
+    assert_eq!(b.upstream.reuses(), 0);
+}

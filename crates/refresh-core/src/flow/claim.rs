@@ -2,7 +2,11 @@
 //! (an answer to apply, a quarantine, a consumed generation), and the
 //! compare-and-act operations of a holder (invariants 1 and 2).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::time::Instant;
+use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 use super::persist::{Answer, Persisted};
@@ -19,6 +23,7 @@ use std::future::Future;
 const ENDING_ATTEMPTS: u32 = 3;
 
 /// A claim this flow holds.
+#[derive(Clone)]
 pub(super) struct HeldClaim {
     pub(super) key: ClaimKey,
     pub(super) id: ClaimId,
@@ -286,13 +291,43 @@ impl FlowInner {
     /// declared the generation dead): marked consumed for the horizon when
     /// the token is gone (so it is refused if it comes back), removed when
     /// the upstream kept it.
+    ///
+    /// The consumed mark is what refuses a re-import of the token later: if
+    /// its attempts fail, a detached task keeps the claim alive and retries
+    /// the mark until it lands or the claim is no longer this holder's.
     pub(super) async fn finish_claim(&self, held: &HeldClaim, consumed: bool) -> bool {
         if !consumed {
             return self.claim_remove(held).await;
         }
         let keep = self.config.consumed_horizon;
         let mark = || self.claims.mark_consumed(&held.key, &held.id, keep);
-        self.claim_call("claim_mark_consumed", ENDING_ATTEMPTS, mark)
+        if self
+            .claim_call("claim_mark_consumed", ENDING_ATTEMPTS, mark)
             .await
+        {
+            return true;
+        }
+        let (claims, held) = (Arc::clone(&self.claims), held.clone());
+        let (ttl, timeout) = (self.config.claim_ttl, self.config.storage_timeout);
+        let ensure = async move {
+            let mut pause = Duration::from_secs(1);
+            loop {
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2).min(Duration::from_secs(10));
+                let mark = claims.mark_consumed(&held.key, &held.id, keep);
+                if bounded(timeout, "claim_mark_consumed", mark).await.is_ok() {
+                    return;
+                }
+                let _ = bounded(
+                    timeout,
+                    "claim_extend",
+                    claims.extend(&held.key, &held.id, ttl),
+                )
+                .await;
+            }
+        };
+        warn!("could not mark the claim consumed; retrying in the background");
+        tokio::spawn(ensure.in_current_span());
+        false
     }
 }

@@ -12,12 +12,14 @@ use super::{FlowInner, FlowResult, RefreshOutcome};
 use chrono::{DateTime, Utc};
 
 use crate::concurrency::bounded;
-use crate::domain::{Account, Credentials, Fingerprint, Platform, RefreshKey, add_duration, keys};
+use crate::domain::{
+    Account, Credentials, Fingerprint, Platform, RefreshKey, Secret, add_duration, keys,
+};
 use crate::error::{FlowError, StorageError};
 use crate::ports::{CasExpectation, CasOutcome, ClaimKey, ClaimState};
 
 /// The token pair of a credential map: how a write recognises itself.
-fn tokens(c: &Credentials) -> (Option<crate::domain::Secret>, Option<crate::domain::Secret>) {
+fn tokens(c: &Credentials) -> (Option<Secret>, Option<Secret>) {
     (c.access_token(), c.refresh_token())
 }
 
@@ -40,6 +42,9 @@ pub(super) struct Answer {
     platform: Platform,
     /// The answer carries an access token.
     usable: bool,
+    /// The refresh token the answer redeemed (`base` may move on to rows
+    /// holding others).
+    presented: Option<Secret>,
 }
 
 impl Answer {
@@ -81,6 +86,7 @@ impl Answer {
         }
         Self {
             merged: delta.clone().merged_over(&base.credentials),
+            presented: base.credentials.refresh_token(),
             base,
             delta,
             rotated,
@@ -257,13 +263,19 @@ impl FlowInner {
         if tokens(&current.credentials) == tokens(&answer.merged) {
             return Ok(Persisted::Applied(current));
         }
-        let replaced =
-            current.credentials.refresh_token() != answer.base.credentials.refresh_token();
-        let regressed = replaced
-            && self
-                .holds_consumed_token(&answer.platform, &current)
-                .await
-                .map_err(PersistError::Storage)?;
+        let replaced = current.credentials.refresh_token() != answer.presented;
+        let consumed = self
+            .holds_consumed_token(&answer.platform, &current)
+            .await
+            .map_err(PersistError::Storage)?;
+        if !replaced && consumed {
+            // The row holds the presented token again (a re-import) but its
+            // generation is consumed: this answer already landed once and
+            // was refreshed past; writing it again would regress the row.
+            warn!("the presented token's generation is consumed; this answer already landed");
+            return Ok(Persisted::Superseded(current));
+        }
+        let regressed = replaced && consumed;
         if regressed {
             // A restored backup or an old export put a consumed token back
             // while the call was out: the live answer is the only valid
@@ -271,9 +283,9 @@ impl FlowInner {
             // presented token when the answer kept it (non-rotating).
             warn!("the row holds a consumed refresh token; applying the live answer over it");
             if answer.delta.get(keys::REFRESH_TOKEN).is_none()
-                && let Some(presented) = answer.base.credentials.get(keys::REFRESH_TOKEN)
+                && let Some(presented) = &answer.presented
             {
-                answer.delta.insert(keys::REFRESH_TOKEN, presented.clone());
+                answer.delta.insert(keys::REFRESH_TOKEN, presented.expose());
             }
         } else if replaced
             || !answer.reapply
