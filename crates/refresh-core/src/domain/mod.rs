@@ -3,6 +3,7 @@
 mod account;
 mod account_id;
 mod account_type;
+mod credential_change;
 mod credentials;
 mod expiry;
 mod fingerprint;
@@ -15,6 +16,7 @@ mod secret;
 pub use account::Account;
 pub use account_id::AccountId;
 pub use account_type::{AccountStatus, AccountType};
+pub use credential_change::{ASSUMED_TOKEN_LIFETIME, CredentialChange};
 pub use credentials::{Credentials, keys};
 pub use expiry::{canonical_expiry, parse_expiry};
 pub use fingerprint::Fingerprint;

@@ -46,10 +46,10 @@ mod upstream;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::domain::ASSUMED_TOKEN_LIFETIME;
 pub use config::{FlowConfig, MAX_CONSUMED_HORIZON, MAX_DURATION};
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
-pub use persist::ASSUMED_TOKEN_LIFETIME;
 
 use crate::concurrency::SingleFlight;
 use crate::domain::{Account, RefreshKey};

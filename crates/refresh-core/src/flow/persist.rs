@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::concurrency::bounded;
 use crate::domain::{
-    Account, Credentials, Fingerprint, Platform, RefreshKey, Secret, add_duration, keys,
+    Account, CredentialChange, Credentials, Fingerprint, Platform, RefreshKey, Secret, keys,
 };
 use crate::error::{FlowError, StorageError};
 use crate::ports::{CasExpectation, CasOutcome, ClaimKey, ClaimState};
@@ -48,16 +48,12 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    /// `issued` (an executor's answer or a claim's stored one) over `base`.
-    /// Blank token values never win the merge. An expiry describes the
-    /// answer's access token only: an answer without a new access token
-    /// contributes its refresh-token rotation alone, and a new access token
-    /// without a readable expiry gets [`ASSUMED_TOKEN_LIFETIME`] rather than
-    /// inheriting the old (past) expiry. A rotation is always re-applied over
-    /// an unrelated write; otherwise only when `reapply` says so: a live
-    /// answer is, a stored answer of a non-rotating account is not (it
-    /// applies only at its base version, step 12). `platform` is the claim
-    /// key's.
+    /// `issued` (an executor's answer or a claim's stored one) over `base`,
+    /// by the rules of [`CredentialChange::of`]. A rotation is always
+    /// re-applied over an unrelated write; otherwise only when `reapply`
+    /// says so: a live answer is, a stored answer of a non-rotating account
+    /// is not (it applies only at its base version, step 12). `platform` is
+    /// the claim key's.
     pub(super) fn new(
         base: Account,
         issued: Credentials,
@@ -65,34 +61,16 @@ impl Answer {
         platform: &Platform,
         now: DateTime<Utc>,
     ) -> Self {
-        let usable = issued.access_token().is_some();
-        let mut merged = issued.merged_over(&base.credentials);
-        if let Err(error) = merged.canonicalize() {
-            warn!(%error, "answer has an unreadable expires_at; assuming a lifetime");
-            merged.remove(keys::EXPIRES_AT);
-        }
-        let mut delta = merged.changed_since(&base.credentials);
-        let rotated = delta
-            .refresh_token()
-            .is_some_and(|rt| Some(rt) != base.credentials.refresh_token());
-        if !usable {
-            let rotation = delta.get(keys::REFRESH_TOKEN).filter(|_| rotated).cloned();
-            delta = Credentials::new();
-            if let Some(token) = rotation {
-                delta.insert(keys::REFRESH_TOKEN, token);
-            }
-        } else if delta.get(keys::EXPIRES_AT).is_none() {
-            delta.set_expires_at(add_duration(now, ASSUMED_TOKEN_LIFETIME));
-        }
+        let change = CredentialChange::of(issued, &base.credentials, now);
         Self {
-            merged: delta.clone().merged_over(&base.credentials),
+            merged: change.delta.clone().merged_over(&base.credentials),
             presented: base.credentials.refresh_token(),
             base,
-            delta,
-            rotated,
-            reapply: reapply || rotated,
+            delta: change.delta,
+            rotated: change.rotated,
+            reapply: reapply || change.rotated,
             platform: platform.clone(),
-            usable,
+            usable: change.usable,
         }
     }
 
@@ -119,11 +97,6 @@ impl Answer {
         }
     }
 }
-
-/// The lifetime assumed for a new access token whose answer carries no
-/// readable expiry (RFC 6749 makes `expires_in` optional): short enough to
-/// refresh early, long enough not to refresh on every request.
-pub const ASSUMED_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How a fenced write ended when it did not fail.
 pub(super) enum Persisted {
