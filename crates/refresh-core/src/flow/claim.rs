@@ -12,7 +12,9 @@ use tracing::{debug, info, warn};
 use super::persist::{Answer, Persisted};
 use super::{FlowInner, FlowResult, RefreshOutcome};
 use crate::concurrency::bounded;
-use crate::domain::{Account, AccountId, Credentials, Fingerprint, RefreshKey, add_duration};
+use crate::domain::{
+    Account, AccountId, Credentials, Fingerprint, Platform, RefreshKey, Secret, add_duration,
+};
 use crate::error::{FlowError, StorageError};
 use crate::ports::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, RefreshExecutor};
 use std::future::Future;
@@ -107,15 +109,8 @@ impl FlowInner {
         };
         // Non-rotating executors (step 12): re-sending the token is
         // harmless, and a claim taken on an older version is stale.
-        let answer_rotates = existing
-            .answer
-            .as_ref()
-            .and_then(Credentials::refresh_token)
-            .is_some_and(|rt| Some(rt) != fresh.credentials.refresh_token());
-        if !executor.rotates_refresh_token()
-            && fresh.credentials_version > existing.base_version
-            && existing.state != ClaimState::Consumed
-            && !answer_rotates
+        if existing.state != ClaimState::Consumed
+            && stale(&existing, fresh, executor.rotates_refresh_token())
         {
             debug!(claim = %claim_key, state = %existing.state, "clearing a stale claim of a non-rotating account");
             self.claim_remove(&HeldClaim::of(&existing)).await;
@@ -155,21 +150,9 @@ impl FlowInner {
     ) -> Option<Account> {
         let fresh = self.get_account(id).await.ok()??;
         let token = fresh.credentials.refresh_token()?;
-        let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
-        let read = bounded(
-            self.config.storage_timeout,
-            "claim_get",
-            self.claims.get(&claim_key),
-        );
-        let claim = read.await.ok()??;
-        let answer_rotates = claim
-            .answer
-            .as_ref()
-            .and_then(Credentials::refresh_token)
-            .is_some_and(|rt| Some(rt) != fresh.credentials.refresh_token());
+        let claim = self.claim_of(&executor.platform(), &token).await.ok()??;
         let rotating = executor.rotates_refresh_token();
-        let stale = !rotating && fresh.credentials_version > claim.base_version && !answer_rotates;
-        if claim.state != ClaimState::Answered || stale {
+        if claim.state != ClaimState::Answered || stale(&claim, &fresh, rotating) {
             return None;
         }
         let key = executor.key(&fresh);
@@ -177,6 +160,24 @@ impl FlowInner {
             Claimed::Applied => self.get_account(id).await.ok().flatten(),
             _ => None,
         }
+    }
+
+    /// The claim of `token`'s generation on `platform`, bounded.
+    ///
+    /// # Errors
+    /// The claim store's.
+    pub(super) async fn claim_of(
+        &self,
+        platform: &Platform,
+        token: &Secret,
+    ) -> Result<Option<Claim>, StorageError> {
+        let key = ClaimKey::new(platform.clone(), Fingerprint::of(token));
+        bounded(
+            self.config.storage_timeout,
+            "claim_get",
+            self.claims.get(&key),
+        )
+        .await
     }
 
     /// A consumed generation: either another flow rotated the account
@@ -330,4 +331,16 @@ impl FlowInner {
         tokio::spawn(ensure.in_current_span());
         false
     }
+}
+
+/// Whether `claim` is stale for `fresh` (step 12): a non-rotating account
+/// whose version moved past the claim's base, unless the claim's answer
+/// rotates (then it is handled as rotating).
+fn stale(claim: &Claim, fresh: &Account, rotating: bool) -> bool {
+    let answer_rotates = claim
+        .answer
+        .as_ref()
+        .and_then(Credentials::refresh_token)
+        .is_some_and(|rt| Some(rt) != fresh.credentials.refresh_token());
+    !rotating && fresh.credentials_version > claim.base_version && !answer_rotates
 }

@@ -12,11 +12,9 @@ use super::{FlowInner, FlowResult, RefreshOutcome};
 use chrono::{DateTime, Utc};
 
 use crate::concurrency::bounded;
-use crate::domain::{
-    Account, CredentialChange, Credentials, Fingerprint, Platform, RefreshKey, Secret, keys,
-};
+use crate::domain::{Account, CredentialChange, Credentials, Platform, RefreshKey, Secret, keys};
 use crate::error::{FlowError, StorageError};
-use crate::ports::{CasExpectation, CasOutcome, ClaimKey, ClaimState};
+use crate::ports::{CasExpectation, CasOutcome, ClaimState};
 
 /// The token pair of a credential map: how a write recognises itself.
 fn tokens(c: &Credentials) -> (Option<Secret>, Option<Secret>) {
@@ -293,15 +291,8 @@ impl FlowInner {
         let Some(token) = account.credentials.refresh_token() else {
             return Ok(false);
         };
-        let key = ClaimKey::new(platform.clone(), Fingerprint::of(&token));
-        let read = bounded(
-            self.config.storage_timeout,
-            "claim_get",
-            self.claims.get(&key),
-        );
-        Ok(read
-            .await?
-            .is_some_and(|claim| claim.state == ClaimState::Consumed))
+        let claim = self.claim_of(platform, &token).await?;
+        Ok(claim.is_some_and(|claim| claim.state == ClaimState::Consumed))
     }
 
     /// Step 10: the answer is only in this process. A detached task keeps
