@@ -22,8 +22,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{
-    Backends, HookedRepository, ISSUED_LIFETIME, RepositoryHooks, WINDOW, access_token,
-    credentials, memory_claims, oauth_account, refresh_token, t0, tokio_clock,
+    Backends, EXPIRED, HookedRepository, ISSUED_LIFETIME, Outcome, RESCUE_ROUND, RepositoryHooks,
+    WINDOW, access_token, calls_reach, claim_key, credentials, expired_account, finish,
+    is_held_elsewhere, let_time_pass, memory_claims, refresh_stored, refresh_token,
+    refreshed_account, spawn_refresh, t0, within,
 };
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -42,59 +44,16 @@ use refresh_core::{
     StorageErrorKind, TokenError, TokenGrant, TokenProvider,
 };
 use tokio::sync::{Barrier, Notify};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-type Outcome = Result<RefreshOutcome, FlowError>;
 
 /// The account most scenarios refresh.
 const ID: i64 = 1;
-/// Its access token expired 10 s before [`t0`]: due for everyone.
-const EXPIRED: i64 = -10;
-/// The longest pause of a rescue loop between attempts, plus a second.
-const RESCUE_ROUND: Duration = Duration::from_secs(11);
 /// SHA-256 of the bytes `rt-1-0` (`printf rt-1-0 | sha256sum`).
 const SHA256_OF_RT_1_0: &str = "466f71a0cb033655c0b03db94af5d062b15981c3d2be43423213d2c63bd727ff";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn expired_account(id: i64) -> Account {
-    oauth_account(id, Platform::Anthropic, EXPIRED)
-}
-
-fn claim_key(token: &str) -> ClaimKey {
-    ClaimKey::new(Platform::Anthropic, Fingerprint::of(&Secret::from(token)))
-}
-
-async fn claim_of<R: ?Sized>(b: &Backends<R>, token: &str) -> Option<Claim> {
-    b.claims
-        .inner()
-        .get(&claim_key(token))
-        .await
-        .expect("the in-memory claim store answers")
-}
-
-async fn claim_state<R: ?Sized>(b: &Backends<R>, token: &str) -> Option<ClaimState> {
-    claim_of(b, token).await.map(|c| c.state)
-}
-
-fn process<R: AccountRepository + 'static>(
-    b: &Backends<R>,
-    locks: LockStrategy,
-    config: FlowConfig,
-) -> RefreshFlow {
-    b.flow_builder(locks)
-        .config(config)
-        .build()
-        .expect("valid flow configuration")
-}
-
-/// A process with no cross-process lock: only the claim protects.
-fn local<R: AccountRepository + 'static>(b: &Backends<R>) -> RefreshFlow {
-    process(b, LockStrategy::process_local(), FlowConfig::default())
-}
 
 /// A process over a claim store of its own choosing (a wrapper of the
 /// shared one).
@@ -103,75 +62,12 @@ fn process_with_claims<R: AccountRepository + 'static>(
     claims: Arc<dyn ClaimStore>,
     config: FlowConfig,
 ) -> RefreshFlow {
-    RefreshFlow::builder(b.repo.clone(), LockStrategy::process_local(), claims)
-        .clock(Arc::clone(&b.clock))
-        .config(config)
-        .build()
-        .expect("valid flow configuration")
-}
-
-/// The longest any awaited step of a scenario may take, in virtual time: a
-/// broken flow that never finishes a step fails the test here instead of
-/// hanging it.
-const STEP_BOUND: Duration = Duration::from_secs(2 * 3600);
-
-async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(STEP_BOUND, step)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP_BOUND:?} of virtual time"))
-}
-
-/// Waits (bounded) until the fake upstream received `n` requests.
-async fn calls_reach(upstream: &FakeUpstream, n: u64) {
-    within("the upstream request", upstream.wait_for_calls(n)).await;
-}
-
-/// Joins a spawned refresh (bounded).
-async fn finish(run: JoinHandle<Outcome>) -> Outcome {
-    within("the refresh run", run)
-        .await
-        .expect("the refresh task does not panic")
-}
-
-fn spawn_refresh(
-    flow: &RefreshFlow,
-    account: &Account,
-    executor: &Arc<dyn RefreshExecutor>,
-) -> JoinHandle<Outcome> {
-    let (flow, account, executor) = (flow.clone(), account.clone(), Arc::clone(executor));
-    tokio::spawn(async move { flow.refresh_if_needed(&account, &executor, WINDOW).await })
-}
-
-async fn refresh_stored<R: AccountRepository + 'static>(
-    flow: &RefreshFlow,
-    b: &Backends<R>,
-    id: i64,
-    executor: &Arc<dyn RefreshExecutor>,
-) -> Outcome {
-    let account = b.stored(id).await;
-    within(
-        "the refresh",
-        flow.refresh_if_needed(&account, executor, WINDOW),
+    b.process_over(
+        claims,
+        LockStrategy::process_local(),
+        Arc::clone(&b.clock),
+        config,
     )
-    .await
-}
-
-/// Lets `d` of virtual (paused) time pass: every timer due meanwhile fires
-/// in order. The behaviour under test is time-dependent (claim expiry,
-/// quarantine end, lease lapse); this is not a synchronisation device.
-async fn let_time_pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
-fn is_held_elsewhere(outcome: &Outcome) -> bool {
-    matches!(outcome, Ok(RefreshOutcome::HeldElsewhere))
-}
-
-fn refreshed_account(outcome: Outcome) -> Account {
-    match outcome {
-        Ok(RefreshOutcome::Refreshed { account, .. }) => account,
-        other => panic!("expected Refreshed, got {other:?}"),
-    }
 }
 
 /// Writes `credentials` over account `id` as another writer would (an
@@ -492,8 +388,7 @@ impl AccountRepository for SwappableRepo {
 }
 
 fn swappable_backends(accounts: Vec<Account>) -> Backends<SwappableRepo> {
-    let clock = tokio_clock();
-    Backends::with_repo(SwappableRepo::new(accounts), Arc::clone(&clock), clock)
+    Backends::over(SwappableRepo::new(accounts))
 }
 
 // ---------------------------------------------------------------------------
@@ -510,13 +405,12 @@ async fn step_01_a_failed_claim_insert_means_nothing_is_sent_even_lock_free() {
     b.claims
         .faults
         .fail_always("acquire", StorageErrorKind::Unavailable);
-    let lock_free = process(
-        &b,
+    let lock_free = b.process(
         LockStrategy::single(b.lock.clone()).allow_lock_free(),
         FlowConfig::default(),
     );
 
-    for flow in [lock_free, local(&b)] {
+    for flow in [lock_free, b.local_process()] {
         let outcome = refresh_stored(&flow, &b, ID, &executor).await;
         assert!(
             matches!(outcome, Err(FlowError::Claim { .. })),
@@ -571,7 +465,7 @@ async fn step_01_a_claim_insert_that_never_answers_is_retried_before_anything_is
 async fn step_01_flows_sharing_one_claim_store_present_the_token_once() {
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
-    let flows: Vec<RefreshFlow> = (0..4).map(|_| local(&b)).collect();
+    let flows: Vec<RefreshFlow> = (0..4).map(|_| b.local_process()).collect();
     b.upstream.hold_responses();
     let first = spawn_refresh(&flows[0], &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
@@ -599,7 +493,7 @@ async fn step_02_one_grant_imported_into_two_accounts_holds_one_claim() {
         Account::oauth(2, Platform::Anthropic, shared),
     ]);
     let executor = b.executor(Platform::Anthropic);
-    let (a, other) = (local(&b), local(&b));
+    let (a, other) = (b.local_process(), b.local_process());
     b.upstream.hold_responses();
     let a_run = spawn_refresh(&a, &b.stored(1).await, &executor);
     calls_reach(&b.upstream, 1).await;
@@ -628,7 +522,7 @@ async fn step_02_the_claim_key_is_the_platform_and_the_sha256_of_the_exact_token
     let claude = b.executor(Platform::Anthropic);
     let openai = b.executor(Platform::OpenAi);
     b.upstream.hold_responses();
-    let a_run = spawn_refresh(&local(&b), &b.stored(ID).await, &claude);
+    let a_run = spawn_refresh(&b.local_process(), &b.stored(ID).await, &claude);
     calls_reach(&b.upstream, 1).await;
 
     let claims = b.claims.inner().snapshot();
@@ -639,7 +533,7 @@ async fn step_02_the_claim_key_is_the_platform_and_the_sha256_of_the_exact_token
     );
     assert_eq!(claims[0].key.fingerprint.to_hex(), SHA256_OF_RT_1_0);
 
-    let other = spawn_refresh(&local(&b), &b.stored(2).await, &openai);
+    let other = spawn_refresh(&b.local_process(), &b.stored(2).await, &openai);
     calls_reach(&b.upstream, 2).await;
     assert_eq!(
         b.claims.inner().len(),
@@ -694,13 +588,13 @@ async fn step_03_a_live_claim_is_never_taken_over() {
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
-    let a_run = spawn_refresh(&local(&b), &b.stored(ID).await, &executor);
+    let a_run = spawn_refresh(&b.local_process(), &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
-    let held = claim_of(&b, "rt-1-0").await.expect("A's claim");
+    let held = b.claim_of("rt-1-0").await.expect("A's claim");
 
     // Near the end of its life, but live.
     tokio::time::advance(Duration::from_secs(50)).await;
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(is_held_elsewhere(&outcome), "{outcome:?}");
     match b
         .claims
@@ -736,7 +630,7 @@ async fn step_03_claim_expiry_is_judged_by_the_store_clock_alone() {
         status: Some(503),
         reason: "upstream status 503".into(),
     });
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::Upstream { .. })),
         "{outcome:?}"
@@ -744,7 +638,7 @@ async fn step_03_claim_expiry_is_judged_by_the_store_clock_alone() {
 
     // An hour passes for the flows and the lock; none for the store.
     tokio::time::advance(Duration::from_secs(3600)).await;
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::Quarantined { .. })),
         "the flows' clocks do not end the quarantine: {outcome:?}"
@@ -752,7 +646,7 @@ async fn step_03_claim_expiry_is_judged_by_the_store_clock_alone() {
     assert_eq!(b.upstream.calls(), 1);
 
     store_clock.advance(quarantine);
-    let stored = refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+    let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
     assert_eq!(refresh_token(&stored), "rt-1-1");
     assert_eq!(b.upstream.calls(), 2);
 }
@@ -801,10 +695,10 @@ async fn a_holder_overtaken_mid_call(
     let executor = b.executor(Platform::Anthropic);
     script(&b.upstream);
     b.upstream.hold_responses();
-    let a_run = spawn_refresh(&local(&b), &b.stored(ID).await, &executor);
+    let a_run = spawn_refresh(&b.local_process(), &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
     let key = claim_key("rt-1-0");
-    let a_claim = claim_of(&b, "rt-1-0").await.expect("A's claim");
+    let a_claim = b.claim_of("rt-1-0").await.expect("A's claim");
     assert!(b.claims.inner().remove(&key, &a_claim.id).await.unwrap());
     let ClaimAcquire::Won(c_id) = b
         .claims
@@ -836,7 +730,7 @@ async fn step_04_an_overtaken_holder_with_an_answer_is_left_with_the_fenced_writ
         "rt-1-1",
         "the fenced write still lands"
     );
-    let claim = claim_of(&b, "rt-1-0").await.expect("C's claim");
+    let claim = b.claim_of("rt-1-0").await.expect("C's claim");
     assert_eq!(claim.id, c_id);
     assert_eq!(
         claim.state,
@@ -868,7 +762,7 @@ async fn step_04_an_overtaken_holder_cannot_quarantine_or_remove_the_new_holding
             matches!(outcome, Err(FlowError::Upstream { .. })),
             "{what}: {outcome:?}"
         );
-        let claim = claim_of(&b, "rt-1-0").await;
+        let claim = b.claim_of("rt-1-0").await;
         let claim = claim.unwrap_or_else(|| panic!("{what}: A removed C's claim"));
         assert_eq!(claim.id, c_id, "{what}");
         assert_eq!(claim.state, ClaimState::Open, "{what}");
@@ -977,12 +871,12 @@ async fn step_05_after_a_relogin_between_the_read_and_the_claim_the_run_starts_o
     assert_eq!(executor.presented(), ["rt-relogin"]);
     assert_eq!(refresh_token(&stored), "rt-1-1");
     assert_eq!(
-        claim_of(&b, "rt-1-0").await,
+        b.claim_of("rt-1-0").await,
         None,
         "the old claim was dropped"
     );
     assert_eq!(
-        claim_state(&b, "rt-relogin").await,
+        b.claim_state("rt-relogin").await,
         Some(ClaimState::Consumed)
     );
 }
@@ -997,7 +891,7 @@ async fn step_06_the_token_request_is_aborted_at_the_hard_deadline() {
     let executor = Recording::new(b.executor(Platform::Anthropic));
     let dyn_executor: Arc<dyn RefreshExecutor> = executor.clone();
     let config = FlowConfig::default();
-    let flow = local(&b);
+    let flow = b.local_process();
     b.upstream.hold_responses();
 
     let started = Instant::now();
@@ -1023,10 +917,7 @@ async fn step_06_the_token_request_is_aborted_at_the_hard_deadline() {
         0,
         "the call's task was aborted, not left running"
     );
-    assert_eq!(
-        claim_state(&b, "rt-1-0").await,
-        Some(ClaimState::Quarantined)
-    );
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Quarantined));
     b.upstream.open();
     let_time_pass(config.upstream_timeout).await;
     assert_eq!(b.stored(ID).await.credentials_version, 0, "no late answer");
@@ -1035,17 +926,15 @@ async fn step_06_the_token_request_is_aborted_at_the_hard_deadline() {
 #[tokio::test(start_paused = true)]
 async fn step_06_a_pause_after_claiming_that_eats_the_send_margin_means_nothing_is_sent() {
     let stall = Arc::new(Stall::default());
-    let clock = tokio_clock();
     let repo = HookedRepository {
         inner: Arc::new(InMemoryAccountRepository::with_accounts([expired_account(
             ID,
         )])),
         hooks: Arc::clone(&stall),
     };
-    let b = Backends::with_repo(repo, Arc::clone(&clock), clock);
+    let b = Backends::over(repo);
     let executor = b.executor(Platform::Anthropic);
-    let flow = process(
-        &b,
+    let flow = b.process(
         LockStrategy::process_local(),
         FlowConfig {
             claim_ttl: Duration::from_secs(100),
@@ -1106,18 +995,15 @@ async fn step_07_a_5xx_after_the_rotation_keeps_the_claim_and_nobody_presents_th
             status: Some(502),
             reason: "upstream status 502".into(),
         });
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::Upstream { .. })),
         "{outcome:?}"
     );
-    assert_eq!(
-        claim_state(&b, "rt-1-0").await,
-        Some(ClaimState::Quarantined)
-    );
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Quarantined));
 
     for _ in 0..3 {
-        let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+        let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
         assert!(
             matches!(outcome, Err(FlowError::Quarantined { .. })),
             "{outcome:?}"
@@ -1161,16 +1047,16 @@ async fn step_07_outcomes_that_may_have_consumed_the_token_quarantine_its_claim(
         let b = Backends::new([expired_account(ID)]);
         let executor = b.executor(Platform::Anthropic);
         b.upstream.fail_next(error.clone());
-        let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+        let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
         assert!(
             matches!(outcome, Err(FlowError::Upstream { .. })),
             "{error:?}: {outcome:?}"
         );
-        let claim = claim_of(&b, "rt-1-0").await;
+        let claim = b.claim_of("rt-1-0").await;
         let claim = claim.unwrap_or_else(|| panic!("{error:?}: the claim was dropped"));
         assert_eq!(claim.state, ClaimState::Quarantined, "{error:?}");
         assert_eq!(claim.remaining, Some(quarantine), "{error:?}");
-        let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+        let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
         assert!(
             matches!(outcome, Err(FlowError::Quarantined { .. })),
             "{error:?}: {outcome:?}"
@@ -1205,17 +1091,17 @@ async fn step_07_outcomes_that_provably_did_not_consume_the_token_release_its_cl
         let b = Backends::new([expired_account(ID)]);
         let executor = b.executor(Platform::Anthropic);
         b.upstream.fail_next(error.clone());
-        let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+        let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
         assert!(
             matches!(outcome, Err(FlowError::Upstream { .. })),
             "{error:?}: {outcome:?}"
         );
         assert_eq!(
-            claim_of(&b, "rt-1-0").await,
+            b.claim_of("rt-1-0").await,
             None,
             "{error:?}: claim released"
         );
-        let stored = refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+        let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
         assert_eq!(
             refresh_token(&stored),
             "rt-1-1",
@@ -1232,7 +1118,7 @@ async fn step_07_invalid_grant_marks_the_generation_dead() {
         code: OAuthErrorCode::new("invalid_grant"),
         description: None,
     });
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(
             outcome,
@@ -1243,8 +1129,8 @@ async fn step_07_invalid_grant_marks_the_generation_dead() {
         ),
         "{outcome:?}"
     );
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::CredentialsRegressed { .. })),
         "{outcome:?}"
@@ -1277,7 +1163,7 @@ async fn step_07_an_executor_panic_after_sending_quarantines_the_claim() {
     let b = Backends::new([expired_account(ID)]);
     let panicking: Arc<dyn RefreshExecutor> = Arc::new(PanicsAfterSending(b.upstream.clone()));
     let executor = b.executor(Platform::Anthropic);
-    let outcome = refresh_stored(&local(&b), &b, ID, &panicking).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &panicking).await;
     assert!(
         matches!(
             outcome,
@@ -1288,11 +1174,8 @@ async fn step_07_an_executor_panic_after_sending_quarantines_the_claim() {
         ),
         "{outcome:?}"
     );
-    assert_eq!(
-        claim_state(&b, "rt-1-0").await,
-        Some(ClaimState::Quarantined)
-    );
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Quarantined));
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::Quarantined { .. })),
         "{outcome:?}"
@@ -1304,7 +1187,7 @@ async fn step_07_an_executor_panic_after_sending_quarantines_the_claim() {
 async fn step_07_callers_of_a_quarantined_generation_fail_fast_with_its_end() {
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
-    let flow = local(&b);
+    let flow = b.local_process();
     b.upstream.fail_next(server_error(503));
     let _ = refresh_stored(&flow, &b, ID, &executor).await;
     let ends =
@@ -1330,26 +1213,18 @@ async fn step_07_callers_of_a_quarantined_generation_fail_fast_with_its_end() {
 // Step 8: the answer into the claim first; fenced write; consumed, not gone
 // ---------------------------------------------------------------------------
 
-/// A repository that notes the state of one claim whenever a credential
-/// write reaches it.
-struct ClaimWatchingRepo {
-    inner: InMemoryAccountRepository,
+/// Repository hooks that note the state of one claim whenever a credential
+/// write reaches the repository.
+struct ClaimWatch {
     claims: OnceLock<Arc<InMemoryClaimStore>>,
     seen: Mutex<Vec<Option<ClaimState>>>,
 }
 
 #[async_trait]
-impl AccountRepository for ClaimWatchingRepo {
-    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
-        self.inner.get(id).await
-    }
-
-    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
-        self.inner.insert(account).await
-    }
-
-    async fn compare_and_set_credentials(
+impl RepositoryHooks for ClaimWatch {
+    async fn around_compare_and_set(
         &self,
+        inner: &dyn AccountRepository,
         id: AccountId,
         expected: CasExpectation,
         credentials: &Credentials,
@@ -1357,65 +1232,43 @@ impl AccountRepository for ClaimWatchingRepo {
         let claims = self.claims.get().expect("claims wired");
         let state = claims.get(&claim_key("rt-1-0")).await?.map(|c| c.state);
         self.seen.lock().unwrap().push(state);
-        self.inner
+        inner
             .compare_and_set_credentials(id, expected, credentials)
             .await
-    }
-
-    async fn list_due(
-        &self,
-        before: DateTime<Utc>,
-        after: Option<DueCursor>,
-        limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
-        self.inner.list_due(before, after, limit).await
-    }
-
-    async fn set_error(
-        &self,
-        id: AccountId,
-        observed_version: u64,
-        message: &str,
-    ) -> Result<bool, StorageError> {
-        self.inner.set_error(id, observed_version, message).await
-    }
-
-    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_error(id).await
-    }
-
-    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_temp_unschedulable(id).await
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn step_08_the_answer_is_in_the_claim_before_the_account_is_written() {
-    let clock = tokio_clock();
-    let repo = ClaimWatchingRepo {
-        inner: InMemoryAccountRepository::with_accounts([expired_account(ID)]),
-        claims: OnceLock::new(),
-        seen: Mutex::new(Vec::new()),
+    let repo = HookedRepository {
+        inner: Arc::new(InMemoryAccountRepository::with_accounts([expired_account(
+            ID,
+        )])),
+        hooks: ClaimWatch {
+            claims: OnceLock::new(),
+            seen: Mutex::new(Vec::new()),
+        },
     };
-    let b = Backends::with_repo(repo, Arc::clone(&clock), clock);
+    let b = Backends::over(repo);
     assert!(
         b.repo
             .inner()
+            .hooks
             .claims
             .set(Arc::clone(b.claims.inner()))
             .is_ok()
     );
     let executor = b.executor(Platform::Anthropic);
 
-    refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+    refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
 
-    let seen = b.repo.inner().seen.lock().unwrap().clone();
+    let seen = b.repo.inner().hooks.seen.lock().unwrap().clone();
     assert_eq!(
         seen,
         [Some(ClaimState::Answered)],
         "answer saved, then the write"
     );
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
 }
 
 /// A's write fails every attempt after the answer was saved into the claim.
@@ -1427,7 +1280,7 @@ async fn an_answer_left_in_the_claim(b: &Backends) {
         attempts,
         StorageErrorKind::Unavailable,
     );
-    let outcome = refresh_stored(&local(b), b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), b, ID, &executor).await;
     assert!(
         matches!(
             outcome,
@@ -1438,7 +1291,7 @@ async fn an_answer_left_in_the_claim(b: &Backends) {
         ),
         "{outcome:?}"
     );
-    assert_eq!(claim_state(b, "rt-1-0").await, Some(ClaimState::Answered));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Answered));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1450,10 +1303,10 @@ async fn step_08_an_answered_claim_never_expires_is_never_purged_and_is_applied_
     // Twice the claim's life; the answer's access token (1 h) still valid.
     let_time_pass(FlowConfig::default().claim_ttl * 2).await;
     assert_eq!(b.claims.inner().purge(1000).await.unwrap(), 0);
-    let claim = claim_of(&b, "rt-1-0").await.expect("still there");
+    let claim = b.claim_of("rt-1-0").await.expect("still there");
     assert_eq!((claim.state, claim.remaining), (ClaimState::Answered, None));
 
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     match outcome {
         Ok(RefreshOutcome::Refreshed {
             account,
@@ -1470,7 +1323,7 @@ async fn step_08_the_write_is_fenced_on_the_fingerprint_of_the_token_it_replaces
     let b = swappable_backends(vec![expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
-    let run = spawn_refresh(&local(&b), &b.stored(ID).await, &executor);
+    let run = spawn_refresh(&b.local_process(), &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
 
     // The row is deleted and re-created at the same id and version 0 with
@@ -1497,12 +1350,12 @@ async fn step_08_the_write_is_fenced_on_the_fingerprint_of_the_token_it_replaces
 async fn step_08_a_consumed_token_written_back_is_refused_as_regressed_and_marks_the_account() {
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
-    let flow = local(&b);
+    let flow = b.local_process();
     refreshed_account(refresh_stored(&flow, &b, ID, &executor).await);
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
 
     // A backup from before the refresh is restored.
-    overwrite(b.repo.inner().as_ref(), ID, &credentials(ID, EXPIRED)).await;
+    b.overwrite(ID, &credentials(ID, EXPIRED)).await;
     let outcome = refresh_stored(&flow, &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::CredentialsRegressed { .. })),
@@ -1524,8 +1377,8 @@ async fn step_08_a_consumed_generation_is_kept_for_the_configured_horizon() {
     let executor = b.executor(Platform::Anthropic);
     let horizon = Duration::from_secs(30 * 86_400);
     assert_eq!(FlowConfig::default().consumed_horizon, horizon);
-    refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
-    let claim = claim_of(&b, "rt-1-0").await.expect("consumed claim");
+    refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
+    let claim = b.claim_of("rt-1-0").await.expect("consumed claim");
     assert_eq!(
         (claim.state, claim.remaining),
         (ClaimState::Consumed, Some(horizon))
@@ -1533,7 +1386,7 @@ async fn step_08_a_consumed_generation_is_kept_for_the_configured_horizon() {
 
     let_time_pass(horizon - Duration::from_secs(86_400)).await;
     assert_eq!(b.claims.inner().purge(1000).await.unwrap(), 0);
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
     let_time_pass(Duration::from_secs(2 * 86_400)).await;
     assert_eq!(
         b.claims.inner().purge(1000).await.unwrap(),
@@ -1547,7 +1400,7 @@ async fn step_08_an_answer_for_a_deleted_account_stays_in_the_claim() {
     let b = swappable_backends(vec![expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
     b.upstream.hold_responses();
-    let run = spawn_refresh(&local(&b), &b.stored(ID).await, &executor);
+    let run = spawn_refresh(&b.local_process(), &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
     b.repo.inner().swap(Vec::new());
     b.upstream.release(1);
@@ -1558,7 +1411,7 @@ async fn step_08_an_answer_for_a_deleted_account_stays_in_the_claim() {
         matches!(outcome, Err(FlowError::AccountNotFound { .. })),
         "{outcome:?}"
     );
-    let claim = claim_of(&b, "rt-1-0").await.expect("the claim stays");
+    let claim = b.claim_of("rt-1-0").await.expect("the claim stays");
     assert_eq!(claim.state, ClaimState::Answered);
     let answer = claim.answer.expect("with the answer");
     assert_eq!(answer.access_token().unwrap().expose(), "at-1-1");
@@ -1575,7 +1428,7 @@ async fn step_09_an_answer_found_in_the_claim_is_applied_by_the_fenced_write_the
     let executor = b.executor(Platform::Anthropic);
     an_answer_left_in_the_claim(&b).await;
 
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
 
     let stored = refreshed_account(outcome);
     assert_eq!(
@@ -1583,7 +1436,7 @@ async fn step_09_an_answer_found_in_the_claim_is_applied_by_the_fenced_write_the
         ("at-1-1".to_owned(), "rt-1-1".to_owned())
     );
     assert_eq!(stored.credentials_version, 1);
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
     assert_eq!(b.upstream.calls(), 1);
 }
 
@@ -1608,12 +1461,12 @@ async fn step_09_an_abandoned_empty_claim_is_held_elsewhere_until_it_expires_the
     assert!(matches!(won, ClaimAcquire::Won(_)));
 
     let_time_pass(claim_ttl - Duration::from_secs(1)).await;
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(is_held_elsewhere(&outcome), "{outcome:?}");
     assert_eq!(b.upstream.calls(), 0);
 
     let_time_pass(Duration::from_secs(1)).await;
-    let stored = refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+    let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
     assert_eq!(refresh_token(&stored), "rt-1-1");
     assert_eq!(b.upstream.calls(), 1);
 }
@@ -1627,16 +1480,8 @@ async fn step_10_a_holder_with_an_unsaved_answer_keeps_claim_and_lease_until_the
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
     let lease_key = common::key(&Platform::Anthropic, ID);
-    let locked = || {
-        process(
-            &b,
-            LockStrategy::single(b.lock.clone()),
-            FlowConfig::default(),
-        )
-    };
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    let locked = || b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default());
+    b.fail_writes();
     b.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
@@ -1658,7 +1503,7 @@ async fn step_10_a_holder_with_an_unsaved_answer_keeps_claim_and_lease_until_the
         assert!(!b.lease_is_free(&lease_key).await, "the lease is kept");
         let outcome = refresh_stored(&locked(), &b, ID, &executor).await;
         assert!(is_held_elsewhere(&outcome), "lease: {outcome:?}");
-        let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+        let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
         assert!(is_held_elsewhere(&outcome), "claim: {outcome:?}");
     }
     assert_eq!(b.upstream.calls(), 1);
@@ -1668,7 +1513,7 @@ async fn step_10_a_holder_with_an_unsaved_answer_keeps_claim_and_lease_until_the
     let_time_pass(RESCUE_ROUND).await;
     let stored = b.stored(ID).await;
     assert_eq!(refresh_token(&stored), "rt-1-1", "the answer landed");
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
     assert!(
         b.lease_is_free(&lease_key).await,
         "and only then the lease went"
@@ -1684,10 +1529,10 @@ async fn step_10_a_claim_known_to_hold_no_answer_is_shortened_to_the_quarantine(
         quarantine: Duration::from_secs(120),
         ..FlowConfig::default()
     };
-    let flow = process(&b, LockStrategy::process_local(), config.clone());
+    let flow = b.process(LockStrategy::process_local(), config.clone());
     b.upstream.fail_next(server_error(503));
     let _ = refresh_stored(&flow, &b, ID, &executor).await;
-    let claim = claim_of(&b, "rt-1-0").await.expect("quarantined claim");
+    let claim = b.claim_of("rt-1-0").await.expect("quarantined claim");
     assert_eq!(
         (claim.state, claim.remaining),
         (ClaimState::Quarantined, Some(config.quarantine)),
@@ -1714,7 +1559,7 @@ async fn step_11_the_executor_is_handed_the_claimed_token_not_the_callers_snapsh
         .credentials
         .insert("refresh_token", "rt-stale-snapshot");
 
-    let flow = local(&b);
+    let flow = b.local_process();
     let outcome = within(
         "the refresh",
         flow.refresh_if_needed(&snapshot, &dyn_executor, WINDOW),
@@ -1723,7 +1568,7 @@ async fn step_11_the_executor_is_handed_the_claimed_token_not_the_callers_snapsh
 
     refreshed_account(outcome);
     assert_eq!(executor.presented(), ["rt-1-0"]);
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
     assert_eq!(b.upstream.reuses(), 0);
 }
 
@@ -1967,14 +1812,14 @@ async fn step_12_a_maybe_consumed_outcome_of_a_non_rotating_account_is_not_quara
     let executor = b.executor(Platform::Anthropic);
     assert!(!executor.rotates_refresh_token());
     b.upstream.fail_next(server_error(503));
-    let outcome = refresh_stored(&local(&b), &b, ID, &executor).await;
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::Upstream { .. })),
         "{outcome:?}"
     );
-    assert_eq!(claim_of(&b, "rt-1-0").await, None, "no quarantine");
+    assert_eq!(b.claim_of("rt-1-0").await, None, "no quarantine");
 
-    let stored = refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+    let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
     assert_eq!(access_token(&stored), "at-1-1");
     assert_eq!(refresh_token(&stored), "rt-1-0", "kept by the upstream");
 }
@@ -1986,15 +1831,11 @@ async fn step_12_an_answer_of_a_non_rotating_account_applies_only_at_its_base_ve
     an_answer_left_in_the_claim(&b).await;
     // Another writer stores a newer access token (version 1) that expires
     // long before the claim's answer would.
-    overwrite(
-        b.repo.inner().as_ref(),
-        ID,
-        &tokens("at-newer", "rt-1-0", b.clock.now(), 600),
-    )
-    .await;
+    b.overwrite(ID, &tokens("at-newer", "rt-1-0", b.clock.now(), 600))
+        .await;
     let_time_pass(Duration::from_secs(20 * 60)).await;
 
-    let stored = refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+    let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
 
     assert_eq!(
         access_token(&stored),
@@ -2021,14 +1862,10 @@ async fn step_12_a_stale_claim_of_a_non_rotating_account_does_not_block_a_newer_
         )
         .await
         .unwrap();
-    overwrite(
-        b.repo.inner().as_ref(),
-        ID,
-        &tokens("at-newer", "rt-1-0", b.clock.now(), -1),
-    )
-    .await;
+    b.overwrite(ID, &tokens("at-newer", "rt-1-0", b.clock.now(), -1))
+        .await;
 
-    let stored = refreshed_account(refresh_stored(&local(&b), &b, ID, &executor).await);
+    let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
 
     assert_eq!(stored.credentials_version, 2);
     assert_eq!(
@@ -2081,12 +1918,12 @@ async fn step_12_an_answer_that_does_rotate_is_handled_as_rotating() {
         ISSUED_LIFETIME,
     ));
     let executor: Arc<dyn RefreshExecutor> = Recording::claiming(inner, false);
-    let flow = local(&b);
+    let flow = b.local_process();
     let stored = refreshed_account(refresh_stored(&flow, &b, ID, &executor).await);
     assert_eq!(refresh_token(&stored), "rt-1-1");
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
 
-    overwrite(b.repo.inner().as_ref(), ID, &credentials(ID, EXPIRED)).await;
+    b.overwrite(ID, &credentials(ID, EXPIRED)).await;
     let outcome = refresh_stored(&flow, &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::CredentialsRegressed { .. })),

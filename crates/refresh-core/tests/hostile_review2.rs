@@ -17,84 +17,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{Backends, WINDOW, oauth_account, t0, tokio_clock};
+use common::{
+    Backends, WINDOW, access_token_of, claim_key, expired_account, let_time_pass, refresh_token_of,
+    spawn_refresh, t0,
+};
 use refresh_core::memory::InMemoryAccountRepository;
 use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor};
 use refresh_core::{
     Account, AccountId, AccountRepository, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState,
-    ClaimStore, Clock, Credentials, ExecutorRegistry, Fingerprint, FlowConfig, FlowError,
-    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
-    RefreshOutcome, Secret, StorageError, StorageErrorKind, TokenProvider,
+    ClaimStore, Credentials, ExecutorRegistry, FlowConfig, FlowError, LockStrategy, Platform,
+    ProviderError, RefreshContext, RefreshExecutor, RefreshOutcome, StorageError, StorageErrorKind,
+    TokenProvider,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-type Outcome = Result<RefreshOutcome, FlowError>;
-
 const ID: i64 = 1;
-const EXPIRED: i64 = -10;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn expired_account(id: i64) -> Account {
-    oauth_account(id, Platform::Anthropic, EXPIRED)
-}
-
-fn claim_key(token: &str) -> ClaimKey {
-    ClaimKey::new(Platform::Anthropic, Fingerprint::of(&Secret::from(token)))
-}
-
-async fn claim_of(store: &dyn ClaimStore, token: &str) -> Option<Claim> {
-    store
-        .get(&claim_key(token))
-        .await
-        .expect("claim store answers")
-}
-
-async fn let_time_pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
-fn spawn_refresh(
-    flow: &RefreshFlow,
-    account: &Account,
-    executor: &Arc<dyn RefreshExecutor>,
-) -> JoinHandle<Outcome> {
-    let (flow, account, executor) = (flow.clone(), account.clone(), Arc::clone(executor));
-    tokio::spawn(async move { flow.refresh_if_needed(&account, &executor, WINDOW).await })
-}
-
-fn at_of(a: &Account) -> Option<String> {
-    a.credentials.access_token().map(|t| t.expose().to_owned())
-}
-
-fn rt_of(a: &Account) -> Option<String> {
-    a.credentials.refresh_token().map(|t| t.expose().to_owned())
-}
-
-fn flow_over<R: AccountRepository + 'static>(
-    b: &Backends<R>,
-    claims: Arc<dyn ClaimStore>,
-    locks: LockStrategy,
-) -> RefreshFlow {
-    RefreshFlow::builder(b.repo.clone(), locks, claims)
-        .clock(Arc::clone(&b.clock))
-        .config(FlowConfig::default())
-        .build()
-        .expect("valid config")
-}
-
-/// Overwrites the stored credentials of `id` (an operator, a restore).
-async fn overwrite<R: AccountRepository + ?Sized>(repo: &R, id: i64, creds: &Credentials) {
-    let now = repo.get(AccountId(id)).await.unwrap().expect("account");
-    let w = repo
-        .compare_and_set_credentials(now.id, CasExpectation::of(&now), creds)
-        .await
-        .unwrap();
-    assert!(matches!(w, CasOutcome::Applied(_)), "{w:?}");
-}
 
 /// An executor wrapper that rewrites the inner executor's answer.
 struct Rewrite<F> {
@@ -301,8 +243,7 @@ impl AccountRepository for DeletableRepo {
 }
 
 fn deletable_backends(accounts: Vec<Account>) -> Backends<DeletableRepo> {
-    let clock: Arc<dyn Clock> = tokio_clock();
-    Backends::with_repo(DeletableRepo::with(accounts), Arc::clone(&clock), clock)
+    Backends::over(DeletableRepo::with(accounts))
 }
 
 // ---------------------------------------------------------------------------
@@ -325,7 +266,12 @@ async fn d1_an_acquire_committing_after_its_failed_retry_blocks_the_account_at_m
             AcquireMode::Fails,
         ],
     );
-    let flow = flow_over(&b, claims.clone(), LockStrategy::process_local());
+    let flow = b.process_over(
+        claims.clone(),
+        LockStrategy::process_local(),
+        Arc::clone(&b.clock),
+        FlowConfig::default(),
+    );
     let exec = b.executor(Platform::Anthropic);
     let first = flow
         .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
@@ -369,8 +315,13 @@ async fn r1_a_late_committing_acquire_never_makes_a_second_holder() {
             AcquireMode::Fails,
         ],
     );
-    let fa = flow_over(&b, late.clone(), LockStrategy::process_local());
-    let fb = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let fa = b.process_over(
+        late.clone(),
+        LockStrategy::process_local(),
+        Arc::clone(&b.clock),
+        FlowConfig::default(),
+    );
+    let fb = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     let account = b.stored(ID).await;
     let a = fa.refresh_if_needed(&account, &exec, WINDOW).await;
@@ -378,9 +329,7 @@ async fn r1_a_late_committing_acquire_never_makes_a_second_holder() {
     b.upstream.hold_responses();
     let rb = spawn_refresh(&fb, &account, &exec);
     b.upstream.wait_for_calls(1).await;
-    let b_claim = claim_of(b.claims.inner().as_ref(), "rt-1-0")
-        .await
-        .expect("B holds the claim");
+    let b_claim = b.claim_of("rt-1-0").await.expect("B holds the claim");
     go.notify_one();
     let landed = late.landed().await;
     assert!(
@@ -398,7 +347,10 @@ async fn r1_a_late_committing_acquire_never_makes_a_second_holder() {
     );
     assert_eq!(b.upstream.calls(), 1);
     assert_eq!(b.upstream.reuses(), 0);
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -413,7 +365,7 @@ async fn r1_a_late_committing_acquire_never_makes_a_second_holder() {
 #[tokio::test(start_paused = true)]
 async fn d2_a_failed_consumed_check_does_not_discard_the_live_rotation_over_a_restored_backup() {
     let b = Backends::new([expired_account(ID)]);
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let flow = b.local_process();
     let exec = b.executor(Platform::Anthropic);
     let backup = b.stored(ID).await; // rt-1-0
     let first = flow.refresh_if_needed(&backup, &exec, WINDOW).await;
@@ -422,7 +374,7 @@ async fn d2_a_failed_consumed_check_does_not_discard_the_live_rotation_over_a_re
     b.upstream.hold_responses();
     let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
     b.upstream.wait_for_calls(2).await;
-    overwrite(b.repo.inner().as_ref(), ID, &backup.credentials).await;
+    b.overwrite(ID, &backup.credentials).await;
     b.claims
         .faults
         .fail_next("get", 1, StorageErrorKind::Unavailable);
@@ -430,11 +382,11 @@ async fn d2_a_failed_consumed_check_does_not_discard_the_live_rotation_over_a_re
     let out = run.await.unwrap();
     let stored = b.stored(ID).await;
     let live = b.upstream.current_refresh_token(AccountId(ID));
-    let kept = claim_of(b.claims.inner().as_ref(), "rt-1-1").await;
+    let kept = b.claim_of("rt-1-1").await;
     assert!(
-        rt_of(&stored) == live || kept.as_ref().is_some_and(|c| c.answer.is_some()),
+        refresh_token_of(&stored) == live || kept.as_ref().is_some_and(|c| c.answer.is_some()),
         "live token {live:?} exists nowhere: stored {:?}, claim {:?}, outcome {out:?}",
-        rt_of(&stored),
+        refresh_token_of(&stored),
         kept.map(|c| c.state)
     );
 }
@@ -446,7 +398,7 @@ async fn d2_a_failed_consumed_check_does_not_discard_the_live_rotation_over_a_re
 async fn r2_an_operator_relogin_during_the_call_is_never_overwritten() {
     for claim_reads_fail in [false, true] {
         let b = Backends::new([expired_account(ID)]);
-        let flow = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+        let flow = b.local_process();
         let exec = b.executor(Platform::Anthropic);
         b.upstream.hold_responses();
         let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
@@ -455,7 +407,7 @@ async fn r2_an_operator_relogin_during_the_call_is_never_overwritten() {
             .with("access_token", "op-at")
             .with("refresh_token", "op-rt");
         relogin.set_expires_at(t0() + chrono::Duration::hours(8));
-        overwrite(b.repo.inner().as_ref(), ID, &relogin).await;
+        b.overwrite(ID, &relogin).await;
         if claim_reads_fail {
             b.claims
                 .faults
@@ -464,11 +416,17 @@ async fn r2_an_operator_relogin_during_the_call_is_never_overwritten() {
         b.upstream.release(1);
         let out = run.await.unwrap();
         let stored = b.stored(ID).await;
-        assert_eq!(rt_of(&stored).as_deref(), Some("op-rt"), "{out:?}");
-        assert_eq!(at_of(&stored).as_deref(), Some("op-at"), "{out:?}");
-        let presented = claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state);
+        assert_eq!(
+            refresh_token_of(&stored).as_deref(),
+            Some("op-rt"),
+            "{out:?}"
+        );
+        assert_eq!(
+            access_token_of(&stored).as_deref(),
+            Some("op-at"),
+            "{out:?}"
+        );
+        let presented = b.claim_of("rt-1-0").await.map(|c| c.state);
         if claim_reads_fail {
             // Whether the re-login holds a consumed token cannot be read:
             // the live answer is neither written over it nor dropped.
@@ -574,8 +532,8 @@ async fn r3_a_relogin_refreshed_elsewhere_is_not_mistaken_for_a_regressed_row() 
         upstream: Arc::clone(&up),
         gate: None,
     });
-    let f1 = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
-    let f2 = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let f1 = b.local_process();
+    let f2 = b.local_process();
     let run = spawn_refresh(&f1, &b.stored(ID).await, &slow);
     common::settle(async || up.calls.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
     let relogin = Credentials::new()
@@ -583,21 +541,19 @@ async fn r3_a_relogin_refreshed_elsewhere_is_not_mistaken_for_a_regressed_row() 
         .with("refresh_token", "op-rt")
         .with("expires_at", (t0().timestamp() - 5).to_string());
     up.grant("op-rt");
-    overwrite(b.repo.inner().as_ref(), ID, &relogin).await;
+    b.overwrite(ID, &relogin).await;
     let o2 = f2
         .refresh_if_needed(&b.stored(ID).await, &fast, WINDOW)
         .await;
     assert!(matches!(o2, Ok(RefreshOutcome::Refreshed { .. })), "{o2:?}");
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "op-rt")
-            .await
-            .map(|c| c.state),
+        b.claim_of("op-rt").await.map(|c| c.state),
         Some(ClaimState::Consumed)
     );
     gate.add_permits(1);
     let o1 = run.await.unwrap();
     let stored = b.stored(ID).await;
-    assert_eq!(rt_of(&stored).as_deref(), Some("g-2"), "{o1:?}");
+    assert_eq!(refresh_token_of(&stored).as_deref(), Some("g-2"), "{o1:?}");
     assert!(
         matches!(o1, Ok(RefreshOutcome::StillFresh { .. })),
         "{o1:?}"
@@ -622,14 +578,14 @@ async fn d3_a_rescue_with_no_account_and_no_claim_of_its_own_ends() {
     b.upstream.keep_refresh_tokens();
     let exec = b.executor(Platform::Anthropic);
     assert!(!exec.rotates_refresh_token());
-    let f1 = flow_over(&b, b.claims.clone(), LockStrategy::single(b.lock.clone()));
-    let f2 = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let f1 = b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default());
+    let f2 = b.local_process();
     b.upstream.hold_responses();
     let r1 = spawn_refresh(&f1, &b.stored(ID).await, &exec);
     b.upstream.wait_for_calls(1).await;
     let acct = b.stored(ID).await;
     let bumped = acct.credentials.clone().with("project_id", "p-1");
-    overwrite(b.repo.inner().as_ref(), ID, &bumped).await;
+    b.overwrite(ID, &bumped).await;
     let r2 = spawn_refresh(&f2, &b.stored(ID).await, &exec);
     b.upstream.wait_for_calls(2).await;
     b.repo.inner().delete(ID);
@@ -666,7 +622,7 @@ async fn d3_a_rescue_with_no_account_and_no_claim_of_its_own_ends() {
 async fn r4_a_rescued_answer_of_a_deleted_account_reaches_the_reimport_and_the_rescue_ends() {
     let b = deletable_backends(vec![expired_account(ID)]);
     let exec = b.executor(Platform::Anthropic);
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::single(b.lock.clone()));
+    let flow = b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default());
     b.upstream.hold_responses();
     let run = spawn_refresh(&flow, &b.stored(ID).await, &exec);
     b.upstream.wait_for_calls(1).await;
@@ -686,9 +642,7 @@ async fn r4_a_rescued_answer_of_a_deleted_account_reaches_the_reimport_and_the_r
     common::settle(async || b.lease_is_free(&key).await).await;
     assert!(b.lease_is_free(&key).await, "the rescue ended");
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Answered)
     );
     b.repo.inner().insert(export).await.unwrap();
@@ -705,7 +659,10 @@ async fn r4_a_rescued_answer_of_a_deleted_account_reaches_the_reimport_and_the_r
         ),
         "{again:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
     assert_eq!(b.upstream.calls(), 1);
     assert_eq!(b.upstream.reuses(), 0);
 }
@@ -717,10 +674,8 @@ async fn r4_a_rescued_answer_of_a_deleted_account_reaches_the_reimport_and_the_r
 async fn r5_a_rescue_under_a_long_outage_is_not_a_hot_loop_and_lands_when_healed() {
     let b = Backends::new([expired_account(ID)]);
     let exec = b.executor(Platform::Anthropic);
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    let flow = b.local_process();
+    b.fail_writes();
     b.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
@@ -749,13 +704,14 @@ async fn r5_a_rescue_under_a_long_outage_is_not_a_hot_loop_and_lands_when_healed
     );
     b.repo.faults.heal();
     let_time_pass(Duration::from_secs(11)).await;
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
     b.claims.faults.heal();
     let_time_pass(Duration::from_secs(11)).await;
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Consumed),
         "mark_consumed is retried by the ending call"
     );
@@ -775,7 +731,7 @@ async fn r5_a_rescue_under_a_long_outage_is_not_a_hot_loop_and_lands_when_healed
 async fn d4_a_waiter_applies_the_answer_of_a_crashed_holder_whose_lease_is_still_live() {
     let b = Backends::new([expired_account(ID)]);
     let exec = b.executor(Platform::Anthropic);
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::single(b.lock.clone()));
+    let flow = b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default());
     let provider =
         TokenProvider::builder(flow, ExecutorRegistry::new().with(Arc::clone(&exec))).build();
     // The crashed holder: its lease, its claim, its redemption, its answer.
@@ -827,15 +783,13 @@ async fn r6_waiters_in_several_processes_apply_one_answer_without_a_stampede() {
     let lock = LockStrategy::single(b.lock.clone());
     let providers: Vec<TokenProvider> = (0..4)
         .map(|_| {
-            let f = flow_over(&b, b.claims.clone(), lock.clone());
+            let f = b.process(lock.clone(), FlowConfig::default());
             TokenProvider::builder(f, ExecutorRegistry::new().with(Arc::clone(&exec))).build()
         })
         .collect();
     let account = b.stored(ID).await;
     b.upstream.hold_responses();
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    b.fail_writes();
     let holder = common::spawn_access_token(&providers[0], &account);
     b.upstream.wait_for_calls(1).await;
     let waiters: Vec<_> = providers[1..]
@@ -863,9 +817,7 @@ async fn r6_waiters_in_several_processes_apply_one_answer_without_a_stampede() {
     assert_eq!(b.upstream.calls(), 1);
     assert_eq!(b.upstream.reuses(), 0);
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Consumed)
     );
 }
@@ -886,11 +838,11 @@ async fn d5_a_reissued_access_token_with_a_renewed_expiry_is_not_refreshed_on_ev
         inner: b.executor(Platform::Anthropic),
         rotates: true,
         rewrite: |account: &Account, mut c: Credentials| {
-            c.insert("access_token", at_of(account).unwrap());
+            c.insert("access_token", access_token_of(account).unwrap());
             c
         },
     });
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let flow = b.local_process();
     let provider = TokenProvider::builder(flow, ExecutorRegistry::new().with(exec)).build();
     let mut results = Vec::new();
     for _ in 0..3 {
@@ -923,8 +875,8 @@ async fn d5_a_reissued_access_token_with_a_renewed_expiry_is_not_refreshed_on_ev
 async fn r7_the_final_reread_accepts_the_same_answer_applied_by_another_process() {
     let b = Backends::new([expired_account(ID)]);
     let exec = b.executor(Platform::Anthropic);
-    let f1 = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
-    let f2 = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let f1 = b.local_process();
+    let f2 = b.local_process();
     b.repo.faults.fail_next(
         "compare_and_set_credentials",
         5,
@@ -954,12 +906,13 @@ async fn r7_the_final_reread_accepts_the_same_answer_applied_by_another_process(
         matches!(out, Ok(RefreshOutcome::Refreshed { .. })),
         "{out:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-1"));
+    assert_eq!(
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-1")
+    );
     assert_eq!(b.upstream.calls(), 1);
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Consumed)
     );
 }
@@ -971,7 +924,7 @@ async fn r7_the_final_reread_accepts_the_same_answer_applied_by_another_process(
 async fn r8_a_final_reread_never_accepts_a_row_with_other_tokens() {
     let b = Backends::new([expired_account(ID)]);
     let exec = b.executor(Platform::Anthropic);
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let flow = b.local_process();
     b.repo.faults.fail_always(
         "compare_and_set_credentials",
         StorageErrorKind::Other, // not retryable: straight to the re-read
@@ -989,11 +942,12 @@ async fn r8_a_final_reread_never_accepts_a_row_with_other_tokens() {
         ),
         "{out:?}"
     );
-    assert_eq!(rt_of(&b.stored(ID).await).as_deref(), Some("rt-1-0"));
     assert_eq!(
-        claim_of(b.claims.inner().as_ref(), "rt-1-0")
-            .await
-            .map(|c| c.state),
+        refresh_token_of(&b.stored(ID).await).as_deref(),
+        Some("rt-1-0")
+    );
+    assert_eq!(
+        b.claim_of("rt-1-0").await.map(|c| c.state),
         Some(ClaimState::Answered)
     );
 }
@@ -1013,7 +967,7 @@ async fn d7_a_non_rotating_answer_over_a_regressed_row_keeps_the_live_refresh_to
     let b = Backends::new([expired_account(ID)]);
     b.upstream.keep_refresh_tokens();
     let exec = b.executor(Platform::Anthropic);
-    let flow = flow_over(&b, b.claims.clone(), LockStrategy::process_local());
+    let flow = b.local_process();
     // A dead token whose generation is marked consumed.
     let dead = claim_key("rt-dead");
     let id = ClaimId::random();
@@ -1037,7 +991,7 @@ async fn d7_a_non_rotating_answer_over_a_regressed_row_keeps_the_live_refresh_to
         .await
         .credentials
         .with("refresh_token", "rt-dead");
-    overwrite(b.repo.inner().as_ref(), ID, &restored).await;
+    b.overwrite(ID, &restored).await;
     b.upstream.open();
     let out = run.await.unwrap();
     let stored = b.stored(ID).await;
@@ -1046,11 +1000,11 @@ async fn d7_a_non_rotating_answer_over_a_regressed_row_keeps_the_live_refresh_to
         .refresh_if_needed(&b.stored(ID).await, &exec, WINDOW)
         .await;
     assert_ne!(
-        rt_of(&stored).as_deref(),
+        refresh_token_of(&stored).as_deref(),
         Some("rt-dead"),
         "the new access token was written next to the dead refresh token and rt-1-0 \
          dropped; outcome {out:?}, stored AT {:?}; next refresh {next:?}",
-        at_of(&stored)
+        access_token_of(&stored)
     );
     assert!(
         matches!(next, Ok(RefreshOutcome::Refreshed { .. })),

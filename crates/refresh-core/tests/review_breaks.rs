@@ -12,85 +12,41 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use common::{Backends, ISSUED_LIFETIME, WINDOW, access_token, oauth_account, refresh_token, t0};
+use common::{
+    Backends, ConcurrencyProbe, HookedRepository, ISSUED_LIFETIME, Outcome, RESCUE_ROUND,
+    RepositoryHooks, WINDOW, access_token, calls_reach, expired_account, finish, is_held_elsewhere,
+    let_time_pass, oauth_account, refresh_stored, refresh_token, refreshed_account, spawn_refresh,
+    t0, within,
+};
 use refresh_core::error::OAuthErrorCode;
 use refresh_core::flow::{MAX_CONSUMED_HORIZON, MAX_DURATION};
 use refresh_core::memory::{InMemoryAccountRepository, InMemoryRefreshLock};
-use refresh_core::ports::{CasExpectation, CasOutcome, DueCursor, Lease, LeaseOwner};
-use refresh_core::testing::{FakeUpstream, FaultPlan, Faulty};
+use refresh_core::ports::{CasExpectation, CasOutcome, Lease, LeaseOwner};
+use refresh_core::testing::{FaultPlan, Faulty};
 use refresh_core::{
     Account, AccountId, AccountRepository, AccountStatus, BackgroundConfig, BackgroundRefresher,
-    Claim, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock, ConfigError, Credentials,
-    ExecutorRegistry, Fingerprint, FlowConfig, FlowError, LockStrategy, Platform, ProviderError,
-    RefreshContext, RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock, RefreshOutcome, Secret,
-    StorageError, StorageErrorKind, TokenProvider, TokioClock,
+    ClaimId, ClaimState, Clock, ConfigError, Credentials, ExecutorRegistry, FlowConfig, FlowError,
+    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
+    RefreshKey, RefreshLock, RefreshOutcome, Secret, StorageError, StorageErrorKind, TokenProvider,
+    TokioClock,
 };
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-
-type Outcome = Result<RefreshOutcome, FlowError>;
 
 /// The account most scenarios refresh.
 const ID: i64 = 1;
-/// Its access token expired 10 s before [`t0`]: due for everyone.
-const EXPIRED: i64 = -10;
-/// The longest pause of a rescue loop between attempts (flow/persist.rs),
-/// plus a second: after this much virtual time a healed store has been
-/// retried.
-const RESCUE_ROUND: Duration = Duration::from_secs(11);
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-fn expired_account(id: i64) -> Account {
-    oauth_account(id, Platform::Anthropic, EXPIRED)
-}
-
-/// The claim key of `token` on the Anthropic token endpoint.
-fn claim_key(token: &str) -> ClaimKey {
-    ClaimKey::new(Platform::Anthropic, Fingerprint::of(&Secret::from(token)))
-}
-
-/// The claim of `token` as the shared store holds it now.
-async fn claim_of<R: ?Sized>(b: &Backends<R>, token: &str) -> Option<Claim> {
-    b.claims
-        .inner()
-        .get(&claim_key(token))
-        .await
-        .expect("the in-memory claim store answers")
-}
-
-async fn claim_state<R: ?Sized>(b: &Backends<R>, token: &str) -> Option<ClaimState> {
-    claim_of(b, token).await.map(|c| c.state)
-}
-
-/// A "process": a flow of its own over the scenario's repository and claim
-/// store, on the scenario's clock.
-fn process<R: AccountRepository + 'static>(
-    b: &Backends<R>,
-    locks: LockStrategy,
-    config: FlowConfig,
-) -> RefreshFlow {
-    b.flow_builder(locks)
-        .config(config)
-        .build()
-        .expect("valid flow configuration")
-}
-
 /// A process whose lease lives in the scenario's shared lock.
 fn locked_process<R: AccountRepository + 'static>(b: &Backends<R>) -> RefreshFlow {
-    process(
-        b,
-        LockStrategy::single(b.lock.clone()),
-        FlowConfig::default(),
-    )
+    b.process(LockStrategy::single(b.lock.clone()), FlowConfig::default())
 }
 
 /// A lock of its own, as if the shared lock store had been flushed.
@@ -98,75 +54,10 @@ fn fresh_lock<R: ?Sized>(b: &Backends<R>) -> Arc<InMemoryRefreshLock> {
     Arc::new(InMemoryRefreshLock::new(Arc::clone(&b.clock)))
 }
 
-/// The longest any awaited step of a scenario may take, in virtual time: a
-/// broken flow that never finishes a step fails the test here instead of
-/// hanging it.
-const STEP_BOUND: Duration = Duration::from_secs(2 * 3600);
-
-async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(STEP_BOUND, step)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP_BOUND:?} of virtual time"))
-}
-
-/// Waits (bounded) until the fake upstream received `n` requests.
-async fn calls_reach(upstream: &FakeUpstream, n: u64) {
-    within("the upstream request", upstream.wait_for_calls(n)).await;
-}
-
-/// Joins a spawned refresh (bounded).
-async fn finish(run: JoinHandle<Outcome>) -> Outcome {
-    within("the refresh run", run)
-        .await
-        .expect("the refresh task does not panic")
-}
-
-fn spawn_refresh(
-    flow: &RefreshFlow,
-    account: &Account,
-    executor: &Arc<dyn RefreshExecutor>,
-) -> JoinHandle<Outcome> {
-    let (flow, account, executor) = (flow.clone(), account.clone(), Arc::clone(executor));
-    tokio::spawn(async move { flow.refresh_if_needed(&account, &executor, WINDOW).await })
-}
-
-/// Refreshes account `id` from its stored row.
-async fn refresh_stored<R: AccountRepository + 'static>(
-    flow: &RefreshFlow,
-    b: &Backends<R>,
-    id: i64,
-    executor: &Arc<dyn RefreshExecutor>,
-) -> Outcome {
-    let account = b.stored(id).await;
-    within(
-        "the refresh",
-        flow.refresh_if_needed(&account, executor, WINDOW),
-    )
-    .await
-}
-
-/// Lets `d` of virtual (paused) time pass: every timer due meanwhile fires
-/// in order. Not a synchronisation device: the behaviour under test is
-/// time-dependent (lease lapse, claim expiry, quarantine end).
-async fn let_time_pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
 fn anthropic_refresher(b: &Backends, flow: &RefreshFlow) -> BackgroundRefresher {
     BackgroundRefresher::builder(flow.clone(), b.registry(&[Platform::Anthropic]))
         .build()
         .expect("valid background configuration")
-}
-
-fn is_held_elsewhere(outcome: &Outcome) -> bool {
-    matches!(outcome, Ok(RefreshOutcome::HeldElsewhere))
-}
-
-fn refreshed_account(outcome: Outcome) -> Account {
-    match outcome {
-        Ok(RefreshOutcome::Refreshed { account, .. }) => account,
-        other => panic!("expected Refreshed, got {other:?}"),
-    }
 }
 
 /// A [`RefreshLock`] whose whole state can be flushed (Redis restarted or
@@ -214,54 +105,6 @@ impl RefreshLock for FlushableLock {
 
     async fn release(&self, lease: &Lease) -> Result<bool, StorageError> {
         self.now().release(lease).await
-    }
-}
-
-/// An executor wrapper counting the calls in flight (a call aborted at the
-/// hard deadline is dropped, and leaves the count).
-struct Gauged {
-    inner: Arc<dyn RefreshExecutor>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-}
-
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Gauged {
-    fn new(inner: Arc<dyn RefreshExecutor>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
-        })
-    }
-}
-
-#[async_trait]
-impl RefreshExecutor for Gauged {
-    fn platform(&self) -> Platform {
-        self.inner.platform()
-    }
-
-    fn rotates_refresh_token(&self) -> bool {
-        self.inner.rotates_refresh_token()
-    }
-
-    async fn refresh(
-        &self,
-        account: &Account,
-        ctx: &RefreshContext,
-    ) -> Result<Credentials, ProviderError> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let _in_flight = InFlight(&self.in_flight);
-        self.inner.refresh(account, ctx).await
     }
 }
 
@@ -315,16 +158,12 @@ async fn a_maybe_consumed_outcome_is_never_retried(error: ProviderError) {
     assert_eq!(stored.status, AccountStatus::Active, "{error:?}");
     assert_eq!(stored.error_message, None, "{error:?}");
     assert_eq!(
-        claim_state(&b, "rt-1-0").await,
+        b.claim_state("rt-1-0").await,
         Some(ClaimState::Quarantined),
         "{error:?}: the claim is kept as a quarantine"
     );
 
-    let other = process(
-        &b,
-        LockStrategy::single(fresh_lock(&b)),
-        FlowConfig::default(),
-    );
+    let other = b.process(LockStrategy::single(fresh_lock(&b)), FlowConfig::default());
     let outcome = refresh_stored(&other, &b, ID, &executor).await;
     assert!(
         matches!(outcome, Err(FlowError::Quarantined { .. })),
@@ -361,7 +200,7 @@ async fn break_03_a_process_with_a_short_deadline_does_not_judge_a_longer_holder
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
     // A: H = 60 s, default claim life (15 min).
-    let a = process(&b, LockStrategy::process_local(), FlowConfig::default());
+    let a = b.process(LockStrategy::process_local(), FlowConfig::default());
     // B: H = 1 s and the shortest claim life that configuration allows.
     let short = FlowConfig {
         upstream_timeout: Duration::from_secs(1),
@@ -371,7 +210,7 @@ async fn break_03_a_process_with_a_short_deadline_does_not_judge_a_longer_holder
         lease_ttl: Duration::from_secs(20),
         ..FlowConfig::default()
     };
-    let b_flow = process(&b, LockStrategy::process_local(), short);
+    let b_flow = b.process(LockStrategy::process_local(), short);
     b.upstream.hold_responses();
     let a_run = spawn_refresh(&a, &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
@@ -397,7 +236,7 @@ async fn break_04_a_process_whose_clock_runs_100_s_ahead_waits_out_the_quarantin
  {
     let b = Backends::new([expired_account(ID)]);
     let executor = b.executor(Platform::Anthropic);
-    let a = process(&b, LockStrategy::process_local(), FlowConfig::default());
+    let a = b.process(LockStrategy::process_local(), FlowConfig::default());
     let ahead: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(
         t0() + chrono::Duration::seconds(100),
     ));
@@ -526,8 +365,8 @@ async fn a_broken_lease_does_not_let_a_second_process_present_the_token(
     disturb: impl FnOnce(),
 ) {
     let executor = b.executor(Platform::Anthropic);
-    let a = process(b, a_locks, FlowConfig::default());
-    let second = process(b, b_locks, FlowConfig::default());
+    let a = b.process(a_locks, FlowConfig::default());
+    let second = b.process(b_locks, FlowConfig::default());
     b.upstream.hold_responses();
     let a_run = spawn_refresh(&a, &b.stored(ID).await, &executor);
     calls_reach(&b.upstream, 1).await;
@@ -546,7 +385,7 @@ async fn a_broken_lease_does_not_let_a_second_process_present_the_token(
         "{outcome:?}"
     );
     assert_eq!(b.upstream.reuses(), 0);
-    assert_eq!(claim_state(b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
 }
 
 #[tokio::test(start_paused = true)]
@@ -611,9 +450,7 @@ async fn break_09_an_answer_held_only_in_memory_keeps_its_lease_and_claim_past_t
     let executor = b.executor(Platform::Anthropic);
     let lease_key = common::key(&Platform::Anthropic, ID);
     let a = locked_process(&b);
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    b.fail_writes();
     b.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);
@@ -632,11 +469,7 @@ async fn break_09_an_answer_held_only_in_memory_keeps_its_lease_and_claim_past_t
 
     // Ten minutes: over three lease TTLs.
     let same_lock = locked_process(&b);
-    let flushed_lock = process(
-        &b,
-        LockStrategy::single(fresh_lock(&b)),
-        FlowConfig::default(),
-    );
+    let flushed_lock = b.process(LockStrategy::single(fresh_lock(&b)), FlowConfig::default());
     for _ in 0..10 {
         let_time_pass(Duration::from_secs(60)).await;
         assert!(
@@ -661,7 +494,7 @@ async fn break_09_an_answer_held_only_in_memory_keeps_its_lease_and_claim_past_t
         "the rescued answer landed"
     );
     assert_eq!(stored.credentials_version, 1);
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
     assert!(
         b.lease_is_free(&lease_key).await,
         "then the lease is released"
@@ -744,7 +577,7 @@ async fn break_10_a_holder_cut_off_from_every_store_for_10_min_after_the_answer_
     assert_eq!(b.upstream.reuses(), 0);
     let stored = b.stored(ID).await;
     assert_eq!(refresh_token(&stored), "rt-1-1", "the fenced write landed");
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
     let outcome = refresh_stored(&locked_process(&b), &b, ID, &executor).await;
     assert!(
         matches!(outcome, Ok(RefreshOutcome::StillFresh { .. })),
@@ -820,7 +653,7 @@ async fn break_11_an_answer_applied_after_its_access_token_expired_is_refreshed_
         ),
         "{outcome:?}"
     );
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Answered));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Answered));
 
     // The answer's access token (1 h) has expired by the time it is applied.
     let_time_pass(ISSUED_LIFETIME * 2).await;
@@ -862,7 +695,7 @@ async fn break_12_a_stale_answer_of_a_non_rotating_account_never_overwrites_a_ne
         "{outcome:?}"
     );
     // The stale answer (at-1-1) lives an hour.
-    let stale = claim_of(&b, "rt-1-0").await.expect("answered claim");
+    let stale = b.claim_of("rt-1-0").await.expect("answered claim");
     assert_eq!(stale.state, ClaimState::Answered);
 
     // Another writer stores a newer, short-lived access token (version 1).
@@ -870,13 +703,7 @@ async fn break_12_a_stale_answer_of_a_non_rotating_account_never_overwrites_a_ne
     let mut newer = stored.credentials.clone();
     newer.insert("access_token", "at-newer");
     newer.set_expires_at(b.clock.now() + chrono::Duration::minutes(10));
-    let written = b
-        .repo
-        .inner()
-        .compare_and_set_credentials(AccountId(ID), CasExpectation::of(&stored), &newer)
-        .await
-        .unwrap();
-    assert!(matches!(written, CasOutcome::Applied(_)));
+    b.overwrite(ID, &newer).await;
 
     // Long after: the newer token is due, the stale answer would still be
     // valid. Removing the stale claim fails at first: it stays inapplicable.
@@ -884,7 +711,7 @@ async fn break_12_a_stale_answer_of_a_non_rotating_account_never_overwrites_a_ne
     b.claims
         .faults
         .fail_always("remove", StorageErrorKind::Unavailable);
-    let other = process(&b, LockStrategy::process_local(), FlowConfig::default());
+    let other = b.process(LockStrategy::process_local(), FlowConfig::default());
     let outcome = refresh_stored(&other, &b, ID, &executor).await;
     assert!(outcome.is_ok(), "{outcome:?}");
     let stored = b.stored(ID).await;
@@ -932,13 +759,7 @@ async fn break_13_a_revocation_during_an_unrelated_credential_write_is_reported_
         .credentials
         .clone()
         .with("project_id", "p-backfilled");
-    let written = b
-        .repo
-        .inner()
-        .compare_and_set_credentials(AccountId(ID), CasExpectation::of(&stored), &backfilled)
-        .await
-        .unwrap();
-    assert!(matches!(written, CasOutcome::Applied(_)));
+    b.overwrite(ID, &backfilled).await;
     b.upstream.release(1);
 
     let outcome = finish(run).await;
@@ -953,7 +774,7 @@ async fn break_13_a_revocation_during_an_unrelated_credential_write_is_reported_
         ),
         "the revocation is reported: {outcome:?}"
     );
-    assert_eq!(claim_state(&b, "rt-1-0").await, Some(ClaimState::Consumed));
+    assert_eq!(b.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
 
     // The background refresher does not count it as refreshed or skipped,
     // and the dead account ends marked error without another call.
@@ -1023,7 +844,7 @@ async fn break_14_an_answer_with_a_blank_refresh_token_never_wipes_the_stored_on
 async fn break_15_background_concurrency_bounds_every_upstream_call_with_a_hanging_upstream() {
     let accounts = (1..=8).map(expired_account);
     let b = Backends::new(accounts);
-    let gauge = Gauged::new(b.executor(Platform::Anthropic));
+    let gauge = ConcurrencyProbe::new(b.executor(Platform::Anthropic));
     let refresher = BackgroundRefresher::builder(
         locked_process(&b),
         ExecutorRegistry::new().with(gauge.clone()),
@@ -1039,7 +860,7 @@ async fn break_15_background_concurrency_bounds_every_upstream_call_with_a_hangi
     let report = within("the background cycle", refresher.run_once()).await;
 
     assert_eq!(
-        gauge.max_in_flight.load(Ordering::SeqCst),
+        gauge.peak.load(Ordering::SeqCst),
         2,
         "never more upstream calls at once than the concurrency"
     );
@@ -1085,10 +906,9 @@ async fn break_16_a_cycle_whose_window_exceeds_the_token_lifetime_refreshes_each
 // Break 17: the error mark is fenced on the observed version
 // ---------------------------------------------------------------------------
 
-/// A repository where an operator re-imports fresh credentials just before
-/// the first `set_error` reaches it.
+/// Repository hooks where an operator re-imports fresh credentials just
+/// before the first `set_error` reaches the repository.
 struct ReimportBeforeErrorMark {
-    inner: InMemoryAccountRepository,
     reimported: AtomicBool,
 }
 
@@ -1101,69 +921,34 @@ fn fresh_import() -> Credentials {
 }
 
 #[async_trait]
-impl AccountRepository for ReimportBeforeErrorMark {
-    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
-        self.inner.get(id).await
-    }
-
-    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
-        self.inner.insert(account).await
-    }
-
-    async fn compare_and_set_credentials(
+impl RepositoryHooks for ReimportBeforeErrorMark {
+    async fn before_set_error(
         &self,
+        inner: &dyn AccountRepository,
         id: AccountId,
-        expected: CasExpectation,
-        credentials: &Credentials,
-    ) -> Result<CasOutcome, StorageError> {
-        self.inner
-            .compare_and_set_credentials(id, expected, credentials)
-            .await
-    }
-
-    async fn list_due(
-        &self,
-        before: DateTime<Utc>,
-        after: Option<DueCursor>,
-        limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
-        self.inner.list_due(before, after, limit).await
-    }
-
-    async fn set_error(
-        &self,
-        id: AccountId,
-        observed_version: u64,
-        message: &str,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<(), StorageError> {
         if !self.reimported.swap(true, Ordering::SeqCst) {
-            let current = self.inner.get(id).await?.expect("account exists");
-            let applied = self
-                .inner
+            let current = inner.get(id).await?.expect("account exists");
+            let applied = inner
                 .compare_and_set_credentials(id, CasExpectation::of(&current), &fresh_import())
                 .await?;
             assert!(matches!(applied, CasOutcome::Applied(_)));
         }
-        self.inner.set_error(id, observed_version, message).await
-    }
-
-    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_error(id).await
-    }
-
-    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
-        self.inner.clear_temp_unschedulable(id).await
+        Ok(())
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn break_17_an_error_mark_racing_a_reimport_never_marks_the_fresh_credentials() {
-    let repo = ReimportBeforeErrorMark {
-        inner: InMemoryAccountRepository::with_accounts([expired_account(ID)]),
-        reimported: AtomicBool::new(false),
+    let repo = HookedRepository {
+        inner: Arc::new(InMemoryAccountRepository::with_accounts([expired_account(
+            ID,
+        )])),
+        hooks: ReimportBeforeErrorMark {
+            reimported: AtomicBool::new(false),
+        },
     };
-    let clock = common::tokio_clock();
-    let b = Backends::with_repo(repo, Arc::clone(&clock), clock);
+    let b = Backends::over(repo);
     let flow = locked_process(&b);
     let refresher = BackgroundRefresher::builder(flow, b.registry(&[Platform::Anthropic]))
         .build()
@@ -1177,7 +962,7 @@ async fn break_17_an_error_mark_racing_a_reimport_never_marks_the_fresh_credenti
 
     assert_eq!((report.failed, report.marked_error), (1, 0));
     assert!(
-        b.repo.inner().reimported.load(Ordering::SeqCst),
+        b.repo.inner().hooks.reimported.load(Ordering::SeqCst),
         "the race happened"
     );
     let stored = b.stored(ID).await;
@@ -1287,10 +1072,8 @@ async fn break_19_the_longest_allowed_durations_survive_a_failing_write_and_clai
         release_timeout: MAX_DURATION,
         ..FlowConfig::default()
     };
-    let flow = process(&b, LockStrategy::single(b.lock.clone()), config);
-    b.repo
-        .faults
-        .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+    let flow = b.process(LockStrategy::single(b.lock.clone()), config);
+    b.fail_writes();
     b.claims
         .faults
         .fail_always("save_answer", StorageErrorKind::Unavailable);

@@ -22,10 +22,10 @@ use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
     AccessToken, Account, AccountId, AccountRepository, CachedToken, Claim, ClaimAcquire, ClaimId,
-    ClaimKey, ClaimStore, Clock, Credentials, ExecutorRegistry, Fingerprint, FlowConfig, FlowError,
-    LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor, RefreshFlow,
-    RefreshKey, RefreshLock, RefreshOutcome, Secret, StorageError, StorageErrorKind, TokenCache,
-    TokenError, TokenProvider,
+    ClaimKey, ClaimState, ClaimStore, Clock, Credentials, ExecutorRegistry, Fingerprint,
+    FlowConfig, FlowError, LockStrategy, Platform, ProviderError, RefreshContext, RefreshExecutor,
+    RefreshFlow, RefreshKey, RefreshLock, RefreshOutcome, Secret, StorageError, StorageErrorKind,
+    TokenCache, TokenError, TokenProvider,
 };
 use tokio::task::JoinHandle;
 
@@ -291,6 +291,65 @@ pub(crate) async fn settle(mut done: impl AsyncFnMut() -> bool) {
             return;
         }
         tokio::task::yield_now().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bounded steps
+// ---------------------------------------------------------------------------
+
+/// What a refresh run answers.
+pub(crate) type Outcome = Result<RefreshOutcome, FlowError>;
+
+/// The longest pause of a rescue loop between attempts (flow/persist.rs),
+/// plus a second: after this much virtual time a healed store has been
+/// retried.
+pub(crate) const RESCUE_ROUND: Duration = Duration::from_secs(11);
+
+/// The longest any awaited step of a scenario may take, in virtual time: a
+/// broken flow that never finishes a step fails the test here instead of
+/// hanging it.
+pub(crate) const STEP_BOUND: Duration = Duration::from_secs(2 * 3600);
+
+/// Awaits `step`, failing the test (naming `what`) if it takes longer than
+/// [`STEP_BOUND`] of virtual time.
+pub(crate) async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP_BOUND, step)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP_BOUND:?} of virtual time"))
+}
+
+/// Waits (bounded) until the fake upstream received `n` requests.
+pub(crate) async fn calls_reach(upstream: &FakeUpstream, n: u64) {
+    within("the upstream request", upstream.wait_for_calls(n)).await;
+}
+
+/// Joins a spawned refresh (bounded).
+pub(crate) async fn finish(run: JoinHandle<Outcome>) -> Outcome {
+    within("the refresh run", run)
+        .await
+        .expect("the refresh task does not panic")
+}
+
+/// [`Backends::refresh_stored`], bounded by [`within`].
+pub(crate) async fn refresh_stored<R: AccountRepository + 'static>(
+    flow: &RefreshFlow,
+    b: &Backends<R>,
+    id: i64,
+    executor: &Arc<dyn RefreshExecutor>,
+) -> Outcome {
+    within("the refresh", b.refresh_stored(flow, id, executor)).await
+}
+
+pub(crate) fn is_held_elsewhere(outcome: &Outcome) -> bool {
+    matches!(outcome, Ok(RefreshOutcome::HeldElsewhere))
+}
+
+/// The account a refresh run wrote; panics unless it answered `Refreshed`.
+pub(crate) fn refreshed_account(outcome: Outcome) -> Account {
+    match outcome {
+        Ok(RefreshOutcome::Refreshed { account, .. }) => account,
+        other => panic!("expected Refreshed, got {other:?}"),
     }
 }
 
@@ -777,6 +836,12 @@ impl<R: AccountRepository + 'static> Backends<R> {
             .get(&claim_key(token))
             .await
             .expect("the in-memory claim store answers")
+    }
+
+    /// The state of the claim of refresh token `token` (Anthropic) as the
+    /// shared claim store holds it now (read past the fault wrapper).
+    pub(crate) async fn claim_state(&self, token: &str) -> Option<ClaimState> {
+        self.claim_of(token).await.map(|c| c.state)
     }
 
     /// The only claim the store holds (any account, any state).
