@@ -53,14 +53,23 @@ pub struct Env {
     /// (response lost, processed after the sender stopped waiting, the
     /// holder crashed or stalled past its claim's life while holding it).
     pub lost: Option<Gen>,
-    /// A claim on the lost generation was taken over after it expired: from
+    /// The residual event for a consumed mark: a holder crashed, or stalled
+    /// longer than its claim's life, between writing the answer of this
+    /// generation and marking its open (unanswered) claim consumed, so
+    /// nothing records the generation as consumed.
+    /// A bit per generation (`1 << g`).
+    pub unmarked: u8,
+    /// A claim on the lost (or unmarked) generation was taken over after it expired: from
     /// here on, presenting that generation again is the residual risk.
-    pub residual_takeover: Option<Gen>,
+    /// A bit per generation (`1 << g`).
+    pub residual_takeover: u8,
     /// A generation was presented again outside the residual risk
     /// (invariant 1 broken).
     pub reuse: bool,
     /// A generation was presented again as the residual risk allows.
     pub residual_reuse: bool,
+    /// A token was sent while the row no longer held it (a stale read).
+    pub stale_send: bool,
     /// A protocol write replaced a newer generation with an older one
     /// (invariant 3 broken).
     pub regressed_write: bool,
@@ -92,9 +101,11 @@ impl Env {
             revoked: false,
             requests: Vec::new(),
             lost: None,
-            residual_takeover: None,
+            unmarked: 0,
+            residual_takeover: 0,
             reuse: false,
             residual_reuse: false,
+            stale_send: false,
             regressed_write: false,
             operator_destroyed: false,
         }
@@ -123,14 +134,14 @@ impl Env {
 
     /// A claim on `generation` was won by taking over an expired one.
     pub fn took_over(&mut self, generation: Gen) {
-        if self.lost == Some(generation) && self.residual_takeover.is_none() {
-            self.residual_takeover = Some(generation);
+        if self.lost == Some(generation) || self.unmarked & (1 << generation) != 0 {
+            self.residual_takeover |= 1 << generation;
         }
     }
 
     /// Whether a request for `generation` sent now is the residual risk.
     pub fn residual(&self, generation: Gen) -> bool {
-        self.residual_takeover == Some(generation)
+        self.residual_takeover & (1 << generation) != 0
     }
 
     /// Records the residual event for `generation` (the first one only).
@@ -138,6 +149,11 @@ impl Env {
         if self.lost.is_none() {
             self.lost = Some(generation);
         }
+    }
+
+    /// Records the consumed-mark residual event for `generation`.
+    pub fn unmark(&mut self, generation: Gen) {
+        self.unmarked |= 1 << generation;
     }
 
     /// A credential write of the protocol: `generation` at a new version.
@@ -154,7 +170,11 @@ impl Env {
     /// The operator writes an older, consumed generation back (an old
     /// export re-imported, a backup restored) as a normal write.
     pub fn reimport(&mut self, generation: Gen) {
-        if self.row.generation == self.issued {
+        // Overwriting the live generation destroys the only copy; a token
+        // whose consumed mark the residual event lost looks like a fresh
+        // grant to the protocol, which may then let the live answer yield
+        // to it.
+        if self.row.generation == self.issued || self.unmarked & (1 << generation) != 0 {
             self.operator_destroyed = true;
         }
         self.row = Row {
@@ -222,6 +242,9 @@ impl fmt::Display for Env {
         }
         if let Some(g) = self.lost {
             write!(f, " [rotation of g{g} lost: residual]")?;
+        }
+        for g in (0..8).filter(|g| self.unmarked & (1 << g) != 0) {
+            write!(f, " [consumed mark of g{g} lost: residual]")?;
         }
         Ok(())
     }

@@ -29,6 +29,19 @@ pub struct Protections {
     /// The credential write is a compare-and-set on the version and the
     /// refresh-token fingerprint (removed: a blind write).
     pub cas_fence: bool,
+    /// A consumed mark whose attempts fail is retried by a detached task
+    /// that keeps the claim alive until it lands (removed: given up, the
+    /// open claim expires unmarked; finding F1).
+    pub mark_retried: bool,
+    /// On a mismatch the fenced write judges the row against the token the
+    /// answer REDEEMED, not the rebased one, and a row holding that token
+    /// again with its generation consumed means the answer already landed
+    /// (removed: the pre-fix `write_once`; finding F2).
+    pub presented_fence: bool,
+    /// On a mismatch, an answer whose own token is claimed already landed
+    /// and is superseded (removed: with a redeemed token in the row the
+    /// stale answer re-applies over a newer generation).
+    pub answer_claim_check: bool,
 }
 
 impl Protections {
@@ -40,6 +53,9 @@ impl Protections {
         quarantine_maybe_consumed: true,
         consumed_mark: true,
         cas_fence: true,
+        mark_retried: true,
+        presented_fence: true,
+        answer_claim_check: true,
     };
 }
 
@@ -74,16 +90,9 @@ pub struct Bounds {
     /// Failed storage calls (save answer, compare-and-set, mark consumed,
     /// quarantine, extend).
     pub store_faults: u8,
-    /// Operator re-imports of a consumed generation.
+    /// Operator re-imports of an older generation (at any time, of any
+    /// generation the row held before).
     pub reimports: u8,
-    /// Allow re-importing a generation whose consumed mark is missing (it
-    /// never landed, or the protection is removed): finding F1 in the
-    /// README. Off in the proof, which re-imports only generations whose
-    /// claim is marked consumed.
-    pub reimport_unmarked: bool,
-    /// Allow the re-import while a worker holds an answer it has not
-    /// written yet (finding F2 in the README). Off in the proof.
-    pub reimport_during_writes: bool,
 }
 
 impl Bounds {
@@ -103,8 +112,6 @@ impl Bounds {
             crashes: 1,
             store_faults: 1,
             reimports: 1,
-            reimport_unmarked: false,
-            reimport_during_writes: false,
         }
     }
 
@@ -379,6 +386,10 @@ pub struct State {
     pub store_faults: u8,
     /// Remaining re-imports.
     pub reimports: u8,
+    /// Detached consumed-mark retries (`finish_claim`'s background task):
+    /// (worker, generation, claim id), sorted. A crash of the worker ends
+    /// them.
+    pub background: Vec<(u8, Gen, u8)>,
 }
 
 /// An action of the model.
@@ -412,6 +423,15 @@ pub enum Action {
     DurableLapse,
     /// The operator writes an older generation back.
     Reimport(Gen),
+    /// Detached mark retry `i` runs: `fail: false` marks the claim
+    /// consumed (the task ends); `fail: true` the mark fails and the claim
+    /// is extended (the task goes on).
+    Retry {
+        /// Index into the detached retries.
+        index: u8,
+        /// The mark fails.
+        fail: bool,
+    },
 }
 
 impl fmt::Display for Action {
@@ -432,6 +452,10 @@ impl fmt::Display for Action {
             Self::FastRecover => write!(f, "fast store back"),
             Self::DurableLapse => write!(f, "durable lease LAPSES"),
             Self::Reimport(g) => write!(f, "operator re-imports g{g}"),
+            Self::Retry { index, fail: false } => write!(f, "detached mark retry #{index}"),
+            Self::Retry { index, fail: true } => {
+                write!(f, "detached mark retry #{index} FAILS (claim extended)")
+            }
         }
     }
 }
@@ -507,8 +531,16 @@ impl Protocol {
 
     /// `write_once`: the fenced write, and on a mismatch the re-read that
     /// recognises our own write, re-applies over a consumed token or an
-    /// unrelated write, or lets another writer's token stand.
-    fn write_once(&self, s: &mut State, base: Gen, version: u8, answer: Gen) -> Written {
+    /// unrelated write, or lets another writer's token stand. `presented`
+    /// is the generation the answer redeemed (the claim's key).
+    fn write_once(
+        &self,
+        s: &mut State,
+        presented: Gen,
+        base: Gen,
+        version: u8,
+        answer: Gen,
+    ) -> Written {
         let row = s.env.row;
         if !self.protections.cas_fence || (row.version == version && row.generation == base) {
             s.env.write(answer);
@@ -517,7 +549,6 @@ impl Protocol {
         if row.generation == answer {
             return Written::Applied;
         }
-        let replaced = row.generation != base;
         let consumed = matches!(
             s.claims[row.generation as usize],
             Some(Claim {
@@ -525,9 +556,38 @@ impl Protocol {
                 ..
             })
         );
-        if replaced && !consumed {
+        if !self.protections.presented_fence {
+            // The pre-fix rule: judged against the rebased token.
+            return if row.generation != base && !consumed {
+                Written::Superseded
+            } else {
+                Written::Rebased(row.generation, row.version)
+            };
+        }
+        // The answer's own generation has a claim: someone read it from the
+        // row (or from our claim) and redeems it, so it already landed.
+        if self.protections.answer_claim_check && s.claims[answer as usize].is_some() {
+            return Written::Superseded;
+        }
+        let replaced = row.generation != presented;
+        // A replacing token that was redeemed: consumed, or answered with
+        // its mark missing.
+        let redeemed = consumed
+            || matches!(
+                s.claims[row.generation as usize],
+                Some(Claim {
+                    state: ClaimState::Answered(_),
+                    ..
+                })
+            );
+        if replaced && !redeemed || !replaced && consumed {
+            // Another writer's live token; or the presented token is back
+            // and consumed: this answer already landed and was refreshed
+            // past.
             Written::Superseded
         } else {
+            // A redeemed token was re-imported while the call was out, or
+            // an unrelated write kept the presented token: re-apply.
             Written::Rebased(row.generation, row.version)
         }
     }
@@ -702,7 +762,7 @@ impl Protocol {
                 let written = if fail {
                     None
                 } else {
-                    Some(self.write_once(s, base, version, answer))
+                    Some(self.write_once(s, key, base, version, answer))
                 };
                 let kind = if own {
                     FinishKind::Own
@@ -772,7 +832,7 @@ impl Protocol {
                 };
                 match step {
                     RescueStep::Write => {
-                        match (!fail).then(|| self.write_once(s, base, version, answer)) {
+                        match (!fail).then(|| self.write_once(s, key, base, version, answer)) {
                             Some(Written::Applied) => {
                                 let kind = FinishKind::Own;
                                 Self::set(
@@ -832,6 +892,9 @@ impl Protocol {
             Phase::Finish { key, claim, kind } => {
                 if !fail {
                     self.mark_consumed(s, key, claim);
+                } else if p.mark_retried {
+                    s.background.push((w, key, claim));
+                    s.background.sort_unstable();
                 }
                 match kind {
                     // apply_answer → Claimed::Applied: check due-ness again.
@@ -872,6 +935,9 @@ impl Protocol {
         let now = s.env.now;
         let life_left = (start + self.bounds.claim_ttl).saturating_sub(now);
         if life_left >= self.window() {
+            if s.env.row.generation != key {
+                s.env.stale_send = true;
+            }
             s.env.requests.push(Request {
                 generation: key,
                 sent: now,
@@ -914,6 +980,22 @@ impl Protocol {
         Self::set(s, w, next);
     }
 
+    /// Whether a live holder is still to mark `generation`'s claim consumed
+    /// (its first attempt is next, or the detached retry is pending). A
+    /// re-import of the generation inside that window is outside the
+    /// model (README, "What the model does not cover").
+    fn mark_pending(s: &State, generation: Gen) -> bool {
+        s.background.iter().any(|&(_, key, _)| key == generation)
+            || s.workers
+                .iter()
+                .any(|w| matches!(w.phase, Phase::Finish { key, .. } if key == generation))
+    }
+
+    /// The claim of `key` if it is `id`'s and open (unanswered).
+    fn open_claim(s: &State, key: Gen, id: u8) -> Option<Claim> {
+        s.claims[key as usize].filter(|c| c.id == id && c.state == ClaimState::Open)
+    }
+
     /// Invariant 2's durable copy: an answered claim holding `issued` or
     /// later.
     fn answered_holds(s: &State, generation: Gen) -> bool {
@@ -947,6 +1029,7 @@ impl Model for Protocol {
             crashes: b.crashes,
             store_faults: b.store_faults,
             reimports: b.reimports,
+            background: Vec::new(),
         }]
     }
 
@@ -957,7 +1040,7 @@ impl Model for Protocol {
             || self
                 .properties()
                 .iter()
-                .take(3)
+                .take(4)
                 .any(|p| !(p.condition)(self, s))
         {
             return;
@@ -988,7 +1071,14 @@ impl Model for Protocol {
                 actions.push(Action::Refuse(i));
             }
         }
-        if now < self.bounds.max_time {
+        // The detached retry runs every few seconds within a claim life of
+        // minutes: the clock does not pass an open claim's expiry while its
+        // retry is pending (a stall that long is residual risk 3, taken
+        // here by the foreground holder only).
+        let retry_due = s.background.iter().any(|&(_, key, id)| {
+            Self::open_claim(s, key, id).is_some_and(|c| now + 1 >= c.expires)
+        });
+        if now < self.bounds.max_time && !retry_due {
             actions.push(Action::Tick);
         }
         if s.lease_faults > 0 {
@@ -1005,22 +1095,15 @@ impl Model for Protocol {
         if !s.fast_up {
             actions.push(Action::FastRecover);
         }
-        let writing = s.workers.iter().any(|w| {
-            matches!(
-                w.phase,
-                Phase::Got { .. } | Phase::Cas { .. } | Phase::Rescue { .. }
-            )
-        });
-        if s.reimports > 0 && (!writing || self.bounds.reimport_during_writes) {
+        for index in 0..s.background.len() as u8 {
+            actions.push(Action::Retry { index, fail: false });
+            if s.store_faults > 0 {
+                actions.push(Action::Retry { index, fail: true });
+            }
+        }
+        if s.reimports > 0 {
             for g in 0..s.env.row.generation {
-                let marked = matches!(
-                    s.claims[g as usize],
-                    Some(Claim {
-                        state: ClaimState::Consumed,
-                        ..
-                    })
-                );
-                if marked || self.bounds.reimport_unmarked {
+                if !Self::mark_pending(s, g) {
                     actions.push(Action::Reimport(g));
                 }
             }
@@ -1095,6 +1178,25 @@ impl Model for Protocol {
                 if let Some((key, _)) = Self::in_window(&s.workers[w as usize].phase) {
                     s.env.lose(key);
                 }
+                // A crash between the write and the consumed mark of an
+                // open (unanswered) claim: nothing records the generation
+                // as consumed.
+                let phase = s.workers[w as usize].phase;
+                let mut dropped: Vec<(Gen, u8)> = s
+                    .background
+                    .iter()
+                    .filter(|&&(owner, _, _)| owner == w)
+                    .map(|&(_, key, id)| (key, id))
+                    .collect();
+                if let Phase::Finish { key, claim, .. } = phase {
+                    dropped.push((key, claim));
+                }
+                for (key, id) in dropped {
+                    if Self::open_claim(&s, key, id).is_some() {
+                        s.env.unmark(key);
+                    }
+                }
+                s.background.retain(|&(owner, _, _)| owner != w);
                 s.env.detach(w);
                 Self::end_run(&mut s, w);
             }
@@ -1112,6 +1214,13 @@ impl Model for Protocol {
                         // Stalled (or cut off) longer than the claim's life
                         // while holding an answer only in memory.
                         s.env.lose(key);
+                    }
+                    if let Phase::Finish { key, claim, .. } = worker.phase
+                        && Self::open_claim(&s, key, claim).is_some_and(|c| now >= c.expires)
+                    {
+                        // Stalled longer than the claim's life between the
+                        // write and the consumed mark.
+                        s.env.unmark(key);
                     }
                 }
             }
@@ -1133,6 +1242,20 @@ impl Model for Protocol {
                 s.reimports -= 1;
                 s.env.reimport(g);
             }
+            Action::Retry { index, fail } => {
+                let (_, key, id) = s.background[index as usize];
+                if fail {
+                    s.store_faults -= 1;
+                    let (now, ttl) = (s.env.now, b.claim_ttl);
+                    let open = |st| st == ClaimState::Open;
+                    if let Some(Some(c)) = self.holding(&mut s.claims, key, id, open) {
+                        c.expires = now + ttl;
+                    }
+                } else {
+                    self.mark_consumed(&mut s, key, id);
+                    s.background.remove(index as usize);
+                }
+            }
         }
         Some(s)
     }
@@ -1150,6 +1273,7 @@ impl Model for Protocol {
                     .no_lost_rotation(Self::answered_holds(s, issued), in_window)
             }),
             Property::always(P3, |_, s: &State| !s.env.regressed_write),
+            Property::always(P4, |_, s: &State| !s.env.stale_send),
             Property::sometimes(S_COMPLETES, |_, s: &State| {
                 s.workers.iter().any(|w| {
                     matches!(
@@ -1196,6 +1320,8 @@ pub const P1: &str = "1: a generation is redeemed at most once, the grant never 
 pub const P2: &str = "2: an issued generation is stored or in an answered claim";
 /// Invariant 3.
 pub const P3: &str = "3: a write never replaces a newer generation with an older one";
+/// What the re-read after claiming guarantees on its own.
+pub const P4: &str = "4: a token is presented only while the account holds it";
 /// Reachability: a refresh completes.
 pub const S_COMPLETES: &str = "a refresh completes";
 /// Reachability: a takeover after an expiry.

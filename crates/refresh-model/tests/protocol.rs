@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use refresh_model::protocol::{
-    Bounds, P1, P2, P3, Protocol, S_APPLIED, S_COMPLETES, S_REGRESSED, S_RESIDUAL, S_TAKEOVER,
+    Bounds, P1, P2, P3, P4, Protocol, S_APPLIED, S_COMPLETES, S_REGRESSED, S_RESIDUAL, S_TAKEOVER,
 };
 use refresh_model::{Until, check, trace};
 
@@ -16,7 +16,7 @@ fn prove(label: &str, bounds: Bounds) {
         "protocol, {label}: {} ({bounds:?})",
         report.summary()
     );
-    for property in [P1, P2, P3] {
+    for property in [P1, P2, P3, P4] {
         if let Some(path) = report.discoveries.get(property) {
             panic!("counterexample to {property:?}:\n{}", trace(path));
         }

@@ -31,7 +31,7 @@
 //! | `invalid_grant` | generation marked dead (consumed); race recovery: another refresh token stored = success |
 //! | write fails | bounded retries; the answer is already in the claim, so `NotPersisted { answer_saved: true }` and the next flow applies it |
 //! | write and claim store both fail | `NotPersisted { answer_saved: false }`; a detached rescue keeps the leases, extends the claim and retries both with no deadline |
-//! | write conflict | rotating: the refresh's changed keys are re-applied while the row still holds the presented token; otherwise the stored tokens stand |
+//! | write conflict | rotating: the refresh's changed keys are re-applied while the row still holds the presented token (unless its generation is consumed) or a redeemed one (consumed or answered); an answer whose own token is claimed has landed; otherwise the stored tokens stand |
 //! | account deleted meanwhile | `AccountNotFound`; the answer stays in the claim |
 
 mod claim;

@@ -234,11 +234,26 @@ impl FlowInner {
         if tokens(&current.credentials) == tokens(&answer.merged) {
             return Ok(Persisted::Applied(current));
         }
+        // Our rotated token has a claim: someone read it from the row (or
+        // applied it from our claim) and is redeeming it or has, so this
+        // answer already landed and the row has moved on.
+        if answer.rotated
+            && let Some(issued) = answer.merged.refresh_token()
+            && self
+                .claim_of(&answer.platform, &issued)
+                .await
+                .map_err(PersistError::Storage)?
+                .is_some()
+        {
+            debug!("the answer's own token is claimed; this answer already landed");
+            return Ok(Persisted::Superseded(current));
+        }
         let replaced = current.credentials.refresh_token() != answer.presented;
-        let consumed = self
-            .holds_consumed_token(&answer.platform, &current)
+        let state = self
+            .stored_token_claim(&answer.platform, &current)
             .await
             .map_err(PersistError::Storage)?;
+        let consumed = state == Some(ClaimState::Consumed);
         if !replaced && consumed {
             // The row holds the presented token again (a re-import) but its
             // generation is consumed: this answer already landed once and
@@ -246,7 +261,10 @@ impl FlowInner {
             warn!("the presented token's generation is consumed; this answer already landed");
             return Ok(Persisted::Superseded(current));
         }
-        let regressed = replaced && consumed;
+        // A replacing token that was redeemed (consumed, or answered with its
+        // mark still missing) is dead: the live answer must not yield to it.
+        let redeemed = consumed || state == Some(ClaimState::Answered);
+        let regressed = replaced && redeemed;
         if regressed {
             // A restored backup or an old export put a consumed token back
             // while the call was out: the live answer is the only valid
@@ -277,22 +295,20 @@ impl FlowInner {
         )))
     }
 
-    /// Whether `account` holds a refresh token whose generation is marked
-    /// consumed.
+    /// The state of the claim on the refresh token `account` holds, if any.
     ///
     /// # Errors
     /// The claim store's: unknown is not "no" (taking the row for a
     /// legitimate replacement would drop the live answer).
-    async fn holds_consumed_token(
+    async fn stored_token_claim(
         &self,
         platform: &Platform,
         account: &Account,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<ClaimState>, StorageError> {
         let Some(token) = account.credentials.refresh_token() else {
-            return Ok(false);
+            return Ok(None);
         };
-        let claim = self.claim_of(platform, &token).await?;
-        Ok(claim.is_some_and(|claim| claim.state == ClaimState::Consumed))
+        Ok(self.claim_of(platform, &token).await?.map(|c| c.state))
     }
 
     /// Step 10: the answer is only in this process. A detached task keeps
