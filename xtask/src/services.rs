@@ -1,9 +1,11 @@
 //! Throwaway Redis and PostgreSQL servers for the tests that need them.
 //!
-//! `REFRESH_TEST_REDIS_URL` / `REFRESH_TEST_DATABASE_URL` win when set.
-//! Otherwise a `redis-server` and a PostgreSQL cluster (`initdb` + `pg_ctl`,
-//! from PATH or `/usr/lib/postgresql/*/bin`) start on free loopback ports in
-//! a temporary directory and stop when dropped. PostgreSQL refuses to run as
+//! `REFRESH_TEST_REDIS_URL` / `REFRESH_TEST_REDIS_CLUSTER_URLS` /
+//! `REFRESH_TEST_DATABASE_URL` win when set. Otherwise a `redis-server`, a
+//! 3-master Redis Cluster (three `redis-server --cluster-enabled yes` joined
+//! by `redis-cli --cluster create`) and a PostgreSQL cluster (`initdb` +
+//! `pg_ctl`, from PATH or `/usr/lib/postgresql/*/bin`) start on free loopback
+//! ports in a temporary directory and stop when dropped. PostgreSQL refuses to run as
 //! root, so as root the cluster runs as the `postgres` user.
 
 use std::net::TcpListener;
@@ -18,8 +20,10 @@ use crate::say;
 /// Running services; stopped on drop.
 pub(crate) struct Services {
     redis_url: String,
+    redis_cluster_urls: String,
     database_url: String,
     redis: Option<Child>,
+    redis_cluster: Vec<Child>,
     postgres: Option<Postgres>,
     _dir: Option<TempDir>,
 }
@@ -42,8 +46,10 @@ impl Services {
     pub(crate) fn start() -> Result<Self> {
         let mut services = Self {
             redis_url: String::new(),
+            redis_cluster_urls: String::new(),
             database_url: String::new(),
             redis: None,
+            redis_cluster: Vec::new(),
             postgres: None,
             _dir: None,
         };
@@ -71,6 +77,13 @@ impl Services {
                 services.redis_url = format!("redis://127.0.0.1:{port}/");
             }
         }
+        match std::env::var("REFRESH_TEST_REDIS_CLUSTER_URLS") {
+            Ok(urls) => services.redis_cluster_urls = urls,
+            Err(_) => {
+                services.redis_cluster_urls =
+                    start_redis_cluster(&dir.0, &mut services.redis_cluster)?;
+            }
+        }
         match std::env::var("REFRESH_TEST_DATABASE_URL") {
             Ok(url) => services.database_url = url,
             Err(_) => {
@@ -85,6 +98,7 @@ impl Services {
 
     pub(crate) fn export(&self, cmd: &mut Command) {
         cmd.env("REFRESH_TEST_REDIS_URL", &self.redis_url);
+        cmd.env("REFRESH_TEST_REDIS_CLUSTER_URLS", &self.redis_cluster_urls);
         cmd.env("REFRESH_TEST_DATABASE_URL", &self.database_url);
     }
 }
@@ -94,6 +108,10 @@ impl Drop for Services {
         if let Some(mut redis) = self.redis.take() {
             let _ = redis.kill();
             let _ = redis.wait();
+        }
+        for mut node in self.redis_cluster.drain(..) {
+            let _ = node.kill();
+            let _ = node.wait();
         }
         if let Some(pg) = self.postgres.take() {
             let mut stop = pg_command(&pg.pg_ctl, pg.as_postgres_user);
@@ -110,8 +128,8 @@ impl Drop for Services {
 pub(crate) fn hold() -> Result<()> {
     let services = Services::start()?;
     say(&format!(
-        "export REFRESH_TEST_REDIS_URL={}\nexport REFRESH_TEST_DATABASE_URL={}\n(press Enter or Ctrl-D to stop)",
-        services.redis_url, services.database_url
+        "export REFRESH_TEST_REDIS_URL={}\nexport REFRESH_TEST_REDIS_CLUSTER_URLS={}\nexport REFRESH_TEST_DATABASE_URL={}\n(press Enter or Ctrl-D to stop)",
+        services.redis_url, services.redis_cluster_urls, services.database_url
     ));
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
@@ -122,6 +140,103 @@ pub(crate) fn hold() -> Result<()> {
 fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A free port `P` whose cluster bus port `P + 10000` is free too.
+fn free_cluster_port(taken: &[u16]) -> Result<u16> {
+    for _ in 0..50 {
+        let port = free_port()?;
+        // Neither P nor P+10000 may clash with an already chosen node's ports.
+        if port > u16::MAX - 10000
+            || taken
+                .iter()
+                .any(|&t| t == port || t.abs_diff(port) == 10000)
+        {
+            continue;
+        }
+        // Both must be bindable at the same time (listeners dropped after).
+        let main = TcpListener::bind(("127.0.0.1", port));
+        let bus = TcpListener::bind(("127.0.0.1", port + 10000));
+        if main.is_ok() && bus.is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port P with a free cluster bus port P+10000 after 50 tries")
+}
+
+/// Starts three cluster-enabled `redis-server`s (pushed onto `nodes` as they
+/// start, so a failure still stops them), joins them as a 3-master cluster
+/// and returns their comma-separated URLs.
+fn start_redis_cluster(dir: &Path, nodes: &mut Vec<Child>) -> Result<String> {
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        ports.push(free_cluster_port(&ports)?);
+    }
+    let list = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    say(&format!(
+        "==> starting a 3-master Redis Cluster on ports {list}"
+    ));
+    for &port in &ports {
+        let node_dir = dir.join(format!("redis-cluster-{port}"));
+        std::fs::create_dir_all(&node_dir).context("create cluster node dir")?;
+        let child = Command::new("redis-server")
+            .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(node_dir.join(format!("nodes-{port}.conf")))
+            .args(["--cluster-node-timeout", "5000", "--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("redis-server not found: install it (apt-get install -y redis-server) or set REFRESH_TEST_REDIS_CLUSTER_URLS")?;
+        nodes.push(child);
+    }
+    for &port in &ports {
+        wait_for_port(port, "redis-server (cluster node)")?;
+    }
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .context("redis-cli not found: install it (apt-get install -y redis-tools) or set REFRESH_TEST_REDIS_CLUSTER_URLS")?;
+    if !out.status.success() {
+        bail!(
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for &port in &ports {
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .context("run redis-cli cluster info")?;
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "Redis Cluster node 127.0.0.1:{port} did not reach cluster_state:ok within 30 s"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    say("==> Redis Cluster is up (cluster_state:ok on all nodes)");
+    Ok(ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}/"))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 fn wait_for_port(port: u16, what: &str) -> Result<()> {

@@ -1,0 +1,132 @@
+//! [`RedisTokenCache`]: the shared access-token cache (version-guarded
+//! puts) and the "refreshed" notifications.
+
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+use refresh_core::ports::{CachedToken, PutOutcome, RefreshNotice, TokenCache};
+use refresh_core::{RefreshKey, StorageError};
+
+use crate::config::Topology;
+use crate::connection::Inner;
+use crate::notify::Hub;
+
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/put.lua")));
+
+/// A [`TokenCache`] on Redis. Entries are hashes (`v` = version, `d` = the
+/// token as JSON) with a `PX` TTL; a put is one script that never replaces a
+/// higher cached version. Notifications go over `PUBLISH` and ONE
+/// subscriber connection per cache (clones share it), multiplexing every
+/// waiter.
+#[derive(Clone)]
+pub struct RedisTokenCache {
+    inner: Arc<Inner>,
+    hub: Arc<OnceLock<Hub>>,
+}
+
+impl std::fmt::Debug for RedisTokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTokenCache").finish_non_exhaustive()
+    }
+}
+
+fn millis(ttl: Duration) -> Vec<u8> {
+    ttl.as_millis()
+        .clamp(1, u128::from(u64::MAX))
+        .to_string()
+        .into_bytes()
+}
+
+impl RedisTokenCache {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self {
+            inner,
+            hub: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn hub(&self) -> &Hub {
+        self.hub.get_or_init(|| {
+            let nodes = match &self.inner.topology {
+                Topology::Single(url) => vec![url.clone()],
+                Topology::Cluster(nodes) => nodes.clone(),
+            };
+            Hub::spawn(nodes, &self.inner.config)
+        })
+    }
+}
+
+#[async_trait]
+impl TokenCache for RedisTokenCache {
+    async fn get(&self, key: &RefreshKey) -> Result<Option<CachedToken>, StorageError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.inner.keys.token(key)).arg("d");
+        let payload: Option<Vec<u8>> = self.inner.query("redis_cache_get", &cmd).await?;
+        payload
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    StorageError::invalid_data(
+                        "redis_cache_get",
+                        format!("cached token does not decode ({:?})", e.classify()),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError> {
+        let payload = serde_json::to_vec(token).map_err(|e| {
+            StorageError::other(
+                "redis_cache_put",
+                format!("token does not encode ({:?})", e.classify()),
+            )
+        })?;
+        let entry = self.inner.keys.token(key);
+        let version = token.version.to_string();
+        let cached: Option<String> = self
+            .inner
+            .run(
+                "redis_cache_put",
+                &PUT,
+                &[&entry],
+                &[version.as_bytes(), &payload, &millis(ttl)],
+            )
+            .await?;
+        match cached {
+            None => Ok(PutOutcome::Stored),
+            Some(cached) => cached
+                .parse()
+                .map(|cached_version| PutOutcome::Superseded { cached_version })
+                .map_err(|_| {
+                    StorageError::invalid_data("redis_cache_put", "cached version is not a number")
+                }),
+        }
+    }
+
+    async fn invalidate(&self, key: &RefreshKey) -> Result<(), StorageError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.inner.keys.token(key));
+        let _: i64 = self.inner.query("redis_cache_invalidate", &cmd).await?;
+        Ok(())
+    }
+
+    async fn publish_refreshed(&self, key: &RefreshKey, version: u64) -> Result<(), StorageError> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.inner.keys.channel(key)).arg(version);
+        let _: i64 = self.inner.query("redis_publish_refreshed", &cmd).await?;
+        Ok(())
+    }
+
+    async fn subscribe_refreshed(&self, key: &RefreshKey) -> Result<RefreshNotice, StorageError> {
+        let channel = self.inner.keys.channel(key);
+        let timeout = self.inner.config.command_timeout;
+        self.hub().subscribe(channel, timeout).await
+    }
+}

@@ -1,0 +1,175 @@
+//! Shared test helpers: the servers `cargo xtask test` provides, a unique
+//! key prefix per test (its keys deleted at the end), and throwaway
+//! `redis-server`s for the tests that kill or restart one.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use refresh_redis::{RedisBackend, RedisConfig};
+
+/// The single server (`REFRESH_TEST_REDIS_URL`).
+pub fn server_url() -> String {
+    std::env::var("REFRESH_TEST_REDIS_URL")
+        .expect("REFRESH_TEST_REDIS_URL is not set: run the tests with `cargo xtask test`")
+}
+
+/// The cluster's node URLs (`REFRESH_TEST_REDIS_CLUSTER_URLS`).
+pub fn cluster_urls() -> Vec<String> {
+    std::env::var("REFRESH_TEST_REDIS_CLUSTER_URLS")
+        .expect("REFRESH_TEST_REDIS_CLUSTER_URLS is not set: run the tests with `cargo xtask test`")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A prefix no other test (or run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t-{test}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand_u32()
+    )
+}
+
+fn fastrand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
+}
+
+/// Which deployment a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    Single,
+    Cluster,
+}
+
+/// A config for `deployment` with a fresh prefix.
+pub fn config(deployment: Deployment, test: &str) -> RedisConfig {
+    let config = match deployment {
+        Deployment::Single => RedisConfig::new(server_url()),
+        Deployment::Cluster => RedisConfig::cluster(cluster_urls()),
+    }
+    .expect("test URLs are valid");
+    config.with_prefix(unique_prefix(test))
+}
+
+/// Connects to `deployment` with a fresh prefix.
+pub async fn backend(deployment: Deployment, test: &str) -> RedisBackend {
+    RedisBackend::connect(config(deployment, test))
+        .await
+        .expect("connect")
+}
+
+/// Deletes every key under `prefix` on the single server or on every
+/// cluster node (never a flush).
+pub async fn delete_prefix(deployment: Deployment, prefix: &str) {
+    let urls = match deployment {
+        Deployment::Single => vec![server_url()],
+        Deployment::Cluster => cluster_urls(),
+    };
+    for url in urls {
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for key in keys {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `redis-server` this test owns, on its own port; killed on drop.
+pub struct OwnServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl OwnServer {
+    /// Starts one on a free port and waits until it answers.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("refresh-redis-own-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = Self {
+            port,
+            child: None,
+            dir,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The URL of the server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(self.url().as_str())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("own redis-server on port {} did not start", self.port);
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
