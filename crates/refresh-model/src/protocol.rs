@@ -570,25 +570,29 @@ impl Protocol {
             return Written::Superseded;
         }
         let replaced = row.generation != presented;
-        // A replacing token that was redeemed: consumed, or answered with
-        // its mark missing.
-        let redeemed = consumed
-            || matches!(
-                s.claims[row.generation as usize],
-                Some(Claim {
-                    state: ClaimState::Answered(_),
-                    ..
-                })
-            );
-        if replaced && !redeemed || !replaced && consumed {
-            // Another writer's live token; or the presented token is back
-            // and consumed: this answer already landed and was refreshed
-            // past.
-            Written::Superseded
-        } else {
-            // A redeemed token was re-imported while the call was out, or
-            // an unrelated write kept the presented token: re-apply.
+        if !replaced {
+            // The answer's own generation is unclaimed (above): it is the
+            // live one; re-apply over the presented token, consumed or not.
+            return Written::Rebased(row.generation, row.version);
+        }
+        // A replacing generation that was redeemed: consumed, maybe consumed
+        // (quarantined), or answered with that answer claimed in turn.
+        let redeemed = match s.claims[row.generation as usize] {
+            Some(Claim {
+                state: ClaimState::Consumed | ClaimState::Quarantined,
+                ..
+            }) => true,
+            Some(Claim {
+                state: ClaimState::Answered(a),
+                ..
+            }) => s.claims[a as usize].is_some(),
+            _ => false,
+        };
+        if redeemed {
             Written::Rebased(row.generation, row.version)
+        } else {
+            // Another writer's live token.
+            Written::Superseded
         }
     }
 

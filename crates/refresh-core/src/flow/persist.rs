@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::concurrency::bounded;
 use crate::domain::{Account, CredentialChange, Credentials, Platform, RefreshKey, Secret, keys};
 use crate::error::{FlowError, StorageError};
-use crate::ports::{CasExpectation, CasOutcome, ClaimState};
+use crate::ports::{CasExpectation, CasOutcome, Claim, ClaimState};
 
 /// The token pair of a credential map: how a write recognises itself.
 fn tokens(c: &Credentials) -> (Option<Secret>, Option<Secret>) {
@@ -249,28 +249,41 @@ impl FlowInner {
             return Ok(Persisted::Superseded(current));
         }
         let replaced = current.credentials.refresh_token() != answer.presented;
-        let state = self
+        let claim = self
             .stored_token_claim(&answer.platform, &current)
             .await
             .map_err(PersistError::Storage)?;
-        let consumed = state == Some(ClaimState::Consumed);
-        if !replaced && consumed {
-            // The row holds the presented token again (a re-import) but its
-            // generation is consumed: this answer already landed once and
-            // was refreshed past; writing it again would regress the row.
-            warn!("the presented token's generation is consumed; this answer already landed");
+        let state = claim.as_ref().map(|c| c.state);
+        if !replaced && !answer.rotated && state == Some(ClaimState::Consumed) {
+            // A kept token whose generation was declared dead since.
+            warn!("the presented token's generation is consumed; keeping the stored credentials");
             return Ok(Persisted::Superseded(current));
         }
-        // A replacing token that was redeemed (consumed, or answered with its
-        // mark still missing) is dead: the live answer must not yield to it.
-        let redeemed = consumed || state == Some(ClaimState::Answered);
-        let regressed = replaced && redeemed;
-        if regressed {
-            // A restored backup or an old export put a consumed token back
+        // A rotated answer whose own token nobody claimed is the live
+        // generation (the check above): a row holding the presented token
+        // again, consumed or not, gets it re-applied.
+        let redeemed = replaced
+            && match state {
+                // Consumed, or maybe consumed: our answer is certainly live.
+                Some(ClaimState::Consumed | ClaimState::Quarantined) => true,
+                // Answered: dead only if that answer landed and is being
+                // redeemed in turn (its own token is claimed). Otherwise it
+                // is another grant's refresh still writing (a fresh login),
+                // or a non-rotating account's token that stays valid.
+                Some(ClaimState::Answered) => {
+                    answer.rotated
+                        && self
+                            .answer_is_claimed(&answer.platform, claim.as_ref())
+                            .await?
+                }
+                _ => false,
+            };
+        if redeemed {
+            // A restored backup or an old export put a redeemed token back
             // while the call was out: the live answer is the only valid
             // generation, so it goes over the regressed row, with the
             // presented token when the answer kept it (non-rotating).
-            warn!("the row holds a consumed refresh token; applying the live answer over it");
+            warn!("the row holds a redeemed refresh token; applying the live answer over it");
             if answer.delta.get(keys::REFRESH_TOKEN).is_none()
                 && let Some(presented) = &answer.presented
             {
@@ -295,7 +308,7 @@ impl FlowInner {
         )))
     }
 
-    /// The state of the claim on the refresh token `account` holds, if any.
+    /// The claim on the refresh token `account` holds, if any.
     ///
     /// # Errors
     /// The claim store's: unknown is not "no" (taking the row for a
@@ -304,11 +317,31 @@ impl FlowInner {
         &self,
         platform: &Platform,
         account: &Account,
-    ) -> Result<Option<ClaimState>, StorageError> {
+    ) -> Result<Option<Claim>, StorageError> {
         let Some(token) = account.credentials.refresh_token() else {
             return Ok(None);
         };
-        Ok(self.claim_of(platform, &token).await?.map(|c| c.state))
+        self.claim_of(platform, &token).await
+    }
+
+    /// Whether the refresh token in `claim`'s answer has a claim itself
+    /// (the answer landed and someone is redeeming it).
+    ///
+    /// # Errors
+    /// The claim store's, as [`PersistError::Storage`].
+    async fn answer_is_claimed(
+        &self,
+        platform: &Platform,
+        claim: Option<&Claim>,
+    ) -> Result<bool, PersistError> {
+        let Some(token) = claim
+            .and_then(|c| c.answer.as_ref())
+            .and_then(Credentials::refresh_token)
+        else {
+            return Ok(false);
+        };
+        let claimed = self.claim_of(platform, &token).await;
+        Ok(claimed.map_err(PersistError::Storage)?.is_some())
     }
 
     /// Step 10: the answer is only in this process. A detached task keeps
