@@ -126,7 +126,9 @@ impl TokenCache for RedisTokenCache {
 
     async fn subscribe_refreshed(&self, key: &RefreshKey) -> Result<RefreshNotice, StorageError> {
         let channel = self.inner.keys.channel(key);
-        let timeout = self.inner.config.command_timeout;
+        // The hub may be connecting: one connect and one command.
+        let config = &self.inner.config;
+        let timeout = config.connect_timeout + config.command_timeout * 2;
         self.hub().subscribe(channel, timeout).await
     }
 }

@@ -77,7 +77,11 @@ impl RedisBackend {
                 let manager = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.connect_timeout))
                     .set_response_timeout(Some(config.command_timeout))
-                    .set_number_of_retries(1)
+                    // No retry inside a command: a dead server fails the
+                    // command at once (the flow falls through to its next
+                    // layer) instead of after a reconnect pause.
+                    .set_number_of_retries(0)
+                    .set_min_delay(config.reconnect_backoff)
                     .set_max_delay(config.max_reconnect_backoff);
                 let manager = ConnectionManager::new_lazy_with_config(client, manager)
                     .map_err(|e| ConnectError::Unreachable(storage_error("connect", &e)))?;

@@ -78,8 +78,7 @@ impl Hub {
         if self.commands.send(request).is_err() {
             return Err(StorageError::unavailable(OP, "notification task ended"));
         }
-        // The task may be connecting: allow it one connect and one command.
-        match tokio::time::timeout(timeout * 3, confirmed).await {
+        match tokio::time::timeout(timeout, confirmed).await {
             Ok(Ok(Ok(()))) => Ok(RefreshNotice::new(
                 async move { heard.await.ok().flatten() },
             )),

@@ -28,11 +28,19 @@ async fn raw_del(redis: &RedisBackend, deployment: Deployment, suffix: &str, nam
     let client = redis::cluster::ClusterClient::new(urls.clone());
     if deployment == Deployment::Cluster {
         let mut conn = client.unwrap().get_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("DEL").arg(&full).query_async(&mut conn).await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(&full)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     } else {
         let client = redis::Client::open(urls[0].as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("DEL").arg(&full).query_async(&mut conn).await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(&full)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -41,14 +49,20 @@ async fn owner_checks(deployment: Deployment) {
     let (a, b) = (redis.lock(), backend_like(&redis).await.lock());
     let ttl = Duration::from_millis(300);
     let lease = a.try_acquire(&key("1"), ttl).await.unwrap().expect("free");
-    assert!(b.try_acquire(&key("1"), ttl).await.unwrap().is_none(), "held");
+    assert!(
+        b.try_acquire(&key("1"), ttl).await.unwrap().is_none(),
+        "held"
+    );
 
     // A forged lease with another owner can neither extend nor release.
     let mut forged = lease.clone();
     forged.owner = refresh_core::ports::LeaseOwner::random();
     assert!(!b.extend(&forged, ttl).await.unwrap());
     assert!(!b.release(&forged).await.unwrap());
-    assert!(b.try_acquire(&key("1"), ttl).await.unwrap().is_none(), "still held");
+    assert!(
+        b.try_acquire(&key("1"), ttl).await.unwrap().is_none(),
+        "still held"
+    );
 
     // It lapses; another owner takes it; the first owner's release and
     // extend leave the new holder alone.
@@ -61,7 +75,10 @@ async fn owner_checks(deployment: Deployment) {
     assert!(second.fence > lease.fence);
     assert!(!a.release(&lease).await.unwrap());
     assert!(!a.extend(&lease, ttl).await.unwrap());
-    assert!(a.try_acquire(&key("1"), ttl).await.unwrap().is_none(), "second holder kept");
+    assert!(
+        a.try_acquire(&key("1"), ttl).await.unwrap().is_none(),
+        "second holder kept"
+    );
     assert!(b.release(&second).await.unwrap());
     delete_prefix(deployment, &redis.config().key_prefix).await;
 }
@@ -77,8 +94,16 @@ async fn fences_increase(deployment: Deployment) {
     let ttl = Duration::from_millis(200);
     let mut last = 0;
     for round in 0..6 {
-        let lease = lock.try_acquire(&key("f"), ttl).await.unwrap().expect("free");
-        assert!(lease.fence > last, "round {round}: {} after {last}", lease.fence);
+        let lease = lock
+            .try_acquire(&key("f"), ttl)
+            .await
+            .unwrap()
+            .expect("free");
+        assert!(
+            lease.fence > last,
+            "round {round}: {} after {last}",
+            lease.fence
+        );
         last = lease.fence;
         match round % 3 {
             0 => assert!(lock.release(&lease).await.unwrap()),
