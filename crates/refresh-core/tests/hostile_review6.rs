@@ -31,6 +31,10 @@ use tokio::sync::{Notify, watch};
 
 const ID: i64 = 1;
 
+/// The token whose first write is held, the notice that it arrived, and
+/// the notice that lets it go.
+type HeldWrite = (String, Arc<Notify>, Arc<Notify>);
+
 // ---------------------------------------------------------------------------
 // A multi-grant upstream: every token in `valid` may be redeemed once
 // (rotating) or forever (keeping); an operator's fresh login adds a token.
@@ -131,7 +135,7 @@ impl RefreshExecutor for Grants {
 #[derive(Default)]
 struct Hooks {
     /// Hold the first write whose credentials carry this refresh token.
-    hold: Mutex<Option<(String, Arc<Notify>, Arc<Notify>)>>,
+    hold: Mutex<Option<HeldWrite>>,
     /// Write these credentials over the row (an operator) before the first
     /// flow write reaches the repository.
     before_first: Mutex<Option<Credentials>>,
@@ -263,10 +267,10 @@ async fn fresh_login_while_it_is_being_redeemed(rotates: bool) -> (HookedBackend
     // P1's answer arrives.
     p1_upstream.notify_one();
     let out1 = first.await.unwrap();
-    eprintln!("P1: {out1:?}; row: {:?}", rt_of(&b.stored(ID).await));
+    let _ = &out1;
     go.notify_one();
     let out2 = second.await.unwrap();
-    eprintln!("P2: {out2:?}; row: {:?}", rt_of(&b.stored(ID).await));
+    let _ = &out2;
     (b, grants)
 }
 
@@ -543,8 +547,7 @@ async fn d3_a_reimported_quarantined_token_makes_the_live_answer_yield() {
     *hooks(&b).before_first.lock().unwrap() = Some(expired_creds("at-q", "Q"));
     let exec = b.executor(Platform::Anthropic);
     let flow = b.local_process();
-    let out = refresh_stored(&flow, &b, ID, &exec).await;
-    eprintln!("outcome: {out:?}");
+    let _out = refresh_stored(&flow, &b, ID, &exec).await;
     let stored = rt_of(&b.stored(ID).await);
     assert_eq!(
         stored,
@@ -579,8 +582,7 @@ async fn d4_presented_token_reimported_after_landing_yields_though_answer_is_liv
     // The operator restores an old export.
     operator_write(&b, &expired_account(ID).credentials).await;
     go.notify_one();
-    let out1 = first.await.unwrap();
-    eprintln!("P1: {out1:?}");
+    let _out1 = first.await.unwrap();
     assert_eq!(b.claim_of("rt-1-1").await.map(|c| c.state), None);
     assert_eq!(
         rt_of(&b.stored(ID).await).as_deref(),
