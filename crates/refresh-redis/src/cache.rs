@@ -10,7 +10,7 @@ use refresh_core::ports::{CachedToken, PutOutcome, RefreshNotice, TokenCache};
 use refresh_core::{RefreshKey, StorageError};
 
 use crate::config::Topology;
-use crate::connection::Inner;
+use crate::connection::{Inner, px};
 use crate::notify::Hub;
 
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/put.lua")));
@@ -30,13 +30,6 @@ impl std::fmt::Debug for RedisTokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTokenCache").finish_non_exhaustive()
     }
-}
-
-fn millis(ttl: Duration) -> Vec<u8> {
-    ttl.as_millis()
-        .clamp(1, u128::from(u64::MAX))
-        .to_string()
-        .into_bytes()
 }
 
 impl RedisTokenCache {
@@ -96,7 +89,7 @@ impl TokenCache for RedisTokenCache {
                 "redis_cache_put",
                 &PUT,
                 &[&entry],
-                &[version.as_bytes(), &payload, &millis(ttl)],
+                &[version.as_bytes(), &payload, &px(ttl)],
             )
             .await?;
         match cached {

@@ -141,6 +141,14 @@ impl RedisBackend {
     }
 }
 
+/// `ttl` as the millisecond argument of `PX` / `PEXPIRE` (at least 1 ms).
+pub(crate) fn px(ttl: std::time::Duration) -> Vec<u8> {
+    ttl.as_millis()
+        .clamp(1, u128::from(u64::MAX))
+        .to_string()
+        .into_bytes()
+}
+
 impl Inner {
     /// Runs `cmd` within the command timeout.
     pub(crate) async fn query<T: FromRedisValue>(

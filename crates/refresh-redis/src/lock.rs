@@ -8,7 +8,7 @@ use redis::Script;
 use refresh_core::ports::{Lease, LeaseOwner, RefreshLock};
 use refresh_core::{RefreshKey, StorageError};
 
-use crate::connection::Inner;
+use crate::connection::{Inner, px};
 
 static ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/acquire.lua")));
@@ -33,14 +33,6 @@ impl std::fmt::Debug for RedisLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLock").finish_non_exhaustive()
     }
-}
-
-fn millis(ttl: Duration) -> Vec<u8> {
-    // PX needs at least 1 ms.
-    ttl.as_millis()
-        .clamp(1, u128::from(u64::MAX))
-        .to_string()
-        .into_bytes()
 }
 
 impl RedisLock {
@@ -69,7 +61,7 @@ impl RefreshLock for RedisLock {
                 "redis_lock_acquire",
                 &ACQUIRE,
                 &[&lease, &fence],
-                &[owner.as_str().as_bytes(), &millis(ttl)],
+                &[owner.as_str().as_bytes(), &px(ttl)],
             )
             .await?;
         Ok(fence.map(|fence| Lease {
@@ -88,7 +80,7 @@ impl RefreshLock for RedisLock {
                 "redis_lock_extend",
                 &EXTEND,
                 &[&key],
-                &[lease.owner.as_str().as_bytes(), &millis(ttl)],
+                &[lease.owner.as_str().as_bytes(), &px(ttl)],
             )
             .await?;
         Ok(done == 1)

@@ -1,6 +1,7 @@
 //! `RedisTokenCache` on a real server and on the cluster: notifications
 //! across processes, and the version guard under concurrent puts.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -107,22 +108,6 @@ async fn guard_under_concurrency(deployment: Deployment) {
         }
     );
     delete_prefix(deployment, &redis.config().key_prefix).await;
-}
-
-macro_rules! on_both {
-    ($single:ident, $cluster:ident, $body:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "needs services: cargo xtask test"]
-        async fn $single() {
-            $body(Deployment::Single).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "needs services: cargo xtask test"]
-        async fn $cluster() {
-            $body(Deployment::Cluster).await;
-        }
-    };
 }
 
 on_both!(

@@ -1,6 +1,7 @@
 //! `RedisLock` on a real server and on the cluster: owner checks, fences,
 //! extension, and mutual exclusion under 200 concurrent acquirers.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -180,22 +181,6 @@ async fn exclusion(deployment: Deployment) {
     assert_eq!(most.load(Ordering::SeqCst), 1, "never two holders at once");
     assert!(entries.load(Ordering::SeqCst) >= 1);
     delete_prefix(deployment, &redis.config().key_prefix).await;
-}
-
-macro_rules! on_both {
-    ($single:ident, $cluster:ident, $body:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "needs services: cargo xtask test"]
-        async fn $single() {
-            $body(Deployment::Single).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "needs services: cargo xtask test"]
-        async fn $cluster() {
-            $body(Deployment::Cluster).await;
-        }
-    };
 }
 
 on_both!(

@@ -1,7 +1,7 @@
 //! Shared test helpers: the servers `cargo xtask test` provides, a unique
 //! key prefix per test (its keys deleted at the end), and throwaway
 //! `redis-server`s for the tests that kill or restart one.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -172,4 +172,21 @@ impl Drop for OwnServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Defines `$single` and `$cluster` tests running `$body(Deployment)`.
+macro_rules! on_both {
+    ($single:ident, $cluster:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs services: cargo xtask test"]
+        async fn $single() {
+            $body(Deployment::Single).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs services: cargo xtask test"]
+        async fn $cluster() {
+            $body(Deployment::Cluster).await;
+        }
+    };
 }
