@@ -86,7 +86,7 @@ pub mod testing;
 pub use background::{BackgroundConfig, BackgroundRefresher, CycleReport};
 pub use domain::{
     Account, AccountId, AccountStatus, AccountType, Credentials, ExpiryRule, Fingerprint,
-    GrantFields, Platform, RefreshKey, Secret, TokenGrant,
+    GrantFields, Platform, ProxyUrl, RefreshKey, Secret, TokenGrant,
 };
 pub use error::{
     ConfigError, CredentialsError, DomainError, FlowError, FlowStage, OAuthErrorCode,

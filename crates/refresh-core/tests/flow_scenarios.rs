@@ -1587,7 +1587,7 @@ async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone()
         .insert("organization_uuid".into(), json!("org-1"));
     stored.temp_unschedulable_until = Some(t0() + chrono::Duration::minutes(30));
     stored.temp_unschedulable_reason = Some("overloaded".into());
-    stored.proxy_id = Some(9);
+    stored.proxy = Some("http://10.0.0.9:3128".parse().unwrap());
     stored.priority = 5;
     let h = Harness::new(stored.clone());
     let flow = h.single_flow();
@@ -1623,7 +1623,7 @@ async fn invariant_3_credential_write_leaves_status_extra_and_scheduling_alone()
         now.temp_unschedulable_reason,
         stored.temp_unschedulable_reason
     );
-    assert_eq!(now.proxy_id, Some(9));
+    assert_eq!(now.proxy, stored.proxy);
     assert_eq!(now.priority, 5);
     assert_eq!(h.repo.faults.calls("clear_error"), 0);
     assert_eq!(h.repo.faults.calls("clear_temp_unschedulable"), 0);

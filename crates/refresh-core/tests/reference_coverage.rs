@@ -120,7 +120,11 @@ impl RefreshExecutor for ProxyLookupFails {
         _ctx: &RefreshContext,
     ) -> Result<Credentials, ProviderError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        let proxy = account.proxy_id.unwrap_or_default();
+        let proxy = account
+            .proxy
+            .as_ref()
+            .map(|p| p.host().to_owned())
+            .unwrap_or_default();
         Err(ProviderError::Configuration {
             reason: format!("proxy {proxy} could not be loaded"),
         })
@@ -893,7 +897,7 @@ async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_accoun
 #[tokio::test]
 async fn proxy_lookup_failure_fails_the_refresh() {
     let mut stored = oauth_account(1, Platform::Gemini, -60);
-    stored.proxy_id = Some(9);
+    stored.proxy = Some("http://10.0.0.9:3128".parse().unwrap());
     let s = Stack::on_clock([stored.clone()], Arc::new(ManualClock::new(t0())));
     let failing = Arc::new(ProxyLookupFails::new(Platform::Gemini));
     let executor = Arc::clone(&failing) as Arc<dyn RefreshExecutor>;
@@ -944,7 +948,7 @@ async fn proxy_lookup_failure_fails_the_refresh() {
 async fn proxy_lookup_failure_marks_the_account_error_in_the_background() {
     for platform in PLATFORMS {
         let mut stored = oauth_account(1, platform.clone(), 60);
-        stored.proxy_id = Some(9);
+        stored.proxy = Some("http://10.0.0.9:3128".parse().unwrap());
         let s = Stack::new([stored.clone()]);
         let failing = Arc::new(ProxyLookupFails::new(platform.clone()));
         let refresher = BackgroundRefresher::builder(

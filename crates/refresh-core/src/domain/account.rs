@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AccountId, AccountStatus, AccountType, Credentials, Platform};
+use super::{AccountId, AccountStatus, AccountType, Credentials, Platform, ProxyUrl};
 
 /// An upstream account as stored.
 ///
@@ -33,8 +33,10 @@ pub struct Account {
     pub credentials: Credentials,
     /// Non-secret per-platform data (organization ids, tier timestamps).
     pub extra: Map<String, Value>,
-    /// Proxy record used for every upstream call of this account.
-    pub proxy_id: Option<i64>,
+    /// The proxy every upstream call of this account goes through; `None`
+    /// = direct. Executors fail closed: an unusable proxy is an error, never
+    /// a silent direct connection.
+    pub proxy: Option<ProxyUrl>,
     /// Incremented by every credential write; the compare-and-set fence.
     pub credentials_version: u64,
     /// Denormalized access-token expiry, kept by the repository for the
@@ -68,7 +70,7 @@ impl Account {
             error_message: None,
             credentials,
             extra: Map::new(),
-            proxy_id: None,
+            proxy: None,
             credentials_version: 0,
             expires_at,
             temp_unschedulable_until: None,
@@ -108,7 +110,7 @@ impl fmt::Debug for Account {
             .field("error_message", &self.error_message)
             .field("credentials", &self.credentials)
             .field("extra_keys", &self.extra.keys().collect::<Vec<_>>())
-            .field("proxy_id", &self.proxy_id)
+            .field("proxy", &self.proxy)
             .field("credentials_version", &self.credentials_version)
             .field("expires_at", &self.expires_at)
             .field("temp_unschedulable_until", &self.temp_unschedulable_until)

@@ -10,6 +10,7 @@ mod fingerprint;
 mod grant;
 mod instant;
 mod platform;
+mod proxy_url;
 mod refresh_key;
 mod secret;
 
@@ -23,5 +24,6 @@ pub use fingerprint::Fingerprint;
 pub use grant::{ExpiryRule, GrantFields, TokenGrant};
 pub use instant::{add_duration, sub_duration};
 pub use platform::Platform;
+pub use proxy_url::{ProxyScheme, ProxyUrl};
 pub use refresh_key::RefreshKey;
 pub use secret::Secret;

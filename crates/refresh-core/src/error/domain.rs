@@ -20,6 +20,12 @@ pub enum DomainError {
         /// The offending value, shortened.
         value: String,
     },
+    /// A proxy URL that cannot be used. Never carries the password.
+    #[error("invalid proxy URL: {reason}")]
+    InvalidProxyUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// A credential map or value that cannot be read. Never carries token

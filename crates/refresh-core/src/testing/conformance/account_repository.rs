@@ -182,7 +182,7 @@ async fn insert_round_trips_every_field(repo: Repo) {
     let mut account = account_expiring(1, Some(3600));
     account.name = "round trip".into();
     account.extra.insert("org_uuid".into(), json!("o-1"));
-    account.proxy_id = Some(9);
+    account.proxy = Some("socks5://u:p@10.0.0.9:1080".parse().expect("a proxy URL"));
     account.credentials_version = 3;
     account.temp_unschedulable_until = Some(at(60));
     account.temp_unschedulable_reason = Some("429".into());
@@ -195,7 +195,7 @@ async fn insert_round_trips_every_field(repo: Repo) {
     assert_eq!(read.credentials, account.credentials, "credentials");
     assert_eq!(read.extra, account.extra, "extra");
     assert_eq!(read.credentials_version, 3, "version kept");
-    assert_eq!(read.proxy_id, Some(9), "proxy");
+    assert_eq!(read.proxy, account.proxy, "proxy");
     assert_eq!(
         read.temp_unschedulable_until, account.temp_unschedulable_until,
         "temp-unschedulable until"
@@ -367,7 +367,7 @@ async fn cas_touches_only_credential_fields(repo: Repo) {
     a.extra.insert("k".into(), json!("v"));
     a.temp_unschedulable_until = Some(at(600));
     a.temp_unschedulable_reason = Some("overloaded".into());
-    a.proxy_id = Some(7);
+    a.proxy = Some("http://10.0.0.7:3128".parse().expect("a proxy URL"));
     let a = seed(&repo, a).await;
     assert!(
         repo.set_error(a.id, a.credentials_version, "refresh failed: test")
