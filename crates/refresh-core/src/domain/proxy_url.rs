@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -58,7 +59,8 @@ impl ProxyScheme {
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ProxyUrl {
-    url: url::Url,
+    /// Shared: an `Account` stays small and clones cheaply.
+    url: Arc<url::Url>,
     scheme: ProxyScheme,
 }
 
@@ -100,7 +102,10 @@ impl ProxyUrl {
                 "a proxy URL holds scheme, credentials, host and port only",
             ));
         }
-        Ok(Self { url, scheme })
+        Ok(Self {
+            url: Arc::new(url),
+            scheme,
+        })
     }
 
     /// The protocol.
@@ -144,7 +149,7 @@ impl fmt::Display for ProxyUrl {
         if self.url.password().is_none() {
             return f.write_str(self.url.as_str().trim_end_matches('/'));
         }
-        let mut shown = self.url.clone();
+        let mut shown = (*self.url).clone();
         // Infallible for URLs with a host, which `parse` requires.
         let _ = shown.set_password(Some("[redacted]"));
         f.write_str(
