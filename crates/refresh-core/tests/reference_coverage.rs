@@ -917,7 +917,7 @@ async fn proxy_lookup_failure_fails_the_refresh() {
         panic!("expected Upstream(Configuration), got {error:?}");
     };
     assert_eq!(*id, AccountId(1));
-    assert!(reason.contains("proxy 9"), "{reason}");
+    assert!(reason.contains("proxy 10.0.0.9"), "{reason}");
     assert_eq!(error.stage(), FlowStage::Upstream);
     assert!(!error.is_retryable(), "a human must fix the proxy");
     assert_eq!(failing.attempts.load(Ordering::SeqCst), 1);
@@ -992,7 +992,7 @@ async fn proxy_lookup_failure_marks_the_account_error_in_the_background() {
             "{platform}: {message}"
         );
         assert!(message.contains("configuration"), "{platform}: {message}");
-        assert!(message.contains("proxy 9"), "{platform}: {message}");
+        assert!(message.contains("proxy 10.0.0.9"), "{platform}: {message}");
         assert!(message.chars().count() <= 500, "{platform}");
         for secret in ["at-1-0", "rt-1-0"] {
             assert!(!message.contains(secret), "{platform}: {message}");

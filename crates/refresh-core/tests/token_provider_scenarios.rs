@@ -1262,3 +1262,86 @@ async fn invariant_8_closed_notification_channel_falls_back_to_bounded_polling()
     );
     drop(theirs);
 }
+
+/// A view of the shared cache whose subscriptions wait for `open` before
+/// they reach the cache: the holder's publish can be made to land between
+/// the waiter's "held elsewhere" and its subscription.
+struct LateSubscription {
+    inner: Arc<dyn TokenCache>,
+    open: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl TokenCache for LateSubscription {
+    async fn get(&self, key: &RefreshKey) -> Result<Option<CachedToken>, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &RefreshKey,
+        token: &CachedToken,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StorageError> {
+        self.inner.put(key, token, ttl).await
+    }
+    async fn invalidate(&self, key: &RefreshKey) -> Result<(), StorageError> {
+        self.inner.invalidate(key).await
+    }
+    async fn publish_refreshed(&self, key: &RefreshKey, version: u64) -> Result<(), StorageError> {
+        self.inner.publish_refreshed(key, version).await
+    }
+    async fn subscribe_refreshed(&self, key: &RefreshKey) -> Result<RefreshNotice, StorageError> {
+        self.open.notified().await;
+        self.inner.subscribe_refreshed(key).await
+    }
+}
+
+/// Invariant 8, latency: the holder elsewhere persists and publishes after
+/// this caller found the refresh held but before its subscription reached
+/// the channel. The notice it waits on will never come; it must still get
+/// the new token at once (one re-read after subscribing), not after the
+/// platform's first poll delay.
+#[tokio::test(start_paused = true)]
+async fn invariant_8_a_publish_before_the_waiter_subscribed_is_not_waited_for() {
+    let platform = Platform::Anthropic;
+    let expired = oauth_account(1, platform.clone(), -60);
+    let h = Harness::new([expired.clone()]);
+    h.upstream.hold_responses();
+    let a = h.provider(std::slice::from_ref(&platform));
+    let open = Arc::new(tokio::sync::Notify::new());
+    let late: Arc<dyn TokenCache> = Arc::new(LateSubscription {
+        inner: h.cache.clone(),
+        open: Arc::clone(&open),
+    });
+    let b = TokenProvider::builder(
+        h.flow_builder(LockStrategy::single(h.lock.clone()))
+            .notifier(Arc::clone(&late))
+            .build()
+            .expect("valid flow config"),
+        h.registry(std::slice::from_ref(&platform)),
+    )
+    .shared_cache(late)
+    .build();
+
+    let a_caller = spawn_access_token(&a, &expired);
+    h.upstream.wait_for_calls(1).await;
+    let b_caller = spawn_access_token(&b, &expired);
+    // B found the lease held and is on its way to subscribe.
+    h.lock.faults.wait_for_calls("try_acquire", 2).await;
+    h.upstream.release(1);
+    h.cache.faults.wait_for_calls("publish_refreshed", 1).await;
+    let a_token = a_caller.await.expect("a task").expect("A gets a token");
+    assert_eq!(a_token.version, 1);
+
+    let subscribed = Instant::now();
+    open.notify_one();
+    let b_token = b_caller.await.expect("b task").expect("B gets a token");
+    assert_eq!((b_token.token.expose(), b_token.version), ("at-1-1", 1));
+    assert!(
+        subscribed.elapsed() < Duration::from_millis(200),
+        "served right after subscribing, not after Claude's 200 ms poll: {:?}",
+        subscribed.elapsed()
+    );
+    assert_eq!(h.upstream.successes(), 1);
+    assert_eq!(h.upstream.reuses(), 0);
+}

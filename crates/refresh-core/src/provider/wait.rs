@@ -54,6 +54,12 @@ impl ProviderInner {
         started: Instant,
     ) -> TokenResult {
         let mut notice = self.subscribe(key).await;
+        // A holder that finished between this caller's "held elsewhere" and
+        // its subscription published before anyone listened: one re-read
+        // closes that gap instead of sleeping through the first delay.
+        if let Some(token) = self.stored_newer_token(current).await {
+            return Ok(token);
+        }
         for delay in &policy.wait.schedule {
             let delay = jittered(*delay, policy.wait.jitter);
             tokio::select! {
