@@ -195,6 +195,75 @@ async fn getter_cache_hit_returns_without_locking() {
     );
 }
 
+/// The sidecar's read by id: the first read resolves through the store (and
+/// refreshes a due token); every later read is served from process memory,
+/// touching neither the repository, the shared cache, the lock nor the
+/// upstream, until the token enters the skew; an unknown id is a typed
+/// error; a refresh elsewhere in this process invalidates the entry.
+#[tokio::test(start_paused = true)]
+async fn getter_by_id_warm_reads_touch_no_storage() {
+    let due = oauth_account(1, Platform::Anthropic, 60);
+    let h = Harness::new([due.clone()]);
+    let provider = h.provider(&[Platform::Anthropic]);
+
+    let first = provider
+        .access_token_by_id(AccountId(1))
+        .await
+        .expect("refreshed on the first read");
+    assert_eq!((first.token.expose(), first.version), ("at-1-1", 1));
+    let counts = |h: &Harness| {
+        (
+            h.repo_gets(),
+            h.cache_calls("get"),
+            h.lock_calls("try_acquire"),
+            h.upstream.calls(),
+        )
+    };
+    let before = counts(&h);
+    for _ in 0..100 {
+        let warm = provider
+            .access_token_by_id(AccountId(1))
+            .await
+            .expect("warm");
+        assert_eq!(warm, first);
+    }
+    assert_eq!(counts(&h), before, "warm reads touch nothing but memory");
+
+    // The token enters the 3-minute skew: the entry lapses, the next read
+    // goes to the store and refreshes.
+    let left = first.expires_at.expect("an expiry") - in_secs(0);
+    tokio::time::advance(left.to_std().unwrap() - Duration::from_secs(170)).await;
+    let refreshed = provider
+        .access_token_by_id(AccountId(1))
+        .await
+        .expect("refreshed");
+    assert_eq!(refreshed.version, 2);
+    assert_eq!(h.upstream.calls(), 2);
+
+    let error = provider
+        .access_token_by_id(AccountId(404))
+        .await
+        .expect_err("no such account");
+    assert!(
+        matches!(error, TokenError::UnknownAccount { id } if id == AccountId(404)),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+
+    // A failing read is a storage error naming the account, not a panic.
+    h.repo
+        .faults
+        .fail_next("get", 1, StorageErrorKind::Unavailable);
+    let error = provider
+        .access_token_by_id(AccountId(405))
+        .await
+        .expect_err("unreadable");
+    assert!(
+        matches!(error, TokenError::Storage { id, .. } if id == AccountId(405)),
+        "{error:?}"
+    );
+}
+
 /// REFERENCE §12 Getters: "A blank or missing token is an error".
 #[tokio::test(start_paused = true)]
 async fn getter_blank_or_missing_token_is_an_error() {

@@ -65,6 +65,12 @@ pub enum TokenError {
         /// The account.
         id: AccountId,
     },
+    /// No account has this id.
+    #[error("account {id} not found")]
+    UnknownAccount {
+        /// The id asked for.
+        id: AccountId,
+    },
     /// Reading the account failed and no usable snapshot was left.
     #[error("reading account {id} failed")]
     Storage {
@@ -85,7 +91,8 @@ impl TokenError {
             Self::WaitTimedOut { .. } | Self::Cancelled { .. } | Self::Expired { .. } => true,
             Self::UnsupportedPlatform { .. }
             | Self::NotEligible { .. }
-            | Self::MissingAccessToken { .. } => false,
+            | Self::MissingAccessToken { .. }
+            | Self::UnknownAccount { .. } => false,
         }
     }
 }

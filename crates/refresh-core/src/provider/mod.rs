@@ -25,7 +25,7 @@ pub use metrics::{MetricsSnapshot, PlatformMetrics, TokenMetrics};
 
 use self::local_cache::LocalCache;
 use self::metrics::Event;
-use crate::concurrency::SingleFlight;
+use crate::concurrency::{SingleFlight, bounded};
 use crate::domain::{Account, AccountId, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshFlow;
@@ -94,6 +94,32 @@ impl TokenProvider {
     /// with an expired token.
     pub async fn access_token(&self, account: &Account) -> TokenResult {
         self.access_token_inner(account, None).await
+    }
+
+    /// A currently valid access token for the account with id `id`: the
+    /// read of a sidecar that knows only ids.
+    ///
+    /// The warm path touches no storage, no shared cache and no executor:
+    /// once a token of the account was resolved in this process, it is one
+    /// in-process lookup by id until the token enters the refresh skew (or
+    /// is invalidated). A miss reads the account and continues as
+    /// [`access_token`](Self::access_token).
+    ///
+    /// # Errors
+    /// [`TokenError::UnknownAccount`] when no account has the id,
+    /// [`TokenError::Storage`] when it cannot be read, and every error of
+    /// [`access_token`](Self::access_token).
+    pub async fn access_token_by_id(&self, id: AccountId) -> TokenResult {
+        let inner = &self.inner;
+        if let Some(token) = inner.local.get(id, inner.flow.clock().now()) {
+            return Ok(token);
+        }
+        let read = inner.flow.repository().get(id);
+        let account = bounded(inner.storage_timeout(), "get", read)
+            .await
+            .map_err(|source| TokenError::Storage { id, source })?
+            .ok_or(TokenError::UnknownAccount { id })?;
+        self.access_token(&account).await
     }
 
     /// As [`access_token`](Self::access_token), returning
