@@ -1,7 +1,7 @@
 //! [`RedisTokenCache`]: the shared access-token cache (version-guarded
 //! puts) and the "refreshed" notifications.
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua
 #[derive(Clone)]
 pub struct RedisTokenCache {
     inner: Arc<Inner>,
-    hub: Arc<OnceLock<Hub>>,
+    hub: Arc<Mutex<Option<Hub>>>,
 }
 
 impl std::fmt::Debug for RedisTokenCache {
@@ -36,18 +36,24 @@ impl RedisTokenCache {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         Self {
             inner,
-            hub: Arc::new(OnceLock::new()),
+            hub: Arc::new(Mutex::new(None)),
         }
     }
 
-    fn hub(&self) -> &Hub {
-        self.hub.get_or_init(|| {
-            let nodes = match &self.inner.topology {
-                Topology::Single(url) => vec![url.clone()],
-                Topology::Cluster(nodes) => nodes.clone(),
-            };
-            Hub::spawn(nodes, &self.inner.config)
-        })
+    /// The notification task, started on the current runtime the first
+    /// time, and again when the runtime it ran on is gone.
+    fn hub(&self) -> Hub {
+        let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        match hub.as_ref() {
+            Some(running) if !running.is_closed() => running.clone(),
+            _ => {
+                let nodes = match &self.inner.topology {
+                    Topology::Single(url) => vec![url.clone()],
+                    Topology::Cluster(nodes) => nodes.clone(),
+                };
+                hub.insert(Hub::spawn(nodes, &self.inner.config)).clone()
+            }
+        }
     }
 }
 

@@ -228,12 +228,17 @@ fn cluster(nodes: Vec<String>) -> Result<Topology, ConfigError> {
         return Err(ConfigError::NoNodes);
     }
     for node in &nodes {
-        check_url(node)?;
+        if check_url(node)? != 0 {
+            return Err(ConfigError::InvalidUrl {
+                reason: "a Redis Cluster has database 0 only; drop the /<db> path".into(),
+            });
+        }
     }
     Ok(Topology::Cluster(nodes))
 }
 
-fn check_url(url: &str) -> Result<(), ConfigError> {
+/// Checks one server URL; returns its database number.
+fn check_url(url: &str) -> Result<i64, ConfigError> {
     let parsed = redis::parse_redis_url(url).ok_or_else(|| ConfigError::InvalidUrl {
         reason: "not a redis:// or rediss:// URL".into(),
     })?;
@@ -252,10 +257,12 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
             reason: "no host".into(),
         });
     }
-    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| ConfigError::InvalidUrl {
-        reason: format!("{:?}", e.kind()),
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+        ConfigError::InvalidUrl {
+            reason: format!("{:?}", e.kind()),
+        }
     })?;
-    Ok(())
+    Ok(info.redis_settings().db())
 }
 
 /// `url` with its password replaced.

@@ -141,10 +141,17 @@ impl RedisBackend {
     }
 }
 
-/// `ttl` as the millisecond argument of `PX` / `PEXPIRE` (at least 1 ms).
+/// The longest TTL sent to Redis, about 100 years: Redis refuses an expiry
+/// whose absolute time overflows, and no lease or cached token needs more.
+const MAX_TTL_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+
+/// `ttl` as the millisecond argument of the scripts: rounded UP (a lease
+/// never lapses before its holder thinks), capped at [`MAX_TTL_MS`]; `0`
+/// only for a zero TTL, which the scripts treat as "lapses at once".
 pub(crate) fn px(ttl: std::time::Duration) -> Vec<u8> {
-    ttl.as_millis()
-        .clamp(1, u128::from(u64::MAX))
+    ttl.as_nanos()
+        .div_ceil(1_000_000)
+        .min(MAX_TTL_MS)
         .to_string()
         .into_bytes()
 }

@@ -1,8 +1,11 @@
 //! Redis failures as core [`StorageError`]s.
 //!
 //! Connection problems are `Unavailable` and slow answers `Timeout`, so the
-//! flow falls through to its next lock layer; a script or reply that does
-//! not make sense is `Other` / `InvalidData`. Messages name the error's
+//! flow falls through to its next lock layer (an authentication or
+//! permission refusal and an out-of-memory server included: the server
+//! cannot serve us now); a reply or a value under our key that does not
+//! make sense (`WRONGTYPE` included) is `InvalidData`; anything else
+//! `Other`. Messages name the error's
 //! kind and code only, never its text: a driver message can quote
 //! arguments (tokens) or the connection string.
 
@@ -26,14 +29,26 @@ pub(crate) fn storage_error(operation: &'static str, error: &RedisError) -> Stor
         )
         || matches!(
             error.code(),
-            Some("LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
+            Some(
+                "LOADING"
+                    | "BUSY"
+                    | "TRYAGAIN"
+                    | "CLUSTERDOWN"
+                    | "MASTERDOWN"
+                    | "READONLY"
+                    | "NOAUTH"
+                    | "WRONGPASS"
+                    | "NOPERM"
+                    | "OOM"
+            )
         )
     {
         StorageError::unavailable(operation, what)
     } else if matches!(
         error.kind(),
         ErrorKind::UnexpectedReturnType | ErrorKind::Parse
-    ) {
+    ) || error.code() == Some("WRONGTYPE")
+    {
         StorageError::invalid_data(operation, what)
     } else {
         StorageError::other(operation, what)

@@ -7,8 +7,13 @@ use async_trait::async_trait;
 use redis::Script;
 use refresh_core::ports::{Lease, LeaseOwner, RefreshLock};
 use refresh_core::{RefreshKey, StorageError};
+use tracing::debug;
 
 use crate::connection::{Inner, px};
+
+/// How often the lease of a failed acquire is released before giving up
+/// (it lapses at its TTL anyway).
+const GHOST_RELEASE_ATTEMPTS: usize = 5;
 
 static ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/acquire.lua")));
@@ -55,7 +60,7 @@ impl RefreshLock for RedisLock {
         let owner = LeaseOwner::random();
         let keys = &self.inner.keys;
         let (lease, fence) = (keys.lease(key), keys.fence(key));
-        let fence: Option<u64> = self
+        let acquired: Result<Option<u64>, StorageError> = self
             .inner
             .run(
                 "redis_lock_acquire",
@@ -63,7 +68,18 @@ impl RefreshLock for RedisLock {
                 &[&lease, &fence],
                 &[owner.as_str().as_bytes(), &px(ttl)],
             )
-            .await?;
+            .await;
+        let fence = match acquired {
+            Ok(fence) => fence,
+            Err(error) => {
+                // The script may still run (it was on the wire when the
+                // timeout fired, or the server is frozen): it would leave a
+                // lease nobody knows, answering "held elsewhere" to every
+                // peer for a whole TTL. Release it by its owner, after it.
+                tokio::spawn(release_ghost(Arc::clone(&self.inner), lease, owner));
+                return Err(error);
+            }
+        };
         Ok(fence.map(|fence| Lease {
             key: key.clone(),
             owner,
@@ -98,5 +114,31 @@ impl RefreshLock for RedisLock {
             )
             .await?;
         Ok(done == 1)
+    }
+}
+
+/// Tries a few times to release the lease an acquire that reported an error
+/// may have taken anyway. The release is owner-checked, so it can only ever
+/// delete that acquire's own lease; on one connection Redis runs it after
+/// the acquire, whenever the server answers again.
+async fn release_ghost(inner: Arc<Inner>, lease: String, owner: LeaseOwner) {
+    let mut pause = inner.config.reconnect_backoff;
+    for _ in 0..GHOST_RELEASE_ATTEMPTS {
+        let released: Result<i64, StorageError> = inner
+            .run(
+                "redis_lock_release",
+                &RELEASE,
+                &[&lease],
+                &[owner.as_str().as_bytes()],
+            )
+            .await;
+        match released {
+            Ok(_) => return,
+            Err(error) => {
+                debug!(kind = %error.kind(), "could not clear the lease of a failed acquire yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(inner.config.max_reconnect_backoff);
+            }
+        }
     }
 }

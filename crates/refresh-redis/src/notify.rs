@@ -5,8 +5,12 @@
 //! so a publish after `subscribe_refreshed` returned always reaches it.
 //! When the connection drops, every pending notice resolves `None`
 //! (waiters fall back to polling) and the task reconnects with backoff;
-//! subscriptions asked for while it is down fail `Unavailable`. The task
-//! ends when the last clone of its cache is dropped.
+//! subscriptions asked for while it is down fail `Unavailable`. A command
+//! that is only slow (a subscribe or unsubscribe past the command timeout)
+//! fails that request alone: the connection and every other waiter stay.
+//! A notice tells the task when it is dropped, and a channel nobody waits
+//! on any more is unsubscribed at once, so idle channels cost nothing. The
+//! task ends when its cache and every notice are dropped.
 //!
 //! Cluster: classic `PUBLISH` is forwarded to every node over the cluster
 //! bus, so one subscriber connection to any node hears every channel.
@@ -29,18 +33,40 @@ use tracing::{debug, warn};
 use crate::config::RedisConfig;
 use crate::error::{storage_error, timed_out};
 
-/// Prune dropped waiters every this many subscriptions.
-const PRUNE_EVERY: u32 = 64;
-
 struct Subscribe {
     channel: String,
     notice: oneshot::Sender<Option<u64>>,
     done: oneshot::Sender<Result<(), StorageError>>,
 }
 
+enum Command {
+    Subscribe(Subscribe),
+    /// A notice of this channel was dropped or resolved.
+    Dropped(String),
+}
+
+/// What a notice holds while it waits: on drop (resolved or abandoned) it
+/// tells the hub, after letting go of its receiver, so the hub sees it
+/// closed.
+struct Listening {
+    heard: Option<oneshot::Receiver<Option<u64>>>,
+    channel: Option<String>,
+    hub: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        drop(self.heard.take());
+        if let Some(channel) = self.channel.take() {
+            let _ = self.hub.send(Command::Dropped(channel));
+        }
+    }
+}
+
 /// The handle of a hub task.
+#[derive(Clone)]
 pub(crate) struct Hub {
-    commands: mpsc::UnboundedSender<Subscribe>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Hub {
@@ -60,6 +86,12 @@ impl Hub {
         Self { commands }
     }
 
+    /// Whether the task is gone (its runtime shut down): a new one must be
+    /// spawned.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
     /// A notice for the next publish on `channel`, once Redis confirmed the
     /// subscription.
     pub(crate) async fn subscribe(
@@ -75,13 +107,22 @@ impl Hub {
             notice,
             done,
         };
-        if self.commands.send(request).is_err() {
+        let listening = Listening {
+            heard: Some(heard),
+            channel: Some(request.channel.clone()),
+            hub: self.commands.clone(),
+        };
+        if self.commands.send(Command::Subscribe(request)).is_err() {
             return Err(StorageError::unavailable(OP, "notification task ended"));
         }
         match tokio::time::timeout(timeout, confirmed).await {
-            Ok(Ok(Ok(()))) => Ok(RefreshNotice::new(
-                async move { heard.await.ok().flatten() },
-            )),
+            Ok(Ok(Ok(()))) => Ok(RefreshNotice::new(async move {
+                let mut listening = listening;
+                match listening.heard.as_mut() {
+                    Some(heard) => heard.await.ok().flatten(),
+                    None => None,
+                }
+            })),
             Ok(Ok(Err(error))) => Err(error),
             Ok(Err(_)) => Err(StorageError::unavailable(OP, "notification task ended")),
             Err(_) => Err(timed_out(OP)),
@@ -95,7 +136,7 @@ struct HubTask {
     command_timeout: Duration,
     backoff: Duration,
     max_backoff: Duration,
-    commands: mpsc::UnboundedReceiver<Subscribe>,
+    commands: mpsc::UnboundedReceiver<Command>,
     waiters: HashMap<String, Vec<oneshot::Sender<Option<u64>>>>,
 }
 
@@ -110,6 +151,9 @@ impl HubTask {
                     if !self.serve(sink, stream).await {
                         return;
                     }
+                    // On a cluster, try another node: this one may be the
+                    // frozen or partitioned one.
+                    node += 1;
                     debug!("notification connection dropped; reconnecting");
                 }
                 Err(error) => {
@@ -124,15 +168,16 @@ impl HubTask {
             loop {
                 tokio::select! {
                     () = &mut wake => break,
-                    request = self.commands.recv() => match request {
+                    command = self.commands.recv() => match command {
                         None => return,
-                        Some(request) => {
+                        Some(Command::Subscribe(request)) => {
                             let down = StorageError::unavailable(
                                 "redis_subscribe_refreshed",
                                 "notification connection is down",
                             );
                             let _ = request.done.send(Err(down));
                         }
+                        Some(Command::Dropped(_)) => {}
                     },
                 }
             }
@@ -151,40 +196,44 @@ impl HubTask {
     }
 
     /// Serves subscriptions and messages until the connection drops
-    /// (`true`) or the cache is gone (`false`).
+    /// (`true`) or the cache and its notices are gone (`false`).
     async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> bool {
-        let mut since_prune = 0;
         loop {
             tokio::select! {
-                request = self.commands.recv() => {
-                    let Some(request) = request else { return false };
-                    since_prune += 1;
-                    if since_prune >= PRUNE_EVERY {
-                        since_prune = 0;
-                        if !self.prune(&mut sink).await {
-                            let _ = request.done.send(Err(StorageError::unavailable(
-                                "redis_subscribe_refreshed",
-                                "notification connection dropped",
-                            )));
-                            return true;
+                command = self.commands.recv() => match command {
+                    None => return false,
+                    Some(Command::Subscribe(request)) => {
+                        if !self.waiters.contains_key(&request.channel) {
+                            let call = sink.subscribe(&request.channel);
+                            let answer = tokio::time::timeout(self.command_timeout, call).await;
+                            match self.settle("redis_subscribe_refreshed", answer, &mut sink).await {
+                                Ok(()) => {}
+                                Err((error, connection_lost)) => {
+                                    warn!(kind = %error.kind(), "could not subscribe to refresh notifications");
+                                    let _ = request.done.send(Err(error));
+                                    if connection_lost {
+                                        return true;
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                        self.waiters.entry(request.channel).or_default().push(request.notice);
+                        let _ = request.done.send(Ok(()));
+                    }
+                    Some(Command::Dropped(channel)) => {
+                        let idle = self.waiters.get_mut(&channel).is_some_and(|waiters| {
+                            waiters.retain(|w| !w.is_closed());
+                            waiters.is_empty()
+                        });
+                        if idle {
+                            self.waiters.remove(&channel);
+                            if !self.unsubscribe(&mut sink, &channel).await {
+                                return true;
+                            }
                         }
                     }
-                    if !self.waiters.contains_key(&request.channel) {
-                        let call = sink.subscribe(&request.channel);
-                        let result = match tokio::time::timeout(self.command_timeout, call).await {
-                            Ok(Ok(())) => Ok(()),
-                            Ok(Err(error)) => Err(storage_error("redis_subscribe_refreshed", &error)),
-                            Err(_) => Err(timed_out("redis_subscribe_refreshed")),
-                        };
-                        if let Err(error) = result {
-                            warn!(kind = %error.kind(), "could not subscribe to refresh notifications");
-                            let _ = request.done.send(Err(error));
-                            return true;
-                        }
-                    }
-                    self.waiters.entry(request.channel).or_default().push(request.notice);
-                    let _ = request.done.send(Ok(()));
-                }
+                },
                 message = stream.next() => {
                     let Some(message) = message else { return true };
                     let channel = message.get_channel_name().to_owned();
@@ -200,8 +249,7 @@ impl HubTask {
                             let _ = waiter.send(Some(version));
                         }
                     }
-                    let call = sink.unsubscribe(&channel);
-                    if !matches!(tokio::time::timeout(self.command_timeout, call).await, Ok(Ok(()))) {
+                    if !self.unsubscribe(&mut sink, &channel).await {
                         return true;
                     }
                 }
@@ -209,26 +257,46 @@ impl HubTask {
         }
     }
 
-    /// Drops waiters whose notice is gone and unsubscribes their channels;
-    /// `false` when the connection failed.
-    async fn prune(&mut self, sink: &mut PubSubSink) -> bool {
-        let mut idle = Vec::new();
-        for (channel, waiters) in &mut self.waiters {
-            waiters.retain(|w| !w.is_closed());
-            if waiters.is_empty() {
-                idle.push(channel.clone());
+    /// Unsubscribes `channel`; `false` when the connection is lost (a slow
+    /// answer is not: the channel then stays subscribed, which only costs a
+    /// message nobody waits for).
+    async fn unsubscribe(&self, sink: &mut PubSubSink, channel: &str) -> bool {
+        let call = sink.unsubscribe(channel);
+        let answer = tokio::time::timeout(self.command_timeout, call).await;
+        match self
+            .settle("redis_unsubscribe_refreshed", answer, sink)
+            .await
+        {
+            Ok(()) => true,
+            Err((_, connection_lost)) => !connection_lost,
+        }
+    }
+
+    /// The outcome of a command that ran within the command timeout; on
+    /// failure the error and whether the connection is gone. A timeout
+    /// alone does not say so: the connection is lost only when it then
+    /// fails a `PING` within one connect plus one command (a slow server
+    /// answers; a frozen or partitioned node does not, and the hub moves
+    /// to the next node).
+    async fn settle(
+        &self,
+        operation: &'static str,
+        answer: Result<redis::RedisResult<()>, tokio::time::error::Elapsed>,
+        sink: &mut PubSubSink,
+    ) -> Result<(), (StorageError, bool)> {
+        match answer {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                let lost = error.is_io_error()
+                    || error.is_connection_dropped()
+                    || error.is_unrecoverable_error();
+                Err((storage_error(operation, &error), lost))
+            }
+            Err(_) => {
+                let bound = self.connect_timeout + self.command_timeout;
+                let ping = tokio::time::timeout(bound, sink.ping::<redis::Value>()).await;
+                Err((timed_out(operation), !matches!(ping, Ok(Ok(_)))))
             }
         }
-        for channel in idle {
-            self.waiters.remove(&channel);
-            let call = sink.unsubscribe(&channel);
-            if !matches!(
-                tokio::time::timeout(self.command_timeout, call).await,
-                Ok(Ok(()))
-            ) {
-                return false;
-            }
-        }
-        true
     }
 }

@@ -97,22 +97,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `redis-server` this test owns, on its own port; killed on drop.
+/// A `redis-server` this test owns, on its own port, with extra arguments
+/// of the test's choosing; killed on drop (and resumed first, if stopped).
 pub struct OwnServer {
     pub port: u16,
+    args: Vec<String>,
     child: Option<Child>,
     dir: std::path::PathBuf,
 }
 
 impl OwnServer {
-    /// Starts one on a free port and waits until it answers.
+    /// Starts one on a free port and waits until it accepts connections.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`start`](Self::start), with `args` added to the command line.
+    pub async fn start_with(args: &[&str]) -> Self {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("refresh-redis-own-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server = Self {
             port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
             dir,
         };
@@ -125,36 +133,51 @@ impl OwnServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
         self.child = Some(child);
-        for _ in 0..200 {
-            if let Ok(client) = redis::Client::open(self.url().as_str())
-                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
+        // Accepting connections is enough (the server may require a
+        // password the caller has not sent yet).
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
-            tokio::task::yield_now().await;
-            std::thread::sleep(Duration::from_millis(25));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("own redis-server on port {} did not start", self.port);
     }
 
-    /// Kills the server (SIGKILL) and waits for it to be gone.
+    /// Sends `signal` (`-STOP`, `-CONT`, ...) to the server.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(sent, "kill {signal}");
+    }
+
+    /// Kills the server (SIGKILL, after a SIGCONT in case it is stopped)
+    /// and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
