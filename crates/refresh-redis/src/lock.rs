@@ -60,7 +60,18 @@ impl RefreshLock for RedisLock {
         let owner = LeaseOwner::random();
         let keys = &self.inner.keys;
         let (lease, fence) = (keys.lease(key), keys.fence(key));
-        let acquired: Result<Option<u64>, StorageError> = self
+        // Until the script's answer is in hand, an error or a cancelled
+        // call (the caller's own deadline) may still leave the script to
+        // run on the server (it was on the wire, or the server is frozen):
+        // it would leave a lease nobody knows, answering "held elsewhere"
+        // to every peer for a whole TTL. The guard then releases it by its
+        // owner, after it.
+        let mut ghost = GhostGuard {
+            inner: Arc::clone(&self.inner),
+            lease: Some(lease.clone()),
+            owner: owner.clone(),
+        };
+        let fence: Option<u64> = self
             .inner
             .run(
                 "redis_lock_acquire",
@@ -68,18 +79,8 @@ impl RefreshLock for RedisLock {
                 &[&lease, &fence],
                 &[owner.as_str().as_bytes(), &px(ttl)],
             )
-            .await;
-        let fence = match acquired {
-            Ok(fence) => fence,
-            Err(error) => {
-                // The script may still run (it was on the wire when the
-                // timeout fired, or the server is frozen): it would leave a
-                // lease nobody knows, answering "held elsewhere" to every
-                // peer for a whole TTL. Release it by its owner, after it.
-                tokio::spawn(release_ghost(Arc::clone(&self.inner), lease, owner));
-                return Err(error);
-            }
-        };
+            .await?;
+        ghost.lease = None;
         Ok(fence.map(|fence| Lease {
             key: key.clone(),
             owner,
@@ -114,6 +115,26 @@ impl RefreshLock for RedisLock {
             )
             .await?;
         Ok(done == 1)
+    }
+}
+
+/// Armed while an acquire's answer is unknown; on drop, releases what that
+/// acquire may have taken.
+struct GhostGuard {
+    inner: Arc<Inner>,
+    /// The lease key; `None` once the answer is known.
+    lease: Option<String>,
+    owner: LeaseOwner,
+}
+
+impl Drop for GhostGuard {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let owner = self.owner.clone();
+            runtime.spawn(release_ghost(Arc::clone(&self.inner), lease, owner));
+        }
     }
 }
 

@@ -592,6 +592,45 @@ async fn h_timed_out_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
     );
 }
 
+/// The caller's own deadline fires before the command timeout (core's
+/// storage deadline, a dropped request) while the server is frozen: the
+/// acquire future is dropped, not answered. The script still runs when the
+/// server resumes; the lease it takes must not outlive the cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn h_cancelled_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
+    let server = Own::start().await;
+    let prefix = unique_prefix("ghost-cancel");
+    let redis = RedisBackend::connect(own_config(server.url(), &prefix, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let lock = redis.lock();
+    let k = key("c");
+    let warm = lock
+        .try_acquire(&key("warm"), Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lock.release(&warm).await.unwrap());
+    server.signal("-STOP");
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(200),
+        lock.try_acquire(&k, Duration::from_secs(180)),
+    )
+    .await;
+    server.signal("-CONT");
+    assert!(
+        cancelled.is_err(),
+        "the caller gave up first: {cancelled:?}"
+    );
+    let lease_key = raw_key(&prefix, "lease", &k);
+    // The queued acquire runs after the resume, then its cleanup.
+    let cleared = eventually(|| async { pttl(&server.url(), &lease_key).await == -2 }).await;
+    let second = lock.try_acquire(&k, Duration::from_secs(5)).await;
+    assert!(cleared, "a cancelled acquire left a lease nobody knows");
+    assert!(matches!(second, Ok(Some(_))), "{second:?}");
+}
+
 /// A release that times out while the server is frozen: is it executed once
 /// the server resumes (owner-checked, harmless), or dropped with the
 /// connection (the lease then blocks the key for its whole TTL)?
