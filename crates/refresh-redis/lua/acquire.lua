@@ -10,11 +10,9 @@
 -- it) unless the server's clock went back. The counter itself never
 -- expires.
 --
--- Every read comes before the first write: Redis does not roll a script
--- back, so a script that failed half-way could leave a lease nobody owns.
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return false
-end
+-- Every read comes before the first write (the SET NX that takes the
+-- lease): Redis does not roll a script back, so a script that failed
+-- half-way could leave a lease nobody owns.
 local now = redis.call('TIME')
 local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local stored = redis.pcall('GET', KEYS[2])
@@ -26,8 +24,12 @@ local fence = counter + 1
 if fence < floor then
   fence = floor
 end
-if ARGV[2] ~= '0' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[2] == '0' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return false
+  end
+elseif not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return false
 end
 redis.call('SET', KEYS[2], string.format('%d', fence))
 return fence
