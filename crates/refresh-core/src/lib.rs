@@ -96,8 +96,8 @@ pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshFlowBuilder, Refres
 pub use policy::{BackgroundRefreshPolicy, ProviderRefreshPolicy};
 pub use ports::{
     AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
-    ClaimKey, ClaimState, ClaimStore, Clock, DueCursor, ExecutorRegistry, Lease, LeaseOwner,
-    ManualClock, PutOutcome, RefreshContext, RefreshExecutor, RefreshListener, RefreshLock,
-    RefreshNotice, SystemClock, TokenCache, TokioClock,
+    ClaimKey, ClaimState, ClaimStore, Clock, DueCursor, ExecutorRegistry, FlowObserver, Lease,
+    LeaseOwner, ManualClock, PutOutcome, RefreshContext, RefreshExecutor, RefreshListener,
+    RefreshLock, RefreshNotice, SystemClock, TokenCache, TokioClock,
 };
 pub use provider::{AccessToken, TokenProvider};

@@ -24,16 +24,24 @@ pub enum FlowStage {
     Task,
 }
 
-impl fmt::Display for FlowStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl FlowStage {
+    /// The stage's stable lower-case name (`lock`, `claim`, `reread`,
+    /// `upstream`, `persist`, `task`), usable as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Lock => "lock",
             Self::Claim => "claim",
             Self::Reread => "reread",
             Self::Upstream => "upstream",
             Self::Persist => "persist",
             Self::Task => "task",
-        })
+        }
+    }
+}
+
+impl fmt::Display for FlowStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -10,7 +10,7 @@ use super::lease_guard::{Leases, release_all};
 use crate::concurrency::bounded;
 use crate::domain::RefreshKey;
 use crate::error::{FlowError, StorageError};
-use crate::ports::RefreshLock;
+use crate::ports::{FlowObserver, RefreshLock};
 
 /// How the flow serializes refreshes across instances.
 ///
@@ -107,6 +107,7 @@ impl LockStrategy {
         &self,
         key: &RefreshKey,
         config: &FlowConfig,
+        observer: &dyn FlowObserver,
     ) -> Result<Acquired, FlowError> {
         let (ttl, release_timeout) = (config.lease_ttl, config.release_timeout);
         let mut held = Leases::new();
@@ -124,12 +125,17 @@ impl LockStrategy {
             )
             .await
             {
-                Ok(Some(lease)) => held.push((Arc::clone(lock), lease)),
+                Ok(Some(lease)) => {
+                    observer.lock_acquired(lock.name());
+                    held.push((Arc::clone(lock), lease));
+                }
                 Ok(None) => {
+                    observer.lock_contended(lock.name());
                     release_all(held, release_timeout).await;
                     return Ok(Acquired::HeldElsewhere);
                 }
                 Err(error) => {
+                    observer.lock_unavailable(lock.name());
                     warn!(%key, lock = lock.name(), kind = %error.kind(), "refresh lock unavailable");
                     durable_failed = index > 0;
                     last_error = Some(error);

@@ -55,7 +55,8 @@ use crate::concurrency::SingleFlight;
 use crate::domain::{Account, RefreshKey};
 use crate::error::{ConfigError, FlowError};
 use crate::ports::{
-    AccountRepository, ClaimStore, Clock, RefreshExecutor, SystemClock, TokenCache,
+    AccountRepository, ClaimStore, Clock, FlowObserver, NoObserver, RefreshExecutor, SystemClock,
+    TokenCache,
 };
 
 type FlowResult = Result<RefreshOutcome, FlowError>;
@@ -74,6 +75,7 @@ pub(crate) struct FlowInner {
     notifier: Option<Arc<dyn TokenCache>>,
     clock: Arc<dyn Clock>,
     config: FlowConfig,
+    observer: Arc<dyn FlowObserver>,
     flights: Arc<SingleFlight<RefreshKey, FlowResult>>,
 }
 
@@ -106,6 +108,7 @@ impl RefreshFlow {
             notifier: None,
             clock: None,
             config: FlowConfig::default(),
+            observer: None,
         }
     }
 
@@ -165,6 +168,11 @@ impl RefreshFlow {
     pub fn config(&self) -> &FlowConfig {
         &self.inner.config
     }
+
+    /// The observer the flow reports to.
+    pub fn observer(&self) -> &Arc<dyn FlowObserver> {
+        &self.inner.observer
+    }
 }
 
 /// Builds a [`RefreshFlow`].
@@ -175,9 +183,17 @@ pub struct RefreshFlowBuilder {
     notifier: Option<Arc<dyn TokenCache>>,
     clock: Option<Arc<dyn Clock>>,
     config: FlowConfig,
+    observer: Option<Arc<dyn FlowObserver>>,
 }
 
 impl RefreshFlowBuilder {
+    /// Where lock, upstream and outcome events go (default: nowhere). The
+    /// token provider built over this flow reports to it too.
+    pub fn observer(mut self, observer: Arc<dyn FlowObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The shared cache whose "refreshed" channel wakes waiters elsewhere.
     pub fn notifier(mut self, cache: Arc<dyn TokenCache>) -> Self {
         self.notifier = Some(cache);
@@ -213,6 +229,7 @@ impl RefreshFlowBuilder {
                 notifier: self.notifier,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 config: self.config,
+                observer: self.observer.unwrap_or_else(|| Arc::new(NoObserver)),
                 flights: Arc::new(SingleFlight::new()),
             }),
         })

@@ -29,13 +29,19 @@ impl FlowInner {
     ) -> FlowResult {
         let span =
             info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
-        async move {
-            let held = match self.locks.acquire(&key, &self.config).await? {
-                Acquired::Held(held) => held,
-                Acquired::HeldElsewhere => {
+        let (observer, platform) = (Arc::clone(&self.observer), snapshot.platform.clone());
+        let result = async move {
+            let acquired = self
+                .locks
+                .acquire(&key, &self.config, self.observer.as_ref())
+                .await;
+            let held = match acquired {
+                Ok(Acquired::Held(held)) => held,
+                Ok(Acquired::HeldElsewhere) => {
                     debug!("refresh lease held elsewhere");
                     return Ok(RefreshOutcome::HeldElsewhere);
                 }
+                Err(error) => return Err(error),
             };
             debug!(fences = ?held.iter().map(|(_, l)| l.fence).collect::<Vec<_>>(), "refresh leases acquired");
             let mut lease = Some(LeaseGuard::start(held, &self.config));
@@ -48,7 +54,9 @@ impl FlowInner {
             result
         }
         .instrument(span)
-        .await
+        .await;
+        observer.refresh_finished(&platform, outcome_name(&result));
+        result
     }
 
     /// Re-read → due check → claim, in rounds; see [`MAX_ROUNDS`].
@@ -177,5 +185,20 @@ impl FlowInner {
         {
             warn!(kind = %error.kind(), "refreshed notification failed; waiters fall back to polling");
         }
+    }
+}
+
+/// The observer's name of a run's result.
+fn outcome_name(result: &FlowResult) -> &'static str {
+    match result {
+        Ok(RefreshOutcome::Refreshed {
+            recovered: false, ..
+        }) => "refreshed",
+        Ok(RefreshOutcome::Refreshed {
+            recovered: true, ..
+        }) => "recovered",
+        Ok(RefreshOutcome::StillFresh { .. }) => "still_fresh",
+        Ok(RefreshOutcome::HeldElsewhere) => "held_elsewhere",
+        Err(error) => error.stage().as_str(),
     }
 }

@@ -41,7 +41,13 @@ impl FlowInner {
         let deadline = now + self.config.upstream_timeout;
         let ctx = RefreshContext::new(token, Arc::clone(&self.clock), deadline);
         let rotating = executor.rotates_refresh_token();
-        match call_upstream(executor, &fresh, ctx).await {
+        let answer = call_upstream(executor, &fresh, ctx).await;
+        let outcome = answer
+            .as_ref()
+            .map_or_else(ProviderError::kind_name, |_| "ok");
+        self.observer
+            .upstream_call(&fresh.platform, now.elapsed(), outcome);
+        match answer {
             Ok(issued) => {
                 self.complete(key, held, fresh, issued, rotating, lease)
                     .await

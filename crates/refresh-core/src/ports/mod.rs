@@ -9,6 +9,7 @@ mod claim_store;
 mod clock;
 mod executor;
 mod executor_registry;
+mod flow_observer;
 mod refresh_listener;
 mod refresh_lock;
 mod token_cache;
@@ -18,6 +19,7 @@ pub use claim_store::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimS
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use executor::{RefreshContext, RefreshExecutor};
 pub use executor_registry::ExecutorRegistry;
+pub use flow_observer::{FlowObserver, NoObserver};
 pub use refresh_listener::RefreshListener;
 pub use refresh_lock::{Lease, LeaseOwner, RefreshLock};
 pub use token_cache::{CachedToken, PutOutcome, RefreshNotice, TokenCache};

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -30,9 +31,17 @@ struct Entry {
     valid_until: DateTime<Utc>,
 }
 
+/// One shard: its map, and the hits it served (counted next to the lock
+/// word the read writes anyway, so counting costs no extra shared line).
+#[derive(Default)]
+struct Slot {
+    map: RwLock<Shard>,
+    hits: AtomicU64,
+}
+
 /// A bounded concurrent map from account id to token.
 pub(crate) struct LocalCache {
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[Slot]>,
     per_shard: usize,
 }
 
@@ -40,31 +49,47 @@ impl LocalCache {
     pub(crate) fn new(capacity: u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shards: (0..SHARDS).map(|_| Slot::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
 
-    fn shard(&self, id: AccountId) -> &RwLock<Shard> {
+    fn shard(&self, id: AccountId) -> &Slot {
         // Fibonacci hashing: the top bits of id × 2^64/φ spread sequential
         // ids over the shards.
         let mixed = (id.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         &self.shards[(mixed >> 58) as usize % SHARDS]
     }
 
-    fn read(&self, id: AccountId) -> RwLockReadGuard<'_, Shard> {
-        self.shard(id).read().unwrap_or_else(|e| e.into_inner())
+    fn read(slot: &Slot) -> RwLockReadGuard<'_, Shard> {
+        slot.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self, id: AccountId) -> RwLockWriteGuard<'_, Shard> {
-        self.shard(id).write().unwrap_or_else(|e| e.into_inner())
+        self.shard(id)
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn get(&self, id: AccountId, now: DateTime<Utc>) -> Option<AccessToken> {
-        self.read(id)
+        let slot = self.shard(id);
+        let token = Self::read(slot)
             .get(&id)
             .filter(|entry| entry.valid_until > now)
-            .map(|entry| entry.token.clone())
+            .map(|entry| entry.token.clone());
+        if token.is_some() {
+            slot.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        token
+    }
+
+    /// Reads served so far.
+    pub(crate) fn hits(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|slot| slot.hits.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Stores `token` for `ttl` unless a newer version is cached and valid.
@@ -98,10 +123,7 @@ impl LocalCache {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| Self::read(s).len()).sum()
     }
 }
 
@@ -132,6 +154,7 @@ mod tests {
         let cache = LocalCache::new(10);
         cache.put(&token(1, 0), secs(60), now());
         assert_eq!(cache.get(AccountId(1), now()).unwrap().version, 0);
+        assert_eq!(cache.hits(), 1, "a hit is counted");
         let later = now() + chrono::Duration::seconds(59);
         assert!(cache.get(AccountId(1), later).is_some());
         let lapsed = now() + chrono::Duration::seconds(60);

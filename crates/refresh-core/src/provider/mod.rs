@@ -180,6 +180,13 @@ impl TokenProvider {
         }))
     }
 
+    /// Reads served from process memory so far (the warm path reports to
+    /// no [`FlowObserver`](crate::FlowObserver); a metrics exporter reads
+    /// this counter instead).
+    pub fn local_hits(&self) -> u64 {
+        self.inner.local.hits()
+    }
+
     /// Drops the in-process cached token of an account.
     pub fn invalidate_local(&self, id: AccountId) {
         self.inner.local.invalidate(id);

@@ -48,11 +48,12 @@ impl ProviderInner {
                     if cached.version >= snapshot.credentials_version
                         && token_is_valid(cached.expires_at, now) =>
                 {
+                    self.flow.observer().shared_cache_lookup(true);
                     let token = AccessToken::from_cached(snapshot.id, cached);
                     self.cache_locally(&token, self.ttl(token.expires_at, now));
                     return Ok(token);
                 }
-                Ok(_) => {}
+                Ok(_) => self.flow.observer().shared_cache_lookup(false),
                 Err(error) => {
                     debug!(%key, kind = %error.kind(), "shared cache read failed; continuing")
                 }

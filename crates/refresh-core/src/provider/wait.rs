@@ -39,6 +39,7 @@ impl ProviderInner {
             .as_ref()
             .is_ok_and(|t| t.version > current.credentials_version);
         self.record(&current.platform, Event::Wait { waited, hit });
+        self.flow.observer().waited(&current.platform, waited, hit);
         if waited >= policy.wait.warn_after {
             warn!(account_id = %current.id, waited_ms = waited.as_millis() as u64, hit, "slow wait for a refresh held elsewhere");
         }
