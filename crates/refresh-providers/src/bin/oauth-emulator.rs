@@ -1,0 +1,3 @@
+//! `oauth-emulator`: placeholder until the emulator lands.
+
+fn main() {}

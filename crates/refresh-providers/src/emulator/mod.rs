@@ -1,0 +1,1 @@
+//! OAuth emulator (in progress).
