@@ -94,6 +94,12 @@ impl Emulator {
         self.shared.grant(id)
     }
 
+    /// Every refresh and access token the emulator seeded or issued, for
+    /// leak tests that search logs and error texts for them.
+    pub fn issued_tokens(&self) -> Vec<refresh_core::Secret> {
+        self.shared.issued_tokens()
+    }
+
     /// Every counter.
     pub fn stats(&self) -> Stats {
         self.shared.stats()

@@ -454,6 +454,15 @@ impl Shared {
         self.update(|s| s.oversized_bodies_ended += 1);
     }
 
+    pub(crate) fn issued_tokens(&self) -> Vec<Secret> {
+        let s = self.state();
+        s.refresh_index
+            .keys()
+            .chain(s.access_index.keys())
+            .map(|t| Secret::from(t.as_str()))
+            .collect()
+    }
+
     pub(crate) fn grant(&self, id: GrantId) -> Option<GrantStats> {
         self.state().grants.get(&id).map(Grant::stats)
     }
