@@ -86,7 +86,7 @@ pub fn register_all(
 }
 
 /// The executors of every enabled provider over `http`.
-#[allow(unused_variables, unused_mut)] // with no provider feature enabled
+#[allow(unused_variables, unused_mut, clippy::vec_init_then_push)] // pushes are per feature
 fn executors(config: ProvidersConfig, http: &HttpClients) -> Vec<Arc<dyn RefreshExecutor>> {
     let mut all: Vec<Arc<dyn RefreshExecutor>> = Vec::new();
     #[cfg(feature = "claude")]

@@ -35,6 +35,17 @@
 //! # Ok(()) }
 //! ```
 
+// With only some providers enabled, parts of the shared HTTP layer go unused.
+#![cfg_attr(
+    not(all(
+        feature = "claude",
+        feature = "openai",
+        feature = "gemini",
+        feature = "antigravity"
+    )),
+    allow(dead_code, unused_imports, unused_mut)
+)]
+
 #[cfg(feature = "antigravity")]
 pub mod antigravity;
 #[cfg(feature = "claude")]

@@ -476,8 +476,7 @@ async fn a_processed_fault_consumes_the_token_before_failing_the_answer() {
         .body(body.to_string())
         .send()
         .await
-        .err()
-        .expect("the connection is reset");
+        .expect_err("the connection is reset");
     assert!(!err.is_timeout());
     let stats = emu.grant(grant.grant_id).unwrap();
     assert_eq!(

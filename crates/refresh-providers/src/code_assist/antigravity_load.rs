@@ -24,10 +24,10 @@ pub(crate) async fn load_project(
 ) -> Result<String, String> {
     let mut last = "no Code Assist base URL configured".to_owned();
     for round in 0..timing.attempts.max(1) {
-        if round > 0 {
-            if let Err(e) = caller.pause(timing.backoff_after(round - 1)).await {
-                return Err(format!("{last}; then {}", e.describe()));
-            }
+        if round > 0
+            && let Err(e) = caller.pause(timing.backoff_after(round - 1)).await
+        {
+            return Err(format!("{last}; then {}", e.describe()));
         }
         for base in bases {
             match at_base(caller, base, load_metadata, timing).await {

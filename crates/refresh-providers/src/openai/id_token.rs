@@ -54,10 +54,10 @@ pub(crate) fn parse(token: &str, now: DateTime<Utc>) -> Result<IdClaims, IdToken
     let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&bytes) else {
         return Err(IdTokenProblem::Malformed);
     };
-    if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
-        if exp + EXP_TOLERANCE_SECS < now.timestamp() {
-            return Err(IdTokenProblem::Expired);
-        }
+    if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
+        && exp.saturating_add(EXP_TOLERANCE_SECS) < now.timestamp()
+    {
+        return Err(IdTokenProblem::Expired);
     }
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)
