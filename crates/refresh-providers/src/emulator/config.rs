@@ -85,3 +85,25 @@ impl Latency {
         Duration::from_millis(self.fixed_ms.saturating_add(jitter))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_samples_stay_within_fixed_plus_jitter() {
+        let latency = Latency {
+            fixed_ms: 50,
+            jitter_ms: 20,
+        };
+        for _ in 0..1000 {
+            let d = latency.sample().as_millis();
+            assert!((50..=70).contains(&d), "{d}");
+        }
+        assert_eq!(
+            Latency::fixed(Duration::from_millis(5)).sample(),
+            Duration::from_millis(5)
+        );
+        assert_eq!(Latency::default().sample(), Duration::ZERO);
+    }
+}
