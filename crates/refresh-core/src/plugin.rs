@@ -16,7 +16,7 @@ pub use crate::domain::{
 };
 pub use crate::error::{
     OAuthErrorBody, OAuthErrorCode, ProviderError, StorageError, StorageErrorKind,
-    sanitize_description,
+    parse_retry_after, sanitize_description,
 };
 pub use crate::ports::{
     AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,

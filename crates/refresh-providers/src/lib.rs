@@ -1,11 +1,68 @@
-//! OAuth refresh executors for oauth-refresh.
+//! # refresh-providers
 //!
-//! This crate will hold the `RefreshExecutor` implementations for Claude,
-//! OpenAI, Gemini (code_assist, google_one, ai_studio) and Antigravity, as
-//! `REFERENCE.md` describes them, with every endpoint and client id
-//! overridable, per-account proxies that fail closed, bounded response sizes,
-//! and an OAuth emulator (feature `emulator`) used by tests, benchmarks and the
-//! demo.
+//! [`RefreshExecutor`](refresh_core::RefreshExecutor)s for the four built-in
+//! upstreams, over one shared HTTP layer, plus an OAuth emulator of all
+//! four (feature `emulator`). Depends on `refresh-core` only.
 //!
-//! It depends on `refresh-core` only. The implementation lands in a later
-//! issue.
+//! - [`claude`] (feature `claude`), [`openai`] (`openai`), [`gemini`]
+//!   (`gemini`: code_assist, google_one, ai_studio), [`antigravity`]
+//!   (`antigravity`): one module per provider with its `XxxConfig` (every
+//!   URL, client id/secret, scope, timeout and user agent overridable;
+//!   `serde::Deserialize` with the real values as defaults) and a
+//!   constructor returning `Arc<dyn RefreshExecutor>`.
+//! - [`register_all`] registers every enabled provider from one
+//!   [`ProvidersConfig`], sharing one [`HttpClients`] pool.
+//! - [`HttpClients`]: `reqwest` with rustls, one pooled client per
+//!   distinct account proxy (http, https, socks5), failing closed;
+//!   connect and total timeouts bounded by the refresh deadline; a
+//!   response-size cap enforced while streaming.
+//! - `emulator` (feature `emulator`): the four token endpoints with
+//!   rotation and reuse detection, Code Assist, faults, an admin API, and
+//!   the `oauth-emulator` binary.
+//!
+//! What each executor sends and reads back is in the crate README.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), refresh_core::ConfigError> {
+//! use refresh_core::ExecutorRegistry;
+//! use refresh_providers::{ProvidersConfig, register_all};
+//!
+//! let mut registry = ExecutorRegistry::new();
+//! register_all(&mut registry, ProvidersConfig::default())?;
+//! // Tests and the demo point every upstream at the emulator instead:
+//! let config = ProvidersConfig::default().with_base_url("http://127.0.0.1:8080");
+//! register_all(&mut registry, config)?;
+//! # Ok(()) }
+//! ```
+
+// With only some providers enabled, parts of the shared HTTP layer go unused.
+#![cfg_attr(
+    not(all(
+        feature = "claude",
+        feature = "openai",
+        feature = "gemini",
+        feature = "antigravity"
+    )),
+    allow(dead_code, unused_imports, unused_mut)
+)]
+
+#[cfg(feature = "antigravity")]
+pub mod antigravity;
+#[cfg(feature = "claude")]
+pub mod claude;
+#[cfg(feature = "code-assist")]
+mod code_assist;
+mod config;
+#[cfg(feature = "emulator")]
+pub mod emulator;
+#[cfg(feature = "gemini")]
+pub mod gemini;
+mod http;
+#[cfg(feature = "openai")]
+pub mod openai;
+mod token;
+
+#[cfg(feature = "code-assist")]
+pub use code_assist::{DiscoveryTiming, PROJECT_DISCOVERY_PENDING};
+pub use config::{ProvidersConfig, register_all};
+pub use http::{HttpClients, HttpConfig};

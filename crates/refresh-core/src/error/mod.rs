@@ -5,6 +5,7 @@ mod domain;
 mod flow;
 mod oauth_code;
 mod provider;
+mod retry_after;
 mod storage;
 mod token;
 
@@ -12,5 +13,6 @@ pub use domain::{ConfigError, CredentialsError, DomainError};
 pub use flow::{FlowError, FlowStage};
 pub use oauth_code::{OAuthErrorBody, OAuthErrorCode, redact_token_like, sanitize_description};
 pub use provider::ProviderError;
+pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
 pub use storage::{StorageError, StorageErrorKind};
 pub use token::TokenError;

@@ -1,0 +1,45 @@
+//! [`ClaudeConfig`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Settings of the Claude executor; the defaults are the real upstream's.
+/// Holds no secret (Claude's OAuth client has none).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaudeConfig {
+    /// Token endpoint.
+    pub token_url: String,
+    /// OAuth client id (Claude Code's).
+    pub client_id: String,
+    /// `User-Agent` of token calls (2026-12: `axios/1.13.6`; the upstream
+    /// rate-limits calls without one).
+    pub user_agent: String,
+    /// `Accept` of token calls.
+    pub accept: String,
+    /// Total timeout of the token call (also bounded by the refresh
+    /// deadline).
+    #[serde(with = "crate::config::duration_secs")]
+    pub timeout: Duration,
+}
+
+impl Default for ClaudeConfig {
+    fn default() -> Self {
+        Self {
+            token_url: "https://platform.claude.com/v1/oauth/token".to_owned(),
+            client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e".to_owned(),
+            user_agent: "axios/1.13.6".to_owned(),
+            accept: "application/json, text/plain, */*".to_owned(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ClaudeConfig {
+    /// Points the token URL at `base` (`{base}/v1/oauth/token`).
+    pub fn with_base_url(mut self, base: &str) -> Self {
+        self.token_url = crate::config::join(base, "/v1/oauth/token");
+        self
+    }
+}

@@ -1,0 +1,49 @@
+//! [`OpenAiConfig`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Settings of the OpenAI executor; the defaults are the real upstream's.
+/// Holds no secret (the Codex CLI client has none).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Token endpoint.
+    pub token_url: String,
+    /// OAuth client id used when the account's credentials name none
+    /// (the Codex CLI's).
+    pub client_id: String,
+    /// `scope` sent with the refresh (deliberately without
+    /// `offline_access`).
+    pub scope: String,
+    /// `User-Agent` of token calls.
+    pub user_agent: String,
+    /// `originator` header of token calls; `None` sends none.
+    pub originator: Option<String>,
+    /// Total timeout of the token call (also bounded by the refresh
+    /// deadline).
+    #[serde(with = "crate::config::duration_secs")]
+    pub timeout: Duration,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            token_url: "https://auth.openai.com/oauth/token".to_owned(),
+            client_id: "app_EMoamEEZ73f0CkXaXp7hrann".to_owned(),
+            scope: "openid profile email".to_owned(),
+            user_agent: "codex-tui/0.146.0 (Ubuntu 22.4.0; x86_64) xterm-256color".to_owned(),
+            originator: Some("codex-tui".to_owned()),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl OpenAiConfig {
+    /// Points the token URL at `base` (`{base}/oauth/token`).
+    pub fn with_base_url(mut self, base: &str) -> Self {
+        self.token_url = crate::config::join(base, "/oauth/token");
+        self
+    }
+}
