@@ -249,6 +249,92 @@ impl SeaOrmAccountRepository {
     }
 }
 
+/// The two range scans of a due listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DuePhase {
+    /// `expires_at IS NULL`, by id.
+    Unknown,
+    /// `expires_at < before`, by (expires_at, id).
+    Known,
+}
+
+/// The statement of one phase of a due page of `limit` rows after
+/// `after`, or `None` when the phase has nothing to list.
+fn due_query(
+    phase: DuePhase,
+    before: DateTime<Utc>,
+    after: Option<DueCursor>,
+    limit: usize,
+) -> Option<(String, Vec<Value>)> {
+    if limit == 0 {
+        return None;
+    }
+    let n: Value = i64::try_from(limit).unwrap_or(i64::MAX).into();
+    let select = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE status = 'active'");
+    match phase {
+        DuePhase::Unknown => {
+            if after.is_some_and(|c| c.expires_at.is_some()) {
+                return None;
+            }
+            let from = after.map_or(i64::MIN, |c| c.id.0);
+            Some((
+                format!("{select} AND expires_at IS NULL AND id > $1 ORDER BY id LIMIT $2"),
+                vec![from.into(), n],
+            ))
+        }
+        DuePhase::Known => {
+            let before = to_ms(before);
+            Some(match after.and_then(|c| c.expires_at.map(|at| (to_ms(at), c.id))) {
+                Some((at, id)) => (
+                    format!(
+                        "{select} AND expires_at < $1 AND (expires_at, id) > ($2, $3) \
+                         ORDER BY expires_at, id LIMIT $4"
+                    ),
+                    vec![before.into(), at.into(), id.0.into(), n],
+                ),
+                None => (
+                    format!("{select} AND expires_at < $1 ORDER BY expires_at, id LIMIT $2"),
+                    vec![before.into(), n],
+                ),
+            })
+        }
+    }
+}
+
+impl SeaOrmAccountRepository {
+    /// The database's plan of the statements one `list_due(before, after,
+    /// limit)` page runs (PostgreSQL `EXPLAIN`, SQLite `EXPLAIN QUERY
+    /// PLAN`), one line per plan row: to check that the due index serves
+    /// the listing.
+    ///
+    /// # Errors
+    /// A [`StorageError`] when the database fails.
+    pub async fn explain_list_due(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        const OP: &str = "explain_list_due";
+        let (explain, column_name) = match self.db.dialect().0 {
+            DbBackend::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+            DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+            DbBackend::MySql => ("EXPLAIN FORMAT=TREE", "EXPLAIN"),
+        };
+        let mut lines = Vec::new();
+        for phase in [DuePhase::Unknown, DuePhase::Known] {
+            let Some((sql, values)) = due_query(phase, before, after, limit) else {
+                continue;
+            };
+            let sql = format!("{explain} {sql}");
+            for row in query_all(self.db.conn(), self.db.dialect(), OP, &sql, values).await? {
+                lines.push(column::<String>(&row, OP, column_name)?);
+            }
+        }
+        Ok(lines)
+    }
+}
+
 /// One row of a due listing: its sort key and what it decoded to.
 struct DueRow {
     expires_at: Option<i64>,
@@ -354,43 +440,16 @@ impl AccountRepository for SeaOrmAccountRepository {
         after: Option<DueCursor>,
         limit: usize,
     ) -> Result<DuePage, StorageError> {
-        let n = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows = Vec::new();
         // Unknown expiries first (by id), then known ones before `before`
         // by (expires_at, id): two range scans of the (status, expires_at,
         // id) index, never an OFFSET.
-        if after.is_none_or(|c| c.expires_at.is_none()) && limit > 0 {
-            let from = after.map_or(i64::MIN, |c| c.id.0);
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE status = 'active' \
-                 AND expires_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
-            );
-            rows = self.due_rows(&sql, vec![from.into(), n.into()]).await?;
+        if let Some((sql, values)) = due_query(DuePhase::Unknown, before, after, limit) {
+            rows = self.due_rows(&sql, values).await?;
         }
-        if rows.len() < limit {
-            let left = i64::try_from(limit - rows.len()).unwrap_or(i64::MAX);
-            let before_ms = to_ms(before);
-            rows.extend(
-                match after.and_then(|c| c.expires_at.map(|at| (to_ms(at), c.id))) {
-                    Some((at, id)) => {
-                        let sql = format!(
-                            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE status = 'active' \
-                         AND expires_at < $1 AND (expires_at, id) > ($2, $3) \
-                         ORDER BY expires_at, id LIMIT $4"
-                        );
-                        let values = vec![before_ms.into(), at.into(), id.0.into(), left.into()];
-                        self.due_rows(&sql, values).await?
-                    }
-                    None => {
-                        let sql = format!(
-                            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE status = 'active' \
-                         AND expires_at < $1 ORDER BY expires_at, id LIMIT $2"
-                        );
-                        self.due_rows(&sql, vec![before_ms.into(), left.into()])
-                            .await?
-                    }
-                },
-            );
+        if let Some((sql, values)) = due_query(DuePhase::Known, before, after, limit - rows.len())
+        {
+            rows.extend(self.due_rows(&sql, values).await?);
         }
         let next = (rows.len() >= limit)
             .then(|| rows.last())

@@ -140,16 +140,34 @@ impl PgDatabase {
 
     /// Drops the database (closing whatever still uses it).
     pub async fn drop_db(self) {
-        let conn = Database::connect(pg_admin_url().as_str())
-            .await
-            .expect("admin connection");
-        conn.execute(Statement::from_string(
-            conn.get_database_backend(),
-            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
-        ))
-        .await
-        .expect("drop database");
-        let _ = conn.close().await;
+        drop(self);
+    }
+}
+
+impl Drop for PgDatabase {
+    /// Drops the database even when the test panicked: on a thread of its
+    /// own with its own runtime (a test's runtime may be gone).
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let Ok(conn) = Database::connect(pg_admin_url().as_str()).await else {
+                    return;
+                };
+                let _ = conn
+                    .execute(Statement::from_string(
+                        conn.get_database_backend(),
+                        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    ))
+                    .await;
+                let _ = conn.close().await;
+            });
+        });
+        let _ = dropper.join();
     }
 }
 
