@@ -284,19 +284,21 @@ fn due_query(
         }
         DuePhase::Known => {
             let before = to_ms(before);
-            Some(match after.and_then(|c| c.expires_at.map(|at| (to_ms(at), c.id))) {
-                Some((at, id)) => (
-                    format!(
-                        "{select} AND expires_at < $1 AND (expires_at, id) > ($2, $3) \
+            Some(
+                match after.and_then(|c| c.expires_at.map(|at| (to_ms(at), c.id))) {
+                    Some((at, id)) => (
+                        format!(
+                            "{select} AND expires_at < $1 AND (expires_at, id) > ($2, $3) \
                          ORDER BY expires_at, id LIMIT $4"
+                        ),
+                        vec![before.into(), at.into(), id.0.into(), n],
                     ),
-                    vec![before.into(), at.into(), id.0.into(), n],
-                ),
-                None => (
-                    format!("{select} AND expires_at < $1 ORDER BY expires_at, id LIMIT $2"),
-                    vec![before.into(), n],
-                ),
-            })
+                    None => (
+                        format!("{select} AND expires_at < $1 ORDER BY expires_at, id LIMIT $2"),
+                        vec![before.into(), n],
+                    ),
+                },
+            )
         }
     }
 }
@@ -447,8 +449,7 @@ impl AccountRepository for SeaOrmAccountRepository {
         if let Some((sql, values)) = due_query(DuePhase::Unknown, before, after, limit) {
             rows = self.due_rows(&sql, values).await?;
         }
-        if let Some((sql, values)) = due_query(DuePhase::Known, before, after, limit - rows.len())
-        {
+        if let Some((sql, values)) = due_query(DuePhase::Known, before, after, limit - rows.len()) {
             rows.extend(self.due_rows(&sql, values).await?);
         }
         let next = (rows.len() >= limit)

@@ -14,8 +14,8 @@ use common::{PgDatabase, SqliteFile, sealed};
 use refresh_core::memory::InMemoryRefreshLock;
 use refresh_core::testing::{FakeUpstream, RotatingExecutor};
 use refresh_core::{
-    Account, AccountId, AccountRepository, ClaimAcquire, ClaimId, ClaimKey, ClaimState,
-    ClaimStore, Clock, Credentials, FlowConfig, Fingerprint, LockStrategy, ManualClock, Platform,
+    Account, AccountId, AccountRepository, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore,
+    Clock, Credentials, Fingerprint, FlowConfig, LockStrategy, ManualClock, Platform,
     RefreshExecutor, RefreshFlow, RefreshKey, RefreshLock, RefreshOutcome, SystemClock,
 };
 use refresh_seaorm::SeaOrmBackend;
@@ -32,7 +32,11 @@ fn key(n: u32) -> ClaimKey {
 }
 
 /// 200 acquirers of one key, spread over the pools, released together.
-async fn contend(pools: &[SeaOrmBackend], key: &ClaimKey, ttl: Duration) -> (Vec<ClaimId>, HashSet<ClaimId>) {
+async fn contend(
+    pools: &[SeaOrmBackend],
+    key: &ClaimKey,
+    ttl: Duration,
+) -> (Vec<ClaimId>, HashSet<ClaimId>) {
     let barrier = Arc::new(Barrier::new(CONTENDERS));
     let tasks: Vec<_> = (0..CONTENDERS)
         .map(|i| {
@@ -48,7 +52,11 @@ async fn contend(pools: &[SeaOrmBackend], key: &ClaimKey, ttl: Duration) -> (Vec
         .collect();
     let (mut winners, mut seen) = (Vec::new(), HashSet::new());
     for task in tasks {
-        match task.await.expect("join").expect("acquire never fails under contention") {
+        match task
+            .await
+            .expect("join")
+            .expect("acquire never fails under contention")
+        {
             ClaimAcquire::Won(id) => winners.push(id),
             ClaimAcquire::Existing(claim) => {
                 seen.insert(claim.id);
@@ -62,9 +70,19 @@ async fn two_hundred_claimants_one_winner_and_one_taker_over(pools: Vec<SeaOrmBa
     let store = pools[0].claim_store();
     let fresh = key(1);
     let (winners, seen) = contend(&pools, &fresh, Duration::from_secs(60)).await;
-    assert_eq!(winners.len(), 1, "200 concurrent claims of a free generation: winners");
-    assert!(seen.iter().all(|id| *id == winners[0]), "the losers saw the winner's claim");
-    assert_eq!(store.get(&fresh).await.expect("get").expect("claim").id, winners[0]);
+    assert_eq!(
+        winners.len(),
+        1,
+        "200 concurrent claims of a free generation: winners"
+    );
+    assert!(
+        seen.iter().all(|id| *id == winners[0]),
+        "the losers saw the winner's claim"
+    );
+    assert_eq!(
+        store.get(&fresh).await.expect("get").expect("claim").id,
+        winners[0]
+    );
 
     // An expired empty claim: exactly one of 200 takes it over.
     let expired = key(2);
@@ -75,9 +93,16 @@ async fn two_hundred_claimants_one_winner_and_one_taker_over(pools: Vec<SeaOrmBa
         .expect("acquire");
     wait_until_expired(&store, &expired).await;
     let (winners, seen) = contend(&pools, &expired, Duration::from_secs(60)).await;
-    assert_eq!(winners.len(), 1, "200 contenders for an expired claim: takers-over");
+    assert_eq!(
+        winners.len(),
+        1,
+        "200 contenders for an expired claim: takers-over"
+    );
     assert_ne!(winners[0], old, "a fresh holding");
-    assert!(seen.iter().all(|id| *id == winners[0]), "the losers saw the new holding");
+    assert!(
+        seen.iter().all(|id| *id == winners[0]),
+        "the losers saw the new holding"
+    );
 
     // An expired claim with an answer is never taken over.
     let answered = key(3);
@@ -86,10 +111,16 @@ async fn two_hundred_claimants_one_winner_and_one_taker_over(pools: Vec<SeaOrmBa
         .acquire(&answered, &id, AccountId(0), 0, Duration::from_millis(1))
         .await
         .expect("acquire");
-    assert!(store
-        .save_answer(&answered, &id, &Credentials::new().with("refresh_token", "rt-next"))
-        .await
-        .expect("save_answer"));
+    assert!(
+        store
+            .save_answer(
+                &answered,
+                &id,
+                &Credentials::new().with("refresh_token", "rt-next")
+            )
+            .await
+            .expect("save_answer")
+    );
     let (winners, _) = contend(&pools, &answered, Duration::from_secs(60)).await;
     assert!(winners.is_empty(), "an answered claim is never taken over");
     let claim = store.get(&answered).await.expect("get").expect("claim");
@@ -162,7 +193,10 @@ async fn claim_expiry_is_judged_by_the_database_clock(a: SeaOrmBackend, b: SeaOr
             .with("refresh_token", "rt-1-0")
             .with("expires_at", expired.to_string()),
     );
-    a.repository().insert(account.clone()).await.expect("insert");
+    a.repository()
+        .insert(account.clone())
+        .await
+        .expect("insert");
     let config = FlowConfig {
         claim_ttl: Duration::from_secs(120),
         quarantine: Duration::from_secs(60),
@@ -171,7 +205,9 @@ async fn claim_expiry_is_judged_by_the_database_clock(a: SeaOrmBackend, b: SeaOr
     let flow = |backend: &SeaOrmBackend, clock: Arc<ManualClock>| {
         RefreshFlow::builder(
             Arc::new(backend.repository()),
-            LockStrategy::single(Arc::new(InMemoryRefreshLock::new(clock.clone())) as Arc<dyn RefreshLock>),
+            LockStrategy::single(
+                Arc::new(InMemoryRefreshLock::new(clock.clone())) as Arc<dyn RefreshLock>
+            ),
             Arc::new(backend.claim_store()),
         )
         .clock(clock)
@@ -189,7 +225,12 @@ async fn claim_expiry_is_judged_by_the_database_clock(a: SeaOrmBackend, b: SeaOr
     };
     upstream.wait_for_calls(1).await;
     let claim_key = ClaimKey::new(Platform::Anthropic, Fingerprint::of(&"rt-1-0".into()));
-    let claim = b.claim_store().get(&claim_key).await.expect("get").expect("the claim");
+    let claim = b
+        .claim_store()
+        .get(&claim_key)
+        .await
+        .expect("get")
+        .expect("the claim");
     let left = claim.remaining.expect("an open claim has a life");
     assert!(
         left > Duration::from_secs(100) && left <= Duration::from_secs(120),
@@ -204,25 +245,47 @@ async fn claim_expiry_is_judged_by_the_database_clock(a: SeaOrmBackend, b: SeaOr
         "the ahead flow finds the claim live: {second:?}"
     );
     upstream.open();
-    let first = first.await.expect("join").expect("the behind flow refreshes");
-    assert!(matches!(first, RefreshOutcome::Refreshed { .. }), "{first:?}");
+    let first = first
+        .await
+        .expect("join")
+        .expect("the behind flow refreshes");
+    assert!(
+        matches!(first, RefreshOutcome::Refreshed { .. }),
+        "{first:?}"
+    );
     assert_eq!(upstream.calls(), 1, "one request for the generation");
     assert_eq!(upstream.reuses(), 0, "no reuse");
-    let stored = b.repository().get(AccountId(1)).await.expect("get").expect("row");
-    assert_eq!(stored.credentials.refresh_token().map(|t| t.expose().to_owned()), Some("rt-1-1".into()));
+    let stored = b
+        .repository()
+        .get(AccountId(1))
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        stored
+            .credentials
+            .refresh_token()
+            .map(|t| t.expose().to_owned()),
+        Some("rt-1-1".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_claim_expiry_is_judged_by_the_database_clock_not_the_clients() {
     let file = SqliteFile::new("db_clock");
-    claim_expiry_is_judged_by_the_database_clock(file.open(sealed()).await, file.open(sealed()).await).await;
+    claim_expiry_is_judged_by_the_database_clock(
+        file.open(sealed()).await,
+        file.open(sealed()).await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn postgres_claim_expiry_is_judged_by_the_database_clock_not_the_clients() {
     let db = PgDatabase::create("db_clock").await;
-    claim_expiry_is_judged_by_the_database_clock(db.open(sealed()).await, db.open(sealed()).await).await;
+    claim_expiry_is_judged_by_the_database_clock(db.open(sealed()).await, db.open(sealed()).await)
+        .await;
 }
 
 // ---------------------------------------------------------------------
@@ -236,14 +299,23 @@ async fn lease_takeover_only_after_expiry(pools: Vec<SeaOrmBackend>) {
     // Local monotonic time from BEFORE the acquire: the database's expiry
     // is at least `ttl` after it, so nobody may win before `ttl` elapsed.
     let started = tokio::time::Instant::now();
-    let held = holder.try_acquire(&key, ttl).await.expect("acquire").expect("free");
+    let held = holder
+        .try_acquire(&key, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
     let mut bursts = 0;
     loop {
         bursts += 1;
         assert!(bursts < 2_000, "the lapsed lease was never taken over");
         let mut wins = Vec::new();
         for pool in &pools {
-            if let Some(lease) = pool.lease_lock().try_acquire(&key, ttl).await.expect("acquire") {
+            if let Some(lease) = pool
+                .lease_lock()
+                .try_acquire(&key, ttl)
+                .await
+                .expect("acquire")
+            {
                 wins.push(lease);
             }
         }
@@ -259,12 +331,18 @@ async fn lease_takeover_only_after_expiry(pools: Vec<SeaOrmBackend>) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(bursts > 1, "the first burst, right after the acquire, found the lease held");
+    assert!(
+        bursts > 1,
+        "the first burst, right after the acquire, found the lease held"
+    );
     assert!(
         !holder.extend(&held, ttl).await.expect("extend"),
         "the lapsed holder cannot extend"
     );
-    assert!(!holder.release(&held).await.expect("release"), "nor release");
+    assert!(
+        !holder.release(&held).await.expect("release"),
+        "nor release"
+    );
     let next = pools[1]
         .lease_lock()
         .try_acquire(&key, ttl)

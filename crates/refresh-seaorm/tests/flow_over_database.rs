@@ -23,7 +23,7 @@ use common::{PgDatabase, SqliteFile, sealed};
 use refresh_core::testing::{FakeUpstream, Faulty, RotatingExecutor};
 use refresh_core::{
     Account, AccountId, AccountRepository, ClaimKey, ClaimState, ClaimStore, Clock, Credentials,
-    FlowConfig, FlowError, Fingerprint, LockStrategy, ManualClock, Platform, RefreshExecutor,
+    Fingerprint, FlowConfig, FlowError, LockStrategy, ManualClock, Platform, RefreshExecutor,
     RefreshFlow, RefreshLock, RefreshOutcome, StorageErrorKind, SystemClock,
 };
 use refresh_seaorm::SeaOrmBackend;
@@ -50,11 +50,7 @@ fn config() -> FlowConfig {
 }
 
 /// A flow over `backend` (its repository wrapped by `wrap`).
-fn flow(
-    world: &World,
-    backend: &SeaOrmBackend,
-    repo: Arc<dyn AccountRepository>,
-) -> RefreshFlow {
+fn flow(world: &World, backend: &SeaOrmBackend, repo: Arc<dyn AccountRepository>) -> RefreshFlow {
     RefreshFlow::builder(
         repo,
         LockStrategy::single(Arc::new(backend.lease_lock()) as Arc<dyn RefreshLock>),
@@ -67,7 +63,11 @@ fn flow(
 }
 
 /// One round: every caller asks for a refresh of its account at once.
-async fn round(world: &World, flows: &[RefreshFlow], repo: &dyn AccountRepository) -> Vec<Result<RefreshOutcome, FlowError>> {
+async fn round(
+    world: &World,
+    flows: &[RefreshFlow],
+    repo: &dyn AccountRepository,
+) -> Vec<Result<RefreshOutcome, FlowError>> {
     let barrier = Arc::new(Barrier::new(CALLERS));
     let mut tasks = Vec::new();
     for caller in 0..CALLERS {
@@ -97,7 +97,11 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
     let upstream = FakeUpstream::new();
     upstream.set_latency(Duration::from_millis(20));
     let world = World {
-        executor: Arc::new(RotatingExecutor::new(Platform::Anthropic, Arc::clone(&upstream), LIFETIME)),
+        executor: Arc::new(RotatingExecutor::new(
+            Platform::Anthropic,
+            Arc::clone(&upstream),
+            LIFETIME,
+        )),
         clock,
         upstream,
     };
@@ -109,7 +113,9 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
             .with("access_token", format!("at-{id}-0"))
             .with("refresh_token", format!("rt-{id}-0"))
             .with("expires_at", expiry.to_string());
-        repo.insert(Account::oauth(id, Platform::Anthropic, credentials)).await.expect("seed");
+        repo.insert(Account::oauth(id, Platform::Anthropic, credentials))
+            .await
+            .expect("seed");
     }
 
     // Rounds over healthy flows.
@@ -126,19 +132,45 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
         if r > 0 {
             make_due(&world);
         }
+        let mut held_elsewhere = 0;
         for result in round(&world, &flows, &repo).await {
             let outcome = result.unwrap_or_else(|e| panic!("round {r}: {e}"));
-            assert!(!matches!(outcome, RefreshOutcome::Refreshed { recovered: true, .. }), "round {r}");
+            assert!(
+                !matches!(
+                    outcome,
+                    RefreshOutcome::Refreshed {
+                        recovered: true,
+                        ..
+                    }
+                ),
+                "round {r}"
+            );
+            held_elsewhere += usize::from(matches!(outcome, RefreshOutcome::HeldElsewhere));
         }
+        assert!(
+            held_elsewhere > 0,
+            "round {r}: the flows never met a held lease or claim"
+        );
         let expected = u64::try_from(ACCOUNTS).expect("small") * (r + 1);
-        assert_eq!(world.upstream.successes(), expected, "round {r}: refreshes = expiries");
-        assert_eq!(world.upstream.calls(), expected, "round {r}: one request per expiry");
+        assert_eq!(
+            world.upstream.successes(),
+            expected,
+            "round {r}: refreshes = expiries"
+        );
+        assert_eq!(
+            world.upstream.calls(),
+            expected,
+            "round {r}: one request per expiry"
+        );
         assert_eq!(world.upstream.reuses(), 0, "round {r}: zero reuse");
         for id in (1..=ACCOUNTS).map(AccountId) {
             let stored = repo.get(id).await.expect("get").expect("row");
             assert_eq!(stored.credentials_version, r + 1, "round {r}: account {id}");
             assert_eq!(
-                stored.credentials.refresh_token().map(|t| t.expose().to_owned()),
+                stored
+                    .credentials
+                    .refresh_token()
+                    .map(|t| t.expose().to_owned()),
                 world.upstream.current_refresh_token(id),
                 "round {r}: account {id} holds the live token"
             );
@@ -150,8 +182,11 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
     let faulty: Vec<RefreshFlow> = backends
         .iter()
         .map(|b| {
-            let repo = Arc::new(Faulty::new(Arc::new(b.repository()) as Arc<dyn AccountRepository>));
-            repo.faults.fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
+            let repo = Arc::new(Faulty::new(
+                Arc::new(b.repository()) as Arc<dyn AccountRepository>
+            ));
+            repo.faults
+                .fail_always("compare_and_set_credentials", StorageErrorKind::Unavailable);
             flow(&world, b, repo)
         })
         .collect();
@@ -159,17 +194,35 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
     let results = round(&world, &faulty, &repo).await;
     let not_persisted = results
         .iter()
-        .filter(|r| matches!(r, Err(FlowError::NotPersisted { answer_saved: true, .. })))
+        .filter(|r| {
+            matches!(
+                r,
+                Err(FlowError::NotPersisted {
+                    answer_saved: true,
+                    ..
+                })
+            )
+        })
         .count();
-    assert!(not_persisted >= usize::try_from(ACCOUNTS).expect("small"), "every refresh failed to persist");
+    assert!(
+        not_persisted >= usize::try_from(ACCOUNTS).expect("small"),
+        "every refresh failed to persist"
+    );
     for result in &results {
         assert!(
-            matches!(result, Err(FlowError::NotPersisted { .. }) | Ok(RefreshOutcome::HeldElsewhere)),
+            matches!(
+                result,
+                Err(FlowError::NotPersisted { .. }) | Ok(RefreshOutcome::HeldElsewhere)
+            ),
             "{result:?}"
         );
     }
     let rotated = world.upstream.calls() - calls_before;
-    assert_eq!(rotated, u64::try_from(ACCOUNTS).expect("small"), "one rotation per account");
+    assert_eq!(
+        rotated,
+        u64::try_from(ACCOUNTS).expect("small"),
+        "one rotation per account"
+    );
     drop(faulty);
     drop(flows);
     drop(backends);
@@ -188,10 +241,17 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
         let stored = repo.get(id).await.expect("get").expect("row");
         let presented = stored.credentials.refresh_token().expect("token");
         let key = ClaimKey::new(Platform::Anthropic, Fingerprint::of(&presented));
-        let claim = claims.get(&key).await.expect("get").expect("a recovery record");
+        let claim = claims
+            .get(&key)
+            .await
+            .expect("get")
+            .expect("a recovery record");
         assert_eq!(claim.state, ClaimState::Answered, "account {id}");
         assert_eq!(
-            claim.answer.and_then(|a| a.refresh_token()).map(|t| t.expose().to_owned()),
+            claim
+                .answer
+                .and_then(|a| a.refresh_token())
+                .map(|t| t.expose().to_owned()),
             world.upstream.current_refresh_token(id),
             "account {id}: the rotated token is in the record"
         );
@@ -204,11 +264,18 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
     for result in round(&world, &flows, &repo).await {
         result.expect("the recovered round");
     }
-    assert_eq!(world.upstream.calls(), calls, "the records were applied without a new upstream call");
+    assert_eq!(
+        world.upstream.calls(),
+        calls,
+        "the records were applied without a new upstream call"
+    );
     for id in (1..=ACCOUNTS).map(AccountId) {
         let stored = repo.get(id).await.expect("get").expect("row");
         assert_eq!(
-            stored.credentials.refresh_token().map(|t| t.expose().to_owned()),
+            stored
+                .credentials
+                .refresh_token()
+                .map(|t| t.expose().to_owned()),
             world.upstream.current_refresh_token(id),
             "account {id}: the rotation is not lost"
         );

@@ -15,7 +15,7 @@ use refresh_core::{
     AccountCatalog, AccountFilter, AccountId, AccountRepository, AccountStatus, AccountType,
     CasExpectation, CasOutcome, Credentials, DueCursor, NewAccount, Platform, StorageErrorKind,
 };
-use refresh_seaorm::{MigratorTrait, Migrator, SeaOrmAccountRepository, SeaOrmBackend};
+use refresh_seaorm::{Migrator, MigratorTrait, SeaOrmAccountRepository, SeaOrmBackend};
 use sea_orm::{ConnectionTrait, Statement};
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -24,9 +24,12 @@ fn at(secs: i64) -> DateTime<Utc> {
 
 async fn raw(backend: &SeaOrmBackend, sql: &str) {
     let conn = backend.connection();
-    conn.execute(Statement::from_string(conn.get_database_backend(), sql.to_owned()))
-        .await
-        .expect(sql);
+    conn.execute(Statement::from_string(
+        conn.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .expect(sql);
 }
 
 // ---------------------------------------------------------------------
@@ -35,12 +38,21 @@ async fn raw(backend: &SeaOrmBackend, sql: &str) {
 
 async fn two_writers_one_winner(a: SeaOrmBackend, b: SeaOrmBackend) {
     let (ra, rb) = (a.repository(), b.repository());
-    let seeded = ra.insert(account_expiring(1, Some(60))).await.expect("insert");
+    let seeded = ra
+        .insert(account_expiring(1, Some(60)))
+        .await
+        .expect("insert");
     for round in 0..20 {
         let current = ra.get(seeded.id).await.expect("get").expect("row");
         let expected = CasExpectation::of(&current);
-        let mine = current.credentials.clone().with("refresh_token", format!("rt-a-{round}"));
-        let theirs = current.credentials.clone().with("refresh_token", format!("rt-b-{round}"));
+        let mine = current
+            .credentials
+            .clone()
+            .with("refresh_token", format!("rt-a-{round}"));
+        let theirs = current
+            .credentials
+            .clone()
+            .with("refresh_token", format!("rt-b-{round}"));
         let (x, y) = tokio::join!(
             ra.compare_and_set_credentials(seeded.id, expected, &mine),
             rb.compare_and_set_credentials(seeded.id, expected, &theirs),
@@ -52,7 +64,10 @@ async fn two_writers_one_winner(a: SeaOrmBackend, b: SeaOrmBackend) {
             other => panic!("round {round}: exactly one writer wins, got {other:?}"),
         };
         let stored = rb.get(seeded.id).await.expect("get").expect("row");
-        assert_eq!(stored.credentials, *winner, "round {round}: the row holds the winner's");
+        assert_eq!(
+            stored.credentials, *winner,
+            "round {round}: the row holds the winner's"
+        );
         assert_eq!(stored.credentials_version, current.credentials_version + 1);
     }
 }
@@ -77,15 +92,33 @@ async fn postgres_two_writers_through_two_pools_one_wins() {
 async fn corrupt_rows_are_reported_and_listings_go_on(backend: SeaOrmBackend) {
     let repo = backend.repository();
     for id in 1..=8 {
-        repo.insert(account_expiring(id, Some(id * 60))).await.expect("insert");
+        repo.insert(account_expiring(id, Some(id * 60)))
+            .await
+            .expect("insert");
     }
     // Corrupt four of them behind the repository's back: credentials that
     // are not a JSON object (plaintext JSON array, not JSON at all), an
     // unknown platform, an unknown type, and a ciphertext moved from row 5.
-    raw(&backend, "UPDATE accounts SET credentials = '[1, 2]' WHERE id = 2").await;
-    raw(&backend, "UPDATE accounts SET credentials = 'not json' WHERE id = 3").await;
-    raw(&backend, "UPDATE accounts SET platform = 'Not A Platform' WHERE id = 4").await;
-    raw(&backend, "UPDATE accounts SET account_type = 'sso' WHERE id = 6").await;
+    raw(
+        &backend,
+        "UPDATE accounts SET credentials = '[1, 2]' WHERE id = 2",
+    )
+    .await;
+    raw(
+        &backend,
+        "UPDATE accounts SET credentials = 'not json' WHERE id = 3",
+    )
+    .await;
+    raw(
+        &backend,
+        "UPDATE accounts SET platform = 'Not A Platform' WHERE id = 4",
+    )
+    .await;
+    raw(
+        &backend,
+        "UPDATE accounts SET account_type = 'sso' WHERE id = 6",
+    )
+    .await;
     raw(
         &backend,
         "UPDATE accounts SET credentials = (SELECT credentials FROM accounts WHERE id = 5) WHERE id = 7",
@@ -100,7 +133,10 @@ async fn corrupt_rows_are_reported_and_listings_go_on(backend: SeaOrmBackend) {
     let mut corrupt = Vec::new();
     let mut cursor = None;
     for _ in 0..10 {
-        let page = repo.list_due(at(86_400), cursor, 3).await.expect("list_due");
+        let page = repo
+            .list_due(at(86_400), cursor, 3)
+            .await
+            .expect("list_due");
         listed.extend(page.accounts.iter().map(|a| a.id.0));
         corrupt.extend(page.corrupt.iter().map(|c| {
             assert_eq!(c.error.kind(), StorageErrorKind::InvalidData);
@@ -112,12 +148,20 @@ async fn corrupt_rows_are_reported_and_listings_go_on(backend: SeaOrmBackend) {
         }
     }
     assert_eq!(listed, vec![1, 5, 8], "the readable accounts, in order");
-    assert_eq!(corrupt, vec![2, 3, 4, 6, 7], "every corrupt row, by id, in order");
+    assert_eq!(
+        corrupt,
+        vec![2, 3, 4, 6, 7],
+        "every corrupt row, by id, in order"
+    );
     let page = repo
         .list(&AccountFilter::default(), None, 100)
         .await
         .expect("catalog list");
-    assert_eq!(page.accounts.len(), 3, "the catalog lists the readable ones");
+    assert_eq!(
+        page.accounts.len(),
+        3,
+        "the catalog lists the readable ones"
+    );
     assert_eq!(page.corrupt.len(), 5, "and reports the others");
     // The readable accounts still work end to end.
     let five = repo.get(AccountId(5)).await.expect("get").expect("row");
@@ -161,7 +205,12 @@ fn seed(n: i64) -> NewAccount {
     if n % 97 != 0 {
         credentials.insert("expires_at", (T0 + (n * 7919) % 100_000).to_string());
     }
-    let mut new = NewAccount::new(format!("bulk-{n}"), Platform::OpenAi, AccountType::OAuth, credentials);
+    let mut new = NewAccount::new(
+        format!("bulk-{n}"),
+        Platform::OpenAi,
+        AccountType::OAuth,
+        credentials,
+    );
     if n % 101 == 0 {
         new.status = AccountStatus::Disabled;
     }
@@ -202,7 +251,11 @@ async fn fifty_thousand_due_listed_exactly_while_writers_move_expiries(backend: 
                     continue;
                 }
                 let account = repo.get(id).await.expect("get").expect("row");
-                let to = if is_due { 10_000_000 } else { BEFORE + 1 + (n * 31) % 40_000 };
+                let to = if is_due {
+                    10_000_000
+                } else {
+                    BEFORE + 1 + (n * 31) % 40_000
+                };
                 let credentials = account
                     .credentials
                     .clone()
@@ -226,11 +279,22 @@ async fn fifty_thousand_due_listed_exactly_while_writers_move_expiries(backend: 
     loop {
         pages += 1;
         assert!(pages < 1_000, "the listing does not end");
-        let page = repo.list_due(at(BEFORE), cursor, 500).await.expect("list_due");
+        let page = repo
+            .list_due(at(BEFORE), cursor, 500)
+            .await
+            .expect("list_due");
         assert!(page.corrupt.is_empty(), "no corrupt rows");
         for account in &page.accounts {
-            assert!(seen.insert(account.id), "account {} listed twice", account.id);
-            assert!(due.contains(&account.id), "account {} listed but never due", account.id);
+            assert!(
+                seen.insert(account.id),
+                "account {} listed twice",
+                account.id
+            );
+            assert!(
+                due.contains(&account.id),
+                "account {} listed but never due",
+                account.id
+            );
         }
         match page.next {
             Some(next) => cursor = Some(next),
@@ -242,7 +306,10 @@ async fn fifty_thousand_due_listed_exactly_while_writers_move_expiries(backend: 
     for writer in writers {
         refreshed.extend(writer.await.expect("writer"));
     }
-    assert!(!refreshed.is_empty(), "the writers wrote during the listing");
+    assert!(
+        !refreshed.is_empty(),
+        "the writers wrote during the listing"
+    );
     let missing: Vec<_> = due
         .iter()
         .filter(|id| !seen.contains(id) && !refreshed.contains(id))
@@ -258,11 +325,21 @@ async fn sqlite_lists_50_000_due_accounts_exactly_under_concurrent_writes() {
     fifty_thousand_due_listed_exactly_while_writers_move_expiries(backend.clone()).await;
     let plan = backend
         .repository()
-        .explain_list_due(at(BEFORE), Some(DueCursor { expires_at: Some(at(10)), id: AccountId(7) }), 500)
+        .explain_list_due(
+            at(BEFORE),
+            Some(DueCursor {
+                expires_at: Some(at(10)),
+                id: AccountId(7),
+            }),
+            500,
+        )
         .await
         .expect("explain")
         .join("\n");
-    assert!(plan.contains("accounts_due"), "SQLite uses the due index: {plan}");
+    assert!(
+        plan.contains("accounts_due"),
+        "SQLite uses the due index: {plan}"
+    );
     assert!(!plan.contains("SCAN accounts"), "no table scan: {plan}");
 }
 
@@ -274,14 +351,21 @@ async fn postgres_lists_50_000_due_accounts_exactly_and_explain_shows_an_index_s
     fifty_thousand_due_listed_exactly_while_writers_move_expiries(backend.clone()).await;
     raw(&backend, "ANALYZE accounts").await;
     let repo: SeaOrmAccountRepository = backend.repository();
-    for cursor in [None, Some(DueCursor { expires_at: Some(at(10)), id: AccountId(7) })] {
+    for cursor in [
+        None,
+        Some(DueCursor {
+            expires_at: Some(at(10)),
+            id: AccountId(7),
+        }),
+    ] {
         let plan = repo
             .explain_list_due(at(BEFORE), cursor, 500)
             .await
             .expect("explain")
             .join("\n");
         assert!(
-            plan.contains("Index Scan using accounts_due") || plan.contains("Index Only Scan using accounts_due"),
+            plan.contains("Index Scan using accounts_due")
+                || plan.contains("Index Only Scan using accounts_due"),
             "cursor {cursor:?}: PostgreSQL scans the due index: {plan}"
         );
         assert!(!plan.contains("Seq Scan"), "no sequential scan: {plan}");
@@ -294,23 +378,42 @@ async fn postgres_lists_50_000_due_accounts_exactly_and_explain_shows_an_index_s
 
 async fn migrations_are_idempotent_and_finish_an_older_set(backend: SeaOrmBackend) {
     // An older release applied only the first migration.
-    Migrator::up(backend.connection(), Some(1)).await.expect("first migration");
+    Migrator::up(backend.connection(), Some(1))
+        .await
+        .expect("first migration");
     let repo = backend.repository();
-    let early = repo.insert(account_expiring(1, Some(60))).await.expect("insert before the rest");
+    let early = repo
+        .insert(account_expiring(1, Some(60)))
+        .await
+        .expect("insert before the rest");
     backend.migrate().await.expect("the rest");
     backend.migrate().await.expect("again: nothing to do");
-    refresh_seaorm::migrate(backend.connection()).await.expect("and again");
-    assert_eq!(repo.get(early.id).await.expect("get"), Some(early), "data kept");
+    refresh_seaorm::migrate(backend.connection())
+        .await
+        .expect("and again");
+    assert_eq!(
+        repo.get(early.id).await.expect("get"),
+        Some(early),
+        "data kept"
+    );
     let lease = backend.lease_lock();
     use refresh_core::RefreshLock;
     let key = refresh_core::RefreshKey::from_raw("claude:account:1");
-    assert!(lease.try_acquire(&key, std::time::Duration::from_secs(5)).await.expect("lease").is_some());
+    assert!(
+        lease
+            .try_acquire(&key, std::time::Duration::from_secs(5))
+            .await
+            .expect("lease")
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn sqlite_migrations_are_idempotent_and_finish_an_older_set() {
     let file = SqliteFile::new("migrations");
-    let backend = SeaOrmBackend::connect(&file.config(), sealed()).await.expect("connect");
+    let backend = SeaOrmBackend::connect(&file.config(), sealed())
+        .await
+        .expect("connect");
     migrations_are_idempotent_and_finish_an_older_set(backend).await;
 }
 
@@ -318,7 +421,9 @@ async fn sqlite_migrations_are_idempotent_and_finish_an_older_set() {
 #[ignore = "needs services: cargo xtask test"]
 async fn postgres_migrations_are_idempotent_and_finish_an_older_set() {
     let db = PgDatabase::create("migrations").await;
-    let backend = SeaOrmBackend::connect(&db.config(), sealed()).await.expect("connect");
+    let backend = SeaOrmBackend::connect(&db.config(), sealed())
+        .await
+        .expect("connect");
     migrations_are_idempotent_and_finish_an_older_set(backend).await;
 }
 
@@ -333,9 +438,14 @@ async fn an_unreachable_database_is_unavailable_without_the_password() {
         acquire_timeout: std::time::Duration::from_millis(500),
         ..refresh_seaorm::DatabaseConfig::new("postgres://app:hunter2@127.0.0.1:1/none")
     };
-    let error = SeaOrmBackend::connect(&config, sealed()).await.expect_err("nothing listens on port 1");
+    let error = SeaOrmBackend::connect(&config, sealed())
+        .await
+        .expect_err("nothing listens on port 1");
     assert!(
-        matches!(error.kind(), StorageErrorKind::Unavailable | StorageErrorKind::Timeout),
+        matches!(
+            error.kind(),
+            StorageErrorKind::Unavailable | StorageErrorKind::Timeout
+        ),
         "{error:?}"
     );
     assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
@@ -345,9 +455,17 @@ async fn an_unreachable_database_is_unavailable_without_the_password() {
 async fn a_duplicate_insert_is_a_conflict_with_no_values_in_the_message() {
     let backend = sqlite_memory().await;
     let repo = backend.repository();
-    repo.insert(account_expiring(1, Some(60))).await.expect("insert");
-    let error = repo.insert(account_expiring(1, Some(60))).await.expect_err("duplicate");
+    repo.insert(account_expiring(1, Some(60)))
+        .await
+        .expect("insert");
+    let error = repo
+        .insert(account_expiring(1, Some(60)))
+        .await
+        .expect_err("duplicate");
     assert_eq!(error.kind(), StorageErrorKind::Conflict);
     let text = format!("{error:?}");
-    assert!(!text.contains("rt-1-0") && !text.contains("INSERT"), "{text}");
+    assert!(
+        !text.contains("rt-1-0") && !text.contains("INSERT"),
+        "{text}"
+    );
 }

@@ -13,15 +13,19 @@ use std::time::Duration;
 use common::{PgDatabase, SqliteFile, sealed, sqlite_memory, test_key};
 use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::{
-    AccountCatalog, AccountId, AccountRepository, AccountType, CasExpectation, CasOutcome,
-    ClaimId, ClaimKey, ClaimStore, Credentials, Fingerprint, NewAccount, Platform,
-    StorageErrorKind,
+    AccountCatalog, AccountId, AccountRepository, AccountType, CasExpectation, CasOutcome, ClaimId,
+    ClaimKey, ClaimStore, Credentials, Fingerprint, NewAccount, Platform, StorageErrorKind,
 };
 use refresh_seaorm::{SeaOrmBackend, Sealing, SealingKey};
 use sea_orm::{ConnectionTrait, Statement};
 
 /// Token text no stored byte may contain.
-const MARKERS: [&str; 4] = ["SECRET-ACCESS", "SECRET-REFRESH", "SECRET-ANSWER", "hunter2"];
+const MARKERS: [&str; 4] = [
+    "SECRET-ACCESS",
+    "SECRET-REFRESH",
+    "SECRET-ANSWER",
+    "hunter2",
+];
 
 fn secret_credentials(n: u32) -> Credentials {
     Credentials::new()
@@ -39,11 +43,20 @@ async fn store_secrets_everywhere(backend: &SeaOrmBackend) {
     inserted.credentials = secret_credentials(1);
     inserted.proxy = Some("socks5://bob:hunter2@10.0.0.7:1080".parse().expect("proxy"));
     let inserted = repo.insert(inserted).await.expect("insert");
-    let mut imported = NewAccount::new("imported", Platform::OpenAi, AccountType::OAuth, secret_credentials(2));
+    let mut imported = NewAccount::new(
+        "imported",
+        Platform::OpenAi,
+        AccountType::OAuth,
+        secret_credentials(2),
+    );
     imported.proxy = Some("http://alice:hunter2@10.0.0.8:3128".parse().expect("proxy"));
     let imported = repo.import(vec![imported]).await.expect("import").remove(0);
     let written = repo
-        .compare_and_set_credentials(inserted.id, CasExpectation::of(&inserted), &secret_credentials(3))
+        .compare_and_set_credentials(
+            inserted.id,
+            CasExpectation::of(&inserted),
+            &secret_credentials(3),
+        )
         .await
         .expect("cas");
     assert!(matches!(written, CasOutcome::Applied(_)));
@@ -51,9 +64,15 @@ async fn store_secrets_everywhere(backend: &SeaOrmBackend) {
         .await
         .expect("replace");
     let claims = backend.claim_store();
-    let key = ClaimKey::new(Platform::Anthropic, Fingerprint::of_bytes(b"SECRET-REFRESH-3"));
+    let key = ClaimKey::new(
+        Platform::Anthropic,
+        Fingerprint::of_bytes(b"SECRET-REFRESH-3"),
+    );
     let id = ClaimId::random();
-    claims.acquire(&key, &id, inserted.id, 1, Duration::from_secs(60)).await.expect("claim");
+    claims
+        .acquire(&key, &id, inserted.id, 1, Duration::from_secs(60))
+        .await
+        .expect("claim");
     let answer = Credentials::new()
         .with("access_token", "SECRET-ANSWER-AT")
         .with("refresh_token", "SECRET-ANSWER-RT");
@@ -61,8 +80,14 @@ async fn store_secrets_everywhere(backend: &SeaOrmBackend) {
     // Everything reads back.
     let read = repo.get(inserted.id).await.expect("get").expect("row");
     assert_eq!(read.credentials, secret_credentials(3));
-    assert_eq!(read.proxy.expect("proxy").expose(), "socks5://bob:hunter2@10.0.0.7:1080");
-    assert_eq!(claims.get(&key).await.expect("get").expect("claim").answer, Some(answer));
+    assert_eq!(
+        read.proxy.expect("proxy").expose(),
+        "socks5://bob:hunter2@10.0.0.7:1080"
+    );
+    assert_eq!(
+        claims.get(&key).await.expect("get").expect("claim").answer,
+        Some(answer)
+    );
 }
 
 #[tokio::test]
@@ -75,7 +100,9 @@ async fn sqlite_file_bytes_hold_no_token_text() {
     for suffix in ["", "-wal"] {
         let mut path = file.path.clone().into_os_string();
         path.push(suffix);
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         scanned += bytes.len();
         for marker in MARKERS {
             assert!(
@@ -102,7 +129,10 @@ async fn postgres_table_data_holds_no_token_text() {
         "SELECT c::text AS t FROM refresh_claims c",
     ] {
         let rows = conn
-            .query_all(Statement::from_string(conn.get_database_backend(), sql.to_owned()))
+            .query_all(Statement::from_string(
+                conn.get_database_backend(),
+                sql.to_owned(),
+            ))
             .await
             .expect(sql);
         assert!(!rows.is_empty(), "{sql}: rows");
@@ -137,10 +167,17 @@ async fn a_ciphertext_moved_to_another_row_is_refused_and_nothing_else_breaks() 
     for id in [1, 3] {
         let account = repo.get(AccountId(id)).await.expect("get").expect("row");
         let outcome = repo
-            .compare_and_set_credentials(account.id, CasExpectation::of(&account), &secret_credentials(9))
+            .compare_and_set_credentials(
+                account.id,
+                CasExpectation::of(&account),
+                &secret_credentials(9),
+            )
             .await
             .expect("cas");
-        assert!(matches!(outcome, CasOutcome::Applied(_)), "account {id}: {outcome:?}");
+        assert!(
+            matches!(outcome, CasOutcome::Applied(_)),
+            "account {id}: {outcome:?}"
+        );
     }
     // An operator re-login repairs the row.
     repo.replace_credentials(AccountId(2), &secret_credentials(2))
@@ -155,8 +192,14 @@ async fn a_ciphertext_moved_to_another_row_is_refused_and_nothing_else_breaks() 
     );
     for k in [&k1, &k2] {
         let id = ClaimId::random();
-        claims.acquire(k, &id, AccountId(1), 0, Duration::from_secs(60)).await.expect("claim");
-        claims.save_answer(k, &id, &secret_credentials(5)).await.expect("save");
+        claims
+            .acquire(k, &id, AccountId(1), 0, Duration::from_secs(60))
+            .await
+            .expect("claim");
+        claims
+            .save_answer(k, &id, &secret_credentials(5))
+            .await
+            .expect("save");
     }
     conn.execute(Statement::from_sql_and_values(
         conn.get_database_backend(),
@@ -176,18 +219,38 @@ async fn plaintext_is_an_opt_in_and_sealed_rows_need_the_key() {
     let plain = file.open(Sealing::plaintext_opt_in()).await;
     let mut account = account_expiring(1, Some(60));
     account.credentials = secret_credentials(1);
-    plain.repository().insert(account).await.expect("insert plaintext");
+    plain
+        .repository()
+        .insert(account)
+        .await
+        .expect("insert plaintext");
     // Switching sealing on reads the plaintext rows, and rekey seals them.
     let sealed_backend = file.open(sealed()).await;
-    let read = sealed_backend.repository().get(AccountId(1)).await.expect("get").expect("row");
+    let read = sealed_backend
+        .repository()
+        .get(AccountId(1))
+        .await
+        .expect("get")
+        .expect("row");
     assert_eq!(read.credentials, secret_credentials(1));
     let mut sealed_account = account_expiring(2, Some(60));
     sealed_account.credentials = secret_credentials(2);
-    sealed_backend.repository().insert(sealed_account).await.expect("insert sealed");
+    sealed_backend
+        .repository()
+        .insert(sealed_account)
+        .await
+        .expect("insert sealed");
     let report = sealed_backend.rekey().await.expect("rekey");
-    assert_eq!(report.credentials, 1, "the plaintext row was sealed: {report:?}");
+    assert_eq!(
+        report.credentials, 1,
+        "the plaintext row was sealed: {report:?}"
+    );
     // Without the key, sealed rows are a typed error, never garbage.
-    let error = plain.repository().get(AccountId(2)).await.expect_err("no key");
+    let error = plain
+        .repository()
+        .get(AccountId(2))
+        .await
+        .expect_err("no key");
     assert_eq!(error.kind(), StorageErrorKind::InvalidData);
     assert!(error.to_string().contains("no encryption key"), "{error}");
     let error = plain.rekey().await.expect_err("rekey without a key");
@@ -204,9 +267,21 @@ async fn rekey_under_load_loses_nothing(open: impl AsyncFn(Sealing) -> SeaOrmBac
     let before = open(Sealing::keys(&old, &[])).await;
     let mut ids = Vec::new();
     for n in 0..40 {
-        let mut account = NewAccount::new(format!("r{n}"), Platform::Anthropic, AccountType::OAuth, secret_credentials(n));
+        let mut account = NewAccount::new(
+            format!("r{n}"),
+            Platform::Anthropic,
+            AccountType::OAuth,
+            secret_credentials(n),
+        );
         account.proxy = Some("http://u:hunter2@10.0.0.7:3128".parse().expect("proxy"));
-        ids.push(before.repository().create(account).await.expect("create").id);
+        ids.push(
+            before
+                .repository()
+                .create(account)
+                .await
+                .expect("create")
+                .id,
+        );
     }
     let rotating = open(Sealing::keys(&new, std::slice::from_ref(&old))).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,21 +330,34 @@ async fn rekey_under_load_loses_nothing(open: impl AsyncFn(Sealing) -> SeaOrmBac
             }
         }
     }
-    assert!(expected.len() > 10, "writes landed on most accounts during the rotation");
+    assert!(
+        expected.len() > 10,
+        "writes landed on most accounts during the rotation"
+    );
     // Read with the new key only: every row opens and holds exactly its
     // newest applied write.
     let after = open(Sealing::keys(&new, &[])).await;
     let repo = after.repository();
     for id in &ids {
-        let account = repo.get(*id).await.expect("the old key is no longer needed").expect("row");
+        let account = repo
+            .get(*id)
+            .await
+            .expect("the old key is no longer needed")
+            .expect("row");
         assert_eq!(
             account.proxy.as_ref().expect("proxy").expose(),
             "http://u:hunter2@10.0.0.7:3128/"
         );
         match expected.get(id) {
             Some((version, credentials)) => {
-                assert_eq!(account.credentials_version, *version, "account {id}: version");
-                assert_eq!(account.credentials, *credentials, "account {id}: the newest write");
+                assert_eq!(
+                    account.credentials_version, *version,
+                    "account {id}: version"
+                );
+                assert_eq!(
+                    account.credentials, *credentials,
+                    "account {id}: the newest write"
+                );
             }
             None => assert_eq!(account.credentials_version, 0, "account {id} never written"),
         }
