@@ -3,15 +3,14 @@
 //! SeaORM backends of `refresh-core`'s ports on SQLite (the embedded
 //! default) and PostgreSQL (MySQL compiles behind the `mysql` feature):
 //!
-//! - [`SeaOrmAccountRepository`]: [`AccountRepository`](refresh_core::AccountRepository)
+//! - [`SeaOrmAccountRepository`], core's `AccountRepository`
 //!   (compare-and-set as one conditional `UPDATE`, `list_due` as keyset
 //!   range scans of the `(status, expires_at, id)` index, corrupt rows
-//!   reported by id) and [`AccountCatalog`](refresh_core::AccountCatalog);
-//! - [`DbLeaseLock`]: [`RefreshLock`](refresh_core::RefreshLock) on the
-//!   database clock;
-//! - [`DbClaimStore`]: [`ClaimStore`](refresh_core::ClaimStore), generation
-//!   claims (acquire and take-over as one statement on the database clock);
-//! - [`AesGcmSealer`] ([`Sealer`](refresh_core::Sealer)): credentials,
+//!   reported by id) and `AccountCatalog`;
+//! - [`DbLeaseLock`], core's `RefreshLock` on the database clock;
+//! - [`DbClaimStore`], core's `ClaimStore`: generation claims (acquire and
+//!   take-over as one statement on the database clock);
+//! - [`AesGcmSealer`], core's `Sealer`: credentials,
 //!   proxy URLs and claim answers sealed at rest with AES-256-GCM bound to
 //!   their row, keys rotated with [`SeaOrmBackend::rekey`];
 //! - [`migrate`]: idempotent migrations.
