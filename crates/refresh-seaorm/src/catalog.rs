@@ -257,13 +257,18 @@ impl AccountCatalog for SeaOrmAccountRepository {
             .expires_at()
             .map_err(|e| StorageError::invalid_data(OP, format!("credentials.expires_at: {e}")))?;
         let not_found = || StorageError::not_found(OP, format!("account {id} not found"));
-        let platform = self.platform_of(OP, id).await?.ok_or_else(not_found)?;
-        let written = self
-            .write_credentials(OP, id, &platform, credentials, "", Vec::new())
-            .await?;
-        written.ok_or_else(|| {
+        // Twice at most: a remembered platform is stale only when the row
+        // was deleted and re-created with another platform meanwhile.
+        for _ in 0..2 {
+            let platform = self.platform_of(OP, id).await?.ok_or_else(not_found)?;
+            let written = self
+                .write_credentials(OP, id, &platform, credentials, "", Vec::new())
+                .await?;
+            if let Some(account) = written {
+                return Ok(account);
+            }
             self.db.forget_platform(id);
-            not_found()
-        })
+        }
+        Err(not_found())
     }
 }
