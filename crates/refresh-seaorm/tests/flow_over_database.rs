@@ -2,7 +2,7 @@
 //! repository: the acceptance run of this crate.
 //!
 //! Four flows (each with its own pool, as four processes would have) and
-//! 64 callers (16 per flow) refresh 4 expiring accounts against one
+//! 64 callers per flow (256 in all) refresh 4 expiring accounts against one
 //! rotating [`FakeUpstream`], under `LockStrategy::single(DbLeaseLock)`.
 //! Expiries come from a shared manual clock, so each round makes every
 //! account due exactly once: refreshes must equal expiries and no refresh
@@ -30,7 +30,7 @@ use refresh_seaorm::SeaOrmBackend;
 use tokio::sync::Barrier;
 
 const FLOWS: usize = 4;
-const CALLERS: usize = 64;
+const CALLERS: usize = 256;
 const ACCOUNTS: i64 = 4;
 const LIFETIME: Duration = Duration::from_secs(3600);
 const WINDOW: Duration = Duration::from_secs(180);
@@ -296,13 +296,13 @@ async fn flows_over_the_database(open: impl AsyncFn() -> SeaOrmBackend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs services: cargo xtask test"]
-async fn postgres_four_flows_64_callers_db_lease_only_zero_reuse_and_recovery_after_restart() {
+async fn postgres_four_flows_x_64_callers_db_lease_only_zero_reuse_and_recovery_after_restart() {
     let db = PgDatabase::create("flow").await;
     flows_over_the_database(async || db.open(sealed()).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_four_pools_64_callers_db_lease_only_zero_reuse_and_recovery_after_restart() {
+async fn sqlite_four_pools_x_64_callers_db_lease_only_zero_reuse_and_recovery_after_restart() {
     let file = SqliteFile::new("flow");
     flows_over_the_database(async || file.open(sealed()).await).await;
 }
