@@ -95,9 +95,11 @@ pub use error::{
 pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshFlowBuilder, RefreshOutcome};
 pub use policy::{BackgroundRefreshPolicy, ProviderRefreshPolicy};
 pub use ports::{
-    AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
-    ClaimKey, ClaimState, ClaimStore, Clock, DueCursor, ExecutorRegistry, FlowObserver, Lease,
-    LeaseOwner, ManualClock, PutOutcome, RefreshContext, RefreshExecutor, RefreshListener,
-    RefreshLock, RefreshNotice, SystemClock, TokenCache, TokioClock,
+    AccountCatalog, AccountFilter, AccountPage, AccountRepository, CachedToken, CasExpectation,
+    CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock,
+    CorruptAccount, DueCursor, DuePage, ExecutorRegistry, FlowObserver, Lease, LeaseOwner,
+    ManualClock, MetadataUpdate, NewAccount, PutOutcome, RefreshContext, RefreshExecutor,
+    RefreshListener, RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts, SystemClock,
+    TokenCache, TokioClock,
 };
 pub use provider::{AccessToken, TokenProvider};

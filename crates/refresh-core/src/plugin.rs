@@ -12,14 +12,16 @@ pub use tokio::time::Instant;
 
 pub use crate::domain::{
     Account, AccountId, AccountStatus, AccountType, Credentials, ExpiryRule, Fingerprint,
-    GrantFields, Platform, RefreshKey, Secret, TokenGrant, keys,
+    GrantFields, Platform, ProxyUrl, RefreshKey, Secret, TokenGrant, keys,
 };
 pub use crate::error::{
     OAuthErrorBody, OAuthErrorCode, ProviderError, StorageError, StorageErrorKind,
     parse_retry_after, sanitize_description,
 };
 pub use crate::ports::{
-    AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
-    ClaimKey, ClaimState, ClaimStore, Clock, DueCursor, Lease, LeaseOwner, PutOutcome,
-    RefreshContext, RefreshExecutor, RefreshLock, RefreshNotice, TokenCache,
+    AccountCatalog, AccountFilter, AccountPage, AccountRepository, CachedToken, CasExpectation,
+    CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock,
+    CorruptAccount, DueCursor, DuePage, Lease, LeaseOwner, MetadataUpdate, NewAccount, PutOutcome,
+    RefreshContext, RefreshExecutor, RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts,
+    TokenCache,
 };

@@ -1369,3 +1369,113 @@ async fn background_concurrent_getters_and_background_one_refresh() {
     );
     assert_eq!(h.repo_calls("set_error"), 0);
 }
+
+/// A repository whose listing reports some due rows as unreadable, as a
+/// database does for a row with corrupt credentials or an unknown platform.
+struct CorruptRows {
+    inner: InMemoryAccountRepository,
+    corrupt: Vec<AccountId>,
+}
+
+#[async_trait]
+impl AccountRepository for CorruptRows {
+    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+        if self.corrupt.contains(&id) {
+            return Err(StorageError::invalid_data("get", "corrupt row"));
+        }
+        self.inner.get(id).await
+    }
+    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
+        self.inner.insert(account).await
+    }
+    async fn compare_and_set_credentials(
+        &self,
+        id: AccountId,
+        expected: CasExpectation,
+        credentials: &Credentials,
+    ) -> Result<CasOutcome, StorageError> {
+        self.inner
+            .compare_and_set_credentials(id, expected, credentials)
+            .await
+    }
+    async fn list_due(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        after: Option<refresh_core::DueCursor>,
+        limit: usize,
+    ) -> Result<refresh_core::DuePage, StorageError> {
+        let mut page = self.inner.list_due(before, after, limit).await?;
+        let (corrupt, readable): (Vec<Account>, Vec<Account>) = page
+            .accounts
+            .into_iter()
+            .partition(|a| self.corrupt.contains(&a.id));
+        page.accounts = readable;
+        page.corrupt = corrupt
+            .into_iter()
+            .map(|a| refresh_core::CorruptAccount {
+                id: a.id,
+                error: StorageError::invalid_data("list_due", "corrupt row"),
+            })
+            .collect();
+        Ok(page)
+    }
+    async fn set_error(&self, id: AccountId, v: u64, m: &str) -> Result<bool, StorageError> {
+        self.inner.set_error(id, v, m).await
+    }
+    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_error(id).await
+    }
+    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_temp_unschedulable(id).await
+    }
+}
+
+/// Corrupt rows in a due listing are counted and passed over; the pages go
+/// on past them (the cursor moves beyond a page whose last row is corrupt)
+/// and every readable due account is refreshed.
+#[tokio::test(start_paused = true)]
+async fn background_corrupt_rows_are_counted_and_the_sweep_goes_on() {
+    let accounts: Vec<Account> = (1..=7)
+        .map(|id| due_account(id, Platform::Anthropic))
+        .collect();
+    let repo = CorruptRows {
+        inner: InMemoryAccountRepository::with_accounts(accounts),
+        // 2 ends the first page of 2; 3 and 4 fill the second page alone.
+        corrupt: vec![AccountId(2), AccountId(3), AccountId(4)],
+    };
+    let b = common::Backends::with_repo(repo, common::tokio_clock(), common::tokio_clock());
+    let flow = b.process(
+        refresh_core::LockStrategy::single(b.lock.clone()),
+        refresh_core::FlowConfig::default(),
+    );
+    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
+        Platform::Anthropic,
+        Arc::clone(&b.upstream),
+        Duration::from_secs(3600),
+    ));
+    let refresher = BackgroundRefresher::builder(flow, ExecutorRegistry::new().with(executor))
+        .config(BackgroundConfig {
+            page_size: 2,
+            ..config()
+        })
+        .build()
+        .expect("valid config");
+
+    let result = refresher.run_once().await;
+
+    assert_eq!(result.corrupt, 3, "{result:?}");
+    assert_eq!(
+        (result.total, result.refreshed, result.failed),
+        (4, 4, 0),
+        "{result:?}"
+    );
+    assert_eq!(
+        b.upstream.successes(),
+        4,
+        "every readable account refreshed"
+    );
+    for id in [1, 5, 6, 7] {
+        let stored = b.repo.get(AccountId(id)).await.expect("get").expect("row");
+        assert_eq!(stored.credentials_version, 1, "account {id}");
+    }
+}

@@ -365,7 +365,7 @@ impl AccountRepository for SwappableRepo {
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
+    ) -> Result<refresh_core::ports::DuePage, StorageError> {
         self.now().list_due(before, after, limit).await
     }
 

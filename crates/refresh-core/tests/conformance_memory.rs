@@ -13,11 +13,11 @@ use refresh_core::memory::{
     InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
 };
 use refresh_core::ports::{
-    AccountRepository, ClaimStore, Clock, ManualClock, RefreshLock, TokenCache,
+    AccountCatalog, AccountRepository, ClaimStore, Clock, ManualClock, RefreshLock, TokenCache,
 };
 use refresh_core::testing::FakeUpstream;
 use refresh_core::testing::conformance::{
-    RealTime, account_expiring, account_repository_suite, claim_store_suite,
+    RealTime, account_catalog_suite, account_expiring, account_repository_suite, claim_store_suite,
     refresh_executor_suite, refresh_lock_suite, token_cache_suite,
 };
 
@@ -35,6 +35,18 @@ fn on_clock<B>(clock: &Arc<ManualClock>, make: fn(Arc<dyn Clock>) -> B) -> impl 
 async fn in_memory_account_repository_conforms() {
     account_repository_suite(|| async {
         Arc::new(InMemoryAccountRepository::new()) as Arc<dyn AccountRepository>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_account_catalog_conforms() {
+    account_catalog_suite(|| async {
+        let store = Arc::new(InMemoryAccountRepository::new());
+        (
+            Arc::clone(&store) as Arc<dyn AccountRepository>,
+            store as Arc<dyn AccountCatalog>,
+        )
     })
     .await;
 }

@@ -228,7 +228,7 @@ impl AccountRepository for DeletableRepo {
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
+    ) -> Result<refresh_core::ports::DuePage, StorageError> {
         self.repo().list_due(before, after, limit).await
     }
     async fn set_error(&self, id: AccountId, v: u64, m: &str) -> Result<bool, StorageError> {

@@ -159,7 +159,7 @@ impl AccountRepository for BrokenRepo {
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
+    ) -> Result<refresh_core::ports::DuePage, StorageError> {
         let until = match self.bug {
             RepoBug::InclusiveBefore => before + chrono::Duration::nanoseconds(1),
             _ => before,
@@ -170,8 +170,9 @@ impl AccountRepository for BrokenRepo {
             && row.status == AccountStatus::Active
             && row.expires_at.is_none_or(|at| at < before)
         {
-            page.insert(0, row);
-            page.truncate(limit);
+            page.accounts.insert(0, row);
+            page.accounts.truncate(limit);
+            page = refresh_core::ports::DuePage::of(page.accounts, limit);
         }
         Ok(page)
     }

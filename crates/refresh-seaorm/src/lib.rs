@@ -1,12 +1,62 @@
-//! SeaORM backends for oauth-refresh.
+//! # refresh-seaorm
 //!
-//! This crate will hold the relational implementations of `refresh-core`'s
-//! ports: migrations for the `accounts` and `refresh_leases` tables, the
-//! account repository with its compare-and-set on `credentials_version`, a
-//! database lease lock (conditional `UPDATE`, owner-checked), and a durable
-//! generation-claim store. SQLite is the embedded default; PostgreSQL is
-//! supported and MySQL compiles.
+//! SeaORM backends of `refresh-core`'s ports on SQLite (the embedded
+//! default) and PostgreSQL (MySQL compiles behind the `mysql` feature):
 //!
-//! It depends on `refresh-core` only and runs core's conformance suites
-//! against real SQLite and PostgreSQL. The implementation lands in a later
-//! issue.
+//! - [`SeaOrmAccountRepository`], core's `AccountRepository`
+//!   (compare-and-set as one conditional `UPDATE`, `list_due` as keyset
+//!   range scans of the `(status, expires_at, id)` index, corrupt rows
+//!   reported by id) and `AccountCatalog`;
+//! - [`DbLeaseLock`], core's `RefreshLock` on the database clock;
+//! - [`DbClaimStore`], core's `ClaimStore`: generation claims (acquire and
+//!   take-over as one statement on the database clock);
+//! - [`AesGcmSealer`], core's `Sealer`: credentials,
+//!   proxy URLs and claim answers sealed at rest with AES-256-GCM bound to
+//!   their row, keys rotated with [`SeaOrmBackend::rekey`];
+//! - [`migrate`]: idempotent migrations.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use refresh_core::{LockStrategy, RefreshFlow};
+//! use refresh_seaorm::{DatabaseConfig, SeaOrmBackend, Sealing, SealingConfig};
+//!
+//! let sealing = Sealing::from_config(&SealingConfig::from_env())?;
+//! let db = SeaOrmBackend::connect(&DatabaseConfig::new("sqlite://refresh.db?mode=rwc"), sealing).await?;
+//! db.migrate().await?;
+//! let flow = RefreshFlow::builder(
+//!     Arc::new(db.repository()),
+//!     LockStrategy::single(Arc::new(db.lease_lock())),
+//!     Arc::new(db.claim_store()),
+//! )
+//! .build()?;
+//! # drop(flow); Ok(()) }
+//! ```
+//!
+//! See the crate README for the schema, the guarantees, configuration and
+//! key management.
+
+mod backend;
+mod catalog;
+mod claims;
+mod codec;
+mod config;
+mod db;
+mod dialect;
+pub mod entity;
+mod error;
+mod lease;
+mod migration;
+mod rekey;
+mod repository;
+mod seal;
+
+pub use backend::SeaOrmBackend;
+pub use claims::DbClaimStore;
+pub use config::{DatabaseConfig, SqliteSynchronous};
+pub use lease::DbLeaseLock;
+pub use migration::{Migrator, migrate};
+pub use rekey::RekeyReport;
+pub use repository::SeaOrmAccountRepository;
+pub use sea_orm_migration::MigratorTrait;
+pub use seal::{AesGcmSealer, ENV_KEY, ENV_PREVIOUS_KEYS, Sealing, SealingConfig, SealingKey};

@@ -108,9 +108,12 @@ impl BackgroundRefresher {
                     break;
                 }
             };
-            let full = page.len() >= cfg.page_size;
-            cursor = page.last().map(DueCursor::after);
-            for account in page {
+            for corrupt in &page.corrupt {
+                report.corrupt += 1;
+                warn!(account_id = %corrupt.id, kind = %corrupt.error.kind(), error = %corrupt.error, "a due account cannot be read; passed over");
+            }
+            let next = page.next;
+            for account in page.accounts {
                 if !seen.insert(account.id) {
                     continue;
                 }
@@ -128,8 +131,9 @@ impl BackgroundRefresher {
                     report += done.unwrap_or(AccountResult::Failed { marked: false });
                 }
             }
-            if !full {
-                break;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
             }
         }
         loop {

@@ -19,6 +19,9 @@ pub struct CycleReport {
     pub marked_error: u64,
     /// Listing pages that failed.
     pub list_errors: u64,
+    /// Due rows the repository could not read (corrupt credentials, unknown
+    /// platform or type): reported and passed over, never refreshed.
+    pub corrupt: u64,
     /// The cycle was cut short by shutdown.
     pub cancelled: bool,
 }
@@ -26,7 +29,7 @@ pub struct CycleReport {
 impl CycleReport {
     /// Whether the cycle deserves an info-level summary.
     pub fn is_eventful(&self) -> bool {
-        self.due > 0 || self.failed > 0 || self.list_errors > 0
+        self.due > 0 || self.failed > 0 || self.list_errors > 0 || self.corrupt > 0
     }
 }
 

@@ -20,6 +20,15 @@ pub enum DomainError {
         /// The offending value, shortened.
         value: String,
     },
+    /// An account (to create, import or edit) with a field a store must not
+    /// take. Never carries token material.
+    #[error("invalid account {field}: {reason}")]
+    InvalidAccount {
+        /// Which field (`name`, `credentials.expires_at`, ...).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A proxy URL that cannot be used. Never carries the password.
     #[error("invalid proxy URL: {reason}")]
     InvalidProxyUrl {

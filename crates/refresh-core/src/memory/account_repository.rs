@@ -8,31 +8,31 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Account, AccountId, AccountStatus, Credentials};
 use crate::error::StorageError;
-use crate::ports::{AccountRepository, CasExpectation, CasOutcome, DueCursor};
+use crate::ports::{AccountRepository, CasExpectation, CasOutcome, DueCursor, DuePage};
 
 /// Sort key of the due index: unknown expiry first, then by expiry and id.
 type DueKey = (Option<DateTime<Utc>>, AccountId);
 
 #[derive(Default)]
-struct State {
-    accounts: BTreeMap<AccountId, Account>,
+pub(super) struct State {
+    pub(super) accounts: BTreeMap<AccountId, Account>,
     /// Index of active accounts by `(expires_at, id)`; `list_due` walks it
     /// instead of scanning every row.
     due: BTreeSet<DueKey>,
 }
 
 impl State {
-    fn unindex(&mut self, account: &Account) {
+    pub(super) fn unindex(&mut self, account: &Account) {
         self.due.remove(&(account.expires_at, account.id));
     }
 
-    fn index(&mut self, account: &Account) {
+    pub(super) fn index(&mut self, account: &Account) {
         if account.status == AccountStatus::Active {
             self.due.insert((account.expires_at, account.id));
         }
     }
 
-    fn update(
+    pub(super) fn update(
         &mut self,
         id: AccountId,
         op: &'static str,
@@ -88,11 +88,11 @@ impl InMemoryAccountRepository {
         self.read().accounts.values().cloned().collect()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+    pub(super) fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -154,20 +154,21 @@ impl AccountRepository for InMemoryAccountRepository {
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
+    ) -> Result<DuePage, StorageError> {
         use std::ops::Bound;
         let state = self.read();
         let start = match after {
             Some(cursor) => Bound::Excluded((cursor.expires_at, cursor.id)),
             None => Bound::Unbounded,
         };
-        Ok(state
+        let accounts = state
             .due
             .range((start, Bound::Unbounded))
             .take_while(|(expires_at, _)| expires_at.is_none_or(|at| at < before))
             .take(limit)
             .filter_map(|(_, id)| state.accounts.get(id).cloned())
-            .collect())
+            .collect();
+        Ok(DuePage::of(accounts, limit))
     }
 
     async fn set_error(

@@ -1,6 +1,7 @@
 //! In-memory backends: single-process, correct under concurrency, and the
 //! reference semantics every other backend's conformance run must match.
 
+mod account_catalog;
 mod account_repository;
 mod claim_store;
 mod refresh_lock;

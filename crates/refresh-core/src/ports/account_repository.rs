@@ -73,6 +73,53 @@ impl DueCursor {
     }
 }
 
+/// A stored account row that cannot be read back (credentials that are not
+/// a JSON object, an unknown platform or type name, a ciphertext that does
+/// not open): reported by id so a listing goes on with the others.
+#[derive(Debug, Clone)]
+pub struct CorruptAccount {
+    /// The row's id.
+    pub id: AccountId,
+    /// Why it cannot be read (kind `InvalidData`; no secret in it).
+    pub error: StorageError,
+}
+
+/// One page of [`AccountRepository::list_due`].
+#[derive(Debug, Clone, Default)]
+pub struct DuePage {
+    /// The due accounts that could be read, in listing order.
+    pub accounts: Vec<Account>,
+    /// Due rows that could not be read, in listing order. They count
+    /// towards the page's `limit` and the cursor moves past them.
+    pub corrupt: Vec<CorruptAccount>,
+    /// Where the next page starts: `Some` when this page held `limit` rows
+    /// (accounts and corrupt rows together), so more may follow; `None`
+    /// when the listing is complete.
+    pub next: Option<DueCursor>,
+}
+
+impl DuePage {
+    /// How many rows the page covered (readable and corrupt).
+    pub fn rows(&self) -> usize {
+        self.accounts.len() + self.corrupt.len()
+    }
+
+    /// A page of `accounts` only, with `next` set when it holds `limit`
+    /// rows (for backends that cannot hold corrupt rows).
+    pub fn of(accounts: Vec<Account>, limit: usize) -> Self {
+        let next = if accounts.len() >= limit {
+            accounts.last().map(DueCursor::after)
+        } else {
+            None
+        };
+        Self {
+            accounts,
+            corrupt: Vec::new(),
+            next,
+        }
+    }
+}
+
 /// Account storage.
 ///
 /// # Contract
@@ -88,7 +135,8 @@ impl DueCursor {
 ///   observed on.
 /// - [`list_due`](Self::list_due) is keyset-paged with an EXCLUSIVE cursor
 ///   and an exclusive `before`: an account expiring exactly at `before` is
-///   not due.
+///   not due. A row that cannot be decoded never aborts a listing: it is
+///   reported in [`DuePage::corrupt`] and the cursor moves past it.
 /// - Errors carry a [`StorageErrorKind`](crate::StorageErrorKind) that says
 ///   whether a retry may help; no secret appears in them.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
@@ -124,18 +172,20 @@ pub trait AccountRepository: Send + Sync {
 
     /// A page of `active` accounts whose `expires_at` is strictly before
     /// `before` or unknown, ordered by `(expires_at, id)` with unknown first,
-    /// starting strictly after `after`. The page holds exactly `limit` accounts unless fewer
-    /// remain, so a short page is the last one. Backends serve it from an
-    /// index.
+    /// starting strictly after `after`. The page covers exactly `limit` rows
+    /// (readable accounts plus [corrupt](DuePage::corrupt) ones) unless fewer
+    /// remain; [`DuePage::next`] is `None` on the last page. Backends serve
+    /// it from an index.
     ///
     /// # Errors
-    /// A [`StorageError`] when the backend fails.
+    /// A [`StorageError`] when the backend fails (a corrupt row is not an
+    /// error of the listing).
     async fn list_due(
         &self,
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError>;
+    ) -> Result<DuePage, StorageError>;
 
     /// Sets status `error` with a sanitized message if the stored
     /// `credentials_version` still equals `observed_version` (the version

@@ -4,6 +4,7 @@
 //! points users register ([`ExecutorRegistry`], [`RefreshListener`]) live
 //! here too.
 
+mod account_catalog;
 mod account_repository;
 mod claim_store;
 mod clock;
@@ -12,9 +13,16 @@ mod executor_registry;
 mod flow_observer;
 mod refresh_listener;
 mod refresh_lock;
+mod sealer;
 mod token_cache;
 
-pub use account_repository::{AccountRepository, CasExpectation, CasOutcome, DueCursor};
+pub use account_catalog::{
+    AccountCatalog, AccountFilter, AccountPage, MAX_NAME_CHARS, MetadataUpdate, NewAccount,
+    StatusCounts, invalid_entry,
+};
+pub use account_repository::{
+    AccountRepository, CasExpectation, CasOutcome, CorruptAccount, DueCursor, DuePage,
+};
 pub use claim_store::{Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use executor::{RefreshContext, RefreshExecutor};
@@ -22,8 +30,11 @@ pub use executor_registry::ExecutorRegistry;
 pub use flow_observer::{FlowObserver, NoObserver};
 pub use refresh_listener::RefreshListener;
 pub use refresh_lock::{Lease, LeaseOwner, RefreshLock};
+pub use sealer::{SealError, Sealer};
 pub use token_cache::{CachedToken, PutOutcome, RefreshNotice, TokenCache};
 
+#[cfg(any(test, feature = "mock"))]
+pub use account_catalog::MockAccountCatalog;
 #[cfg(any(test, feature = "mock"))]
 pub use account_repository::MockAccountRepository;
 #[cfg(any(test, feature = "mock"))]

@@ -11,7 +11,8 @@ use crate::domain::{Account, AccountId, Credentials, RefreshKey};
 use crate::error::StorageError;
 use crate::ports::{
     AccountRepository, CachedToken, CasExpectation, CasOutcome, Claim, ClaimAcquire, ClaimId,
-    ClaimKey, ClaimStore, DueCursor, Lease, PutOutcome, RefreshLock, RefreshNotice, TokenCache,
+    ClaimKey, ClaimStore, DueCursor, DuePage, Lease, PutOutcome, RefreshLock, RefreshNotice,
+    TokenCache,
 };
 
 /// Wraps a backend; each call first consults [`Faulty::faults`]. Operation
@@ -75,7 +76,7 @@ impl<T: AccountRepository + ?Sized> AccountRepository for Faulty<T> {
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
+    ) -> Result<DuePage, StorageError> {
         self.faults.check("list_due")?;
         self.inner.list_due(before, after, limit).await
     }

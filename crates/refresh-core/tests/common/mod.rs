@@ -428,7 +428,7 @@ impl<H: RepositoryHooks> AccountRepository for HookedRepository<H> {
         before: DateTime<Utc>,
         after: Option<DueCursor>,
         limit: usize,
-    ) -> Result<Vec<Account>, StorageError> {
+    ) -> Result<refresh_core::ports::DuePage, StorageError> {
         let page = self.inner.list_due(before, after, limit).await?;
         self.hooks.after_list_due(self.inner.as_ref()).await?;
         Ok(page)

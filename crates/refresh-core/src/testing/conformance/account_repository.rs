@@ -124,7 +124,8 @@ async fn due_ids(
     limit: usize,
 ) -> Vec<i64> {
     let page = repo.list_due(before, after, limit).await.expect("list_due");
-    page.iter().map(|a| a.id.get()).collect()
+    assert!(page.corrupt.is_empty(), "no corrupt rows were stored");
+    page.accounts.iter().map(|a| a.id.get()).collect()
 }
 
 /// Every page of `list_due(before, .., limit)` from the start, as ids, for a
@@ -151,23 +152,43 @@ async fn due_pages(
             .list_due(before, cursor, limit)
             .await
             .expect("list_due");
+        assert!(page.corrupt.is_empty(), "no corrupt rows were stored");
+        let accounts = page.accounts;
         assert!(
-            page.len() <= limit,
+            accounts.len() <= limit,
             "list_due returned {} accounts for limit {limit}",
-            page.len()
+            accounts.len()
         );
-        let Some(last) = page.last() else {
-            return pages;
-        };
-        cursor = Some(DueCursor::after(last));
-        for account in &page {
+        for account in &accounts {
             assert!(
                 seen.insert(account.id),
                 "list_due returned account {} twice: the cursor must be exclusive",
                 account.id
             );
         }
-        pages.push(page.iter().map(|a| a.id.get()).collect());
+        match (accounts.last(), page.next) {
+            (Some(last), Some(next)) => {
+                assert_eq!(accounts.len(), limit, "a page with a next cursor is full");
+                assert_eq!(
+                    next,
+                    DueCursor::after(last),
+                    "the next cursor is just past the page's last account"
+                );
+                cursor = Some(next);
+            }
+            (_, None) => {
+                assert!(
+                    accounts.len() < limit,
+                    "a full page of {limit} must give a next cursor (more may follow)"
+                );
+                if !accounts.is_empty() {
+                    pages.push(accounts.iter().map(|a| a.id.get()).collect());
+                }
+                return pages;
+            }
+            (None, Some(_)) => panic!("an empty page must not give a next cursor"),
+        }
+        pages.push(accounts.iter().map(|a| a.id.get()).collect());
     }
 }
 
@@ -485,7 +506,11 @@ async fn list_due_cursor_is_exclusive(repo: Repo) {
         seed(&repo, account_expiring(id, Some(60))).await;
     }
     let before = at(3600);
-    let all = repo.list_due(before, None, 10).await.expect("list_due");
+    let all = repo
+        .list_due(before, None, 10)
+        .await
+        .expect("list_due")
+        .accounts;
     let ids: Vec<i64> = all.iter().map(|a| a.id.get()).collect();
     assert_eq!(ids, vec![1, 2, 3, 4], "the first page");
     for (i, account) in all.iter().enumerate() {

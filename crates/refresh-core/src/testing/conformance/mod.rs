@@ -9,6 +9,7 @@
 //! (or `<suite>: <check> timed out`), so a buggy backend can neither hang
 //! it nor fail it anonymously. Each suite module lists its checks.
 
+mod account_catalog;
 mod account_repository;
 mod claim_store;
 mod fixtures;
@@ -17,6 +18,7 @@ mod refresh_executor;
 mod refresh_lock;
 mod token_cache;
 
+pub use account_catalog::account_catalog_suite;
 pub use account_repository::account_repository_suite;
 pub use claim_store::claim_store_suite;
 pub use fixtures::{T0, account_expiring};

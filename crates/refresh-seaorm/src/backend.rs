@@ -1,0 +1,133 @@
+//! [`SeaOrmBackend`]: one connection pool and the backends over it.
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+
+use crate::config::{DatabaseConfig, SqliteSynchronous};
+use crate::db::Db;
+use crate::error::storage_error;
+use crate::rekey::{RekeyReport, rekey};
+use crate::seal::Sealing;
+use crate::{DbClaimStore, DbLeaseLock, SeaOrmAccountRepository};
+use refresh_core::StorageError;
+
+/// A connection pool with its sealing mode, handing out the repository
+/// (and catalog), the lease lock and the claim store. Cheap to clone.
+///
+/// SQLite is opened in WAL mode with a busy timeout and
+/// `synchronous=FULL` (configurable), `foreign_keys` on, so several
+/// processes share one file; an in-memory SQLite database has one
+/// connection (each connection would be its own database).
+#[derive(Clone)]
+pub struct SeaOrmBackend {
+    db: Db,
+}
+
+impl std::fmt::Debug for SeaOrmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaOrmBackend")
+            .field("backend", &self.db.dialect().0)
+            .field("sealing", self.db.sealing())
+            .finish()
+    }
+}
+
+impl SeaOrmBackend {
+    /// Opens a pool as `config` says. Does not migrate: call
+    /// [`migrate`](Self::migrate).
+    ///
+    /// # Errors
+    /// `Unavailable`/`Timeout` when the database cannot be reached; the
+    /// message never holds the URL's password.
+    pub async fn connect(config: &DatabaseConfig, sealing: Sealing) -> Result<Self, StorageError> {
+        let conn = Database::connect(connect_options(config))
+            .await
+            .map_err(|e| storage_error("connect", e))?;
+        Ok(Self::from_connection(conn, sealing))
+    }
+
+    /// Wraps an open connection (its SQLite pragmas are the caller's).
+    pub fn from_connection(conn: DatabaseConnection, sealing: Sealing) -> Self {
+        Self {
+            db: Db::new(conn, sealing),
+        }
+    }
+
+    /// Applies pending migrations (idempotent); see [`crate::migrate`].
+    ///
+    /// # Errors
+    /// As [`crate::migrate`].
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        crate::migrate(self.db.conn()).await
+    }
+
+    /// The account repository, which is also the catalog.
+    pub fn repository(&self) -> SeaOrmAccountRepository {
+        SeaOrmAccountRepository::new(self.db.clone())
+    }
+
+    /// The database lease lock.
+    pub fn lease_lock(&self) -> DbLeaseLock {
+        DbLeaseLock::new(self.db.clone())
+    }
+
+    /// The generation-claim store.
+    pub fn claim_store(&self) -> DbClaimStore {
+        DbClaimStore::new(self.db.clone())
+    }
+
+    /// Re-seals every stored secret that is plaintext or sealed under a
+    /// previous key with the current key. Safe while refreshes run (see
+    /// [`RekeyReport`]); run it until `credentials + proxies + answers` is 0
+    /// before removing the previous key.
+    ///
+    /// # Errors
+    /// `Other` in plaintext mode; a [`StorageError`] when the database
+    /// fails (what was re-sealed stays re-sealed; run it again).
+    pub async fn rekey(&self) -> Result<RekeyReport, StorageError> {
+        rekey(&self.db).await
+    }
+
+    /// The connection pool.
+    pub fn connection(&self) -> &DatabaseConnection {
+        self.db.conn()
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.db.dialect().0
+    }
+}
+
+/// SeaORM/sqlx options for `config`.
+pub(crate) fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
+    let mut options = ConnectOptions::new(config.url.clone());
+    let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+    let max = if in_memory {
+        1
+    } else {
+        config.max_connections.max(1)
+    };
+    options
+        .max_connections(max)
+        .min_connections(config.min_connections.min(max))
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.acquire_timeout)
+        .sqlx_logging(false);
+    let (busy, synchronous) = (config.sqlite_busy_timeout, config.sqlite_synchronous);
+    options.map_sqlx_sqlite_opts(move |opts| {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous as Sync};
+        let opts = opts
+            .busy_timeout(busy)
+            .foreign_keys(true)
+            .synchronous(match synchronous {
+                SqliteSynchronous::Full => Sync::Full,
+                SqliteSynchronous::Normal => Sync::Normal,
+            });
+        if in_memory {
+            opts
+        } else {
+            opts.journal_mode(SqliteJournalMode::Wal)
+        }
+    });
+    options
+}
