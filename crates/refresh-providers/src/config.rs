@@ -13,6 +13,10 @@ use crate::http::{HttpClients, HttpConfig};
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
+    /// Points every provider's URLs at this base (the real paths kept), as
+    /// [`with_base_url`](Self::with_base_url) does: for the emulator and
+    /// tests. `None` (the default) keeps each provider's URLs.
+    pub base_url: Option<String>,
     /// The shared HTTP layer.
     pub http: HttpConfig,
     /// Anthropic (Claude).
@@ -27,6 +31,20 @@ pub struct ProvidersConfig {
     /// Antigravity.
     #[cfg(feature = "antigravity")]
     pub antigravity: crate::antigravity::AntigravityConfig,
+    // A section of a provider whose feature is off is accepted and
+    // ignored, so one config file serves every build.
+    #[cfg(not(feature = "claude"))]
+    #[serde(rename = "claude")]
+    _claude: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "openai"))]
+    #[serde(rename = "openai")]
+    _openai: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "gemini"))]
+    #[serde(rename = "gemini")]
+    _gemini: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "antigravity"))]
+    #[serde(rename = "antigravity")]
+    _antigravity: Option<serde::de::IgnoredAny>,
 }
 
 impl ProvidersConfig {
@@ -54,35 +72,60 @@ impl ProvidersConfig {
         self
     }
 
-    /// Checks settings that cannot work (a half-configured AI Studio
-    /// client, an empty URL list).
+    /// The configuration as the executors use it: [`base_url`](Self::base_url)
+    /// applied.
+    pub fn resolved(self) -> Self {
+        match self.base_url.clone() {
+            Some(base) if !base.trim().is_empty() => self.with_base_url(base.trim()),
+            _ => self,
+        }
+    }
+
+    /// Checks every setting that cannot work before the first refresh:
+    /// URLs that are not absolute `http(s)` URLs, timeouts too short to be
+    /// answered in or too long, a body cap that could cut a token answer,
+    /// header values that are not printable ASCII, a half-configured AI
+    /// Studio client, an empty base-URL list, discovery without a reserve.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let config = self.clone().resolved();
+        if let Some(base) = &config.base_url {
+            crate::validate::url("base_url", base)?;
+        }
+        config.http.validate()?;
+        #[cfg(feature = "claude")]
+        config.claude.validate()?;
+        #[cfg(feature = "openai")]
+        config.openai.validate()?;
         #[cfg(feature = "gemini")]
-        self.gemini.validate()?;
+        config.gemini.validate()?;
         #[cfg(feature = "antigravity")]
-        self.antigravity.validate()?;
+        config.antigravity.validate()?;
         Ok(())
     }
 }
 
-/// Registers the executor of every enabled provider in `registry`, sharing
-/// one [`HttpClients`] pool.
+/// Registers the executor of every enabled provider in `registry` (an
+/// executor already registered for a platform is replaced), sharing one
+/// [`HttpClients`] pool, which it returns (to read
+/// [`clients_built`](HttpClients::clients_built), or to build more
+/// executors on the same pool).
 ///
 /// # Errors
 /// As [`ProvidersConfig::validate`]; nothing is registered then.
 pub fn register_all(
     registry: &mut ExecutorRegistry,
     config: ProvidersConfig,
-) -> Result<(), ConfigError> {
+) -> Result<HttpClients, ConfigError> {
     config.validate()?;
+    let config = config.resolved();
     let http = HttpClients::new(config.http.clone());
     for executor in executors(config, &http) {
         registry.register(executor);
     }
-    Ok(())
+    Ok(http)
 }
 
 /// The executors of every enabled provider over `http`.
@@ -103,16 +146,31 @@ fn executors(config: ProvidersConfig, http: &HttpClients) -> Vec<Arc<dyn Refresh
     all
 }
 
-/// `serde` helpers for durations written as seconds (integer or
-/// fractional) in configuration files.
+/// `serde` helpers for durations in configuration files: a number of
+/// seconds (integer or fractional) or a human string (`"60s"`, `"1m 30s"`,
+/// `"500ms"`).
 pub(crate) mod duration_secs {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
 
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Seconds(f64),
+        Text(String),
+    }
+
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+        match Written::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected seconds (a number) or a duration like \"60s\"")
+        })? {
+            Written::Seconds(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+                serde::de::Error::custom(format!("{secs} is not a duration in seconds"))
+            }),
+            Written::Text(text) => humantime::parse_duration(text.trim())
+                .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration ({e})"))),
+        }
     }
 }
 

@@ -61,6 +61,7 @@ mod http;
 #[cfg(feature = "openai")]
 pub mod openai;
 mod token;
+mod validate;
 
 #[cfg(feature = "code-assist")]
 pub use code_assist::{DiscoveryTiming, PROJECT_DISCOVERY_PENDING};

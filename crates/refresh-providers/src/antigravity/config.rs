@@ -79,6 +79,26 @@ impl AntigravityConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for `antigravity.code_assist_base_urls`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::validate;
+        validate::url("antigravity.token_url", &self.token_url)?;
+        for url in self
+            .code_assist_base_urls
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+        {
+            validate::url("antigravity.code_assist_base_urls", url)?;
+        }
+        validate::duration("antigravity.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header("antigravity.version", &self.version)?;
+        validate::header(
+            "antigravity.token_user_agent",
+            self.token_user_agent.as_deref().unwrap_or(""),
+        )?;
+        validate::header(
+            "antigravity.code_assist_user_agent",
+            self.code_assist_user_agent.as_deref().unwrap_or(""),
+        )?;
+        self.discovery.validate("antigravity.discovery")?;
         if self
             .code_assist_base_urls
             .iter()

@@ -37,6 +37,19 @@ impl Default for ClaudeConfig {
 }
 
 impl ClaudeConfig {
+    /// Checks every URL, the timeout and the header values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](refresh_core::ConfigError::Invalid) naming
+    /// the setting.
+    pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
+        use crate::validate;
+        validate::url("claude.token_url", &self.token_url)?;
+        validate::duration("claude.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header("claude.user_agent", &self.user_agent)?;
+        validate::header("claude.accept", &self.accept)
+    }
+
     /// Points the token URL at `base` (`{base}/v1/oauth/token`).
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = crate::config::join(base, "/v1/oauth/token");

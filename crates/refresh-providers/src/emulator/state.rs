@@ -274,15 +274,17 @@ impl Shared {
                 grant.rejected += 1;
                 return Refreshed::WrongClient;
             }
-            if grant.revoked {
-                grant.rejected += 1;
-                return Refreshed::Revoked;
-            }
+            // Every presentation of a rotated-out token is a reuse attempt,
+            // before and after the revocation it caused.
             if grant.current_refresh != token {
                 grant.reuse_attempts += 1;
                 grant.rejected += 1;
                 grant.revoked = true;
                 return Refreshed::Reused;
+            }
+            if grant.revoked {
+                grant.rejected += 1;
+                return Refreshed::Revoked;
             }
             grant.refreshes += 1;
             let access_token = issue::token(access_prefix(grant.provider));

@@ -101,6 +101,21 @@ impl GeminiConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for `gemini.ai_studio_client_*`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::validate;
+        validate::url("gemini.token_url", &self.token_url)?;
+        validate::url("gemini.code_assist_base_url", &self.code_assist_base_url)?;
+        validate::url("gemini.resource_manager_url", &self.resource_manager_url)?;
+        validate::url("gemini.drive_about_url", &self.drive_about_url)?;
+        validate::duration("gemini.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header(
+            "gemini.code_assist_user_agent",
+            &self.code_assist_user_agent,
+        )?;
+        validate::header(
+            "gemini.token_user_agent",
+            self.token_user_agent.as_deref().unwrap_or(""),
+        )?;
+        self.discovery.validate("gemini.discovery")?;
         let id = self
             .ai_studio_client_id
             .as_deref()

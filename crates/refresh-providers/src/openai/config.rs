@@ -41,6 +41,22 @@ impl Default for OpenAiConfig {
 }
 
 impl OpenAiConfig {
+    /// Checks every URL, the timeout and the header values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](refresh_core::ConfigError::Invalid) naming
+    /// the setting.
+    pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
+        use crate::validate;
+        validate::url("openai.token_url", &self.token_url)?;
+        validate::duration("openai.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header("openai.user_agent", &self.user_agent)?;
+        validate::header(
+            "openai.originator",
+            self.originator.as_deref().unwrap_or(""),
+        )
+    }
+
     /// Points the token URL at `base` (`{base}/oauth/token`).
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = crate::config::join(base, "/oauth/token");
