@@ -58,6 +58,7 @@ pub mod emulator;
 #[cfg(feature = "gemini")]
 pub mod gemini;
 mod http;
+pub mod login;
 #[cfg(feature = "openai")]
 pub mod openai;
 mod token;
