@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn rfc_7636_appendix_b_challenge() {
         assert_eq!(
-            s256_challenge("dBjftJeZ4CVP-1B0N5TZwxWq-vCpLpv0TT6qgWMIqG0"),
+            s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
