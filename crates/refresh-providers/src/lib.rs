@@ -50,6 +50,7 @@
 pub mod antigravity;
 #[cfg(feature = "claude")]
 pub mod claude;
+pub mod cli_import;
 #[cfg(feature = "code-assist")]
 mod code_assist;
 mod config;

@@ -20,7 +20,7 @@ use crate::http::HttpClients;
 
 mod config;
 mod executor;
-mod id_token;
+pub(crate) mod id_token;
 mod login;
 
 pub use config::OpenAiConfig;
