@@ -955,7 +955,8 @@ async fn exchange_answers_map_to_typed_errors() {
     config.openai.timeout = Duration::from_secs(5);
     let flow = flow(&Platform::OpenAi, &config);
     let at = "eyJ-access-Qm3Xv8Rt2Lp7Zx5Kd7";
-    let cases: Vec<(ScriptedReply, Box<dyn Fn(&LoginError) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&LoginError) -> bool>;
+    let cases: Vec<(ScriptedReply, Check)> = vec![
         (
             ScriptedReply::json(
                 400,
