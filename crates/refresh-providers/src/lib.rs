@@ -16,9 +16,13 @@
 //!   distinct account proxy (http, https, socks5), failing closed;
 //!   connect and total timeouts bounded by the refresh deadline; a
 //!   response-size cap enforced while streaming.
+//! - [`login`]: adding an account by the OAuth authorization-code flow
+//!   with PKCE (REFERENCE.md §13), one `LoginFlow` per provider beside its
+//!   executor; [`cli_import`]: the official CLIs' credential files.
 //! - `emulator` (feature `emulator`): the four token endpoints with
-//!   rotation and reuse detection, Code Assist, faults, an admin API, and
-//!   the `oauth-emulator` binary.
+//!   rotation and reuse detection, the authorize endpoints and code
+//!   exchange, Code Assist, faults, an admin API, and the
+//!   `oauth-emulator` binary.
 //!
 //! What each executor sends and reads back is in the crate README.
 //!
