@@ -105,7 +105,8 @@ pub struct RecordedRequest {
     pub uri: String,
     /// Every header, in order.
     pub headers: Vec<(String, String)>,
-    /// The body (at most 1 MiB kept).
+    /// The body (while recording, a request body over 1 MiB is answered
+    /// 413).
     pub body: Vec<u8>,
 }
 
@@ -241,9 +242,13 @@ pub(crate) async fn record(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, JOURNAL_BODY_CAP)
-        .await
-        .unwrap_or_default();
+    let Ok(bytes) = axum::body::to_bytes(body, JOURNAL_BODY_CAP).await else {
+        // Not kept whole, so not forwarded either: say so.
+        return html(
+            413,
+            "<html><body>emulator journal: request body over 1 MiB</body></html>",
+        );
+    };
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
         uri: parts
