@@ -36,6 +36,9 @@ pub struct AntigravityConfig {
     pub code_assist_user_agent: Option<String>,
     /// Retries, polls and budgets of the project load.
     pub discovery: DiscoveryTiming,
+    /// The login's own settings (authorize URL, redirects, scope,
+    /// userinfo).
+    pub login: super::AntigravityLoginConfig,
 }
 
 impl Default for AntigravityConfig {
@@ -54,16 +57,18 @@ impl Default for AntigravityConfig {
             version: "1.23.2".to_owned(),
             code_assist_user_agent: None,
             discovery: DiscoveryTiming::default(),
+            login: super::AntigravityLoginConfig::default(),
         }
     }
 }
 
 impl AntigravityConfig {
-    /// Points the token URL (`{base}/token`) and the one Code Assist base
-    /// URL at `base`.
+    /// Points the token URL (`{base}/token`), the one Code Assist base
+    /// URL and the login's authorize and userinfo URLs at `base`.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = join(base, "/token");
         self.code_assist_base_urls = vec![base.trim_end_matches('/').to_owned()];
+        self.login = self.login.with_base_url(base);
         self
     }
 
@@ -125,6 +130,7 @@ impl fmt::Debug for AntigravityConfig {
             .field("version", &self.version)
             .field("code_assist_user_agent", &self.code_assist_user_agent)
             .field("discovery", &self.discovery)
+            .field("login", &self.login)
             .finish()
     }
 }

@@ -47,6 +47,9 @@ pub struct GeminiConfig {
     pub drive_tier_ttl: Duration,
     /// Retries, polls and budgets of project discovery.
     pub discovery: DiscoveryTiming,
+    /// The login's own settings (authorize URL, redirects, scopes,
+    /// userinfo).
+    pub login: super::GeminiLoginConfig,
 }
 
 impl Default for GeminiConfig {
@@ -69,6 +72,7 @@ impl Default for GeminiConfig {
                 .to_owned(),
             drive_tier_ttl: Duration::from_secs(24 * 3600),
             discovery: DiscoveryTiming::default(),
+            login: super::GeminiLoginConfig::default(),
         }
     }
 }
@@ -76,12 +80,14 @@ impl Default for GeminiConfig {
 impl GeminiConfig {
     /// Points every URL at `base` with the real paths: `{base}/token`,
     /// `{base}` for Code Assist, `{base}/v1/projects`,
-    /// `{base}/drive/v3/about?fields=storageQuota`.
+    /// `{base}/drive/v3/about?fields=storageQuota`, and the login's
+    /// authorize and userinfo URLs.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = join(base, "/token");
         self.code_assist_base_url = base.trim_end_matches('/').to_owned();
         self.resource_manager_url = join(base, "/v1/projects");
         self.drive_about_url = join(base, "/drive/v3/about?fields=storageQuota");
+        self.login = self.login.with_base_url(base);
         self
     }
 
@@ -150,6 +156,7 @@ impl fmt::Debug for GeminiConfig {
             .field("drive_about_url", &self.drive_about_url)
             .field("drive_tier_ttl", &self.drive_tier_ttl)
             .field("discovery", &self.discovery)
+            .field("login", &self.login)
             .finish()
     }
 }

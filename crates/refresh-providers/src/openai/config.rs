@@ -25,6 +25,8 @@ pub struct OpenAiConfig {
     /// deadline).
     #[serde(with = "crate::config::duration_secs")]
     pub timeout: Duration,
+    /// The login's own settings (authorize URL, redirect, scope).
+    pub login: super::OpenAiLoginConfig,
 }
 
 impl Default for OpenAiConfig {
@@ -36,6 +38,7 @@ impl Default for OpenAiConfig {
             user_agent: "codex-tui/0.146.0 (Ubuntu 22.4.0; x86_64) xterm-256color".to_owned(),
             originator: Some("codex-tui".to_owned()),
             timeout: Duration::from_secs(120),
+            login: super::OpenAiLoginConfig::default(),
         }
     }
 }
@@ -57,9 +60,11 @@ impl OpenAiConfig {
         )
     }
 
-    /// Points the token URL at `base` (`{base}/oauth/token`).
+    /// Points the token URL at `base` (`{base}/oauth/token`), and the
+    /// login's authorize URL.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = crate::config::join(base, "/oauth/token");
+        self.login = self.login.with_base_url(base);
         self
     }
 }
