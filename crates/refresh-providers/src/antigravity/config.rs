@@ -86,6 +86,8 @@ impl AntigravityConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         use crate::validate;
         validate::url("antigravity.token_url", &self.token_url)?;
+        validate::url("antigravity.login.authorize_url", &self.login.authorize_url)?;
+        validate::url("antigravity.login.userinfo_url", &self.login.userinfo_url)?;
         for url in self
             .code_assist_base_urls
             .iter()

@@ -48,6 +48,7 @@ impl ClaudeConfig {
     pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
         use crate::validate;
         validate::url("claude.token_url", &self.token_url)?;
+        validate::url("claude.login.authorize_url", &self.login.authorize_url)?;
         validate::duration("claude.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
         validate::header("claude.user_agent", &self.user_agent)?;
         validate::header("claude.accept", &self.accept)

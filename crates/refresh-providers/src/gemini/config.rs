@@ -109,6 +109,8 @@ impl GeminiConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         use crate::validate;
         validate::url("gemini.token_url", &self.token_url)?;
+        validate::url("gemini.login.authorize_url", &self.login.authorize_url)?;
+        validate::url("gemini.login.userinfo_url", &self.login.userinfo_url)?;
         validate::url("gemini.code_assist_base_url", &self.code_assist_base_url)?;
         validate::url("gemini.resource_manager_url", &self.resource_manager_url)?;
         validate::url("gemini.drive_about_url", &self.drive_about_url)?;

@@ -52,6 +52,7 @@ impl OpenAiConfig {
     pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
         use crate::validate;
         validate::url("openai.token_url", &self.token_url)?;
+        validate::url("openai.login.authorize_url", &self.login.authorize_url)?;
         validate::duration("openai.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
         validate::header("openai.user_agent", &self.user_agent)?;
         validate::header(
