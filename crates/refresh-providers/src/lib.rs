@@ -63,6 +63,7 @@ pub mod emulator;
 #[cfg(feature = "gemini")]
 pub mod gemini;
 mod http;
+mod jwt;
 pub mod login;
 #[cfg(feature = "openai")]
 pub mod openai;

@@ -13,17 +13,8 @@ use refresh_core::ProviderError;
 use refresh_core::domain::ASSUMED_TOKEN_LIFETIME;
 use refresh_core::plugin::*;
 use refresh_core::testing::{ScriptedReply, TokenEndpoint};
-use refresh_providers::emulator::{EmulatedProvider, Emulator, Fault, FaultKind, GrantSpec, paths};
+use refresh_providers::emulator::{Emulator, Fault, FaultKind, GrantSpec};
 use serde_json::json;
-
-fn emulated(platform: &Platform) -> (EmulatedProvider, &'static str) {
-    match platform {
-        Platform::Anthropic => (EmulatedProvider::Claude, paths::CLAUDE_TOKEN),
-        Platform::OpenAi => (EmulatedProvider::OpenAi, paths::OPENAI_TOKEN),
-        Platform::Gemini => (EmulatedProvider::Gemini, paths::GOOGLE_TOKEN),
-        _ => (EmulatedProvider::Antigravity, paths::GOOGLE_TOKEN),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20_mb_body_is_cut_off_while_streaming_and_never_sent_whole() {
@@ -31,7 +22,7 @@ async fn a_20_mb_body_is_cut_off_while_streaming_and_never_sent_whole() {
     for announce_length in [false, true] {
         for platform in &PLATFORMS {
             let emu = Emulator::start().await.unwrap();
-            let (provider, path) = emulated(platform);
+            let (provider, path) = (emulated(platform), token_path(platform));
             let grant = emu.seed(GrantSpec::new(provider));
             emu.push_fault(
                 Fault::new(FaultKind::Oversized {
@@ -71,7 +62,7 @@ async fn a_20_mb_body_is_cut_off_while_streaming_and_never_sent_whole() {
 async fn malformed_json_and_html_pages_from_the_emulator_are_typed() {
     for platform in &PLATFORMS {
         let emu = Emulator::start().await.unwrap();
-        let (provider, path) = emulated(platform);
+        let (provider, path) = (emulated(platform), token_path(platform));
         let grant = emu.seed(GrantSpec::new(provider));
         let rt = grant.refresh_token.expose();
         let executor = executor_at(platform, &emu.url());

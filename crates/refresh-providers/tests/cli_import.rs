@@ -9,8 +9,6 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use refresh_core::plugin::*;
 use refresh_providers::cli_import::{
@@ -48,14 +46,6 @@ impl Drop for SampleFile {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-fn jwt(claims: &Value) -> String {
-    format!(
-        "{}.{}.c2lnbmF0dXJl",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
 }
 
 fn s(outcome: &LoginOutcome, key: &str) -> String {

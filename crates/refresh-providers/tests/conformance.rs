@@ -9,16 +9,7 @@ mod common;
 use common::*;
 use refresh_core::plugin::*;
 use refresh_core::testing::conformance::{refresh_executor_suite, token_endpoint_mapping_suite};
-use refresh_providers::emulator::{EmulatedProvider, Emulator, GrantSpec};
-
-fn emulated(platform: &Platform) -> EmulatedProvider {
-    match platform {
-        Platform::Anthropic => EmulatedProvider::Claude,
-        Platform::OpenAi => EmulatedProvider::OpenAi,
-        Platform::Gemini => EmulatedProvider::Gemini,
-        _ => EmulatedProvider::Antigravity,
-    }
-}
+use refresh_providers::emulator::{Emulator, GrantSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_executor_passes_the_refresh_executor_suite_against_the_emulator() {

@@ -45,11 +45,10 @@ async fn answer(response: reqwest::Response) -> Answer {
     }
 }
 
-async fn claude(emu: &Emulator, refresh_token: &str) -> Answer {
-    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLAUDE_CLIENT});
+async fn json_post(emu: &Emulator, path: &str, body: &Value) -> Answer {
     answer(
         http()
-            .post(format!("{}{}", emu.url(), paths::CLAUDE_TOKEN))
+            .post(format!("{}{path}", emu.url()))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -57,6 +56,11 @@ async fn claude(emu: &Emulator, refresh_token: &str) -> Answer {
             .unwrap(),
     )
     .await
+}
+
+async fn claude(emu: &Emulator, refresh_token: &str) -> Answer {
+    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLAUDE_CLIENT});
+    json_post(emu, paths::CLAUDE_TOKEN, &body).await
 }
 
 async fn form(emu: &Emulator, path: &str, fields: &[(&str, &str)]) -> Answer {
@@ -220,28 +224,17 @@ async fn token_endpoints_refuse_wrong_formats_clients_and_missing_fields() {
         (as_form.status, as_form.json["error"].as_str()),
         (400, Some("invalid_request"))
     );
-    let no_client = answer(
-        http()
-            .post(format!("{}{}", emu.url(), paths::CLAUDE_TOKEN))
-            .header("content-type", "application/json")
-            .body(json!({"grant_type": "refresh_token", "refresh_token": "rt-c-1"}).to_string())
-            .send()
-            .await
-            .unwrap(),
+    let no_client = json_post(
+        &emu,
+        paths::CLAUDE_TOKEN,
+        &json!({"grant_type": "refresh_token", "refresh_token": "rt-c-1"}),
     )
     .await;
     assert_eq!(no_client.status, 400);
-    let wrong_client = answer(
-        http()
-            .post(format!("{}{}", emu.url(), paths::CLAUDE_TOKEN))
-            .header("content-type", "application/json")
-            .body(
-                json!({"grant_type": "refresh_token", "refresh_token": "rt-c-1", "client_id": "x"})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap(),
+    let wrong_client = json_post(
+        &emu,
+        paths::CLAUDE_TOKEN,
+        &json!({"grant_type": "refresh_token", "refresh_token": "rt-c-1", "client_id": "x"}),
     )
     .await;
     assert_eq!(

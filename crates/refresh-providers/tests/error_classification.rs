@@ -13,9 +13,6 @@ use refresh_core::plugin::{OAuthErrorCode, Platform};
 use refresh_core::testing::{ScriptedReply, TokenEndpoint};
 use serde_json::json;
 
-/// The refresh token every case presents: token-like, so any leak shows.
-const CLAIMED: &str = "RT-claimed-Wd2Kq8Ls5Nf1Xz9";
-
 /// What a case must become.
 #[derive(Debug)]
 enum Want {

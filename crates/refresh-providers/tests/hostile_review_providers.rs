@@ -1,18 +1,25 @@
 //! Hostile review of refresh-providers: each test pins one property of the
 //! executor SPI contract, the HTTP layer, the emulator or the user-facing
-//! API. Self-contained (no `mod common`): loopback servers only.
+//! API, on loopback servers only. Its own fixtures (quicker discovery,
+//! accounts with an operator key) beside the shared ones of `common`.
 //!
 //! Tests named `break_*` FAIL on the reviewed code (each is a defect);
 //! tests named `held_*` pass and pin behaviour that resisted an attack.
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use common::{
+    CLAIMED, Captured, NOW_SECS, PLATFORMS, assert_never_shown, closed_port, ctx, ctx_for,
+    emulated, executor_with as executor, now, socks5_target,
+};
+use refresh_core::ProxyUrl;
 use refresh_core::plugin::*;
 use refresh_core::testing::{ScriptedReply, TokenEndpoint};
-use refresh_core::{ManualClock, ProxyUrl};
 use refresh_providers::emulator::{
     EmulatedProvider, Emulator, EmulatorConfig, Fault, FaultKind, GrantSpec, paths,
 };
@@ -22,19 +29,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 // ---------------------------------------------------------------- helpers
-
-const NOW_SECS: i64 = 1_893_456_000; // 2030-01-01T00:00:00Z
-
-fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp(NOW_SECS, 0).unwrap()
-}
-
-const PLATFORMS: [Platform; 4] = [
-    Platform::Anthropic,
-    Platform::OpenAi,
-    Platform::Gemini,
-    Platform::Antigravity,
-];
 
 fn quick() -> DiscoveryTiming {
     DiscoveryTiming {
@@ -55,31 +49,8 @@ fn config_at(base: &str) -> ProvidersConfig {
     c
 }
 
-fn executor(
-    platform: &Platform,
-    config: ProvidersConfig,
-    http: HttpClients,
-) -> Arc<dyn RefreshExecutor> {
-    match platform {
-        Platform::Anthropic => refresh_providers::claude::executor(config.claude, http),
-        Platform::OpenAi => refresh_providers::openai::executor(config.openai, http),
-        Platform::Gemini => refresh_providers::gemini::executor(config.gemini, http),
-        Platform::Antigravity => refresh_providers::antigravity::executor(config.antigravity, http),
-        other => panic!("{other}"),
-    }
-}
-
 fn exec_at(platform: &Platform, base: &str) -> Arc<dyn RefreshExecutor> {
     executor(platform, config_at(base), HttpClients::default())
-}
-
-fn emulated(platform: &Platform) -> EmulatedProvider {
-    match platform {
-        Platform::Anthropic => EmulatedProvider::Claude,
-        Platform::OpenAi => EmulatedProvider::OpenAi,
-        Platform::Gemini => EmulatedProvider::Gemini,
-        _ => EmulatedProvider::Antigravity,
-    }
 }
 
 fn account(platform: &Platform, id: i64, rt: &str) -> Account {
@@ -96,18 +67,6 @@ fn account(platform: &Platform, id: i64, rt: &str) -> Account {
         _ => {}
     }
     Account::oauth(id, platform.clone(), c)
-}
-
-fn ctx_for(token: &str, timeout: Duration) -> RefreshContext {
-    RefreshContext::new(
-        Secret::from(token),
-        Arc::new(ManualClock::new(now())),
-        Instant::now() + timeout,
-    )
-}
-
-fn ctx(token: &str) -> RefreshContext {
-    ctx_for(token, Duration::from_secs(10))
 }
 
 fn google_ok() -> ScriptedReply {
@@ -127,11 +86,19 @@ fn ok_body(platform: &Platform) -> ScriptedReply {
     }
 }
 
-fn closed_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `platform`'s executor refreshing a stored account (presenting
+/// [`CLAIMED`]) at a new endpoint that answers `reply`; the endpoint too,
+/// for what it received.
+async fn refresh_answered(
+    platform: &Platform,
+    reply: ScriptedReply,
+) -> (TokenEndpoint, Result<Credentials, ProviderError>) {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.push(reply);
+    let result = exec_at(platform, &endpoint.url())
+        .refresh(&account(platform, 1, "RT-stored"), &ctx(CLAIMED))
+        .await;
+    (endpoint, result)
 }
 
 /// A listener that counts accepted connections and never answers.
@@ -152,8 +119,6 @@ async fn counting_sink() -> (String, Arc<AtomicUsize>) {
     (url, hits)
 }
 
-const CLAIMED: &str = "RT-claimed-Wd2Kq8Ls5Nf1Xz9";
-
 // ------------------------------------------------- SPI: one request, no redirects
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,13 +126,9 @@ async fn held_307_and_308_redirects_are_never_followed_to_another_host() {
     for platform in &PLATFORMS {
         for status in [301_u16, 302, 303, 307, 308] {
             let (sink, hits) = counting_sink().await;
-            let endpoint = TokenEndpoint::start().await.unwrap();
-            endpoint
-                .push(ScriptedReply::status(status).header("Location", format!("{sink}/steal")));
-            let err = exec_at(platform, &endpoint.url())
-                .refresh(&account(platform, 1, "RT-stored"), &ctx(CLAIMED))
-                .await
-                .unwrap_err();
+            let reply = ScriptedReply::status(status).header("Location", format!("{sink}/steal"));
+            let (endpoint, result) = refresh_answered(platform, reply).await;
+            let err = result.unwrap_err();
             assert!(
                 matches!(err, ProviderError::UnexpectedStatus { status: s, .. } if s == status),
                 "{platform} {status}: {err:?}"
@@ -460,12 +421,8 @@ async fn held_unusable_2xx_bodies_are_invalid_response_and_maybe_consumed() {
     ];
     for platform in &PLATFORMS {
         for (name, reply) in bodies.clone() {
-            let endpoint = TokenEndpoint::start().await.unwrap();
-            endpoint.push(reply);
-            let err = exec_at(platform, &endpoint.url())
-                .refresh(&account(platform, 1, "RT-stored"), &ctx(CLAIMED))
-                .await
-                .unwrap_err();
+            let (_endpoint, result) = refresh_answered(platform, reply).await;
+            let err = result.unwrap_err();
             assert!(
                 matches!(err, ProviderError::InvalidResponse { .. }),
                 "{platform} / {name}: {err:?}"
@@ -482,15 +439,10 @@ async fn held_unusable_2xx_bodies_are_invalid_response_and_maybe_consumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_an_out_of_range_expires_in_throws_away_a_rotation() {
     for platform in &[Platform::Anthropic, Platform::OpenAi] {
-        let endpoint = TokenEndpoint::start().await.unwrap();
-        endpoint.push(
-            ScriptedReply::status(200)
-                .header("Content-Type", "application/json")
-                .body(r#"{"access_token":"AT-new-Hq8Lm2Zx5Kd7Wq","refresh_token":"RT-new-Zp3Kq9Lw2Xv5","expires_in":1e400}"#),
-        );
-        let result = exec_at(platform, &endpoint.url())
-            .refresh(&account(platform, 1, "RT-stored"), &ctx(CLAIMED))
-            .await;
+        let reply = ScriptedReply::status(200)
+            .header("Content-Type", "application/json")
+            .body(r#"{"access_token":"AT-new-Hq8Lm2Zx5Kd7Wq","refresh_token":"RT-new-Zp3Kq9Lw2Xv5","expires_in":1e400}"#);
+        let (_endpoint, result) = refresh_answered(platform, reply).await;
         let creds = result.unwrap_or_else(|e| panic!("{platform}: rotation discarded: {e:?}"));
         assert_eq!(
             creds.refresh_token().unwrap().expose(),
@@ -514,15 +466,12 @@ async fn held_odd_expires_in_values_keep_the_tokens_and_a_future_canonical_expir
             json!(3600.9),
             json!(" 3600 "),
         ] {
-            let endpoint = TokenEndpoint::start().await.unwrap();
-            endpoint.push(ScriptedReply::json(
+            let reply = ScriptedReply::json(
                 200,
                 &json!({"access_token": "AT-new-Hq8Lm2Zx5Kd7Wq", "refresh_token": "RT-new-Zp3Kq9Lw2Xv5", "expires_in": expires_in}),
-            ));
-            let creds = exec_at(platform, &endpoint.url())
-                .refresh(&account(platform, 1, "RT-stored"), &ctx(CLAIMED))
-                .await
-                .unwrap_or_else(|e| panic!("{platform} {expires_in}: {e:?}"));
+            );
+            let (_endpoint, result) = refresh_answered(platform, reply).await;
+            let creds = result.unwrap_or_else(|e| panic!("{platform} {expires_in}: {e:?}"));
             let raw = creds.get("expires_at").cloned().unwrap();
             let s = raw
                 .as_str()
@@ -743,12 +692,8 @@ async fn held_error_shapes_statuses_and_retry_after_variants_classify() {
     ];
     for platform in &PLATFORMS {
         for (name, reply, ok) in cases.clone() {
-            let endpoint = TokenEndpoint::start().await.unwrap();
-            endpoint.push(reply);
-            let err = exec_at(platform, &endpoint.url())
-                .refresh(&account(platform, 1, "RT-stored"), &ctx(CLAIMED))
-                .await
-                .unwrap_err();
+            let (_endpoint, result) = refresh_answered(platform, reply).await;
+            let err = result.unwrap_err();
             assert!(ok(&err), "{platform} / {name}: {err:?}");
             assert!(!format!("{err} {err:?}").contains(CLAIMED));
         }
@@ -1108,29 +1053,10 @@ fn fixed_emulator_config_and_grant_spec_debug_show_secrets() {
 
 // ---------------------------------------------------------------------- leaks
 
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn held_no_secret_in_trace_logs_errors_or_debug_through_proxies_and_faults() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install();
 
     const PROXY_PW: &str = "Pr0xyPw-Zq8Xv2Lm5Kd7";
     const AI_SECRET: &str = "GOCSPX-aistudio-Hq8Lm2Zx5Kd7";
@@ -1211,7 +1137,7 @@ async fn held_no_secret_in_trace_logs_errors_or_debug_through_proxies_and_faults
         )
     ));
     drop(_guard);
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     let shown = shown.join("\n");
     let mut secrets: Vec<String> = emu
         .issued_tokens()
@@ -1229,18 +1155,7 @@ async fn held_no_secret_in_trace_logs_errors_or_debug_through_proxies_and_faults
     );
     secrets.push(base64_basic("bob", PROXY_PW));
     assert!(log.len() > 1000, "log captured");
-    for s in &secrets {
-        assert!(
-            !log.contains(s.as_str()),
-            "log leaks a secret ({} chars)",
-            s.len()
-        );
-        assert!(
-            !shown.contains(s.as_str()),
-            "Debug/Display leaks a secret ({} chars)",
-            s.len()
-        );
-    }
+    assert_never_shown(&log, &shown, &secrets);
 }
 
 fn base64_basic(user: &str, pw: &str) -> String {
@@ -1290,33 +1205,16 @@ async fn socks5_auth_proxy() -> (std::net::SocketAddr, Arc<SocksSeen>) {
                     } else {
                         c.write_all(&[5, 0]).await?;
                     }
-                    let mut req = [0_u8; 4];
-                    c.read_exact(&mut req).await?;
-                    let host = match req[3] {
-                        1 => {
-                            let mut ip = [0_u8; 4];
-                            c.read_exact(&mut ip).await?;
-                            std::net::Ipv4Addr::from(ip).to_string()
-                        }
-                        3 => {
-                            let mut l = [0_u8; 1];
-                            c.read_exact(&mut l).await?;
-                            let mut n = vec![0_u8; l[0] as usize];
-                            c.read_exact(&mut n).await?;
-                            String::from_utf8_lossy(&n).into()
-                        }
-                        _ => return Ok(()),
+                    let Some((atyp, host, port)) = socks5_target(&mut c).await? else {
+                        return Ok(());
                     };
-                    seen.atyp.lock().unwrap().push((req[3], host.clone()));
-                    let mut port = [0_u8; 2];
-                    c.read_exact(&mut port).await?;
+                    seen.atyp.lock().unwrap().push((atyp, host.clone()));
                     let target = if host == "upstream.invalid" {
                         "127.0.0.1".to_owned()
                     } else {
                         host
                     };
-                    let mut up =
-                        TcpStream::connect((target.as_str(), u16::from_be_bytes(port))).await?;
+                    let mut up = TcpStream::connect((target.as_str(), port)).await?;
                     c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
                     tokio::io::copy_bidirectional(&mut c, &mut up).await?;
                     Ok(())

@@ -10,8 +10,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -33,38 +32,6 @@ use refresh_providers::{HttpClients, ProvidersConfig};
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------- helpers
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Captures every TRACE event of this thread until the guard drops.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Every provider's settings under the emulator's URL, quick discovery.
 fn config(emu: &Emulator) -> ProvidersConfig {
@@ -100,23 +67,6 @@ fn flow_on(
 
 fn flow(platform: &Platform, config: &ProvidersConfig) -> Arc<dyn LoginFlow> {
     flow_on(platform, config, Arc::new(SystemClock))
-}
-
-fn provider_of(platform: &Platform) -> EmulatedProvider {
-    match platform {
-        Platform::Anthropic => EmulatedProvider::Claude,
-        Platform::OpenAi => EmulatedProvider::OpenAi,
-        Platform::Gemini => EmulatedProvider::Gemini,
-        _ => EmulatedProvider::Antigravity,
-    }
-}
-
-fn token_path(platform: &Platform) -> &'static str {
-    match platform {
-        Platform::Anthropic => paths::CLAUDE_TOKEN,
-        Platform::OpenAi => paths::OPENAI_TOKEN,
-        _ => paths::GOOGLE_TOKEN,
-    }
 }
 
 /// A secret field of a session, read through its serialization (the only
@@ -263,7 +213,7 @@ async fn end_to_end(platform: Platform, options: LoginOptions, expected_params: 
         project_id: (platform == Platform::Antigravity).then(|| "ag-project-7".into()),
         onboard_project: Some("onboarded-project-3".into()),
         onboard_pending_polls: 1,
-        ..GrantSpec::new(provider_of(&platform))
+        ..GrantSpec::new(emulated(&platform))
     });
     let config = config(&emu);
     let flow = flow(&platform, &config);
@@ -501,18 +451,7 @@ async fn end_to_end(platform: Platform, options: LoginOptions, expected_params: 
     let shown = format!("{session:?} {outcome:?} {flow:?} {config:?} {carrying:?}");
     let mut secrets = vec![verifier.clone(), state.clone(), code.clone()];
     secrets.extend(emu.issued_tokens().iter().map(|t| t.expose().to_owned()));
-    for secret in &secrets {
-        assert!(
-            !log.contains(secret.as_str()),
-            "the log shows a secret ({} chars)",
-            secret.len()
-        );
-        assert!(
-            !shown.contains(secret.as_str()),
-            "a Debug shows a secret ({} chars)",
-            secret.len()
-        );
-    }
+    assert_never_shown(&log, &shown, &secrets);
     assert!(!format!("{session:?}").contains(session.authorize_url()));
 }
 
@@ -1333,51 +1272,11 @@ async fn a_project_not_found_at_login_is_left_to_the_refresh() {
 
 // ------------------------------------------------------------------ proxy
 
-/// A tiny HTTP proxy relaying absolute-form requests (reqwest's form for
-/// `http://` targets through an HTTP proxy); counts connections.
-async fn relay_proxy() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0_u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
-                let authority = target
-                    .trim_start_matches("http://")
-                    .split('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let Ok(mut upstream) = tokio::net::TcpStream::connect(&authority).await else {
-                    return;
-                };
-                if upstream.write_all(&head).await.is_ok() {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
-            });
-        }
-    });
-    (url, count)
-}
-
 #[tokio::test]
 async fn the_exchange_and_post_login_calls_go_through_the_sessions_proxy() {
     let emu = Emulator::start().await.unwrap();
     let config = config(&emu);
-    let (proxy, connections) = relay_proxy().await;
+    let (proxy, seen) = http_proxy().await;
     emu.queue_login(GrantSpec {
         project_id: Some("ag-p".into()),
         ..GrantSpec::new(EmulatedProvider::Antigravity)
@@ -1389,7 +1288,7 @@ async fn the_exchange_and_post_login_calls_go_through_the_sessions_proxy() {
     };
     let (_, _, outcome) = login(flow.as_ref(), &Platform::Antigravity, options).await;
     let outcome = outcome.unwrap();
-    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(seen.tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert_eq!(
         outcome
             .proxy

@@ -5,38 +5,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use refresh_core::plugin::*;
-use refresh_providers::emulator::{EmulatedProvider, Emulator, Fault, FaultKind, GrantSpec, paths};
+use refresh_providers::emulator::{Emulator, Fault, FaultKind, GrantSpec, paths};
 use refresh_providers::{HttpClients, ProvidersConfig};
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn emulated(platform: &Platform) -> (EmulatedProvider, &'static str) {
-    match platform {
-        Platform::Anthropic => (EmulatedProvider::Claude, paths::CLAUDE_TOKEN),
-        Platform::OpenAi => (EmulatedProvider::OpenAi, paths::OPENAI_TOKEN),
-        Platform::Gemini => (EmulatedProvider::Gemini, paths::GOOGLE_TOKEN),
-        _ => (EmulatedProvider::Antigravity, paths::GOOGLE_TOKEN),
-    }
-}
 
 fn record(shown: &mut Vec<String>, what: &str, result: Result<Credentials, ProviderError>) {
     match result {
@@ -47,7 +21,7 @@ fn record(shown: &mut Vec<String>, what: &str, result: Result<Credentials, Provi
 
 /// Every refresh outcome of `platform`, each result formatted into `shown`.
 async fn every_outcome(emu: &Emulator, platform: &Platform, shown: &mut Vec<String>) {
-    let (provider, token_path) = emulated(platform);
+    let (provider, token_path) = (emulated(platform), token_path(platform));
     let executor = executor_at(platform, &emu.url());
     shown.push(format!("{:?}", config_at(&emu.url())));
 
@@ -173,13 +147,7 @@ async fn every_outcome(emu: &Emulator, platform: &Platform, shown: &mut Vec<Stri
 #[tokio::test]
 async fn no_issued_token_appears_in_logs_or_in_any_debug_or_display() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install();
 
     let emu = Emulator::start().await.unwrap();
     let mut shown = Vec::new();
@@ -189,7 +157,7 @@ async fn no_issued_token_appears_in_logs_or_in_any_debug_or_display() {
     shown.push(format!("{emu:?} {:?}", emu.stats()));
     drop(_guard);
 
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     let shown = shown.join("\n");
     assert!(log.contains("token refreshed"), "the log was captured");
     assert!(log.contains("project discovery failed") || log.contains("project load failed"));
@@ -205,18 +173,7 @@ async fn no_issued_token_appears_in_logs_or_in_any_debug_or_display() {
         ]
         .map(str::to_owned),
     );
-    for secret in &secrets {
-        assert!(
-            !log.contains(secret.as_str()),
-            "the log shows a secret ({} chars)",
-            secret.len()
-        );
-        assert!(
-            !shown.contains(secret.as_str()),
-            "a Debug/Display shows a secret ({} chars)",
-            secret.len()
-        );
-    }
+    assert_never_shown(&log, &shown, &secrets);
     // Every failure kind was exercised.
     for kind in [
         "invalid_grant",

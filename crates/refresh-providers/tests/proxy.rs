@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use refresh_core::ProviderError;
@@ -15,73 +15,6 @@ use refresh_providers::HttpClients;
 use refresh_providers::emulator::{EmulatedProvider, Emulator, GrantSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// What a test proxy saw.
-#[derive(Default)]
-struct Seen {
-    tunnels: AtomicUsize,
-    authorization: std::sync::Mutex<Vec<String>>,
-}
-
-/// A tiny HTTP proxy on 127.0.0.1: `CONNECT host:port` opens a tunnel;
-/// an absolute-form request (`POST http://host:port/path`) is relayed as
-/// is to that host (HTTP/1.1 servers accept absolute-form targets). Each
-/// counts as one tunnel.
-async fn http_proxy() -> (String, Arc<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Seen::default());
-    let counter = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(http_tunnel(client, Arc::clone(&counter)));
-        }
-    });
-    (url, seen)
-}
-
-async fn http_tunnel(mut client: TcpStream, seen: Arc<Seen>) {
-    let mut head = Vec::new();
-    let mut byte = [0_u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte).await.unwrap_or(0) == 0 {
-            return;
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    if let Some(auth) = text.lines().find_map(|l| {
-        l.strip_prefix("Proxy-Authorization: ")
-            .or_else(|| l.strip_prefix("proxy-authorization: "))
-    }) {
-        seen.authorization.lock().unwrap().push(auth.to_owned());
-    }
-    let mut parts = text.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let authority = if method == "CONNECT" {
-        target.to_owned()
-    } else {
-        target
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    };
-    let Ok(mut upstream) = TcpStream::connect(&authority).await else {
-        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-        return;
-    };
-    seen.tunnels.fetch_add(1, Ordering::SeqCst);
-    if method == "CONNECT" {
-        let _ = client
-            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await;
-    } else if upstream.write_all(&head).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-}
 
 /// A tiny SOCKS5 proxy (no authentication, CONNECT only) on 127.0.0.1.
 async fn socks5_proxy() -> (String, Arc<Seen>) {
@@ -106,39 +39,14 @@ async fn socks5_tunnel(mut client: TcpStream, seen: Arc<Seen>) -> std::io::Resul
     let mut methods = vec![0_u8; greeting[1] as usize];
     client.read_exact(&mut methods).await?;
     client.write_all(&[5, 0]).await?;
-    let mut request = [0_u8; 4];
-    client.read_exact(&mut request).await?;
-    let host = match request[3] {
-        1 => {
-            let mut ip = [0_u8; 4];
-            client.read_exact(&mut ip).await?;
-            std::net::Ipv4Addr::from(ip).to_string()
-        }
-        3 => {
-            let mut len = [0_u8; 1];
-            client.read_exact(&mut len).await?;
-            let mut name = vec![0_u8; len[0] as usize];
-            client.read_exact(&mut name).await?;
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        _ => return Ok(()),
+    let Some((_, host, port)) = socks5_target(&mut client).await? else {
+        return Ok(());
     };
-    let mut port = [0_u8; 2];
-    client.read_exact(&mut port).await?;
-    let mut upstream = TcpStream::connect((host.as_str(), u16::from_be_bytes(port))).await?;
+    let mut upstream = TcpStream::connect((host.as_str(), port)).await?;
     seen.tunnels.fetch_add(1, Ordering::SeqCst);
     client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
-}
-
-fn emulated(platform: &Platform) -> EmulatedProvider {
-    match platform {
-        Platform::Anthropic => EmulatedProvider::Claude,
-        Platform::OpenAi => EmulatedProvider::OpenAi,
-        Platform::Gemini => EmulatedProvider::Gemini,
-        _ => EmulatedProvider::Antigravity,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

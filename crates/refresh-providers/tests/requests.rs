@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
 use common::*;
 use refresh_core::plugin::*;
 use refresh_core::testing::{RecordedRequest, ScriptedReply, TokenEndpoint};
@@ -165,11 +164,6 @@ async fn claude_refreshes_new_setup_tokens_and_serves_old_ones_statically() {
     let mut no_expiry = new_kind.clone();
     no_expiry.credentials.remove("expires_at");
     assert!(!executor.can_refresh(&no_expiry));
-}
-
-fn jwt(claims: &Value) -> String {
-    let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.c2ln", enc(&json!({"alg": "RS256"})), enc(claims))
 }
 
 #[tokio::test]

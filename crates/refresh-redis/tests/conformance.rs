@@ -1,6 +1,7 @@
 //! Core's lock and token-cache conformance suites against a real
 //! `redis-server` and a real 3-master Redis Cluster.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -44,26 +45,13 @@ async fn cache_suite(deployment: Deployment) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs services: cargo xtask test"]
-async fn lock_conformance_on_a_single_server() {
-    lock_suite(Deployment::Single).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs services: cargo xtask test"]
-async fn lock_conformance_on_a_three_master_cluster() {
-    lock_suite(Deployment::Cluster).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs services: cargo xtask test"]
-async fn token_cache_conformance_on_a_single_server() {
-    cache_suite(Deployment::Single).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs services: cargo xtask test"]
-async fn token_cache_conformance_on_a_three_master_cluster() {
-    cache_suite(Deployment::Cluster).await;
-}
+on_both!(
+    lock_conformance_on_a_single_server,
+    lock_conformance_on_a_three_master_cluster,
+    lock_suite
+);
+on_both!(
+    token_cache_conformance_on_a_single_server,
+    token_cache_conformance_on_a_three_master_cluster,
+    cache_suite
+);

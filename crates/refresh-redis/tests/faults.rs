@@ -14,10 +14,10 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;
 
-use common::{OwnServer, unique_prefix};
-use refresh_core::ports::{CachedToken, PutOutcome, RefreshLock, TokenCache};
-use refresh_core::{AccountId, Platform, RefreshKey, Secret, StorageError, StorageErrorKind};
-use refresh_redis::{RedisBackend, RedisConfig};
+use common::{OwnServer, token, unique_prefix};
+use refresh_core::ports::{PutOutcome, RefreshLock, TokenCache};
+use refresh_core::{AccountId, Platform, RefreshKey, StorageError, StorageErrorKind};
+use refresh_redis::RedisBackend;
 
 /// The command timeout of every backend here.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(300);
@@ -34,29 +34,12 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 const LEASE_TTL: Duration = Duration::from_secs(30);
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
-fn config(url: String, prefix: &str) -> RedisConfig {
-    RedisConfig::new(url)
-        .expect("valid url")
-        .with_prefix(prefix)
-        .with_command_timeout(COMMAND_TIMEOUT)
-}
-
 async fn connect(server: &OwnServer, prefix: &str) -> RedisBackend {
-    RedisBackend::connect(config(server.url(), prefix))
-        .await
-        .expect("a single server connects lazily")
+    server.backend(prefix, COMMAND_TIMEOUT).await
 }
 
 fn key(id: i64) -> RefreshKey {
     RefreshKey::for_account(&Platform::Anthropic, AccountId(id))
-}
-
-fn token(text: &str, version: u64) -> CachedToken {
-    CachedToken {
-        access_token: Secret::from(text),
-        version,
-        expires_at: None,
-    }
 }
 
 /// Awaits `call` for at most [`BOUND`] and asserts it failed with a

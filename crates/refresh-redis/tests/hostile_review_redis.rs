@@ -16,45 +16,53 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use refresh_core::memory::{InMemoryRefreshLock, InMemoryTokenCache};
-use refresh_core::ports::{CachedToken, Lease, LeaseOwner, PutOutcome, RefreshLock, TokenCache};
-use refresh_core::{RefreshKey, Secret, StorageError, StorageErrorKind};
+use refresh_core::ports::{Lease, LeaseOwner, PutOutcome, RefreshLock, TokenCache};
+use refresh_core::{RefreshKey, StorageError, StorageErrorKind};
 use refresh_redis::{ConfigError, RedisBackend, RedisConfig};
 
 mod common;
 
-use common::{Deployment, OwnServer as Own, delete_prefix, server_url, unique_prefix};
+use common::{
+    Deployment, OwnServer as Own, backend, delete_prefix, exec, key, raw, raw_key, server_url,
+    timed_config, token, unique_prefix,
+};
 
 // ---------------------------------------------------------------- helpers
 
-fn key(name: &str) -> RefreshKey {
-    RefreshKey::from_raw(format!("anthropic:account:{name}"))
+/// A backend on the shared server under a fresh prefix, and the prefix.
+async fn shared(test: &str) -> (RedisBackend, String) {
+    let redis = backend(Deployment::Single, test).await;
+    let prefix = redis.config().key_prefix.clone();
+    (redis, prefix)
 }
 
-/// The README's key layout: `<prefix>:<kind>:{k:<refresh key>}`.
-fn raw_key(prefix: &str, kind: &str, k: &RefreshKey) -> String {
-    format!("{prefix}:{kind}:{{k:{}}}", k.as_str())
+/// A server of the test's own (`args` added to its command line) and a
+/// backend on it under a fresh prefix.
+async fn own(args: &[&str], test: &str, timeout: Duration) -> (Own, RedisBackend, String) {
+    let server = Own::start_with(args).await;
+    let prefix = unique_prefix(test);
+    let redis = server.backend(&prefix, timeout).await;
+    (server, redis, prefix)
 }
 
-fn token(text: &str, version: u64) -> CachedToken {
-    CachedToken {
-        access_token: Secret::from(text),
-        version,
-        expires_at: None,
-    }
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
+/// Takes and releases a lease, so the lock's scripts are loaded (a first
+/// EVALSHA answered NOSCRIPT would run nothing).
+async fn load_scripts(lock: &impl RefreshLock) {
+    let warm = lock
+        .try_acquire(&key("warm"), Duration::from_secs(1))
         .await
         .unwrap()
+        .unwrap();
+    assert!(lock.release(&warm).await.unwrap());
 }
 
-async fn shared(test: &str) -> (RedisBackend, String) {
-    let prefix = unique_prefix(test);
-    let config = RedisConfig::new(server_url()).unwrap().with_prefix(&prefix);
-    (RedisBackend::connect(config).await.unwrap(), prefix)
+/// Waits (at most `limit`) until `redis` answers PING again after SIGCONT.
+async fn until_it_answers(redis: &RedisBackend, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while redis.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery after SIGCONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `check` until it holds or 5 s passed; whether it held. For state
@@ -78,19 +86,7 @@ where
 }
 
 async fn pttl(url: &str, key: &str) -> i64 {
-    let mut c = raw(url).await;
-    redis::cmd("PTTL")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
-
-fn own_config(url: String, prefix: &str, command_timeout: Duration) -> RedisConfig {
-    RedisConfig::new(url)
-        .unwrap()
-        .with_prefix(prefix)
-        .with_command_timeout(command_timeout)
+    exec(&mut raw(url).await, ("PTTL", key)).await
 }
 
 // ------------------------------------------------------- lock: atomicity
@@ -116,23 +112,18 @@ async fn h_a_garbage_fence_counter_is_repaired_and_leaves_no_ghost_lease() {
         .unwrap()
         .expect("free");
     assert!(lock.release(&before).await.unwrap());
-    let _: () = redis::cmd("SET")
-        .arg(raw_key(&prefix, "fence", &k))
-        .arg("not-a-number")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = exec(
+        &mut c,
+        ("SET", raw_key(&prefix, "fence", &k), "not-a-number"),
+    )
+    .await;
 
     let first = lock
         .try_acquire(&k, Duration::from_secs(30))
         .await
         .expect("an unreadable counter is repaired, not an error")
         .expect("the lease is free");
-    let counter: String = redis::cmd("GET")
-        .arg(raw_key(&prefix, "fence", &k))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let counter: String = exec(&mut c, ("GET", raw_key(&prefix, "fence", &k))).await;
     let released = lock.release(&first).await.unwrap();
     let second = lock.try_acquire(&k, Duration::from_secs(30)).await;
     delete_prefix(Deployment::Single, &prefix).await;
@@ -158,23 +149,13 @@ async fn h_a_fence_counter_of_the_wrong_type_is_repaired_and_leaves_no_ghost_lea
     let lock = redis.lock();
     let k = key("ghost2");
     let mut c = raw(&server_url()).await;
-    let _: i64 = redis::cmd("HSET")
-        .arg(raw_key(&prefix, "fence", &k))
-        .arg("x")
-        .arg("1")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: i64 = exec(&mut c, ("HSET", raw_key(&prefix, "fence", &k), "x", "1")).await;
     let first = lock.try_acquire(&k, Duration::from_secs(30)).await;
     let released = match &first {
         Ok(Some(lease)) => lock.release(lease).await.unwrap(),
         _ => false,
     };
-    let lease_left: Option<String> = redis::cmd("GET")
-        .arg(raw_key(&prefix, "lease", &k))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let lease_left: Option<String> = exec(&mut c, ("GET", raw_key(&prefix, "lease", &k))).await;
     delete_prefix(Deployment::Single, &prefix).await;
     assert!(matches!(first, Ok(Some(_))), "{first:?}");
     assert!(released, "the caller owned the lease it got");
@@ -378,18 +359,11 @@ async fn h_forged_owners_with_odd_bytes_never_release_or_extend() {
 async fn h_fences_strictly_increase_across_flushall_restart_and_backends() {
     let mut server = Own::start().await;
     let prefix = unique_prefix("fences");
-    let a = RedisBackend::connect(own_config(
-        server.url(),
-        &prefix,
-        Duration::from_millis(300),
-    ))
-    .await
-    .unwrap()
-    .lock();
-    let b = RedisBackend::connect(own_config(server.url(), &prefix, Duration::from_secs(2)))
+    let a = server
+        .backend(&prefix, Duration::from_millis(300))
         .await
-        .unwrap()
         .lock();
+    let b = server.backend(&prefix, Duration::from_secs(2)).await.lock();
     let k = key("f");
     let mut last = 0u64;
     for round in 0..40 {
@@ -410,14 +384,10 @@ async fn h_fences_strictly_increase_across_flushall_restart_and_backends() {
         match round % 5 {
             0 => assert!(lock.release(&lease).await.unwrap()),
             1 => {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(raw_key(&prefix, "lease", &k))
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
+                let _: i64 = exec(&mut c, ("DEL", raw_key(&prefix, "lease", &k))).await;
             }
             2 => {
-                let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+                let _: () = exec(&mut c, "FLUSHALL").await;
             }
             3 => tokio::time::sleep(Duration::from_millis(80)).await,
             _ => server.restart().await,
@@ -451,12 +421,8 @@ async fn within<T: std::fmt::Debug>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_stopped_server_times_out_every_op_and_replies_never_mix_after_resume() {
-    let server = Own::start().await;
-    let prefix = unique_prefix("sigstop");
     let timeout = Duration::from_millis(300);
-    let redis = RedisBackend::connect(own_config(server.url(), &prefix, timeout))
-        .await
-        .unwrap();
+    let (server, redis, _) = own(&[], "sigstop", timeout).await;
     let (lock, cache) = (redis.lock(), redis.token_cache());
     let k = key("s");
     redis.ping().await.unwrap();
@@ -518,14 +484,7 @@ async fn h_stopped_server_times_out_every_op_and_replies_never_mix_after_resume(
 
     // The same objects, interleaved commands of different reply types: each
     // gets its own reply.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if redis.ping().await.is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery after SIGCONT");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_it_answers(&redis, Duration::from_secs(10)).await;
     for i in 0..50u64 {
         let kk = key(&format!("mix-{i}"));
         let t = token(&format!("at-{i}"), i);
@@ -553,21 +512,11 @@ async fn h_stopped_server_times_out_every_op_and_replies_never_mix_after_resume(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_timed_out_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
-    let server = Own::start().await;
-    let prefix = unique_prefix("ghost-timeout");
     let timeout = Duration::from_millis(200);
-    let redis = RedisBackend::connect(own_config(server.url(), &prefix, timeout))
-        .await
-        .unwrap();
+    let (server, redis, prefix) = own(&[], "ghost-timeout", timeout).await;
     let lock = redis.lock();
     let k = key("g");
-    // Scripts loaded (a first EVALSHA answered NOSCRIPT would run nothing).
-    let warm = lock
-        .try_acquire(&key("warm"), Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(lock.release(&warm).await.unwrap());
+    load_scripts(&lock).await;
     server.signal("-STOP");
     let first = lock.try_acquire(&k, Duration::from_secs(180)).await;
     server.signal("-CONT");
@@ -576,11 +525,7 @@ async fn h_timed_out_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
         Some(StorageErrorKind::Timeout),
         "{first:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while redis.ping().await.is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_it_answers(&redis, Duration::from_secs(5)).await;
     let lease_key = raw_key(&prefix, "lease", &k);
     let cleared = eventually(|| async { pttl(&server.url(), &lease_key).await == -2 }).await;
     let ttl = pttl(&server.url(), &lease_key).await;
@@ -599,19 +544,10 @@ async fn h_timed_out_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_cancelled_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
-    let server = Own::start().await;
-    let prefix = unique_prefix("ghost-cancel");
-    let redis = RedisBackend::connect(own_config(server.url(), &prefix, Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let (server, redis, prefix) = own(&[], "ghost-cancel", Duration::from_secs(10)).await;
     let lock = redis.lock();
     let k = key("c");
-    let warm = lock
-        .try_acquire(&key("warm"), Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(lock.release(&warm).await.unwrap());
+    load_scripts(&lock).await;
     server.signal("-STOP");
     let cancelled = tokio::time::timeout(
         Duration::from_millis(200),
@@ -637,20 +573,11 @@ async fn h_cancelled_acquire_leaves_no_ghost_lease_after_the_server_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_timed_out_release_is_not_lost() {
-    let server = Own::start().await;
-    let prefix = unique_prefix("release-timeout");
     let timeout = Duration::from_millis(200);
-    let redis = RedisBackend::connect(own_config(server.url(), &prefix, timeout))
-        .await
-        .unwrap();
+    let (server, redis, prefix) = own(&[], "release-timeout", timeout).await;
     let lock = redis.lock();
     let k = key("r");
-    let warm = lock
-        .try_acquire(&key("warm"), Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(lock.release(&warm).await.unwrap());
+    load_scripts(&lock).await;
     let lease = lock
         .try_acquire(&k, Duration::from_secs(180))
         .await
@@ -660,11 +587,7 @@ async fn h_timed_out_release_is_not_lost() {
     let released = lock.release(&lease).await;
     server.signal("-CONT");
     assert!(released.is_err(), "{released:?}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while redis.ping().await.is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_it_answers(&redis, Duration::from_secs(5)).await;
     let lease_key = raw_key(&prefix, "lease", &k);
     let released = eventually(|| async { pttl(&server.url(), &lease_key).await == -2 }).await;
     let ttl = pttl(&server.url(), &lease_key).await;
@@ -679,22 +602,12 @@ async fn h_timed_out_release_is_not_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_client_pause_and_debug_sleep_fail_within_the_command_timeout() {
-    let server = Own::start_with(&["--enable-debug-command", "yes"]).await;
-    let prefix = unique_prefix("pause");
     let timeout = Duration::from_millis(300);
-    let redis = RedisBackend::connect(own_config(server.url(), &prefix, timeout))
-        .await
-        .unwrap();
+    let (server, redis, _) = own(&["--enable-debug-command", "yes"], "pause", timeout).await;
     let (lock, cache) = (redis.lock(), redis.token_cache());
     redis.ping().await.unwrap();
     let mut admin = raw(&server.url()).await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let _: () = exec(&mut admin, ("CLIENT", "PAUSE", 1500, "ALL")).await;
     let bound = timeout + Duration::from_millis(150);
     within(
         "acquire (paused)",
@@ -738,7 +651,7 @@ async fn h_auth_failures_are_unavailable_and_never_show_the_password() {
     let prefix = unique_prefix("auth");
     let timeout = Duration::from_millis(500);
 
-    let wrong = RedisBackend::connect(own_config(
+    let wrong = RedisBackend::connect(timed_config(
         format!("redis://:hunter2-wrong@127.0.0.1:{}/", server.port),
         &prefix,
         timeout,
@@ -754,9 +667,7 @@ async fn h_auth_failures_are_unavailable_and_never_show_the_password() {
     assert!(!shown.contains("hunter2"), "{shown}");
     let wrong_kind = e.kind();
 
-    let none = RedisBackend::connect(own_config(server.url(), &prefix, timeout))
-        .await
-        .unwrap();
+    let none = server.backend(&prefix, timeout).await;
     let e = none
         .lock()
         .try_acquire(&key("a"), Duration::from_secs(1))
@@ -786,15 +697,12 @@ async fn h_errors_never_show_token_values() {
     // shows the token. (A put's first write is a DEL, which Redis allows
     // under OOM, and a script that passed its first write is not checked
     // again, so the put is not the OOM probe.)
-    let server = Own::start_with(&["--maxmemory", "1", "--maxmemory-policy", "noeviction"]).await;
-    let prefix = unique_prefix("secret");
-    let redis = RedisBackend::connect(own_config(
-        server.url(),
-        &prefix,
+    let (server, redis, _) = own(
+        &["--maxmemory", "1", "--maxmemory-policy", "noeviction"],
+        "secret",
         Duration::from_millis(300),
-    ))
-    .await
-    .unwrap();
+    )
+    .await;
     let lock_error = redis
         .lock()
         .try_acquire(&key("sec"), Duration::from_secs(5))
@@ -807,11 +715,7 @@ async fn h_errors_never_show_token_values() {
     );
 
     let mut c = raw(&server.url()).await;
-    let _: () = redis::cmd("CLIENT")
-        .arg(&["PAUSE", "5000", "WRITE"])
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = exec(&mut c, ("CLIENT", &["PAUSE", "5000", "WRITE"])).await;
     let e = redis
         .token_cache()
         .put(
@@ -821,11 +725,7 @@ async fn h_errors_never_show_token_values() {
         )
         .await
         .unwrap_err();
-    let _: () = redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = exec(&mut c, ("CLIENT", "UNPAUSE")).await;
     let shown = format!("{e} {e:?} {lock_error} {lock_error:?}");
     assert_eq!(e.kind(), StorageErrorKind::Timeout, "{shown}");
     assert!(!shown.contains("SECRET-ACCESS"), "{shown}");
@@ -843,24 +743,22 @@ async fn h_cache_get_of_a_wrong_type_entry_is_invalid_data() {
     let cache = redis.token_cache();
     let k = key("w");
     let mut c = raw(&server_url()).await;
-    let _: () = redis::cmd("SET")
-        .arg(raw_key(&prefix, "token", &k))
-        .arg("garbage")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = exec(&mut c, ("SET", raw_key(&prefix, "token", &k), "garbage")).await;
     let got = cache.get(&k).await;
     // Garbage in `d` of a hash, for comparison: InvalidData (holds).
     let k2 = key("w2");
-    let _: i64 = redis::cmd("HSET")
-        .arg(raw_key(&prefix, "token", &k2))
-        .arg("v")
-        .arg("1")
-        .arg("d")
-        .arg("{not json")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: i64 = exec(
+        &mut c,
+        (
+            "HSET",
+            raw_key(&prefix, "token", &k2),
+            "v",
+            "1",
+            "d",
+            "{not json",
+        ),
+    )
+    .await;
     let got2 = cache.get(&k2).await;
     delete_prefix(Deployment::Single, &prefix).await;
     assert_eq!(
@@ -888,12 +786,7 @@ async fn h_cache_put_over_a_wrong_type_entry_heals_it() {
     let cache = redis.token_cache();
     let k = key("w");
     let mut c = raw(&server_url()).await;
-    let _: () = redis::cmd("SET")
-        .arg(raw_key(&prefix, "token", &k))
-        .arg("garbage")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = exec(&mut c, ("SET", raw_key(&prefix, "token", &k), "garbage")).await;
     let put = cache
         .put(&k, &token("at-5", 5), Duration::from_secs(30))
         .await;
@@ -916,15 +809,11 @@ async fn h_cache_put_over_a_non_numeric_cached_version_heals_it() {
     let cache = redis.token_cache();
     let k = key("v");
     let mut c = raw(&server_url()).await;
-    let _: i64 = redis::cmd("HSET")
-        .arg(raw_key(&prefix, "token", &k))
-        .arg("v")
-        .arg("abc")
-        .arg("d")
-        .arg("{}")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: i64 = exec(
+        &mut c,
+        ("HSET", raw_key(&prefix, "token", &k), "v", "abc", "d", "{}"),
+    )
+    .await;
     let put = cache
         .put(&k, &token("at-5", 5), Duration::from_secs(30))
         .await;
@@ -955,11 +844,7 @@ async fn h_cache_put_with_a_huge_ttl_is_atomic() {
     let k = key("h");
     let put = cache.put(&k, &token("at-1", 1), Duration::MAX).await;
     let mut c = raw(&server_url()).await;
-    let pttl: i64 = redis::cmd("PTTL")
-        .arg(raw_key(&prefix, "token", &k))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let pttl: i64 = exec(&mut c, ("PTTL", raw_key(&prefix, "token", &k))).await;
     let get = cache.get(&k).await;
     delete_prefix(Deployment::Single, &prefix).await;
     match put {
@@ -1138,12 +1023,15 @@ async fn h_non_numeric_payload_is_a_spurious_wake_and_the_hub_keeps_working() {
     let k = key("g");
     let notice = cache.subscribe_refreshed(&k).await.unwrap();
     let mut c = raw(&server_url()).await;
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(raw_key(&prefix, "refreshed", &k))
-        .arg(b"\xff\xfe not a number".as_slice())
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: i64 = exec(
+        &mut c,
+        (
+            "PUBLISH",
+            raw_key(&prefix, "refreshed", &k),
+            b"\xff\xfe not a number".as_slice(),
+        ),
+    )
+    .await;
     let heard = tokio::time::timeout(Duration::from_secs(5), notice)
         .await
         .unwrap();
@@ -1225,15 +1113,7 @@ async fn h_dropped_waiters_are_freed_when_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_killed_pubsub_connection_resolves_none_then_recovers() {
-    let server = Own::start().await;
-    let prefix = unique_prefix("client-kill");
-    let redis = RedisBackend::connect(own_config(
-        server.url(),
-        &prefix,
-        Duration::from_millis(300),
-    ))
-    .await
-    .unwrap();
+    let (server, redis, _) = own(&[], "client-kill", Duration::from_millis(300)).await;
     let cache = redis.token_cache();
     let mut pending = Vec::new();
     for i in 0..10 {
@@ -1246,13 +1126,7 @@ async fn h_killed_pubsub_connection_resolves_none_then_recovers() {
     }
     for round in 0..3 {
         let mut admin = raw(&server.url()).await;
-        let _: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
+        let _: i64 = exec(&mut admin, ("CLIENT", "KILL", "TYPE", "pubsub")).await;
         for n in pending.drain(..) {
             let heard = tokio::time::timeout(Duration::from_secs(2), n)
                 .await
@@ -1292,15 +1166,12 @@ async fn h_killed_pubsub_connection_resolves_none_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]
 async fn h_one_slow_subscribe_does_not_close_every_other_waiters_notice() {
-    let server = Own::start_with(&["--enable-debug-command", "yes"]).await;
-    let prefix = unique_prefix("slow-sub");
-    let redis = RedisBackend::connect(own_config(
-        server.url(),
-        &prefix,
+    let (server, redis, _) = own(
+        &["--enable-debug-command", "yes"],
+        "slow-sub",
         Duration::from_millis(200),
-    ))
-    .await
-    .unwrap();
+    )
+    .await;
     let cache = redis.token_cache();
     let waiting = cache.subscribe_refreshed(&key("a")).await.unwrap();
     let url = server.url();
@@ -1500,11 +1371,7 @@ impl OwnCluster {
             let mut all = true;
             for n in &nodes {
                 let mut c = raw(&n.url()).await;
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
+                let info: String = exec(&mut c, ("CLUSTER", "INFO")).await;
                 all &= info.contains("cluster_state:ok");
             }
             if all {
@@ -1518,52 +1385,105 @@ impl OwnCluster {
     fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(Own::url).collect()
     }
-}
 
-async fn slot_of(url: &str, k: &str) -> i64 {
-    let mut c = raw(url).await;
-    redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(k)
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
+    /// A backend on the cluster under a fresh prefix, and the prefix.
+    async fn backend(&self, test: &str, timeout: Option<Duration>) -> (RedisBackend, String) {
+        let prefix = unique_prefix(test);
+        let mut config = RedisConfig::cluster(self.urls())
+            .unwrap()
+            .with_prefix(&prefix);
+        if let Some(timeout) = timeout {
+            config = config.with_command_timeout(timeout);
+        }
+        (RedisBackend::connect(config).await.unwrap(), prefix)
+    }
 
-async fn node_id(url: &str) -> String {
-    let mut c = raw(url).await;
-    redis::cmd("CLUSTER")
-        .arg("MYID")
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
+    /// Which node owns `slot`.
+    async fn owner_of(&self, slot: i64) -> usize {
+        let mut c = raw(&self.nodes[0].url()).await;
+        let v: Vec<Vec<redis::Value>> = exec(&mut c, ("CLUSTER", "SLOTS")).await;
+        for range in v {
+            let (lo, hi) = match (&range[0], &range[1]) {
+                (redis::Value::Int(a), redis::Value::Int(b)) => (*a, *b),
+                _ => continue,
+            };
+            if (lo..=hi).contains(&slot)
+                && let redis::Value::Array(node) = &range[2]
+                && let redis::Value::Int(port) = &node[1]
+            {
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| i64::from(n.port) == *port)
+                    .unwrap();
+            }
+        }
+        panic!("slot {slot} unowned");
+    }
 
-/// Which node URL owns `slot`.
-async fn owner_of(cluster: &OwnCluster, slot: i64) -> usize {
-    let mut c = raw(&cluster.nodes[0].url()).await;
-    let v: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    for range in v {
-        let (lo, hi) = match (&range[0], &range[1]) {
-            (redis::Value::Int(a), redis::Value::Int(b)) => (*a, *b),
-            _ => continue,
-        };
-        if (lo..=hi).contains(&slot)
-            && let redis::Value::Array(node) = &range[2]
-            && let redis::Value::Int(port) = &node[1]
-        {
-            return cluster
-                .nodes
-                .iter()
-                .position(|n| i64::from(n.port) == *port)
-                .unwrap();
+    /// Starts moving the slot of `key` from its owner to the next master:
+    /// IMPORTING on the one, MIGRATING on the other; no key moved yet.
+    async fn begin_slot_move(&self, key: &str) -> SlotMove<'_> {
+        let slot: i64 = exec(
+            &mut raw(&self.nodes[0].url()).await,
+            ("CLUSTER", "KEYSLOT", key),
+        )
+        .await;
+        let from = self.owner_of(slot).await;
+        let to = (from + 1) % 3;
+        let mut src = raw(&self.nodes[from].url()).await;
+        let mut dst = raw(&self.nodes[to].url()).await;
+        let from_id: String = exec(&mut src, ("CLUSTER", "MYID")).await;
+        let to_id: String = exec(&mut dst, ("CLUSTER", "MYID")).await;
+        let _: () = exec(
+            &mut dst,
+            ("CLUSTER", "SETSLOT", slot, "IMPORTING", &from_id),
+        )
+        .await;
+        let _: () = exec(&mut src, ("CLUSTER", "SETSLOT", slot, "MIGRATING", &to_id)).await;
+        SlotMove {
+            cluster: self,
+            slot,
+            to,
+            to_id,
+            src,
         }
     }
-    panic!("slot {slot} unowned");
+}
+
+/// A slot half-way from one master to another.
+struct SlotMove<'a> {
+    cluster: &'a OwnCluster,
+    slot: i64,
+    to: usize,
+    to_id: String,
+    /// A connection to the node the slot leaves.
+    src: redis::aio::MultiplexedConnection,
+}
+
+impl SlotMove<'_> {
+    /// The keys of the slot still on the node it leaves (at most 100).
+    async fn keys_left(&mut self) -> Vec<String> {
+        exec(&mut self.src, ("CLUSTER", "GETKEYSINSLOT", self.slot, 100)).await
+    }
+
+    /// MIGRATEs `key` to the node the slot goes to.
+    async fn move_key(&mut self, key: &str) {
+        let port = self.cluster.nodes[self.to].port;
+        let _: () = exec(&mut self.src, ("MIGRATE", "127.0.0.1", port, key, 0, 5000)).await;
+    }
+
+    /// Gives the slot to the node it goes to, on every node.
+    async fn finish(self) {
+        for n in &self.cluster.nodes {
+            let mut c = raw(&n.url()).await;
+            let _: () = exec(
+                &mut c,
+                ("CLUSTER", "SETSLOT", self.slot, "NODE", &self.to_id),
+            )
+            .await;
+        }
+    }
 }
 
 /// Keys with braces in odd places: lease and fence (and the token entry)
@@ -1574,11 +1494,7 @@ async fn owner_of(cluster: &OwnCluster, slot: i64) -> usize {
 #[ignore = "needs services: cargo xtask test"]
 async fn h_cluster_braced_keys_and_a_slot_migration() {
     let cluster = OwnCluster::start().await;
-    let prefix = unique_prefix("cluster");
-    let config = RedisConfig::cluster(cluster.urls())
-        .unwrap()
-        .with_prefix(&prefix);
-    let redis = RedisBackend::connect(config).await.unwrap();
+    let (redis, prefix) = cluster.backend("cluster", None).await;
     let (lock, cache) = (redis.lock(), redis.token_cache());
     for raw_name in ["a}b", "{x}", "}{", "k:{}", "{", "}", "", "{{}}", "é{ü}"] {
         let k = RefreshKey::from_raw(raw_name);
@@ -1622,59 +1538,13 @@ async fn h_cluster_braced_keys_and_a_slot_migration() {
         .put(&k, &token("at-7", 7), Duration::from_secs(60))
         .await
         .unwrap();
-    let lease_key = raw_key(&prefix, "lease", &k);
-    let slot = slot_of(&cluster.nodes[0].url(), &lease_key).await;
-    let from = owner_of(&cluster, slot).await;
-    let to = (from + 1) % 3;
-    let (from_url, to_url) = (cluster.nodes[from].url(), cluster.nodes[to].url());
-    let (from_id, to_id) = (node_id(&from_url).await, node_id(&to_url).await);
-    let mut src = raw(&from_url).await;
-    let mut dst = raw(&to_url).await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("IMPORTING")
-        .arg(&from_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("MIGRATING")
-        .arg(&to_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("CLUSTER")
-        .arg("GETKEYSINSLOT")
-        .arg(slot)
-        .arg(100)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    for kk in &keys {
-        let _: () = redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(cluster.nodes[to].port)
-            .arg(kk)
-            .arg(0)
-            .arg(5000)
-            .query_async(&mut src)
-            .await
-            .unwrap();
+    let mut slot_move = cluster
+        .begin_slot_move(&raw_key(&prefix, "lease", &k))
+        .await;
+    for kk in slot_move.keys_left().await {
+        slot_move.move_key(&kk).await;
     }
-    for n in &cluster.nodes {
-        let mut c = raw(&n.url()).await;
-        let _: () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg("NODE")
-            .arg(&to_id)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
+    slot_move.finish().await;
     // The same backend, which cached the old slot map.
     assert!(
         lock.try_acquire(&k, Duration::from_secs(5))
@@ -1738,12 +1608,9 @@ async fn h_resp3_urls_work_end_to_end() {
 #[ignore = "needs services: cargo xtask test"]
 async fn h_cluster_notifications_survive_a_frozen_first_seed_node() {
     let cluster = OwnCluster::start().await;
-    let prefix = unique_prefix("cluster-frozen");
-    let config = RedisConfig::cluster(cluster.urls())
-        .unwrap()
-        .with_prefix(&prefix)
-        .with_command_timeout(Duration::from_millis(300));
-    let redis = RedisBackend::connect(config).await.unwrap();
+    let (redis, prefix) = cluster
+        .backend("cluster-frozen", Some(Duration::from_millis(300)))
+        .await;
     let cache = redis.token_cache();
     // The hub is up, on node 0.
     let n = cache.subscribe_refreshed(&key("c")).await.unwrap();
@@ -1764,12 +1631,7 @@ async fn h_cluster_notifications_survive_a_frozen_first_seed_node() {
             Ok(n) => {
                 // Publish through a healthy master (node 1); the bus forwards.
                 let mut c = raw(&cluster.nodes[1].url()).await;
-                let _: i64 = redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg("6")
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
+                let _: i64 = exec(&mut c, ("PUBLISH", &channel, "6")).await;
                 match tokio::time::timeout(Duration::from_secs(2), n).await {
                     Ok(Some(v)) => break Some(v),
                     other => last = format!("notice: {other:?}"),
@@ -1821,11 +1683,7 @@ async fn h_cluster_url_with_a_nonzero_db_is_a_config_error() {
 #[ignore = "needs services: cargo xtask test"]
 async fn h_cluster_half_migrated_slot_never_double_grants() {
     let cluster = OwnCluster::start().await;
-    let prefix = unique_prefix("cluster-ask");
-    let config = RedisConfig::cluster(cluster.urls())
-        .unwrap()
-        .with_prefix(&prefix);
-    let redis = RedisBackend::connect(config).await.unwrap();
+    let (redis, prefix) = cluster.backend("cluster-ask", None).await;
     let lock = redis.lock();
     let k = key("ask");
     let first = lock
@@ -1835,38 +1693,8 @@ async fn h_cluster_half_migrated_slot_never_double_grants() {
         .unwrap();
     let lease_key = raw_key(&prefix, "lease", &k);
     let fence_key = raw_key(&prefix, "fence", &k);
-    let slot = slot_of(&cluster.nodes[0].url(), &lease_key).await;
-    let from = owner_of(&cluster, slot).await;
-    let to = (from + 1) % 3;
-    let (from_url, to_url) = (cluster.nodes[from].url(), cluster.nodes[to].url());
-    let (from_id, to_id) = (node_id(&from_url).await, node_id(&to_url).await);
-    let mut src = raw(&from_url).await;
-    let mut dst = raw(&to_url).await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("IMPORTING")
-        .arg(&from_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("MIGRATING")
-        .arg(&to_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(cluster.nodes[to].port)
-        .arg(&fence_key)
-        .arg(0)
-        .arg(5000)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    let mut slot_move = cluster.begin_slot_move(&lease_key).await;
+    slot_move.move_key(&fence_key).await;
 
     let other = RedisBackend::connect(redis.config().clone())
         .await
@@ -1879,26 +1707,8 @@ async fn h_cluster_half_migrated_slot_never_double_grants() {
         other.release(&f).await
     };
     // Finish the migration.
-    let _: () = redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(cluster.nodes[to].port)
-        .arg(&lease_key)
-        .arg(0)
-        .arg(5000)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    for n in &cluster.nodes {
-        let mut c = raw(&n.url()).await;
-        let _: () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg("NODE")
-            .arg(&to_id)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
+    slot_move.move_key(&lease_key).await;
+    slot_move.finish().await;
     assert!(
         !matches!(mid, Ok(Some(_))),
         "a second lease granted mid-migration: {mid:?}"

@@ -8,41 +8,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Deployment, backend, delete_prefix};
-use refresh_core::RefreshKey;
+use common::{Deployment, backend, delete_prefix, exec, key, raw, raw_key};
 use refresh_core::ports::RefreshLock;
 use refresh_redis::RedisBackend;
 
-fn key(name: &str) -> RefreshKey {
-    RefreshKey::from_raw(format!("anthropic:account:{name}"))
-}
-
 async fn raw_del(redis: &RedisBackend, deployment: Deployment, suffix: &str, name: &str) {
-    let full = format!(
-        "{}:{suffix}:{{k:anthropic:account:{name}}}",
-        redis.config().key_prefix
+    let del = (
+        "DEL",
+        raw_key(&redis.config().key_prefix, suffix, &key(name)),
     );
-    let urls = match deployment {
-        Deployment::Single => vec![common::server_url()],
-        Deployment::Cluster => common::cluster_urls(),
+    let _: i64 = match deployment {
+        Deployment::Single => exec(&mut raw(&common::server_url()).await, del).await,
+        Deployment::Cluster => {
+            let client = redis::cluster::ClusterClient::new(common::cluster_urls()).unwrap();
+            exec(&mut client.get_async_connection().await.unwrap(), del).await
+        }
     };
-    let client = redis::cluster::ClusterClient::new(urls.clone());
-    if deployment == Deployment::Cluster {
-        let mut conn = client.unwrap().get_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("DEL")
-            .arg(&full)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    } else {
-        let client = redis::Client::open(urls[0].as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("DEL")
-            .arg(&full)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
 }
 
 async fn owner_checks(deployment: Deployment) {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Deployment, backend, delete_prefix, server_url};
+use common::{Deployment, backend, delete_prefix, exec, key, raw, raw_key, server_url};
 use refresh_core::ports::{CachedToken, SealError, Sealer, TokenCache};
 use refresh_core::{RefreshKey, StorageErrorKind};
 
@@ -51,19 +51,9 @@ impl Sealer for XorSealer {
     }
 }
 
-fn key(name: &str) -> RefreshKey {
-    RefreshKey::from_raw(format!("anthropic:account:{name}"))
-}
-
 async fn raw_payload(prefix: &str, key: &RefreshKey) -> Vec<u8> {
-    let client = redis::Client::open(server_url().as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("HGET")
-        .arg(format!("{prefix}:token:{{k:{}}}", key.as_str()))
-        .arg("d")
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    let mut conn = raw(&server_url()).await;
+    exec(&mut conn, ("HGET", raw_key(prefix, "token", key), "d")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,17 +79,16 @@ async fn a_sealed_cache_never_holds_the_token_in_clear_and_binds_it_to_its_key()
 
     // Another key (the payload copied over), another sealer key, and an
     // unsealed reader: none opens it.
-    let client = redis::Client::open(server_url().as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(format!("{prefix}:token:{{k:{}}}", key("2").as_str()))
-        .arg("v")
-        .arg("3")
-        .arg("d")
-        .arg(&stored)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = raw(&server_url()).await;
+    let copied = (
+        "HSET",
+        raw_key(&prefix, "token", &key("2")),
+        "v",
+        "3",
+        "d",
+        &stored,
+    );
+    let _: () = exec(&mut conn, copied).await;
     let moved = cache.get(&key("2")).await.unwrap_err();
     assert_eq!(moved.kind(), StorageErrorKind::InvalidData);
     let other_key = redis.token_cache().with_sealer(Arc::new(XorSealer(0x11)));

@@ -1,6 +1,5 @@
 //! [`AntigravityConfig`].
 
-use std::fmt;
 use std::time::Duration;
 
 use refresh_core::{ConfigError, Secret};
@@ -12,7 +11,7 @@ use crate::config::join;
 /// Settings of the Antigravity executor; the defaults are the real
 /// upstream's (2026-12 version `1.23.2`). `Debug` redacts the client
 /// secret.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AntigravityConfig {
     /// Google's token endpoint.
@@ -117,23 +116,6 @@ impl AntigravityConfig {
             });
         }
         Ok(())
-    }
-}
-
-impl fmt::Debug for AntigravityConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AntigravityConfig")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("token_user_agent", &self.token_user_agent)
-            .field("timeout", &self.timeout)
-            .field("code_assist_base_urls", &self.code_assist_base_urls)
-            .field("version", &self.version)
-            .field("code_assist_user_agent", &self.code_assist_user_agent)
-            .field("discovery", &self.discovery)
-            .field("login", &self.login)
-            .finish()
     }
 }
 

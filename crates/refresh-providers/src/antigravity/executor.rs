@@ -5,15 +5,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use refresh_core::domain::keys;
 use refresh_core::{
-    Account, AccountType, Credentials, ExpiryRule, GrantFields, Platform, ProviderError,
-    RefreshContext, RefreshExecutor, Secret,
+    Account, AccountType, Credentials, Platform, ProviderError, RefreshContext, RefreshExecutor,
+    Secret,
 };
-use serde_json::json;
 use tracing::{debug, warn};
 
-use super::AntigravityConfig;
-use crate::code_assist::{Caller, apply_project, load_project};
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use super::{AntigravityConfig, issued, load_project, token_request};
+use crate::code_assist::{Caller, apply_project};
+use crate::http::HttpClients;
 use crate::token::{claimed_refresh_token, follow_up_deadline, grant_from};
 
 /// Antigravity's smallest refresh window (REFERENCE.md §3.1).
@@ -70,20 +69,11 @@ impl RefreshExecutor for AntigravityExecutor {
             .append_pair("refresh_token", refresh_token.expose())
             .append_pair("grant_type", "refresh_token")
             .finish();
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Form(form),
-            self.config.timeout,
-        )
-        .header_opt("user-agent", self.config.token_user_agent.as_deref())
-        .via(account.proxy.as_ref());
+        let request = token_request(&self.config, form, account.proxy.as_ref());
         let response = self.http.send(request, ctx.deadline).await?;
         let now = ctx.now();
         let grant = grant_from(&response, now, "antigravity")?;
-        let mut issued = grant.to_credentials(now, ExpiryRule::GOOGLE, GrantFields::default());
-        if let Some(token_type) = &grant.token_type {
-            issued.insert(keys::TOKEN_TYPE, token_type.as_str());
-        }
+        let mut issued = issued(&grant, now);
         // §7.2 on every refresh, with the new access token.
         let caller = Caller {
             http: &self.http,
@@ -93,19 +83,7 @@ impl RefreshExecutor for AntigravityExecutor {
             call_timeout: self.config.discovery.call_timeout,
             deadline: follow_up_deadline(ctx, self.config.discovery.reserve),
         };
-        let metadata = json!({
-            "ideType": "ANTIGRAVITY",
-            "ideVersion": self.config.version,
-            "ideName": "antigravity",
-        });
-        let project = match load_project(
-            &caller,
-            &self.config.code_assist_base_urls,
-            &metadata,
-            &self.config.discovery,
-        )
-        .await
-        {
+        let project = match load_project(&self.config, &caller).await {
             Ok(project) => Some(project),
             Err(reason) => {
                 warn!(

@@ -5,21 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use refresh_core::domain::keys;
-use refresh_core::{
-    AccountType, Clock, Credentials, ExpiryRule, GrantFields, Platform, SystemClock,
-};
+use refresh_core::{AccountType, Clock, Credentials, Platform, SystemClock};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use tracing::warn;
+use serde_json::{Map, Value};
 
-use super::AntigravityConfig;
-use crate::code_assist::{Caller, apply_project, load_project};
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use super::{AntigravityConfig, issued, load_project, token_request};
+use crate::code_assist::{Caller, apply_project};
+use crate::http::HttpClients;
 use crate::login::{
     LoginError, LoginFlow, LoginOptions, LoginOutcome, LoginSession, Redirect, SessionSpec,
-    account_name, code_from_paste, exchange, oauth_only, post_login_deadline,
-    refuse_gemini_options, text_at,
+    account_name, code_from_paste, exchange, log_warnings, oauth_only, post_login_deadline,
+    refuse_gemini_options, userinfo_email,
 };
 
 /// Antigravity's login settings (`antigravity.login`); the defaults are
@@ -165,25 +161,11 @@ impl LoginFlow for AntigravityLogin {
             .append_pair("grant_type", "authorization_code")
             .append_pair("code_verifier", session.code_verifier().expose())
             .finish();
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Form(form),
-            self.config.timeout,
-        )
-        .header_opt("user-agent", self.config.token_user_agent.as_deref())
-        .via(options.proxy.as_ref());
-        let exchanged = exchange(&self.http, request, session).await?;
-        if exchanged.grant.refresh_token.is_none() {
-            return Err(LoginError::NoRefreshToken);
-        }
-        let mut credentials = exchanged.grant.to_credentials(
-            self.clock.now(),
-            ExpiryRule::GOOGLE,
-            GrantFields::default(),
-        );
-        if let Some(token_type) = &exchanged.grant.token_type {
-            credentials.insert(keys::TOKEN_TYPE, token_type.as_str());
-        }
+        let request = token_request(&self.config, form, options.proxy.as_ref());
+        let exchanged = exchange(&self.http, request, session)
+            .await?
+            .with_refresh_token()?;
+        let mut credentials = issued(&exchanged.grant, self.clock.now());
         let user_agent = self.config.code_assist_user_agent();
         let caller = Caller {
             http: &self.http,
@@ -195,28 +177,13 @@ impl LoginFlow for AntigravityLogin {
         };
         let mut warnings = Vec::new();
         let mut extra = Map::new();
-        match caller.get(&self.config.login.userinfo_url).await {
-            Ok(info) => {
-                if let Some(email) = info.as_object().and_then(|i| text_at(i, &["email"])) {
-                    credentials.insert("email", email.as_str());
-                    extra.insert("email".to_owned(), Value::String(email));
-                }
-            }
-            Err(e) => warnings.push(format!("userinfo not read ({})", e.describe())),
-        }
-        let metadata = json!({
-            "ideType": "ANTIGRAVITY",
-            "ideVersion": self.config.version,
-            "ideName": "antigravity",
-        });
-        let project = match load_project(
-            &caller,
-            &self.config.code_assist_base_urls,
-            &metadata,
-            &self.config.discovery,
-        )
-        .await
+        if let Some(email) =
+            userinfo_email(&caller, &self.config.login.userinfo_url, &mut warnings).await
         {
+            credentials.insert("email", email.as_str());
+            extra.insert("email".to_owned(), Value::String(email));
+        }
+        let project = match load_project(&self.config, &caller).await {
             Ok(project) => Some(project),
             Err(reason) => {
                 // sub2api creates the account anyway; every refresh loads it.
@@ -227,20 +194,9 @@ impl LoginFlow for AntigravityLogin {
             }
         };
         apply_project(&mut credentials, &Credentials::new(), project);
-        for warning in &warnings {
-            warn!(
-                platform = "antigravity",
-                session_id = session.session_id(),
-                %warning,
-                "login post-login step failed"
-            );
-        }
-        let email = extra
-            .get("email")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        log_warnings(session, &warnings);
         Ok(LoginOutcome {
-            name: account_name(session, email.as_deref()),
+            name: account_name(session, &extra, "email"),
             platform: Platform::Antigravity,
             account_type: AccountType::OAuth,
             credentials,

@@ -16,9 +16,13 @@
 
 use std::sync::Arc;
 
-use refresh_core::RefreshExecutor;
+use chrono::{DateTime, Utc};
+use refresh_core::domain::keys;
+use refresh_core::{Credentials, ExpiryRule, GrantFields, ProxyUrl, RefreshExecutor, TokenGrant};
+use serde_json::json;
 
-use crate::http::HttpClients;
+use crate::code_assist::Caller;
+use crate::http::{HttpClients, Outgoing, RequestBody};
 
 mod config;
 mod executor;
@@ -31,4 +35,43 @@ pub use login::{AntigravityLogin, AntigravityLoginConfig};
 /// The Antigravity executor over `http`.
 pub fn executor(config: AntigravityConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {
     Arc::new(AntigravityExecutor::new(config, http))
+}
+
+/// A token-endpoint request (a refresh or a code exchange) with the
+/// `form`, through `proxy`.
+fn token_request<'a>(
+    config: &'a AntigravityConfig,
+    form: String,
+    proxy: Option<&'a ProxyUrl>,
+) -> Outgoing<'a> {
+    Outgoing::post(&config.token_url, RequestBody::Form(form), config.timeout)
+        .header_opt("user-agent", config.token_user_agent.as_deref())
+        .via(proxy)
+}
+
+/// The credentials a grant writes, at a refresh or a login: Google's
+/// expiry margin and `token_type`.
+fn issued(grant: &TokenGrant, now: DateTime<Utc>) -> Credentials {
+    let mut issued = grant.to_credentials(now, ExpiryRule::GOOGLE, GrantFields::default());
+    if let Some(token_type) = &grant.token_type {
+        issued.insert(keys::TOKEN_TYPE, token_type.as_str());
+    }
+    issued
+}
+
+/// The project `loadCodeAssist` gives the caller's account (§7.2), or why
+/// none came.
+async fn load_project(config: &AntigravityConfig, caller: &Caller<'_>) -> Result<String, String> {
+    let metadata = json!({
+        "ideType": "ANTIGRAVITY",
+        "ideVersion": config.version,
+        "ideName": "antigravity",
+    });
+    crate::code_assist::load_project(
+        caller,
+        &config.code_assist_base_urls,
+        &metadata,
+        &config.discovery,
+    )
+    .await
 }

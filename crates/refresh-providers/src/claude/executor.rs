@@ -3,14 +3,14 @@
 use async_trait::async_trait;
 use refresh_core::domain::keys;
 use refresh_core::{
-    Account, AccountType, Credentials, ExpiryRule, GrantFields, Platform, ProviderError,
-    RefreshContext, RefreshExecutor, Secret,
+    Account, AccountType, Credentials, Platform, ProviderError, RefreshContext, RefreshExecutor,
+    Secret,
 };
 use serde::Serialize;
 use tracing::debug;
 
-use super::ClaudeConfig;
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use super::{ClaudeConfig, issued, token_request};
+use crate::http::HttpClients;
 use crate::token::{claimed_refresh_token, grant_from};
 
 /// Claude's refresh executor (REFERENCE.md §6.1).
@@ -82,25 +82,10 @@ impl RefreshExecutor for ClaudeExecutor {
         .map_err(|_| ProviderError::Configuration {
             reason: "the token request body cannot be encoded".to_owned(),
         })?;
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Json(body),
-            self.config.timeout,
-        )
-        .header("accept", self.config.accept.as_str())
-        .header("user-agent", self.config.user_agent.as_str())
-        .via(account.proxy.as_ref());
+        let request = token_request(&self.config, body, account.proxy.as_ref());
         let response = self.http.send(request, ctx.deadline).await?;
         let now = ctx.now();
-        let grant = grant_from(&response, now, "anthropic")?;
-        let issued = grant.to_credentials(
-            now,
-            ExpiryRule::EXACT,
-            GrantFields {
-                write_expires_in: true,
-                write_type_and_scope: true,
-            },
-        );
+        let issued = issued(&grant_from(&response, now, "anthropic")?, now);
         debug!(
             account_id = %account.id,
             platform = "anthropic",

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use refresh_core::{AccountType, Clock, ExpiryRule, GrantFields, Platform, SystemClock};
+use refresh_core::{AccountType, Clock, Platform, SystemClock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ClaudeConfig;
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use super::{ClaudeConfig, issued, token_request};
+use crate::http::HttpClients;
 use crate::login::{
     LoginError, LoginFlow, LoginOptions, LoginOutcome, LoginSession, Redirect, SessionSpec,
     account_name, code_from_paste, exchange, refuse_gemini_options, text_at,
@@ -176,27 +176,13 @@ impl LoginFlow for ClaudeLogin {
         .map_err(|_| LoginError::Configuration {
             reason: "the exchange body cannot be encoded".to_owned(),
         })?;
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Json(body),
-            self.config.timeout,
-        )
-        .header("accept", self.config.accept.as_str())
-        .header("user-agent", self.config.user_agent.as_str())
-        .via(session.options().proxy.as_ref());
+        let request = token_request(&self.config, body, session.options().proxy.as_ref());
         let exchanged = exchange(&self.http, request, session).await?;
         // A setup token without a refresh token is served statically.
         if !setup && exchanged.grant.refresh_token.is_none() {
             return Err(LoginError::NoRefreshToken);
         }
-        let credentials = exchanged.grant.to_credentials(
-            self.clock.now(),
-            ExpiryRule::EXACT,
-            GrantFields {
-                write_expires_in: true,
-                write_type_and_scope: true,
-            },
-        );
+        let credentials = issued(&exchanged.grant, self.clock.now());
         // §2.2: the organization and account live in `extra`.
         let mut extra = Map::new();
         for (key, path) in [
@@ -209,12 +195,8 @@ impl LoginFlow for ClaudeLogin {
                 extra.insert(key.to_owned(), Value::String(value));
             }
         }
-        let email = extra
-            .get("email_address")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         Ok(LoginOutcome {
-            name: account_name(session, email.as_deref()),
+            name: account_name(session, &extra, "email_address"),
             platform: Platform::Anthropic,
             account_type: session.account_type(),
             credentials,

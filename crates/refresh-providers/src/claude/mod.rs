@@ -12,9 +12,10 @@
 
 use std::sync::Arc;
 
-use refresh_core::RefreshExecutor;
+use chrono::{DateTime, Utc};
+use refresh_core::{Credentials, ExpiryRule, GrantFields, ProxyUrl, RefreshExecutor, TokenGrant};
 
-use crate::http::HttpClients;
+use crate::http::{HttpClients, Outgoing, RequestBody};
 
 mod config;
 mod executor;
@@ -27,4 +28,30 @@ pub use login::{ClaudeLogin, ClaudeLoginConfig};
 /// The Claude executor over `http`.
 pub fn executor(config: ClaudeConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {
     Arc::new(ClaudeExecutor::new(config, http))
+}
+
+/// A token-endpoint request (a refresh or a code exchange) with the JSON
+/// `body` and Claude Code's headers, through `proxy`.
+fn token_request<'a>(
+    config: &'a ClaudeConfig,
+    body: Vec<u8>,
+    proxy: Option<&'a ProxyUrl>,
+) -> Outgoing<'a> {
+    Outgoing::post(&config.token_url, RequestBody::Json(body), config.timeout)
+        .header("accept", config.accept.as_str())
+        .header("user-agent", config.user_agent.as_str())
+        .via(proxy)
+}
+
+/// The credentials a grant writes, at a refresh or a login: the exact
+/// expiry, `expires_in`, `token_type` and `scope`.
+fn issued(grant: &TokenGrant, now: DateTime<Utc>) -> Credentials {
+    grant.to_credentials(
+        now,
+        ExpiryRule::EXACT,
+        GrantFields {
+            write_expires_in: true,
+            write_type_and_scope: true,
+        },
+    )
 }

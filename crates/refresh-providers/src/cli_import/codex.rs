@@ -6,7 +6,8 @@ use refresh_core::{AccountType, Credentials, Platform};
 use serde_json::{Map, Value};
 
 use super::CliImportError;
-use super::json::{jwt_claims, object, text};
+use super::json::{object, text};
+use crate::jwt;
 use crate::login::LoginOutcome;
 use crate::openai::id_token;
 
@@ -44,7 +45,7 @@ pub fn parse_codex(bytes: &[u8]) -> Result<LoginOutcome, CliImportError> {
     let mut credentials = Credentials::new()
         .with(keys::REFRESH_TOKEN, refresh)
         .with("client_id", CODEX_CLIENT_ID);
-    if let Some(exp) = jwt_claims(&access)
+    if let Some(exp) = jwt::claims(&access)
         .and_then(|c| c.get("exp").and_then(Value::as_i64))
         .and_then(|exp| DateTime::from_timestamp(exp, 0))
     {
@@ -52,25 +53,12 @@ pub fn parse_codex(bytes: &[u8]) -> Result<LoginOutcome, CliImportError> {
     }
     credentials.insert(keys::ACCESS_TOKEN, access);
     let mut extra = Map::new();
-    if let Some(token) = text(tokens, "id_token") {
+    if let Some(token) = text(tokens, "id_token")
         // Any `exp` passes: a stale id_token still names the account.
-        if let Ok(claims) = id_token::parse(&token, DateTime::<Utc>::MIN_UTC) {
-            if let Some(email) = &claims.email {
-                extra.insert("email".to_owned(), Value::String(email.clone()));
-            }
-            for (key, value) in [
-                ("email", claims.email),
-                ("chatgpt_account_id", claims.chatgpt_account_id),
-                ("chatgpt_user_id", claims.chatgpt_user_id),
-                ("organization_id", claims.organization_id),
-                ("plan_type", claims.plan_type),
-            ] {
-                if let Some(value) = value {
-                    credentials.insert(key, value);
-                }
-            }
-        }
-        credentials.insert("id_token", token);
+        && let Ok(Some(email)) =
+            id_token::write_identity(&mut credentials, token, DateTime::<Utc>::MIN_UTC)
+    {
+        extra.insert("email".to_owned(), Value::String(email));
     }
     if credentials.get("chatgpt_account_id").is_none()
         && let Some(account) = text(tokens, "account_id")

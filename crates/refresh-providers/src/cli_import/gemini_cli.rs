@@ -5,7 +5,8 @@ use refresh_core::{AccountType, Credentials, Platform};
 use serde_json::{Map, Value};
 
 use super::CliImportError;
-use super::json::{jwt_claims, millis, object, text};
+use super::json::{millis, object, text};
+use crate::jwt;
 use crate::login::LoginOutcome;
 
 /// Parses Gemini CLI's `oauth_creds.json` (google-auth-library's
@@ -41,7 +42,7 @@ pub fn parse_gemini_cli(bytes: &[u8]) -> Result<LoginOutcome, CliImportError> {
     }
     let mut extra = Map::new();
     let email = text(&file, "id_token")
-        .and_then(|t| jwt_claims(&t))
+        .and_then(|t| jwt::claims(&t))
         .and_then(|claims| text(&claims, "email"));
     if let Some(email) = &email {
         extra.insert("email".to_owned(), Value::String(email.clone()));

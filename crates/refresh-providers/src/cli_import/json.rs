@@ -54,17 +54,3 @@ pub(crate) fn millis(
         .map(Some)
         .ok_or_else(|| invalid("out of range"))
 }
-
-/// The claims of a JWT's payload, decoded without verification (a label,
-/// as every peer reads them); `None` when it is not a JWT.
-pub(crate) fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(claims) => Some(claims),
-        _ => None,
-    }
-}

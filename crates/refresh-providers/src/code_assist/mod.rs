@@ -16,7 +16,7 @@ mod timing;
 
 #[cfg(feature = "antigravity")]
 pub(crate) use antigravity_load::load_project;
-pub(crate) use caller::Caller;
+pub(crate) use caller::{CallError, Caller};
 #[cfg(feature = "gemini")]
 pub(crate) use gemini_discovery::{GeminiEndpoints, detect_tier, discover_project};
 pub use pending::PROJECT_DISCOVERY_PENDING;

@@ -17,19 +17,23 @@ use super::server::ConnControl;
 use super::state::Shared;
 
 /// The Google grant of the request's `Authorization: Bearer` token.
-fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<GrantId, Response> {
+pub(crate) fn bearer_grant(shared: &Shared, headers: &HeaderMap) -> Option<GrantId> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|token| shared.google_grant(token.trim()))
-        .ok_or_else(|| {
-            google_api_error(
-                401,
-                "Request had invalid authentication credentials.",
-                "UNAUTHENTICATED",
-            )
-        })
+}
+
+/// [`bearer_grant`], or Google's refusal.
+fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<GrantId, Response> {
+    bearer_grant(shared, headers).ok_or_else(|| {
+        google_api_error(
+            401,
+            "Request had invalid authentication credentials.",
+            "UNAUTHENTICATED",
+        )
+    })
 }
 
 fn authenticated(

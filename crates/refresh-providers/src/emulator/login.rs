@@ -19,7 +19,7 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,10 +28,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::code_assist::bearer_grant;
 use super::grant::{EmulatedProvider, GrantId, GrantSpec};
 use super::reply::{flat_error, google_api_error, html, json, openai_error, serve};
 use super::server::{ConnControl, Emulator};
-use super::state::{Refreshed, Shared};
+use super::state::{Issued, Shared};
+use super::token::{claude_granted, google_client_refusal, google_granted, openai_granted};
 use super::{issue, paths};
 
 /// How long an authorization code can be exchanged.
@@ -223,10 +225,11 @@ impl Emulator {
 /// The login routes: the three authorize endpoints, userinfo, and
 /// `POST /admin/logins` (queue a [`GrantSpec`]), `GET /admin/login-stats`.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new()
-        .route(paths::CLAUDE_AUTHORIZE, get(claude_authorize))
-        .route(paths::OPENAI_AUTHORIZE, get(openai_authorize))
-        .route(paths::GOOGLE_AUTHORIZE, get(google_authorize))
+    [Authorize::Claude, Authorize::OpenAi, Authorize::Google]
+        .into_iter()
+        .fold(Router::new(), |router, which| {
+            router.route(which.path(), authorize_endpoint(which))
+        })
         .route(paths::GOOGLE_USERINFO, get(userinfo))
         .route("/admin/logins", post(queue_login))
         .route("/admin/login-stats", get(login_stats))
@@ -300,37 +303,29 @@ enum Authorize {
     Google,
 }
 
-async fn claude_authorize(
-    State(shared): State<Arc<Shared>>,
-    Extension(control): Extension<ConnControl>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    serve(&shared, &control, paths::CLAUDE_AUTHORIZE, || {
-        authorize(&shared, Authorize::Claude, &query_params(query.as_deref()))
-    })
-    .await
+impl Authorize {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Claude => paths::CLAUDE_AUTHORIZE,
+            Self::OpenAi => paths::OPENAI_AUTHORIZE,
+            Self::Google => paths::GOOGLE_AUTHORIZE,
+        }
+    }
 }
 
-async fn openai_authorize(
-    State(shared): State<Arc<Shared>>,
-    Extension(control): Extension<ConnControl>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    serve(&shared, &control, paths::OPENAI_AUTHORIZE, || {
-        authorize(&shared, Authorize::OpenAi, &query_params(query.as_deref()))
-    })
-    .await
-}
-
-async fn google_authorize(
-    State(shared): State<Arc<Shared>>,
-    Extension(control): Extension<ConnControl>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    serve(&shared, &control, paths::GOOGLE_AUTHORIZE, || {
-        authorize(&shared, Authorize::Google, &query_params(query.as_deref()))
-    })
-    .await
+/// `GET` of the `which` authorize endpoint (counted, with the faults and
+/// the latency).
+fn authorize_endpoint(which: Authorize) -> MethodRouter<Arc<Shared>> {
+    get(
+        move |State(shared): State<Arc<Shared>>,
+              Extension(control): Extension<ConnControl>,
+              RawQuery(query): RawQuery| async move {
+            serve(&shared, &control, which.path(), || {
+                authorize(&shared, which, &query_params(query.as_deref()))
+            })
+            .await
+        },
+    )
 }
 
 /// Whether `uri` is an `http` loopback URL (any port and path), optionally
@@ -508,11 +503,7 @@ enum Refusal {
 
 /// A successful exchange.
 struct Redeemed {
-    access_token: String,
-    refresh_token: Option<String>,
-    expires_in: i64,
-    email: String,
-    grant: GrantId,
+    issued: Issued,
     scope: String,
 }
 
@@ -540,21 +531,13 @@ fn redeem(
         refresh_token: None,
         ..spec
     };
-    let issued = shared.seed_issued(spec);
-    let Ok(Refreshed::Issued {
-        access_token,
-        refresh_token,
-        expires_in,
-        email,
-        grant,
-    }) = issued
-    else {
+    let Ok(mut issued) = shared.seed_issued(spec) else {
         shared.login.inner().stats.exchange_rejections += 1;
         return Err(Refusal::Grant("the grant could not be created"));
     };
     let mut inner = shared.login.inner();
     if let Some(pending) = inner.codes.get_mut(&code) {
-        pending.grant = Some(grant);
+        pending.grant = Some(issued.grant);
     }
     inner.stats.exchanges += 1;
     *inner
@@ -562,14 +545,8 @@ fn redeem(
         .exchanges_by_provider
         .entry(provider_name(provider).to_owned())
         .or_default() += 1;
-    Ok(Redeemed {
-        access_token,
-        refresh_token: refresh_token.filter(|_| offline),
-        expires_in,
-        email,
-        grant,
-        scope,
-    })
+    issued.refresh_token = issued.refresh_token.filter(|_| offline);
+    Ok(Redeemed { issued, scope })
 }
 
 type Taken = (EmulatedProvider, String, GrantSpec, bool, String, String);
@@ -656,18 +633,7 @@ pub(crate) fn claude_exchange(shared: &Shared, fields: &HashMap<String, String>)
         return flat_error(401, "invalid_client", "Client authentication failed");
     }
     match redeem(shared, |p| p == EmulatedProvider::Claude, fields) {
-        Ok(r) => json(
-            200,
-            &json!({
-                "token_type": "Bearer",
-                "access_token": r.access_token,
-                "expires_in": r.expires_in,
-                "refresh_token": r.refresh_token,
-                "scope": r.scope,
-                "organization": {"uuid": format!("00000000-0000-4000-8000-{:012}", r.grant.0), "name": "Emulated Org"},
-                "account": {"uuid": format!("00000000-0000-4000-9000-{:012}", r.grant.0), "email_address": r.email},
-            }),
-        ),
+        Ok(r) => claude_granted(r.issued, &r.scope),
         Err(Refusal::Request(d)) => flat_error(400, "invalid_request", d),
         Err(Refusal::Grant(d)) => flat_error(400, "invalid_grant", d),
     }
@@ -681,33 +647,7 @@ pub(crate) fn openai_exchange(shared: &Shared, fields: &HashMap<String, String>)
         return openai_error(401, "invalid_client", "Unknown client.");
     }
     match redeem(shared, |p| p == EmulatedProvider::OpenAi, fields) {
-        Ok(r) => {
-            let now = Utc::now().timestamp();
-            let id_token = issue::jwt(&json!({
-                "iss": "https://auth.openai.com",
-                "aud": [client_id],
-                "iat": now,
-                "exp": now + 3600,
-                "email": r.email,
-                "https://api.openai.com/auth": {
-                    "chatgpt_account_id": format!("acct-{}", r.grant.0),
-                    "chatgpt_user_id": format!("user-{}", r.grant.0),
-                    "chatgpt_plan_type": "plus",
-                    "organizations": [{"id": format!("org-{}", r.grant.0), "is_default": true, "role": "owner"}],
-                },
-            }));
-            let mut answer = json!({
-                "access_token": r.access_token,
-                "id_token": id_token,
-                "token_type": "Bearer",
-                "expires_in": r.expires_in,
-                "scope": r.scope,
-            });
-            if let Some(rt) = r.refresh_token {
-                answer["refresh_token"] = json!(rt);
-            }
-            json(200, &answer)
-        }
+        Ok(r) => openai_granted(r.issued, &r.scope, &client_id),
         Err(Refusal::Request(d)) => openai_error(400, "invalid_request", d),
         Err(Refusal::Grant(d)) => openai_error(400, "invalid_grant", d),
     }
@@ -716,36 +656,12 @@ pub(crate) fn openai_exchange(shared: &Shared, fields: &HashMap<String, String>)
 /// Google's `authorization_code` exchange (form fields; the client secret
 /// is checked).
 pub(crate) fn google_exchange(shared: &Shared, fields: &HashMap<String, String>) -> Response {
-    let field = |k: &str| fields.get(k).map(String::as_str);
-    let client = shared
-        .config
-        .google_clients
-        .iter()
-        .find(|(id, _)| Some(id.as_str()) == field("client_id"));
-    match client {
-        Some((_, secret)) if Some(secret.as_str()) == field("client_secret") => {}
-        Some(_) => {
-            shared.login.inner().stats.exchange_rejections += 1;
-            return flat_error(401, "invalid_client", "Unauthorized");
-        }
-        None => {
-            shared.login.inner().stats.exchange_rejections += 1;
-            return flat_error(401, "invalid_client", "The OAuth client was not found.");
-        }
+    if let Some(refused) = google_client_refusal(shared, fields) {
+        shared.login.inner().stats.exchange_rejections += 1;
+        return refused;
     }
     match redeem(shared, EmulatedProvider::is_google, fields) {
-        Ok(r) => {
-            let mut answer = json!({
-                "access_token": r.access_token,
-                "expires_in": r.expires_in,
-                "scope": r.scope,
-                "token_type": "Bearer",
-            });
-            if let Some(rt) = r.refresh_token {
-                answer["refresh_token"] = json!(rt);
-            }
-            json(200, &answer)
-        }
+        Ok(r) => google_granted(r.issued, &r.scope),
         Err(Refusal::Request(d)) => flat_error(400, "invalid_request", d),
         Err(Refusal::Grant(d)) => flat_error(400, "invalid_grant", d),
     }
@@ -757,13 +673,13 @@ async fn userinfo(
     Extension(control): Extension<ConnControl>,
     headers: HeaderMap,
 ) -> Response {
-    serve(&shared, &control, paths::GOOGLE_USERINFO, || {
-        let grant = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|token| shared.google_grant(token.trim()));
-        match grant.and_then(|id| shared.email_of(id).map(|email| (id, email))) {
+    serve(
+        &shared,
+        &control,
+        paths::GOOGLE_USERINFO,
+        || match bearer_grant(&shared, &headers)
+            .and_then(|id| shared.email_of(id).map(|email| (id, email)))
+        {
             Some((id, email)) => {
                 shared.login.inner().stats.userinfo_calls += 1;
                 let given = email.split('@').next().unwrap_or_default().to_owned();
@@ -785,7 +701,7 @@ async fn userinfo(
                 "Request is missing required authentication credential.",
                 "UNAUTHENTICATED",
             ),
-        }
-    })
+        },
+    )
     .await
 }

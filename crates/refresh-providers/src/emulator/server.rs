@@ -161,13 +161,11 @@ impl Drop for Emulator {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route(paths::CLAUDE_TOKEN, post(token::claude))
-        .route(paths::OPENAI_TOKEN, post(token::openai))
-        .route(paths::GOOGLE_TOKEN, post(token::google))
         .route(paths::LOAD_CODE_ASSIST, post(code_assist::load))
         .route(paths::ONBOARD_USER, post(code_assist::onboard))
         .route(paths::PROJECTS, get(code_assist::projects))
         .route(paths::DRIVE_ABOUT, get(code_assist::drive))
+        .merge(token::routes())
         .merge(admin::routes())
         .merge(login::routes())
         .fallback(|| async {

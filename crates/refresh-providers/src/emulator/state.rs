@@ -71,16 +71,21 @@ impl Endpoint {
     }
 }
 
+/// Tokens issued for a grant, by a refresh or a code exchange.
+pub(crate) struct Issued {
+    pub(crate) access_token: String,
+    /// `None` when the provider does not rotate (or the exchange asked for
+    /// no offline access).
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) expires_in: i64,
+    pub(crate) email: String,
+    pub(crate) grant: GrantId,
+}
+
 /// What a refresh did.
 pub(crate) enum Refreshed {
     /// New tokens.
-    Issued {
-        access_token: String,
-        refresh_token: Option<String>,
-        expires_in: i64,
-        email: String,
-        grant: GrantId,
-    },
+    Issued(Issued),
     /// A token the emulator never issued (or of another provider).
     Unknown,
     /// The grant is revoked.
@@ -303,20 +308,20 @@ impl Shared {
             if let Some(next) = &refresh_token {
                 s.refresh_index.insert(next.clone(), id);
             }
-            Refreshed::Issued {
+            Refreshed::Issued(Issued {
                 access_token,
                 refresh_token,
                 expires_in: lifetime,
                 email,
                 grant: id,
-            }
+            })
         })
     }
 
     /// Creates a grant for an authorization-code exchange and issues its
-    /// first access token (not counted as a refresh): `Issued` with the
-    /// grant's first refresh token.
-    pub(crate) fn seed_issued(&self, spec: GrantSpec) -> Result<Refreshed, &'static str> {
+    /// first access token (not counted as a refresh), with the grant's
+    /// first refresh token.
+    pub(crate) fn seed_issued(&self, spec: GrantSpec) -> Result<Issued, &'static str> {
         let seeded = self.seed(spec)?;
         let id = seeded.grant_id;
         Ok(self.update(|s| {
@@ -326,7 +331,7 @@ impl Shared {
             };
             let access_token = issue::token(access_prefix(provider));
             s.access_index.insert(access_token.clone(), id);
-            Refreshed::Issued {
+            Issued {
                 access_token,
                 refresh_token: Some(seeded.refresh_token.expose().to_owned()),
                 expires_in: self.lifetime(s, provider),

@@ -5,18 +5,44 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
+use axum::routing::{MethodRouter, post};
+use axum::{Extension, Router};
+use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use super::issue;
 use super::paths;
 use super::reply::{flat_error, json, openai_error, serve};
 use super::server::ConnControl;
-use super::state::{Endpoint, Refreshed, Shared};
+use super::state::{Endpoint, Issued, Refreshed, Shared};
+
+/// The three token endpoints.
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(paths::CLAUDE_TOKEN, endpoint(paths::CLAUDE_TOKEN, claude))
+        .route(paths::OPENAI_TOKEN, endpoint(paths::OPENAI_TOKEN, openai))
+        .route(paths::GOOGLE_TOKEN, endpoint(paths::GOOGLE_TOKEN, google))
+}
+
+/// `POST path`, answered by `answer` (counted, with the faults and the
+/// latency).
+fn endpoint(
+    path: &'static str,
+    answer: fn(&Shared, &HeaderMap, &[u8]) -> Response,
+) -> MethodRouter<Arc<Shared>> {
+    post(
+        move |State(shared): State<Arc<Shared>>,
+              Extension(control): Extension<ConnControl>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            serve(&shared, &control, path, || answer(&shared, &headers, &body)).await
+        },
+    )
+}
 
 fn content_type_is(headers: &HeaderMap, wanted: &str) -> bool {
     headers
@@ -53,19 +79,7 @@ fn form_fields(body: &[u8]) -> HashMap<String, String> {
 }
 
 /// `POST /v1/oauth/token` (Claude).
-pub(crate) async fn claude(
-    State(shared): State<Arc<Shared>>,
-    Extension(control): Extension<ConnControl>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve(&shared, &control, paths::CLAUDE_TOKEN, || {
-        claude_token(&shared, &headers, &body)
-    })
-    .await
-}
-
-fn claude_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+fn claude(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let bad = || flat_error(400, "invalid_request", "Invalid request format");
     if !content_type_is(headers, "application/json") {
         return bad();
@@ -89,23 +103,9 @@ fn claude_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         return flat_error(401, "invalid_client", "Client authentication failed");
     }
     match shared.refresh(Endpoint::Claude, token, client_id) {
-        Refreshed::Issued {
-            access_token,
-            refresh_token,
-            expires_in,
-            email,
-            grant,
-        } => json(
-            200,
-            &json!({
-                "token_type": "Bearer",
-                "access_token": access_token,
-                "expires_in": expires_in,
-                "refresh_token": refresh_token,
-                "scope": "user:inference user:profile user:sessions:claude_code",
-                "organization": {"uuid": format!("00000000-0000-4000-8000-{:012}", grant.0), "name": "Emulated Org"},
-                "account": {"uuid": format!("00000000-0000-4000-9000-{:012}", grant.0), "email_address": email},
-            }),
+        Refreshed::Issued(issued) => claude_granted(
+            issued,
+            "user:inference user:profile user:sessions:claude_code",
         ),
         Refreshed::WrongClient => flat_error(401, "invalid_client", "Client authentication failed"),
         Refreshed::Unknown | Refreshed::Revoked | Refreshed::Reused => {
@@ -115,19 +115,7 @@ fn claude_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
 }
 
 /// `POST /oauth/token` (OpenAI).
-pub(crate) async fn openai(
-    State(shared): State<Arc<Shared>>,
-    Extension(control): Extension<ConnControl>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve(&shared, &control, paths::OPENAI_TOKEN, || {
-        openai_token(&shared, &headers, &body)
-    })
-    .await
-}
-
-fn openai_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+fn openai(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     if !content_type_is(headers, "application/x-www-form-urlencoded") {
         return openai_error(400, "invalid_request", "Unsupported content type.");
     }
@@ -156,39 +144,11 @@ fn openai_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         return openai_error(400, "invalid_request", "Missing refresh_token.");
     };
     match shared.refresh(Endpoint::OpenAi, token, client_id) {
-        Refreshed::Issued {
-            access_token,
-            refresh_token,
-            expires_in,
-            email,
-            grant,
-        } => {
-            let now = chrono::Utc::now().timestamp();
-            let id_token = issue::jwt(&json!({
-                "iss": "https://auth.openai.com",
-                "aud": [client_id],
-                "iat": now,
-                "exp": now + 3600,
-                "email": email,
-                "https://api.openai.com/auth": {
-                    "chatgpt_account_id": format!("acct-{}", grant.0),
-                    "chatgpt_user_id": format!("user-{}", grant.0),
-                    "chatgpt_plan_type": "plus",
-                    "organizations": [{"id": format!("org-{}", grant.0), "is_default": true, "role": "owner"}],
-                },
-            }));
-            json(
-                200,
-                &json!({
-                    "access_token": access_token,
-                    "id_token": id_token,
-                    "refresh_token": refresh_token,
-                    "token_type": "Bearer",
-                    "expires_in": expires_in,
-                    "scope": field("scope").unwrap_or("openid profile email"),
-                }),
-            )
-        }
+        Refreshed::Issued(issued) => openai_granted(
+            issued,
+            field("scope").unwrap_or("openid profile email"),
+            client_id,
+        ),
         Refreshed::Reused => openai_error(
             401,
             "refresh_token_reused",
@@ -205,19 +165,7 @@ fn openai_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
 }
 
 /// `POST /token` (Google: Gemini and Antigravity).
-pub(crate) async fn google(
-    State(shared): State<Arc<Shared>>,
-    Extension(control): Extension<ConnControl>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve(&shared, &control, paths::GOOGLE_TOKEN, || {
-        google_token(&shared, &headers, &body)
-    })
-    .await
-}
-
-fn google_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+fn google(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     if !content_type_is(headers, "application/x-www-form-urlencoded") {
         return flat_error(400, "invalid_request", "Invalid content type");
     }
@@ -238,44 +186,108 @@ fn google_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     if field("grant_type") != Some("refresh_token") {
         return flat_error(400, "unsupported_grant_type", "Invalid grant_type");
     }
-    let (client_id, secret) = (
-        field("client_id").unwrap_or_default(),
-        field("client_secret"),
-    );
-    match shared
-        .config
-        .google_clients
-        .iter()
-        .find(|(id, _)| id == client_id)
-    {
-        None => return flat_error(401, "invalid_client", "The OAuth client was not found."),
-        Some((_, s)) if Some(s.as_str()) != secret => {
-            return flat_error(401, "invalid_client", "Unauthorized");
-        }
-        Some(_) => {}
+    if let Some(refused) = google_client_refusal(shared, &fields) {
+        return refused;
     }
-    let token = field("refresh_token").unwrap_or_default();
+    let (client_id, token) = (
+        field("client_id").unwrap_or_default(),
+        field("refresh_token").unwrap_or_default(),
+    );
     match shared.refresh(Endpoint::Google, token, client_id) {
-        Refreshed::Issued {
-            access_token,
-            refresh_token,
-            expires_in,
-            ..
-        } => {
-            let mut answer = json!({
-                "access_token": access_token,
-                "expires_in": expires_in,
-                "scope": "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/userinfo.email openid",
-                "token_type": "Bearer",
-            });
-            if let Some(rt) = refresh_token {
-                answer["refresh_token"] = json!(rt);
-            }
-            json(200, &answer)
-        }
+        Refreshed::Issued(issued) => google_granted(
+            issued,
+            "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/userinfo.email openid",
+        ),
         Refreshed::WrongClient => flat_error(401, "unauthorized_client", "Unauthorized"),
         Refreshed::Unknown | Refreshed::Revoked | Refreshed::Reused => {
             flat_error(400, "invalid_grant", "Token has been expired or revoked.")
         }
     }
+}
+
+/// Refuses a Google request whose `client_id` is unknown or whose
+/// `client_secret` is not that client's.
+pub(crate) fn google_client_refusal(
+    shared: &Shared,
+    fields: &HashMap<String, String>,
+) -> Option<Response> {
+    let field = |k: &str| fields.get(k).map(String::as_str);
+    match shared
+        .config
+        .google_clients
+        .iter()
+        .find(|(id, _)| Some(id.as_str()) == field("client_id"))
+    {
+        None => Some(flat_error(
+            401,
+            "invalid_client",
+            "The OAuth client was not found.",
+        )),
+        Some((_, secret)) if Some(secret.as_str()) != field("client_secret") => {
+            Some(flat_error(401, "invalid_client", "Unauthorized"))
+        }
+        Some(_) => None,
+    }
+}
+
+/// Claude's answer with `issued` tokens (a refresh or a code exchange).
+pub(crate) fn claude_granted(issued: Issued, scope: &str) -> Response {
+    let grant = issued.grant.0;
+    json(
+        200,
+        &json!({
+            "token_type": "Bearer",
+            "access_token": issued.access_token,
+            "expires_in": issued.expires_in,
+            "refresh_token": issued.refresh_token,
+            "scope": scope,
+            "organization": {"uuid": format!("00000000-0000-4000-8000-{grant:012}"), "name": "Emulated Org"},
+            "account": {"uuid": format!("00000000-0000-4000-9000-{grant:012}"), "email_address": issued.email},
+        }),
+    )
+}
+
+/// OpenAI's answer with `issued` tokens, and an id_token for `client_id`.
+pub(crate) fn openai_granted(issued: Issued, scope: &str, client_id: &str) -> Response {
+    let (now, grant) = (Utc::now().timestamp(), issued.grant.0);
+    let id_token = issue::jwt(&json!({
+        "iss": "https://auth.openai.com",
+        "aud": [client_id],
+        "iat": now,
+        "exp": now + 3600,
+        "email": issued.email,
+        "https://api.openai.com/auth": {
+            "chatgpt_account_id": format!("acct-{grant}"),
+            "chatgpt_user_id": format!("user-{grant}"),
+            "chatgpt_plan_type": "plus",
+            "organizations": [{"id": format!("org-{grant}"), "is_default": true, "role": "owner"}],
+        },
+    }));
+    let answer = json!({
+        "access_token": issued.access_token,
+        "id_token": id_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": scope,
+    });
+    json(200, &with_refresh_token(answer, issued.refresh_token))
+}
+
+/// Google's answer with `issued` tokens.
+pub(crate) fn google_granted(issued: Issued, scope: &str) -> Response {
+    let answer = json!({
+        "access_token": issued.access_token,
+        "expires_in": issued.expires_in,
+        "scope": scope,
+        "token_type": "Bearer",
+    });
+    json(200, &with_refresh_token(answer, issued.refresh_token))
+}
+
+/// `answer` with `refresh_token` when one was issued.
+fn with_refresh_token(mut answer: Value, refresh_token: Option<String>) -> Value {
+    if let Some(rt) = refresh_token {
+        answer["refresh_token"] = json!(rt);
+    }
+    answer
 }

@@ -1,6 +1,5 @@
 //! [`GeminiConfig`].
 
-use std::fmt;
 use std::time::Duration;
 
 use refresh_core::{ConfigError, Secret};
@@ -10,8 +9,8 @@ use crate::DiscoveryTiming;
 use crate::config::join;
 
 /// Settings of the Gemini executor; the defaults are the real upstream's.
-/// `Debug` redacts the client secrets.
-#[derive(Clone, PartialEq, Deserialize)]
+/// `Debug` redacts the client secrets (they are `Secret`s).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GeminiConfig {
     /// Google's token endpoint.
@@ -139,27 +138,6 @@ impl GeminiConfig {
             });
         }
         Ok(())
-    }
-}
-
-impl fmt::Debug for GeminiConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GeminiConfig")
-            .field("token_url", &self.token_url)
-            .field("builtin_client_id", &self.builtin_client_id)
-            .field("builtin_client_secret", &self.builtin_client_secret)
-            .field("ai_studio_client_id", &self.ai_studio_client_id)
-            .field("ai_studio_client_secret", &self.ai_studio_client_secret)
-            .field("token_user_agent", &self.token_user_agent)
-            .field("timeout", &self.timeout)
-            .field("code_assist_base_url", &self.code_assist_base_url)
-            .field("code_assist_user_agent", &self.code_assist_user_agent)
-            .field("resource_manager_url", &self.resource_manager_url)
-            .field("drive_about_url", &self.drive_about_url)
-            .field("drive_tier_ttl", &self.drive_tier_ttl)
-            .field("discovery", &self.discovery)
-            .field("login", &self.login)
-            .finish()
     }
 }
 

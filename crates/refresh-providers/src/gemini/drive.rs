@@ -1,12 +1,13 @@
 //! The Google One tier from the Drive storage quota (REFERENCE.md §6.3).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use refresh_core::Credentials;
 use serde_json::{Map, Value};
 
 use super::tier::{
     GOOGLE_AI_PRO, GOOGLE_AI_ULTRA, GOOGLE_ONE_FREE, GOOGLE_ONE_UNKNOWN, google_one_family,
 };
+use crate::code_assist::{CallError, Caller};
 
 /// Credential keys written from the Drive quota.
 pub(crate) const DRIVE_LIMIT: &str = "drive_storage_limit";
@@ -61,6 +62,34 @@ pub(crate) fn quota(answer: &Value) -> Option<(i64, i64)> {
         number(quota.get("limit"))?,
         number(quota.get("usage")).unwrap_or(0),
     ))
+}
+
+/// Asks Drive (`url`) for the storage quota: writes it into `credentials`
+/// (updated at `now()`) and returns the tier of its limit, else
+/// [`fallback`]`(stored)`.
+///
+/// # Errors
+/// The failed call's; nothing is written then.
+pub(crate) async fn read_tier(
+    caller: &Caller<'_>,
+    url: &str,
+    credentials: &mut Credentials,
+    now: impl FnOnce() -> DateTime<Utc>,
+    stored: &str,
+) -> Result<&'static str, CallError> {
+    let Some((limit, usage)) = quota(&caller.get(url).await?) else {
+        return Ok(fallback(stored));
+    };
+    credentials.insert(DRIVE_LIMIT, limit);
+    credentials.insert(DRIVE_USAGE, usage);
+    credentials.insert(
+        DRIVE_UPDATED_AT,
+        now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    );
+    Ok(match tier_of_limit(limit) {
+        GOOGLE_ONE_UNKNOWN => fallback(stored),
+        known => known,
+    })
 }
 
 /// The tier to keep when Drive gives none usable: the stored Google One

@@ -1,18 +1,15 @@
 //! [`GeminiExecutor`].
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use refresh_core::{
-    Account, Credentials, ExpiryRule, GrantFields, Platform, ProviderError, RefreshContext,
-    RefreshExecutor, Secret,
+    Account, Credentials, Platform, ProviderError, RefreshContext, RefreshExecutor, Secret,
 };
 use tracing::{debug, warn};
 
-use super::drive::{self, DRIVE_LIMIT, DRIVE_UPDATED_AT, DRIVE_USAGE};
-use super::tier::{self, GOOGLE_ONE_UNKNOWN};
-use super::{GeminiConfig, OAuthType};
+use super::{GeminiConfig, OAuthType, drive, endpoints, issued, tier, token_request};
 use crate::code_assist::{Caller, apply_project, discover_project};
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use crate::http::HttpClients;
 use crate::token::{claimed_refresh_token, follow_up_deadline, grant_from};
 
 /// Gemini's refresh executor (REFERENCE.md §6.3, §7.1).
@@ -84,11 +81,7 @@ impl GeminiExecutor {
         issued.insert("tier_id", tier::code_assist(&old.string_view("tier_id")));
         let mut project = None;
         if old.string_view("project_id").trim().is_empty() {
-            let endpoints = crate::code_assist::GeminiEndpoints {
-                code_assist_base: &self.config.code_assist_base_url,
-                resource_manager_url: &self.config.resource_manager_url,
-            };
-            match discover_project(caller, &endpoints, &self.config.discovery).await {
+            match discover_project(caller, &endpoints(&self.config), &self.config.discovery).await {
                 Ok(found) => project = Some(found.project_id),
                 Err(reason) => warn!(
                     account_id = %account.id,
@@ -119,32 +112,23 @@ impl GeminiExecutor {
         let tier = if fresh {
             drive::fallback(&stored)
         } else {
-            match caller.get(&self.config.drive_about_url).await {
-                Ok(answer) => match drive::quota(&answer) {
-                    Some((limit, usage)) => {
-                        issued.insert(DRIVE_LIMIT, limit);
-                        issued.insert(DRIVE_USAGE, usage);
-                        issued.insert(
-                            DRIVE_UPDATED_AT,
-                            now.to_rfc3339_opts(SecondsFormat::Secs, true),
-                        );
-                        match drive::tier_of_limit(limit) {
-                            GOOGLE_ONE_UNKNOWN => drive::fallback(&stored),
-                            known => known,
-                        }
-                    }
-                    None => drive::fallback(&stored),
-                },
-                Err(e) => {
-                    warn!(
-                        account_id = %account.id,
-                        platform = "gemini",
-                        reason = %e.describe(),
-                        "Drive tier lookup failed; keeping the stored tier"
-                    );
-                    drive::fallback(&stored)
-                }
-            }
+            drive::read_tier(
+                caller,
+                &self.config.drive_about_url,
+                issued,
+                || now,
+                &stored,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                warn!(
+                    account_id = %account.id,
+                    platform = "gemini",
+                    reason = %e.describe(),
+                    "Drive tier lookup failed; keeping the stored tier"
+                );
+                drive::fallback(&stored)
+            })
         };
         issued.insert("tier_id", tier);
     }
@@ -177,38 +161,18 @@ impl RefreshExecutor for GeminiExecutor {
             .append_pair("client_id", client_id)
             .append_pair("client_secret", client_secret.expose())
             .finish();
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Form(form),
-            self.config.timeout,
-        )
-        .header_opt("user-agent", self.config.token_user_agent.as_deref())
-        .via(account.proxy.as_ref());
+        let request = token_request(&self.config, form, account.proxy.as_ref());
         let response = self.http.send(request, ctx.deadline).await?;
         let now = ctx.now();
         let grant = grant_from(&response, now, "gemini")?;
-        let mut issued = grant.to_credentials(
-            now,
-            ExpiryRule::GOOGLE,
-            GrantFields {
-                write_expires_in: false,
-                write_type_and_scope: true,
-            },
-        );
-        issued.insert("oauth_type", oauth_type.as_str());
+        let mut issued = issued(&grant, now, oauth_type);
         let caller = self.caller(account, &grant.access_token, ctx);
         match oauth_type {
             OAuthType::CodeAssist => self.code_assist(account, &mut issued, &caller).await,
             OAuthType::GoogleOne => self.google_one(account, &mut issued, &caller, now).await,
             OAuthType::AiStudio => {}
         }
-        if issued
-            .get("tier_id")
-            .and_then(|v| v.as_str())
-            .is_some_and(|t| !tier::is_storable(t))
-        {
-            issued.remove("tier_id");
-        }
+        tier::drop_unstorable(&mut issued);
         debug!(
             account_id = %account.id,
             platform = "gemini",

@@ -6,22 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::SecondsFormat;
-use refresh_core::{
-    AccountType, Clock, Credentials, ExpiryRule, GrantFields, Platform, Secret, SystemClock,
-};
+use refresh_core::{AccountType, Clock, Credentials, Platform, Secret, SystemClock};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tracing::warn;
 
-use super::drive::{self, DRIVE_LIMIT, DRIVE_UPDATED_AT, DRIVE_USAGE};
-use super::tier::{self, GCP_ENTERPRISE, GCP_STANDARD, GOOGLE_ONE_UNKNOWN};
-use super::{GeminiConfig, OAuthType, OAuthTypeError};
-use crate::code_assist::{Caller, GeminiEndpoints, apply_project, detect_tier, discover_project};
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use super::tier::{self, GCP_ENTERPRISE, GCP_STANDARD};
+use super::{GeminiConfig, OAuthType, OAuthTypeError, drive, endpoints, issued, token_request};
+use crate::code_assist::{Caller, apply_project, detect_tier, discover_project};
+use crate::http::HttpClients;
 use crate::login::{
     LoginError, LoginFlow, LoginOptions, LoginOutcome, LoginSession, Redirect, SessionSpec,
-    account_name, code_from_paste, exchange, oauth_only, post_login_deadline, text_at,
+    account_name, code_from_paste, exchange, log_warnings, oauth_only, post_login_deadline,
+    userinfo_email,
 };
 
 /// AI Studio tiers an operator may choose (default `aistudio_free`).
@@ -164,13 +160,6 @@ impl GeminiLogin {
         }
     }
 
-    fn endpoints(&self) -> GeminiEndpoints<'_> {
-        GeminiEndpoints {
-            code_assist_base: &self.config.code_assist_base_url,
-            resource_manager_url: &self.config.resource_manager_url,
-        }
-    }
-
     /// Code Assist: the given project's tier, or the project and tier
     /// discovered (§7.1). A project not found yet leaves the discovery
     /// pending (the refresh retries it) rather than failing the login.
@@ -182,16 +171,16 @@ impl GeminiLogin {
         warnings: &mut Vec<String>,
     ) {
         let given = non_blank(options.project_id.as_deref());
+        let endpoints = endpoints(&self.config);
         let (project, detected) = match &given {
-            Some(project) => match detect_tier(caller, &self.endpoints()).await {
+            Some(project) => match detect_tier(caller, &endpoints).await {
                 Ok(tier) => (Some(project.clone()), Some(tier)),
                 Err(reason) => {
                     warnings.push(format!("tier not detected: {reason}"));
                     (Some(project.clone()), None)
                 }
             },
-            None => match discover_project(caller, &self.endpoints(), &self.config.discovery).await
-            {
+            None => match discover_project(caller, &endpoints, &self.config.discovery).await {
                 Ok(found) => (Some(found.project_id), Some(found.tier)),
                 Err(reason) => {
                     warnings.push(format!(
@@ -223,7 +212,7 @@ impl GeminiLogin {
         let project = match non_blank(options.project_id.as_deref()) {
             Some(project) => project,
             None => {
-                discover_project(caller, &self.endpoints(), &self.config.discovery)
+                discover_project(caller, &endpoints(&self.config), &self.config.discovery)
                     .await
                     .map_err(|reason| LoginError::Discovery {
                         reason: format!("Google One needs a Code Assist project: {reason}"),
@@ -233,28 +222,14 @@ impl GeminiLogin {
         };
         credentials.insert("project_id", project);
         let chosen = options.tier_id.as_deref().unwrap_or_default();
-        let tier = match caller.get(&self.config.drive_about_url).await {
-            Ok(answer) => match drive::quota(&answer) {
-                Some((limit, usage)) => {
-                    credentials.insert(DRIVE_LIMIT, limit);
-                    credentials.insert(DRIVE_USAGE, usage);
-                    credentials.insert(
-                        DRIVE_UPDATED_AT,
-                        self.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
-                    );
-                    match drive::tier_of_limit(limit) {
-                        GOOGLE_ONE_UNKNOWN => drive::fallback(chosen),
-                        known => known,
-                    }
-                }
-                None => drive::fallback(chosen),
-            },
-            Err(e) => {
+        let url = &self.config.drive_about_url;
+        let tier = drive::read_tier(caller, url, credentials, || self.clock.now(), chosen)
+            .await
+            .unwrap_or_else(|e| {
                 // The built-in client usually lacks the Drive scope (403).
                 warnings.push(format!("Drive tier not read ({})", e.describe()));
                 drive::fallback(chosen)
-            }
-        };
+            });
         credentials.insert("tier_id", tier);
         Ok(())
     }
@@ -345,26 +320,11 @@ impl LoginFlow for GeminiLogin {
             .append_pair("code_verifier", session.code_verifier().expose())
             .append_pair("redirect_uri", session.redirect_uri())
             .finish();
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Form(form),
-            self.config.timeout,
-        )
-        .header_opt("user-agent", self.config.token_user_agent.as_deref())
-        .via(options.proxy.as_ref());
-        let exchanged = exchange(&self.http, request, session).await?;
-        if exchanged.grant.refresh_token.is_none() {
-            return Err(LoginError::NoRefreshToken);
-        }
-        let mut credentials = exchanged.grant.to_credentials(
-            self.clock.now(),
-            ExpiryRule::GOOGLE,
-            GrantFields {
-                write_expires_in: false,
-                write_type_and_scope: true,
-            },
-        );
-        credentials.insert("oauth_type", oauth_type.as_str());
+        let request = token_request(&self.config, form, options.proxy.as_ref());
+        let exchanged = exchange(&self.http, request, session)
+            .await?
+            .with_refresh_token()?;
+        let mut credentials = issued(&exchanged.grant, self.clock.now(), oauth_type);
         let caller = Caller {
             http: &self.http,
             proxy: options.proxy.as_ref(),
@@ -376,15 +336,11 @@ impl LoginFlow for GeminiLogin {
         let mut warnings = Vec::new();
         let mut extra = Map::new();
         // AI Studio's scope has no userinfo.email.
-        if oauth_type != OAuthType::AiStudio {
-            match caller.get(&self.config.login.userinfo_url).await {
-                Ok(info) => {
-                    if let Some(email) = info.as_object().and_then(|i| text_at(i, &["email"])) {
-                        extra.insert("email".to_owned(), Value::String(email));
-                    }
-                }
-                Err(e) => warnings.push(format!("userinfo not read ({})", e.describe())),
-            }
+        if oauth_type != OAuthType::AiStudio
+            && let Some(email) =
+                userinfo_email(&caller, &self.config.login.userinfo_url, &mut warnings).await
+        {
+            extra.insert("email".to_owned(), Value::String(email));
         }
         match oauth_type {
             OAuthType::CodeAssist => {
@@ -407,27 +363,10 @@ impl LoginFlow for GeminiLogin {
                 credentials.insert("tier_id", tier);
             }
         }
-        if credentials
-            .get("tier_id")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !tier::is_storable(t))
-        {
-            credentials.remove("tier_id");
-        }
-        for warning in &warnings {
-            warn!(
-                platform = "gemini",
-                session_id = session.session_id(),
-                %warning,
-                "login post-login step failed"
-            );
-        }
-        let email = extra
-            .get("email")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        tier::drop_unstorable(&mut credentials);
+        log_warnings(session, &warnings);
         Ok(LoginOutcome {
-            name: account_name(session, email.as_deref()),
+            name: account_name(session, &extra, "email"),
             platform: Platform::Gemini,
             account_type: AccountType::OAuth,
             credentials,

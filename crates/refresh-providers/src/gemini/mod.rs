@@ -16,9 +16,11 @@
 
 use std::sync::Arc;
 
-use refresh_core::RefreshExecutor;
+use chrono::{DateTime, Utc};
+use refresh_core::{Credentials, ExpiryRule, GrantFields, ProxyUrl, RefreshExecutor, TokenGrant};
 
-use crate::http::HttpClients;
+use crate::code_assist::GeminiEndpoints;
+use crate::http::{HttpClients, Outgoing, RequestBody};
 
 mod config;
 mod drive;
@@ -35,4 +37,40 @@ pub use oauth_type::{OAuthType, OAuthTypeError};
 /// The Gemini executor over `http`.
 pub fn executor(config: GeminiConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {
     Arc::new(GeminiExecutor::new(config, http))
+}
+
+/// A token-endpoint request (a refresh or a code exchange) with the
+/// `form`, through `proxy`.
+fn token_request<'a>(
+    config: &'a GeminiConfig,
+    form: String,
+    proxy: Option<&'a ProxyUrl>,
+) -> Outgoing<'a> {
+    Outgoing::post(&config.token_url, RequestBody::Form(form), config.timeout)
+        .header_opt("user-agent", config.token_user_agent.as_deref())
+        .via(proxy)
+}
+
+/// The credentials a grant of an `oauth_type` account writes, at a refresh
+/// or a login: Google's expiry margin, `token_type`, `scope` and the
+/// `oauth_type`.
+fn issued(grant: &TokenGrant, now: DateTime<Utc>, oauth_type: OAuthType) -> Credentials {
+    let mut issued = grant.to_credentials(
+        now,
+        ExpiryRule::GOOGLE,
+        GrantFields {
+            write_expires_in: false,
+            write_type_and_scope: true,
+        },
+    );
+    issued.insert("oauth_type", oauth_type.as_str());
+    issued
+}
+
+/// Where `config` sends project and tier discovery.
+fn endpoints(config: &GeminiConfig) -> GeminiEndpoints<'_> {
+    GeminiEndpoints {
+        code_assist_base: &config.code_assist_base_url,
+        resource_manager_url: &config.resource_manager_url,
+    }
 }

@@ -1,5 +1,7 @@
 //! Gemini tier ids: canonical names and the stored-value check.
 
+use refresh_core::Credentials;
+
 /// `gcp_standard`.
 pub(crate) const GCP_STANDARD: &str = "gcp_standard";
 /// `gcp_enterprise`.
@@ -47,6 +49,17 @@ pub(crate) fn google_one_family(stored: &str) -> Option<&'static str> {
         GOOGLE_AI_PRO => Some(GOOGLE_AI_PRO),
         GOOGLE_AI_ULTRA => Some(GOOGLE_AI_ULTRA),
         _ => None,
+    }
+}
+
+/// Removes `tier_id` from `credentials` when it may not be stored.
+pub(crate) fn drop_unstorable(credentials: &mut Credentials) {
+    if credentials
+        .get("tier_id")
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| !is_storable(t))
+    {
+        credentials.remove("tier_id");
     }
 }
 

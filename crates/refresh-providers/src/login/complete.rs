@@ -62,6 +62,19 @@ pub(crate) struct Exchanged {
     pub(crate) body: Map<String, Value>,
 }
 
+impl Exchanged {
+    /// The exchange, if it issued a refresh token.
+    ///
+    /// # Errors
+    /// [`LoginError::NoRefreshToken`].
+    pub(crate) fn with_refresh_token(self) -> Result<Self, LoginError> {
+        if self.grant.refresh_token.is_none() {
+            return Err(LoginError::NoRefreshToken);
+        }
+        Ok(self)
+    }
+}
+
 /// Sends the code exchange `request` (bounded by its own timeout) and
 /// reads the answer.
 ///
@@ -121,16 +134,20 @@ pub(crate) async fn exchange(
     Ok(Exchanged { grant, body })
 }
 
-/// The account name: the operator's, else the email, else
-/// `<platform>-<first 8 of the session id>`.
-pub(crate) fn account_name(session: &LoginSession, email: Option<&str>) -> String {
+/// The account name: the operator's, else the email (`extra[email_key]`),
+/// else `<platform>-<first 8 of the session id>`.
+pub(crate) fn account_name(
+    session: &LoginSession,
+    extra: &Map<String, Value>,
+    email_key: &str,
+) -> String {
     session
         .options()
         .name
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .or(email)
+        .or_else(|| extra.get(email_key).and_then(Value::as_str))
         .map_or_else(
             || {
                 let id: String = session.session_id().chars().take(8).collect();
@@ -157,6 +174,35 @@ pub(crate) fn text_at(value: &Map<String, Value>, path: &[&str]) -> Option<Strin
 /// The deadline of the post-login calls: `budget` from now.
 pub(crate) fn post_login_deadline(budget: Duration) -> Instant {
     Instant::now() + budget
+}
+
+/// The email Google's userinfo endpoint at `url` answers for the caller's
+/// token; a failed call becomes a warning.
+#[cfg(feature = "code-assist")]
+pub(crate) async fn userinfo_email(
+    caller: &crate::code_assist::Caller<'_>,
+    url: &str,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    match caller.get(url).await {
+        Ok(info) => info.as_object().and_then(|i| text_at(i, &["email"])),
+        Err(e) => {
+            warnings.push(format!("userinfo not read ({})", e.describe()));
+            None
+        }
+    }
+}
+
+/// Logs each post-login step that failed without failing the login.
+pub(crate) fn log_warnings(session: &LoginSession, warnings: &[String]) {
+    for warning in warnings {
+        warn!(
+            platform = session.platform().as_str(),
+            session_id = session.session_id(),
+            %warning,
+            "login post-login step failed"
+        );
+    }
 }
 
 /// Refuses the Gemini-only options (`oauth_type`, `project_id`,

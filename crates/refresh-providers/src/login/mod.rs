@@ -39,8 +39,10 @@ mod paste;
 mod pkce;
 mod session;
 
+#[cfg(feature = "code-assist")]
+pub(crate) use complete::userinfo_email;
 pub(crate) use complete::{
-    account_name, code_from_paste, exchange, oauth_only, post_login_deadline,
+    account_name, code_from_paste, exchange, log_warnings, oauth_only, post_login_deadline,
     refuse_gemini_options, text_at,
 };
 pub use error::LoginError;

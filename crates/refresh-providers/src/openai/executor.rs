@@ -3,15 +3,13 @@
 use async_trait::async_trait;
 use refresh_core::domain::keys;
 use refresh_core::{
-    Account, Credentials, ExpiryRule, GrantFields, Platform, ProviderError, RefreshContext,
-    RefreshExecutor,
+    Account, Credentials, Platform, ProviderError, RefreshContext, RefreshExecutor,
 };
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use super::OpenAiConfig;
-use super::id_token;
-use crate::http::{Capped, HttpClients, Outgoing, RequestBody};
+use super::{OpenAiConfig, id_token, issued, token_request};
+use crate::http::{Capped, HttpClients};
 use crate::token::{claimed_refresh_token, grant_from};
 
 /// The credential key naming the account's own OAuth client.
@@ -56,18 +54,10 @@ impl RefreshExecutor for OpenAiExecutor {
             .append_pair("client_id", client_id)
             .append_pair("scope", &self.config.scope)
             .finish();
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Form(form),
-            self.config.timeout,
-        )
-        .header("user-agent", self.config.user_agent.as_str())
-        .header_opt("originator", self.config.originator.as_deref())
-        .via(account.proxy.as_ref());
+        let request = token_request(&self.config, form, account.proxy.as_ref());
         let response = self.http.send(request, ctx.deadline).await?;
         let now = ctx.now();
-        let grant = grant_from(&response, now, "openai")?;
-        let mut issued = grant.to_credentials(now, ExpiryRule::EXACT, GrantFields::default());
+        let mut issued = issued(&grant_from(&response, now, "openai")?, now);
         if let Capped::Complete(body) = &response.body {
             add_identity(&mut issued, body, now, account);
         }
@@ -103,26 +93,12 @@ fn add_identity(
     let Some(id_token) = id_token else {
         return;
     };
-    match id_token::parse(&id_token, now) {
-        Ok(claims) => {
-            for (key, value) in [
-                ("email", claims.email),
-                ("chatgpt_account_id", claims.chatgpt_account_id),
-                ("chatgpt_user_id", claims.chatgpt_user_id),
-                ("organization_id", claims.organization_id),
-                ("plan_type", claims.plan_type),
-            ] {
-                if let Some(value) = value {
-                    issued.insert(key, value);
-                }
-            }
-        }
-        Err(problem) => warn!(
+    if let Err(problem) = id_token::write_identity(issued, id_token, now) {
+        warn!(
             account_id = %account.id,
             platform = "openai",
             problem = problem.as_str(),
             "id_token not usable; claims skipped"
-        ),
+        );
     }
-    issued.insert("id_token", id_token);
 }

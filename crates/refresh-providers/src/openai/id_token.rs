@@ -1,10 +1,11 @@
 //! The claims read from OpenAI's `id_token` (decoded without signature
 //! verification, as every peer does: it only labels the account).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use refresh_core::Credentials;
 use serde_json::Value;
+
+use crate::jwt;
 
 /// `exp` may be this many seconds in the past.
 const EXP_TOLERANCE_SECS: i64 = 120;
@@ -42,18 +43,11 @@ impl IdTokenProblem {
 
 /// Decodes the payload of `token` and reads its claims at `now`.
 pub(crate) fn parse(token: &str, now: DateTime<Utc>) -> Result<IdClaims, IdTokenProblem> {
-    let mut parts = token.trim().split('.');
-    let (Some(_header), Some(payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let token = token.trim();
+    if token.split('.').count() != 3 {
         return Err(IdTokenProblem::Malformed);
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|_| IdTokenProblem::Malformed)?;
-    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&bytes) else {
-        return Err(IdTokenProblem::Malformed);
-    };
+    }
+    let claims = jwt::claims(token).ok_or(IdTokenProblem::Malformed)?;
     if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
         && exp.saturating_add(EXP_TOLERANCE_SECS) < now.timestamp()
     {
@@ -91,8 +85,38 @@ pub(crate) fn parse(token: &str, now: DateTime<Utc>) -> Result<IdClaims, IdToken
     })
 }
 
+/// Writes `token` into `credentials` under `id_token`, preceded by its
+/// claims when it decodes at `now`; returns its email claim, or why the
+/// claims were skipped.
+pub(crate) fn write_identity(
+    credentials: &mut Credentials,
+    token: String,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, IdTokenProblem> {
+    let email = parse(&token, now).map(|claims| {
+        let email = claims.email.clone();
+        for (key, value) in [
+            ("email", claims.email),
+            ("chatgpt_account_id", claims.chatgpt_account_id),
+            ("chatgpt_user_id", claims.chatgpt_user_id),
+            ("organization_id", claims.organization_id),
+            ("plan_type", claims.plan_type),
+        ] {
+            if let Some(value) = value {
+                credentials.insert(key, value);
+            }
+        }
+        email
+    });
+    credentials.insert("id_token", token);
+    email
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
     use serde_json::json;
 

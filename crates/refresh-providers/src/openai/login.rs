@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use refresh_core::{AccountType, Clock, ExpiryRule, GrantFields, Platform, SystemClock};
+use refresh_core::{AccountType, Clock, Platform, SystemClock};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::warn;
 
-use super::{OpenAiConfig, id_token};
-use crate::http::{HttpClients, Outgoing, RequestBody};
+use super::{OpenAiConfig, id_token, issued, token_request};
+use crate::http::HttpClients;
 use crate::login::{
     LoginError, LoginFlow, LoginOptions, LoginOutcome, LoginSession, SessionSpec, account_name,
     code_from_paste, exchange, oauth_only, refuse_gemini_options, text_at,
@@ -141,23 +141,12 @@ impl LoginFlow for OpenAiLogin {
             .append_pair("client_id", session.client_id())
             .append_pair("code_verifier", session.code_verifier().expose())
             .finish();
-        let request = Outgoing::post(
-            &self.config.token_url,
-            RequestBody::Form(form),
-            self.config.timeout,
-        )
-        .header("user-agent", self.config.user_agent.as_str())
-        .header_opt("originator", self.config.originator.as_deref())
-        .via(session.options().proxy.as_ref());
-        let exchanged = exchange(&self.http, request, session).await?;
-        if exchanged.grant.refresh_token.is_none() {
-            return Err(LoginError::NoRefreshToken);
-        }
+        let request = token_request(&self.config, form, session.options().proxy.as_ref());
+        let exchanged = exchange(&self.http, request, session)
+            .await?
+            .with_refresh_token()?;
         let now = self.clock.now();
-        let mut credentials =
-            exchanged
-                .grant
-                .to_credentials(now, ExpiryRule::EXACT, GrantFields::default());
+        let mut credentials = issued(&exchanged.grant, now);
         // The grant belongs to this client: refreshes must present it.
         credentials.insert("client_id", session.client_id());
         let mut warnings = Vec::new();
@@ -166,46 +155,28 @@ impl LoginFlow for OpenAiLogin {
             None => {
                 warnings.push("the token response has no id_token; no identity stored".to_owned())
             }
-            Some(token) => {
-                match id_token::parse(&token, now) {
-                    Ok(claims) => {
-                        if let Some(email) = &claims.email {
-                            extra.insert("email".to_owned(), Value::String(email.clone()));
-                        }
-                        for (key, value) in [
-                            ("email", claims.email),
-                            ("chatgpt_account_id", claims.chatgpt_account_id),
-                            ("chatgpt_user_id", claims.chatgpt_user_id),
-                            ("organization_id", claims.organization_id),
-                            ("plan_type", claims.plan_type),
-                        ] {
-                            if let Some(value) = value {
-                                credentials.insert(key, value);
-                            }
-                        }
-                    }
-                    Err(problem) => {
-                        warn!(
-                            platform = "openai",
-                            session_id = session.session_id(),
-                            problem = problem.as_str(),
-                            "login id_token not usable; claims skipped"
-                        );
-                        warnings.push(format!(
-                            "the id_token is {}; no identity stored",
-                            problem.as_str()
-                        ));
+            Some(token) => match id_token::write_identity(&mut credentials, token, now) {
+                Ok(email) => {
+                    if let Some(email) = email {
+                        extra.insert("email".to_owned(), Value::String(email));
                     }
                 }
-                credentials.insert("id_token", token);
-            }
+                Err(problem) => {
+                    warn!(
+                        platform = "openai",
+                        session_id = session.session_id(),
+                        problem = problem.as_str(),
+                        "login id_token not usable; claims skipped"
+                    );
+                    warnings.push(format!(
+                        "the id_token is {}; no identity stored",
+                        problem.as_str()
+                    ));
+                }
+            },
         }
-        let email = extra
-            .get("email")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         Ok(LoginOutcome {
-            name: account_name(session, email.as_deref()),
+            name: account_name(session, &extra, "email"),
             platform: Platform::OpenAi,
             account_type: AccountType::OAuth,
             credentials,

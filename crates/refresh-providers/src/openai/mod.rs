@@ -14,9 +14,10 @@
 
 use std::sync::Arc;
 
-use refresh_core::RefreshExecutor;
+use chrono::{DateTime, Utc};
+use refresh_core::{Credentials, ExpiryRule, GrantFields, ProxyUrl, RefreshExecutor, TokenGrant};
 
-use crate::http::HttpClients;
+use crate::http::{HttpClients, Outgoing, RequestBody};
 
 mod config;
 mod executor;
@@ -30,4 +31,23 @@ pub use login::{OpenAiLogin, OpenAiLoginConfig};
 /// The OpenAI executor over `http`.
 pub fn executor(config: OpenAiConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {
     Arc::new(OpenAiExecutor::new(config, http))
+}
+
+/// A token-endpoint request (a refresh or a code exchange) with the
+/// `form` and the Codex headers, through `proxy`.
+fn token_request<'a>(
+    config: &'a OpenAiConfig,
+    form: String,
+    proxy: Option<&'a ProxyUrl>,
+) -> Outgoing<'a> {
+    Outgoing::post(&config.token_url, RequestBody::Form(form), config.timeout)
+        .header("user-agent", config.user_agent.as_str())
+        .header_opt("originator", config.originator.as_deref())
+        .via(proxy)
+}
+
+/// The credentials a grant writes, at a refresh or a login: the exact
+/// expiry, no `expires_in`, `token_type` or `scope`.
+fn issued(grant: &TokenGrant, now: DateTime<Utc>) -> Credentials {
+    grant.to_credentials(now, ExpiryRule::EXACT, GrantFields::default())
 }

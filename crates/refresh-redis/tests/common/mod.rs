@@ -1,13 +1,21 @@
 //! Shared test helpers: the servers `cargo xtask test` provides, a unique
-//! key prefix per test (its keys deleted at the end), and throwaway
-//! `redis-server`s for the tests that kill or restart one.
+//! key prefix per test (its keys deleted at the end), keys, tokens and raw
+//! commands as the tests write them, throwaway `redis-server`s for the
+//! tests that kill or restart one, and the four-process flow run
+//! ([`flow`]).
 #![allow(dead_code, unreachable_pub, unused_macros)]
+
+pub mod flow;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{FromRedisValue, ToRedisArgs};
+use refresh_core::ports::CachedToken;
+use refresh_core::{RefreshKey, Secret};
 use refresh_redis::{RedisBackend, RedisConfig};
 
 /// The single server (`REFRESH_TEST_REDIS_URL`).
@@ -56,6 +64,53 @@ pub fn config(deployment: Deployment, test: &str) -> RedisConfig {
     }
     .expect("test URLs are valid");
     config.with_prefix(unique_prefix(test))
+}
+
+/// A config for `url` under `prefix` with `timeout` as command timeout.
+pub fn timed_config(url: String, prefix: &str, timeout: Duration) -> RedisConfig {
+    RedisConfig::new(url)
+        .expect("valid url")
+        .with_prefix(prefix)
+        .with_command_timeout(timeout)
+}
+
+/// The refresh key of account `name` (`anthropic:account:<name>`).
+pub fn key(name: &str) -> RefreshKey {
+    RefreshKey::from_raw(format!("anthropic:account:{name}"))
+}
+
+/// The README's key layout: `<prefix>:<kind>:{k:<refresh key>}`.
+pub fn raw_key(prefix: &str, kind: &str, k: &RefreshKey) -> String {
+    format!("{prefix}:{kind}:{{k:{}}}", k.as_str())
+}
+
+/// A cached token `text` of `version`, without expiry.
+pub fn token(text: &str, version: u64) -> CachedToken {
+    CachedToken {
+        access_token: Secret::from(text),
+        version,
+        expires_at: None,
+    }
+}
+
+/// A plain connection to the server at `url`, for writing and reading
+/// keys behind the backends' back.
+pub async fn raw(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+/// Runs the command `args` (its name first) on `conn`; panics on an error
+/// reply.
+pub async fn exec<T: FromRedisValue>(conn: &mut impl ConnectionLike, args: impl ToRedisArgs) -> T {
+    redis::Cmd::new()
+        .arg(args)
+        .query_async(conn)
+        .await
+        .expect("redis command")
 }
 
 /// Connects to `deployment` with a fresh prefix.
@@ -131,6 +186,14 @@ impl OwnServer {
     /// The URL of the server.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A backend on this server under `prefix`, with `timeout` as command
+    /// timeout.
+    pub async fn backend(&self, prefix: &str, timeout: Duration) -> RedisBackend {
+        RedisBackend::connect(timed_config(self.url(), prefix, timeout))
+            .await
+            .expect("a single server connects lazily")
     }
 
     /// Its process id.
