@@ -1055,8 +1055,7 @@ fn fixed_emulator_config_and_grant_spec_debug_show_secrets() {
 
 #[tokio::test]
 async fn held_no_secret_in_trace_logs_errors_or_debug_through_proxies_and_faults() {
-    let captured = Captured::default();
-    let _guard = captured.install();
+    let captured = Captured::global();
 
     const PROXY_PW: &str = "Pr0xyPw-Zq8Xv2Lm5Kd7";
     const AI_SECRET: &str = "GOCSPX-aistudio-Hq8Lm2Zx5Kd7";
@@ -1136,7 +1135,6 @@ async fn held_no_secret_in_trace_logs_errors_or_debug_through_proxies_and_faults
             http.clone()
         )
     ));
-    drop(_guard);
     let log = captured.text();
     let shown = shown.join("\n");
     let mut secrets: Vec<String> = emu

@@ -204,8 +204,7 @@ async fn refresh_with(
 /// the authorize parameters, the exchange body and headers, the
 /// credentials, a refresh afterwards, and where the verifier went.
 async fn end_to_end(platform: Platform, options: LoginOptions, expected_params: &[(&str, &str)]) {
-    let captured = Captured::default();
-    let guard = captured.install();
+    let captured = Captured::global();
     let emu = Emulator::start().await.unwrap();
     emu.record_requests(true);
     emu.queue_login(GrantSpec {
@@ -262,7 +261,6 @@ async fn end_to_end(platform: Platform, options: LoginOptions, expected_params: 
     let pasted = paste_for(&platform, &location);
 
     let outcome = flow.complete_login(&session, &pasted).await.unwrap();
-    drop(guard);
 
     // The exchange: one request, its exact body and headers.
     let sent = exchanges(&emu, &platform);

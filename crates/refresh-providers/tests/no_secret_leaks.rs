@@ -146,8 +146,7 @@ async fn every_outcome(emu: &Emulator, platform: &Platform, shown: &mut Vec<Stri
 
 #[tokio::test]
 async fn no_issued_token_appears_in_logs_or_in_any_debug_or_display() {
-    let captured = Captured::default();
-    let _guard = captured.install();
+    let captured = Captured::global();
 
     let emu = Emulator::start().await.unwrap();
     let mut shown = Vec::new();
@@ -155,7 +154,6 @@ async fn no_issued_token_appears_in_logs_or_in_any_debug_or_display() {
         every_outcome(&emu, platform, &mut shown).await;
     }
     shown.push(format!("{emu:?} {:?}", emu.stats()));
-    drop(_guard);
 
     let log = captured.text();
     let shown = shown.join("\n");

@@ -186,6 +186,8 @@ pub fn jwt(claims: &Value) -> String {
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
+static GLOBAL: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -198,15 +200,27 @@ impl Write for Captured {
 }
 
 impl Captured {
-    /// Captures every TRACE event of this thread until the guard drops.
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    /// The capture of every TRACE event of this test binary, from every
+    /// thread and every test, from the first call on. A process-wide
+    /// subscriber, not a scoped one: a scoped (`set_default`) subscriber
+    /// misses events whose callsite interest another test's thread cached
+    /// first, which made log assertions flaky. Leak checks only get
+    /// stricter for seeing other tests' events too.
+    pub fn global() -> Self {
+        GLOBAL
+            .get_or_init(|| {
+                let captured = Self::default();
+                let writer = captured.clone();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::TRACE)
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish();
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("no other global subscriber in this test binary");
+                captured
+            })
+            .clone()
     }
 
     /// Everything captured so far.
