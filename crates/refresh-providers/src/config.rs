@@ -103,16 +103,50 @@ fn executors(config: ProvidersConfig, http: &HttpClients) -> Vec<Arc<dyn Refresh
     all
 }
 
-/// `serde` helpers for durations written as seconds (integer or
-/// fractional) in configuration files.
+/// `serde` helpers for durations in configuration files: a number of
+/// seconds (integer or fractional) or a human form (`"60s"`, `"5m"`,
+/// `"1h 30m"`).
 pub(crate) mod duration_secs {
+    use std::fmt;
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+        d.deserialize_any(Secs)
+    }
+
+    struct Secs;
+
+    impl Visitor<'_> for Secs {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number of seconds or a duration such as \"60s\" or \"5m\"")
+        }
+
+        fn visit_u64<E: de::Error>(self, secs: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(secs))
+        }
+
+        fn visit_i64<E: de::Error>(self, secs: i64) -> Result<Duration, E> {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom("a duration cannot be negative"))
+        }
+
+        fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Duration, E> {
+            Duration::try_from_secs_f64(secs).map_err(E::custom)
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            humantime::parse_duration(text.trim()).map_err(|e| {
+                E::custom(format!(
+                    "expected a number of seconds or a duration such as \"60s\" ({e})"
+                ))
+            })
+        }
     }
 }
 
@@ -135,6 +169,22 @@ mod tests {
         assert_eq!(http.connect_timeout, std::time::Duration::from_millis(2500));
         assert_eq!(http.max_body_bytes, 4096);
         assert!(serde_json::from_str::<HttpConfig>(r#"{"connect_timeout": -1}"#).is_err());
+        let http: HttpConfig =
+            serde_json::from_str(r#"{"connect_timeout": "1m 30s", "client_idle_timeout": 7}"#)
+                .unwrap();
+        assert_eq!(http.connect_timeout, std::time::Duration::from_secs(90));
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"connect_timeout": "soon"}"#).is_err());
+    }
+
+    #[cfg(all(feature = "gemini", feature = "antigravity"))]
+    #[test]
+    fn the_operator_keys_for_code_assist_urls_are_read() {
+        let config: ProvidersConfig = serde_json::from_str(
+            r#"{"gemini": {"code_assist_url": "http://g"}, "antigravity": {"code_assist_urls": ["http://a", "http://b"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.gemini.code_assist_base_url, "http://g");
+        assert_eq!(config.antigravity.code_assist_base_urls, ["http://a", "http://b"]);
     }
 
     #[test]
