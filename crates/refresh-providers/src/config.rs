@@ -184,7 +184,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.gemini.code_assist_base_url, "http://g");
-        assert_eq!(config.antigravity.code_assist_base_urls, ["http://a", "http://b"]);
+        assert_eq!(
+            config.antigravity.code_assist_base_urls,
+            ["http://a", "http://b"]
+        );
     }
 
     #[test]
