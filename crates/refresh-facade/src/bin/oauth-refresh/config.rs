@@ -409,19 +409,16 @@ fn check_toml_syntax(path: &Path) -> Result<(), CliError> {
 fn describe(error: &figment::Error) -> String {
     use figment::error::Kind;
     let key = error.path.join(".");
-    let location = match (&error.metadata, &error.profile) {
-        (Some(md), profile) => match md.source.as_ref().and_then(|s| s.file_path()) {
+    let location = match &error.metadata {
+        Some(md) => match md.source.as_ref().and_then(|s| s.file_path()) {
             Some(path) => format!("config file {}", path.display()),
-            None if md.name.contains("environment") => {
-                let profile = profile.clone().unwrap_or_default();
-                format!(
-                    "environment variable {}",
-                    md.interpolate(&profile, &error.path)
-                )
-            }
+            None if md.name.contains("environment") => format!(
+                "environment variable {ENV_PREFIX}{}",
+                error.path.join("__").to_uppercase()
+            ),
             None => "command line".to_owned(),
         },
-        (None, _) => "configuration".to_owned(),
+        None => "configuration".to_owned(),
     };
     let what = match &error.kind {
         Kind::UnknownField(field, expected) => {

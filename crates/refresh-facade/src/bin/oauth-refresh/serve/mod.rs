@@ -153,19 +153,24 @@ pub(crate) async fn run(
     info!(%local, worker = worker.is_some(), redis = stack.has_redis(), "serving");
     output::print_line(&format!("listening on http://{local}"));
 
+    let mut server_done = false;
     tokio::select! {
+        biased;
         () = shutdown.cancelled() => {}
         result = &mut server => {
-            // The server ended on its own: an I/O error on the listener.
-            return Err(match result {
-                Ok(Err(e)) => CliError::with("the HTTP server stopped", e),
-                _ => CliError::new("the HTTP server stopped"),
-            });
+            server_done = true;
+            if !shutdown.is_cancelled() {
+                // The server ended on its own: an I/O error on the listener.
+                return Err(match result {
+                    Ok(Err(e)) => CliError::with("the HTTP server stopped", e),
+                    _ => CliError::new("the HTTP server stopped"),
+                });
+            }
         }
     }
     let grace = c.shutdown_grace;
     let deadline = Instant::now() + grace;
-    if tokio::time::timeout(grace, &mut server).await.is_err() {
+    if !server_done && tokio::time::timeout(grace, &mut server).await.is_err() {
         warn!("requests still open when the shutdown grace period ended; closing them");
         server.abort();
     }
