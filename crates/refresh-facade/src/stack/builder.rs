@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use refresh_core::Platform;
+use refresh_core::policy::{LockWait, ProviderRefreshPolicy};
 use refresh_core::{
     BackgroundConfig, BackgroundRefresher, ExecutorRegistry, FlowConfig, FlowObserver,
     LockStrategy, RefreshExecutor, RefreshFlow, RefreshLock, TokenCache, TokenProvider,
@@ -239,6 +241,9 @@ impl RefreshStackBuilder {
         })?;
 
         let mut tokens = TokenProvider::builder(flow.clone(), executors.clone());
+        for platform in [Platform::Anthropic, Platform::OpenAi] {
+            tokens = tokens.policy(platform.clone(), waiting_policy(&platform));
+        }
         if let Some(cache) = &shared {
             tokens = tokens.shared_cache(Arc::clone(cache));
         }
@@ -274,5 +279,33 @@ impl RefreshStackBuilder {
                 calls,
             }),
         })
+    }
+}
+
+/// How long, at most, a caller that finds a rotating account's refresh held
+/// by another instance waits for the new token (in short polls of the
+/// stored account, cut short by a Redis notification) before it settles
+/// for the previous token while that is still valid.
+const WAIT_FOR_NEW_TOKEN: Duration = Duration::from_secs(5);
+
+/// The request-path policy the stack uses for Claude and OpenAI: core's
+/// (REFERENCE.md §4), but a caller waits up to [`WAIT_FOR_NEW_TOKEN`] for
+/// the holder's new token instead of 200 / 456 ms, so every caller of a
+/// stampede is served the token the refresh produced (invariant 8), not
+/// the old one it replaces.
+fn waiting_policy(platform: &Platform) -> ProviderRefreshPolicy {
+    let mut schedule: Vec<Duration> = [20, 40, 80, 160, 320].map(Duration::from_millis).to_vec();
+    let mut total: Duration = schedule.iter().sum();
+    while total < WAIT_FOR_NEW_TOKEN {
+        schedule.push(Duration::from_millis(250));
+        total += Duration::from_millis(250);
+    }
+    ProviderRefreshPolicy {
+        wait: LockWait {
+            schedule,
+            warn_after: Duration::from_secs(2),
+            ..LockWait::backoff()
+        },
+        ..ProviderRefreshPolicy::for_platform(platform)
     }
 }
