@@ -115,6 +115,11 @@ async fn migrate_import_list_show_token_refresh_on_postgres_with_redis() {
     assert!(store(&before, "redis") >= 1.0, "the cold read asked Redis");
     assert_eq!(store(&after, "database"), store(&before, "database"));
     assert_eq!(store(&after, "redis"), store(&before, "redis"));
+    // Redis holds the cached token sealed, never in clear.
+    let (keys, values) = dump_prefix(&redis.url, &redis.prefix).await;
+    assert!(keys >= 1, "the token was cached in Redis");
+    assert!(values.contains("s1."), "a sealed envelope: {values}");
+    assert_no_secret(&sb.emulator, &values, "Redis");
     served.signal("-TERM");
     assert!(served.wait().await.success(), "{}", served.logs());
     assert_no_secret(&sb.emulator, &served.logs(), "the serve log");

@@ -13,6 +13,10 @@ use crate::http::{HttpClients, HttpConfig};
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
+    /// Points every provider's URLs at this base (the real paths kept), as
+    /// [`with_base_url`](Self::with_base_url) does: for the emulator and
+    /// tests. `None` (the default) keeps each provider's URLs.
+    pub base_url: Option<String>,
     /// The shared HTTP layer.
     pub http: HttpConfig,
     /// Anthropic (Claude).
@@ -27,6 +31,20 @@ pub struct ProvidersConfig {
     /// Antigravity.
     #[cfg(feature = "antigravity")]
     pub antigravity: crate::antigravity::AntigravityConfig,
+    // A section of a provider whose feature is off is accepted and
+    // ignored, so one config file serves every build.
+    #[cfg(not(feature = "claude"))]
+    #[serde(rename = "claude")]
+    _claude: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "openai"))]
+    #[serde(rename = "openai")]
+    _openai: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "gemini"))]
+    #[serde(rename = "gemini")]
+    _gemini: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "antigravity"))]
+    #[serde(rename = "antigravity")]
+    _antigravity: Option<serde::de::IgnoredAny>,
 }
 
 impl ProvidersConfig {
@@ -54,35 +72,60 @@ impl ProvidersConfig {
         self
     }
 
-    /// Checks settings that cannot work (a half-configured AI Studio
-    /// client, an empty URL list).
+    /// The configuration as the executors use it: [`base_url`](Self::base_url)
+    /// applied.
+    pub fn resolved(self) -> Self {
+        match self.base_url.clone() {
+            Some(base) if !base.trim().is_empty() => self.with_base_url(base.trim()),
+            _ => self,
+        }
+    }
+
+    /// Checks every setting that cannot work before the first refresh:
+    /// URLs that are not absolute `http(s)` URLs, timeouts too short to be
+    /// answered in or too long, a body cap that could cut a token answer,
+    /// header values that are not printable ASCII, a half-configured AI
+    /// Studio client, an empty base-URL list, discovery without a reserve.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let config = self.clone().resolved();
+        if let Some(base) = &config.base_url {
+            crate::validate::url("base_url", base)?;
+        }
+        config.http.validate()?;
+        #[cfg(feature = "claude")]
+        config.claude.validate()?;
+        #[cfg(feature = "openai")]
+        config.openai.validate()?;
         #[cfg(feature = "gemini")]
-        self.gemini.validate()?;
+        config.gemini.validate()?;
         #[cfg(feature = "antigravity")]
-        self.antigravity.validate()?;
+        config.antigravity.validate()?;
         Ok(())
     }
 }
 
-/// Registers the executor of every enabled provider in `registry`, sharing
-/// one [`HttpClients`] pool.
+/// Registers the executor of every enabled provider in `registry` (an
+/// executor already registered for a platform is replaced), sharing one
+/// [`HttpClients`] pool, which it returns (to read
+/// [`clients_built`](HttpClients::clients_built), or to build more
+/// executors on the same pool).
 ///
 /// # Errors
 /// As [`ProvidersConfig::validate`]; nothing is registered then.
 pub fn register_all(
     registry: &mut ExecutorRegistry,
     config: ProvidersConfig,
-) -> Result<(), ConfigError> {
+) -> Result<HttpClients, ConfigError> {
     config.validate()?;
+    let config = config.resolved();
     let http = HttpClients::new(config.http.clone());
     for executor in executors(config, &http) {
         registry.register(executor);
     }
-    Ok(())
+    Ok(http)
 }
 
 /// The executors of every enabled provider over `http`.
@@ -104,48 +147,29 @@ fn executors(config: ProvidersConfig, http: &HttpClients) -> Vec<Arc<dyn Refresh
 }
 
 /// `serde` helpers for durations in configuration files: a number of
-/// seconds (integer or fractional) or a human form (`"60s"`, `"5m"`,
-/// `"1h 30m"`).
+/// seconds (integer or fractional) or a human string (`"60s"`, `"1m 30s"`,
+/// `"500ms"`).
 pub(crate) mod duration_secs {
-    use std::fmt;
     use std::time::Duration;
 
-    use serde::Deserializer;
-    use serde::de::{self, Visitor};
+    use serde::{Deserialize, Deserializer};
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(Secs)
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Seconds(f64),
+        Text(String),
     }
 
-    struct Secs;
-
-    impl Visitor<'_> for Secs {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a number of seconds or a duration such as \"60s\" or \"5m\"")
-        }
-
-        fn visit_u64<E: de::Error>(self, secs: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(secs))
-        }
-
-        fn visit_i64<E: de::Error>(self, secs: i64) -> Result<Duration, E> {
-            u64::try_from(secs)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom("a duration cannot be negative"))
-        }
-
-        fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Duration, E> {
-            Duration::try_from_secs_f64(secs).map_err(E::custom)
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
-            humantime::parse_duration(text.trim()).map_err(|e| {
-                E::custom(format!(
-                    "expected a number of seconds or a duration such as \"60s\" ({e})"
-                ))
-            })
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Written::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected seconds (a number) or a duration like \"60s\"")
+        })? {
+            Written::Seconds(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+                serde::de::Error::custom(format!("{secs} is not a duration in seconds"))
+            }),
+            Written::Text(text) => humantime::parse_duration(text.trim())
+                .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration ({e})"))),
         }
     }
 }
@@ -169,25 +193,6 @@ mod tests {
         assert_eq!(http.connect_timeout, std::time::Duration::from_millis(2500));
         assert_eq!(http.max_body_bytes, 4096);
         assert!(serde_json::from_str::<HttpConfig>(r#"{"connect_timeout": -1}"#).is_err());
-        let http: HttpConfig =
-            serde_json::from_str(r#"{"connect_timeout": "1m 30s", "client_idle_timeout": 7}"#)
-                .unwrap();
-        assert_eq!(http.connect_timeout, std::time::Duration::from_secs(90));
-        assert!(serde_json::from_str::<HttpConfig>(r#"{"connect_timeout": "soon"}"#).is_err());
-    }
-
-    #[cfg(all(feature = "gemini", feature = "antigravity"))]
-    #[test]
-    fn the_operator_keys_for_code_assist_urls_are_read() {
-        let config: ProvidersConfig = serde_json::from_str(
-            r#"{"gemini": {"code_assist_url": "http://g"}, "antigravity": {"code_assist_urls": ["http://a", "http://b"]}}"#,
-        )
-        .unwrap();
-        assert_eq!(config.gemini.code_assist_base_url, "http://g");
-        assert_eq!(
-            config.antigravity.code_assist_base_urls,
-            ["http://a", "http://b"]
-        );
     }
 
     #[test]
@@ -204,6 +209,20 @@ mod tests {
             registry.max_min_window(),
             std::time::Duration::from_secs(15 * 60),
             "Antigravity's 15 min minimum window"
+        );
+    }
+
+    #[cfg(all(feature = "gemini", feature = "antigravity"))]
+    #[test]
+    fn the_operator_keys_for_code_assist_urls_are_read() {
+        let config: ProvidersConfig = serde_json::from_str(
+            r#"{"gemini": {"code_assist_url": "http://g"}, "antigravity": {"code_assist_urls": ["http://a", "http://b"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.gemini.code_assist_base_url, "http://g");
+        assert_eq!(
+            config.antigravity.code_assist_base_urls,
+            ["http://a", "http://b"]
         );
     }
 }

@@ -16,9 +16,13 @@
 //!   distinct account proxy (http, https, socks5), failing closed;
 //!   connect and total timeouts bounded by the refresh deadline; a
 //!   response-size cap enforced while streaming.
+//! - [`login`]: adding an account by the OAuth authorization-code flow
+//!   with PKCE (REFERENCE.md §13), one `LoginFlow` per provider beside its
+//!   executor; [`cli_import`]: the official CLIs' credential files.
 //! - `emulator` (feature `emulator`): the four token endpoints with
-//!   rotation and reuse detection, Code Assist, faults, an admin API, and
-//!   the `oauth-emulator` binary.
+//!   rotation and reuse detection, the authorize endpoints and code
+//!   exchange, Code Assist, faults, an admin API, and the
+//!   `oauth-emulator` binary.
 //!
 //! What each executor sends and reads back is in the crate README.
 //!
@@ -50,6 +54,7 @@
 pub mod antigravity;
 #[cfg(feature = "claude")]
 pub mod claude;
+pub mod cli_import;
 #[cfg(feature = "code-assist")]
 mod code_assist;
 mod config;
@@ -58,9 +63,11 @@ pub mod emulator;
 #[cfg(feature = "gemini")]
 pub mod gemini;
 mod http;
+pub mod login;
 #[cfg(feature = "openai")]
 pub mod openai;
 mod token;
+mod validate;
 
 #[cfg(feature = "code-assist")]
 pub use code_assist::{DiscoveryTiming, PROJECT_DISCOVERY_PENDING};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
-use refresh_core::ports::{CachedToken, PutOutcome, RefreshNotice, TokenCache};
+use refresh_core::ports::{CachedToken, PutOutcome, RefreshNotice, Sealer, TokenCache};
 use refresh_core::{RefreshKey, StorageError};
 
 use crate::config::Topology;
@@ -20,10 +20,16 @@ static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua
 /// higher cached version. Notifications go over `PUBLISH` and ONE
 /// subscriber connection per cache (clones share it), multiplexing every
 /// waiter.
+///
+/// With a [`Sealer`] ([`with_sealer`](Self::with_sealer)) the payload is
+/// sealed, bound to its key: Redis (its memory, an RDB dump, a replica)
+/// never holds an access token in clear, and an entry copied to another
+/// key does not open.
 #[derive(Clone)]
 pub struct RedisTokenCache {
     inner: Arc<Inner>,
     hub: Arc<Mutex<Option<Hub>>>,
+    sealer: Option<Arc<dyn Sealer>>,
 }
 
 impl std::fmt::Debug for RedisTokenCache {
@@ -37,7 +43,27 @@ impl RedisTokenCache {
         Self {
             inner,
             hub: Arc::new(Mutex::new(None)),
+            sealer: None,
         }
+    }
+
+    /// Seals every cached payload with `sealer` (the same keys that seal
+    /// credentials at rest). Entries written unsealed, or sealed under a
+    /// key the sealer does not hold, read as `InvalidData` (the token
+    /// provider then treats them as a miss) until they are overwritten or
+    /// lapse.
+    pub fn with_sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// The associated data binding a sealed payload to its key.
+    fn seal_context(key: &RefreshKey) -> Vec<u8> {
+        [
+            b"oauth-refresh:redis-token:".as_slice(),
+            key.as_str().as_bytes(),
+        ]
+        .concat()
     }
 
     /// The notification task, started on the current runtime the first
@@ -63,6 +89,18 @@ impl TokenCache for RedisTokenCache {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(self.inner.keys.token(key)).arg("d");
         let payload: Option<Vec<u8>> = self.inner.query("redis_cache_get", &cmd).await?;
+        let payload = match (payload, &self.sealer) {
+            (Some(sealed), Some(sealer)) => {
+                let envelope = std::str::from_utf8(&sealed).map_err(|_| {
+                    StorageError::invalid_data("redis_cache_get", "cached token is not sealed")
+                })?;
+                let opened = sealer
+                    .open(envelope, &Self::seal_context(key))
+                    .map_err(|e| StorageError::invalid_data("redis_cache_get", e.to_string()))?;
+                Some(opened)
+            }
+            (payload, _) => payload,
+        };
         payload
             .map(|bytes| {
                 serde_json::from_slice(&bytes).map_err(|e| {
@@ -81,12 +119,18 @@ impl TokenCache for RedisTokenCache {
         token: &CachedToken,
         ttl: Duration,
     ) -> Result<PutOutcome, StorageError> {
-        let payload = serde_json::to_vec(token).map_err(|e| {
+        let mut payload = serde_json::to_vec(token).map_err(|e| {
             StorageError::other(
                 "redis_cache_put",
                 format!("token does not encode ({:?})", e.classify()),
             )
         })?;
+        if let Some(sealer) = &self.sealer {
+            payload = sealer
+                .seal(&payload, &Self::seal_context(key))
+                .map_err(|e| StorageError::other("redis_cache_put", e.to_string()))?
+                .into_bytes();
+        }
         let entry = self.inner.keys.token(key);
         let version = token.version.to_string();
         let cached: Option<String> = self

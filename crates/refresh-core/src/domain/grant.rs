@@ -107,11 +107,7 @@ impl TokenGrant {
         if body.len() > Self::MAX_BODY_BYTES {
             return Err(invalid("token response larger than 1 MiB"));
         }
-        let value: Value =
-            serde_json::from_slice(body).map_err(|_| invalid("token response is not JSON"))?;
-        let Value::Object(map) = value else {
-            return Err(invalid("token response is not a JSON object"));
-        };
+        let map = lenient_object(body)?;
         let access_token = match map.get(keys::ACCESS_TOKEN) {
             None | Some(Value::Null) => return Err(invalid("token response has no access_token")),
             Some(Value::String(at)) if at.trim().is_empty() => {
@@ -193,6 +189,40 @@ impl TokenGrant {
     }
 }
 
+/// The top-level object of `body`, each value parsed on its own: a value
+/// that is valid JSON syntax but not representable (a number out of `f64`
+/// range, like `"expires_in": 1e400`) is dropped as unreadable instead of
+/// failing the whole body, which would throw away a rotated refresh token
+/// over a cosmetic field.
+fn lenient_object(body: &[u8]) -> Result<Map<String, Value>, ProviderError> {
+    use std::collections::BTreeMap;
+
+    use serde_json::value::RawValue;
+
+    let invalid = |reason: &str| ProviderError::InvalidResponse {
+        reason: reason.to_owned(),
+    };
+    let raw: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(body) {
+        Ok(raw) => raw,
+        Err(_) => {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => invalid("token response is not a JSON object"),
+                    Err(_) => invalid("token response is not JSON"),
+                },
+            );
+        }
+    };
+    Ok(raw
+        .into_iter()
+        .filter_map(|(key, value)| {
+            serde_json::from_str::<Value>(value.get())
+                .ok()
+                .map(|value| (key, value))
+        })
+        .collect())
+}
+
 /// `map[key]` when it is a non-blank string, trimmed.
 fn non_blank_string(map: &Map<String, Value>, key: &str) -> Option<String> {
     map.get(key)
@@ -232,6 +262,27 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_number_out_of_range_never_throws_the_rotation_away() {
+        for body in [
+            &br#"{"access_token":"at","refresh_token":"rt-2","expires_in":1e400}"#[..],
+            br#"{"access_token":"at","refresh_token":"rt-2","expires_in":-1e400,"x":{"y":1e999}}"#,
+        ] {
+            let grant = TokenGrant::from_json(body).expect("the tokens are kept");
+            assert_eq!(grant.refresh_token.unwrap().expose(), "rt-2");
+            assert_eq!(grant.expires_in, None, "an unreadable expiry is unknown");
+        }
+        for (body, reason) in [
+            (&b"[1,2]"[..], "not a JSON object"),
+            (b"1e400", "not a JSON object"),
+            (b"{\"access_token\":", "not JSON"),
+            (b"<html>", "not JSON"),
+        ] {
+            let error = TokenGrant::from_json(body).unwrap_err();
+            assert!(error.to_string().contains(reason), "{error}");
+        }
     }
 
     #[test]

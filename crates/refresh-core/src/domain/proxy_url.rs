@@ -79,6 +79,9 @@ impl ProxyUrl {
         if text.is_empty() {
             return Err(invalid("empty"));
         }
+        if text.len() > MAX_PROXY_URL_BYTES {
+            return Err(invalid("longer than 2048 bytes"));
+        }
         if !text.contains("://") {
             return Err(invalid(
                 "missing scheme: expected http://, https://, socks5:// or socks5h://",
@@ -94,8 +97,18 @@ impl ProxyUrl {
                     shorten(url.scheme())
                 ),
             })?;
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("missing host"));
+        match url.host_str() {
+            None | Some("") => return Err(invalid("missing host")),
+            // Non-special schemes (socks5) keep "opaque" hosts: a host an
+            // HTTP client cannot read back may be dropped silently, and
+            // the request then goes direct (REFERENCE.md defect 16). Only
+            // a domain name or an IP literal is a host.
+            Some(host) if !is_plain_host(host) => {
+                return Err(invalid(
+                    "the host must be a domain name or an IP address (no escapes)",
+                ));
+            }
+            Some(_) => {}
         }
         if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             return Err(invalid(
@@ -138,6 +151,25 @@ impl ProxyUrl {
     pub fn expose(&self) -> &str {
         self.url.as_str()
     }
+}
+
+/// The longest proxy URL accepted, in bytes.
+const MAX_PROXY_URL_BYTES: usize = 2048;
+
+/// A domain name (letters, digits, `-`, `_`, `.`) or a bracketed IPv6 or
+/// dotted IPv4 literal.
+fn is_plain_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn shorten(text: &str) -> String {
@@ -222,6 +254,11 @@ mod tests {
             "http://proxy.local/#frag",
             "http://pro xy.local",
             "http://proxy.local:99999",
+            "socks5://proxy%2Eexample.com:1080",
+            "socks5h://u:pw@ho%20st:1080",
+            "socks5://ex{ample:1080",
+            "socks5://a..b:1080",
+            "socks5://[not-v6]:1080",
         ] {
             let error = ProxyUrl::parse(text).expect_err(text);
             assert!(
@@ -229,6 +266,17 @@ mod tests {
                 "{text}: {error:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_overlong_url_is_refused() {
+        let long = format!("socks5://{}.example:1080", "a".repeat(4000));
+        assert!(matches!(
+            ProxyUrl::parse(&long),
+            Err(DomainError::InvalidProxyUrl { .. })
+        ));
+        let ok = ProxyUrl::parse("socks5://under_score-1.example.com:1080").unwrap();
+        assert_eq!(ok.host(), "under_score-1.example.com");
     }
 
     #[test]

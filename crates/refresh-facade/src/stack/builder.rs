@@ -74,14 +74,14 @@ impl RefreshStackBuilder {
         self
     }
 
-    /// Seals stored credentials (and, once refresh-redis can, cached
-    /// tokens) with `key`.
+    /// Seals stored credentials and the tokens cached in Redis with `key`.
     pub fn encryption_key(self, key: &SealingKey) -> Self {
         self.sealing(Sealing::keys(key, &[]))
     }
 
     /// Redis: its lease over the database lease (`LockStrategy::layered`),
-    /// its token cache, and its notifications.
+    /// its token cache (values sealed with the database's key), and its
+    /// notifications.
     #[cfg(feature = "redis")]
     pub fn redis(mut self, config: refresh_redis::RedisConfig) -> Self {
         self.redis = Some(config);
@@ -181,6 +181,8 @@ impl RefreshStackBuilder {
             operation,
             source,
         };
+        #[cfg(feature = "redis")]
+        let sealer = sealing.as_sealer().cloned();
         let database = SeaOrmBackend::connect(&self.database, sealing)
             .await
             .map_err(|e| database_error("connect", e))?;
@@ -214,8 +216,14 @@ impl RefreshStackBuilder {
                 let redis = refresh_redis::RedisBackend::connect(config)
                     .await
                     .map_err(|source| StackError::Redis { source })?;
+                // Cached access tokens are sealed with the key that seals
+                // the database's credentials (plaintext only by opt-in).
+                let mut redis_cache = redis.token_cache();
+                if let Some(sealer) = sealer {
+                    redis_cache = redis_cache.with_sealer(sealer);
+                }
                 let cache: Arc<dyn TokenCache> = Arc::new(CountedCache {
-                    inner: Arc::new(redis.token_cache()),
+                    inner: Arc::new(redis_cache),
                     calls: Arc::clone(&calls),
                 });
                 let locks = LockStrategy::layered(Arc::new(redis.lock()), db_lease);

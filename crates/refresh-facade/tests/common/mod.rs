@@ -501,6 +501,47 @@ impl Drop for RedisPrefix {
     }
 }
 
+/// Every value stored under `prefix` (strings and hash fields), joined:
+/// what a leak check searches.
+pub async fn dump_prefix(url: &str, prefix: &str) -> (usize, String) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut out = String::new();
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        let values: Vec<String> = match kind.as_str() {
+            "hash" => redis::cmd("HVALS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default(),
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default(),
+            ],
+            _ => Vec::new(),
+        };
+        out.push_str(&values.join("\n"));
+        out.push('\n');
+    }
+    (keys.len(), out)
+}
+
 async fn delete_prefix(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;

@@ -38,6 +38,9 @@ pub struct AntigravityConfig {
     pub code_assist_user_agent: Option<String>,
     /// Retries, polls and budgets of the project load.
     pub discovery: DiscoveryTiming,
+    /// The login's own settings (authorize URL, redirects, scope,
+    /// userinfo).
+    pub login: super::AntigravityLoginConfig,
 }
 
 impl Default for AntigravityConfig {
@@ -56,16 +59,18 @@ impl Default for AntigravityConfig {
             version: "1.23.2".to_owned(),
             code_assist_user_agent: None,
             discovery: DiscoveryTiming::default(),
+            login: super::AntigravityLoginConfig::default(),
         }
     }
 }
 
 impl AntigravityConfig {
-    /// Points the token URL (`{base}/token`) and the one Code Assist base
-    /// URL at `base`.
+    /// Points the token URL (`{base}/token`), the one Code Assist base
+    /// URL and the login's authorize and userinfo URLs at `base`.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = join(base, "/token");
         self.code_assist_base_urls = vec![base.trim_end_matches('/').to_owned()];
+        self.login = self.login.with_base_url(base);
         self
     }
 
@@ -81,6 +86,28 @@ impl AntigravityConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for `antigravity.code_assist_base_urls`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::validate;
+        validate::url("antigravity.token_url", &self.token_url)?;
+        validate::url("antigravity.login.authorize_url", &self.login.authorize_url)?;
+        validate::url("antigravity.login.userinfo_url", &self.login.userinfo_url)?;
+        for url in self
+            .code_assist_base_urls
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+        {
+            validate::url("antigravity.code_assist_base_urls", url)?;
+        }
+        validate::duration("antigravity.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header("antigravity.version", &self.version)?;
+        validate::header(
+            "antigravity.token_user_agent",
+            self.token_user_agent.as_deref().unwrap_or(""),
+        )?;
+        validate::header(
+            "antigravity.code_assist_user_agent",
+            self.code_assist_user_agent.as_deref().unwrap_or(""),
+        )?;
+        self.discovery.validate("antigravity.discovery")?;
         if self
             .code_assist_base_urls
             .iter()
@@ -107,6 +134,7 @@ impl fmt::Debug for AntigravityConfig {
             .field("version", &self.version)
             .field("code_assist_user_agent", &self.code_assist_user_agent)
             .field("discovery", &self.discovery)
+            .field("login", &self.login)
             .finish()
     }
 }

@@ -22,9 +22,11 @@ use crate::http::HttpClients;
 
 mod config;
 mod executor;
+mod login;
 
 pub use config::AntigravityConfig;
 pub use executor::AntigravityExecutor;
+pub use login::{AntigravityLogin, AntigravityLoginConfig};
 
 /// The Antigravity executor over `http`.
 pub fn executor(config: AntigravityConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {

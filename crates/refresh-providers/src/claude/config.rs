@@ -22,6 +22,8 @@ pub struct ClaudeConfig {
     /// deadline).
     #[serde(with = "crate::config::duration_secs")]
     pub timeout: Duration,
+    /// The login's own settings (authorize URL, redirects, scopes).
+    pub login: super::ClaudeLoginConfig,
 }
 
 impl Default for ClaudeConfig {
@@ -32,14 +34,31 @@ impl Default for ClaudeConfig {
             user_agent: "axios/1.13.6".to_owned(),
             accept: "application/json, text/plain, */*".to_owned(),
             timeout: Duration::from_secs(60),
+            login: super::ClaudeLoginConfig::default(),
         }
     }
 }
 
 impl ClaudeConfig {
-    /// Points the token URL at `base` (`{base}/v1/oauth/token`).
+    /// Checks every URL, the timeout and the header values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](refresh_core::ConfigError::Invalid) naming
+    /// the setting.
+    pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
+        use crate::validate;
+        validate::url("claude.token_url", &self.token_url)?;
+        validate::url("claude.login.authorize_url", &self.login.authorize_url)?;
+        validate::duration("claude.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header("claude.user_agent", &self.user_agent)?;
+        validate::header("claude.accept", &self.accept)
+    }
+
+    /// Points the token URL at `base` (`{base}/v1/oauth/token`), and the
+    /// login's authorize URL.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = crate::config::join(base, "/v1/oauth/token");
+        self.login = self.login.with_base_url(base);
         self
     }
 }

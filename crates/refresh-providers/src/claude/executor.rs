@@ -35,10 +35,13 @@ impl ClaudeExecutor {
     }
 
     /// Whether a setup-token account is of the refreshable kind (issued
-    /// since July 2026: it carries a refresh token and an expiry).
+    /// since July 2026: it carries a refresh token and an expiry). An
+    /// expiry that is present but unreadable (milliseconds, garbage) counts
+    /// as present: serving such a token statically forever would hide the
+    /// problem, while a refresh writes a canonical expiry (invariant 10).
     fn refreshable_setup_token(account: &Account) -> bool {
         account.credentials.refresh_token().is_some()
-            && matches!(account.credentials.expires_at(), Ok(Some(_)))
+            && !matches!(account.credentials.expires_at(), Ok(None))
     }
 }
 

@@ -18,9 +18,11 @@ use crate::http::HttpClients;
 
 mod config;
 mod executor;
+mod login;
 
 pub use config::ClaudeConfig;
 pub use executor::ClaudeExecutor;
+pub use login::{ClaudeLogin, ClaudeLoginConfig};
 
 /// The Claude executor over `http`.
 pub fn executor(config: ClaudeConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {

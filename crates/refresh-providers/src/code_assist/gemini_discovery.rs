@@ -96,3 +96,20 @@ async fn resource_manager(
     pick_project(&list)
         .ok_or_else(|| "no ACTIVE project; set project_id on the account manually".to_owned())
 }
+
+/// `loadCodeAssist` for the tier only (a login given its project): the
+/// tier of §7.1 step 2.
+///
+/// # Errors
+/// A short reason (no body, no token).
+pub(crate) async fn detect_tier(
+    caller: &Caller<'_>,
+    endpoints: &GeminiEndpoints<'_>,
+) -> Result<String, String> {
+    let load_url = join(endpoints.code_assist_base, "/v1internal:loadCodeAssist");
+    caller
+        .post(&load_url, &json!({ "metadata": metadata() }))
+        .await
+        .map(|loaded| tier(&loaded))
+        .map_err(|e| format!("loadCodeAssist: {}", e.describe()))
+}

@@ -18,7 +18,7 @@ mod timing;
 pub(crate) use antigravity_load::load_project;
 pub(crate) use caller::Caller;
 #[cfg(feature = "gemini")]
-pub(crate) use gemini_discovery::{GeminiEndpoints, discover_project};
+pub(crate) use gemini_discovery::{GeminiEndpoints, detect_tier, discover_project};
 pub use pending::PROJECT_DISCOVERY_PENDING;
 pub(crate) use pending::apply_project;
 pub use timing::DiscoveryTiming;

@@ -46,6 +46,47 @@ impl Default for DiscoveryTiming {
 }
 
 impl DiscoveryTiming {
+    /// Checks the bounds; `section` prefixes nothing (the field names are
+    /// static) but says which provider's discovery is meant in the reason.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](refresh_core::ConfigError::Invalid) naming
+    /// the setting.
+    pub fn validate(&self, section: &str) -> Result<(), refresh_core::ConfigError> {
+        use crate::validate;
+        let within = |field: &'static str, value: Duration, min: u64, max: u64| {
+            validate::duration(
+                field,
+                value,
+                Duration::from_millis(min)..=Duration::from_millis(max),
+            )
+            .map_err(|e| match e {
+                refresh_core::ConfigError::Invalid { field, reason } => {
+                    refresh_core::ConfigError::Invalid {
+                        field,
+                        reason: format!("{section}: {reason}"),
+                    }
+                }
+                other => other,
+            })
+        };
+        within("discovery.call_timeout", self.call_timeout, 100, 600_000)?;
+        within(
+            "discovery.onboard_interval",
+            self.onboard_interval,
+            0,
+            60_000,
+        )?;
+        within("discovery.backoff", self.backoff, 0, 60_000)?;
+        within("discovery.backoff_cap", self.backoff_cap, 0, 600_000)?;
+        // The tokens are returned in this reserve: without it a hanging
+        // follow-up would run into the refresh deadline, which aborts the
+        // whole call and loses the rotated tokens.
+        within("discovery.reserve", self.reserve, 500, 60_000)?;
+        validate::number("discovery.onboard_polls", self.onboard_polls, 0..=100)?;
+        validate::number("discovery.attempts", self.attempts, 1..=20)
+    }
+
     /// The wait after round `round` (0-based): `backoff × 2^round`, capped.
     pub(crate) fn backoff_after(&self, round: u32) -> Duration {
         self.backoff

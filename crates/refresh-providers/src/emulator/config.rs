@@ -5,8 +5,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// How the emulator behaves. Client ids and secrets default to the real
-/// ones the executors send by default.
-#[derive(Clone, Debug, Deserialize)]
+/// ones the executors send by default. `Debug` shows client ids, never
+/// client secrets.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmulatorConfig {
     /// Port on 127.0.0.1 (0: a free one).
@@ -27,6 +28,23 @@ pub struct EmulatorConfig {
     pub google_expires_in: i64,
     /// Delay of every emulated answer.
     pub latency: Latency,
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let google: Vec<&str> = self
+            .google_clients
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        f.debug_struct("EmulatorConfig")
+            .field("port", &self.port)
+            .field("claude_client_id", &self.claude_client_id)
+            .field("openai_client_ids", &self.openai_client_ids)
+            .field("google_client_ids", &google)
+            .field("latency", &self.latency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EmulatorConfig {

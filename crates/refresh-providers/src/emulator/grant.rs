@@ -63,8 +63,9 @@ fn active() -> String {
     "ACTIVE".to_owned()
 }
 
-/// A grant to create (`POST /admin/grants` takes it as JSON).
-#[derive(Clone, Debug, Default, Deserialize)]
+/// A grant to create (`POST /admin/grants` takes it as JSON). `Debug`
+/// shows whether a refresh token is set, never the token.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrantSpec {
     /// Which upstream (required in JSON).
@@ -100,6 +101,21 @@ pub struct GrantSpec {
     pub drive_limit: Option<i64>,
     /// Google: the Drive storage usage in bytes.
     pub drive_usage: i64,
+}
+
+impl fmt::Debug for GrantSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantSpec")
+            .field("provider", &self.provider)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_id", &self.client_id)
+            .field("email", &self.email)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrantSpec {

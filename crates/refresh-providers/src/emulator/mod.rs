@@ -9,6 +9,10 @@
 //!   `POST /v1internal:onboardUser`, Resource Manager `GET /v1/projects`
 //!   and Drive `GET /drive/v3/about`, all with Bearer access tokens it
 //!   issued;
+//! - the login: each provider's authorize endpoint and the
+//!   `authorization_code` exchange at its token endpoint (PKCE S256,
+//!   single-use codes), Google's userinfo, login counters and an opt-in
+//!   request journal (see [`LoginStats`], [`Emulator::queue_login`]);
 //! - an admin API under `/admin` (seed grants, read counters, set
 //!   latency, lifetimes and faults), mirrored by [`Emulator`]'s methods
 //!   for in-process use.
@@ -19,9 +23,7 @@
 //! shape and **revokes the grant**, so every later refresh of it fails.
 //!
 //! [`ProvidersConfig::with_base_url`](crate::ProvidersConfig::with_base_url)
-//! points every executor at it. Its module tree (`token`, `code_assist`,
-//! `admin`, ...) leaves room for the authorization endpoints of a later
-//! login flow beside the token endpoints.
+//! points every executor and login flow at it.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -40,6 +42,7 @@ mod config;
 mod faults;
 mod grant;
 mod issue;
+mod login;
 mod reply;
 mod server;
 mod state;
@@ -48,6 +51,7 @@ mod token;
 pub use config::{EmulatorConfig, Latency};
 pub use faults::{Fault, FaultKind, FaultRates};
 pub use grant::{EmulatedProvider, GcpProject, GrantId, GrantSpec, GrantStats, SeededGrant};
+pub use login::{LoginStats, RecordedRequest};
 pub use server::Emulator;
 pub use state::Stats;
 
@@ -68,4 +72,12 @@ pub mod paths {
     pub const PROJECTS: &str = "/v1/projects";
     /// Drive `about` (storage quota).
     pub const DRIVE_ABOUT: &str = "/drive/v3/about";
+    /// Claude's authorize endpoint (`claude.com/cai/oauth/authorize`).
+    pub const CLAUDE_AUTHORIZE: &str = "/cai/oauth/authorize";
+    /// OpenAI's authorize endpoint.
+    pub const OPENAI_AUTHORIZE: &str = "/oauth/authorize";
+    /// Google's authorize endpoint (Gemini and Antigravity clients).
+    pub const GOOGLE_AUTHORIZE: &str = "/o/oauth2/v2/auth";
+    /// Google's userinfo (v2).
+    pub const GOOGLE_USERINFO: &str = "/oauth2/v2/userinfo";
 }

@@ -23,7 +23,7 @@ use super::config::{EmulatorConfig, Latency};
 use super::faults::{Fault, FaultRates};
 use super::grant::{GrantId, GrantSpec, GrantStats, SeededGrant};
 use super::state::{Shared, Stats};
-use super::{admin, code_assist, paths, reply, token};
+use super::{admin, code_assist, login, paths, reply, token};
 
 /// A running emulator on `127.0.0.1`. Start one with [`start`](Self::start)
 /// (a free port) or [`start_with`](Self::start_with); it serves on the
@@ -31,7 +31,7 @@ use super::{admin, code_assist, paths, reply, token};
 /// dropped. Its methods are the in-process twin of the admin API.
 pub struct Emulator {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     server: JoinHandle<()>,
 }
 
@@ -169,9 +169,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(paths::PROJECTS, get(code_assist::projects))
         .route(paths::DRIVE_ABOUT, get(code_assist::drive))
         .merge(admin::routes())
+        .merge(login::routes())
         .fallback(|| async {
             reply::google_api_error(404, "The requested URL was not found.", "NOT_FOUND")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            login::record,
+        ))
         .with_state(shared)
 }
 

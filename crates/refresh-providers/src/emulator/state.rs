@@ -12,6 +12,7 @@ use super::config::{EmulatorConfig, Latency};
 use super::faults::{Fault, FaultRates};
 use super::grant::{EmulatedProvider, GcpProject, GrantId, GrantSpec, GrantStats, SeededGrant};
 use super::issue;
+use super::login::LoginState;
 
 /// One grant's state.
 pub(crate) struct Grant {
@@ -138,6 +139,8 @@ struct State {
 /// The state shared by every handler.
 pub(crate) struct Shared {
     pub(crate) config: EmulatorConfig,
+    /// Authorization codes, login profiles and counters, the journal.
+    pub(crate) login: LoginState,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
 }
@@ -147,6 +150,7 @@ impl Shared {
         let latency = config.latency;
         Self {
             config,
+            login: LoginState::default(),
             state: Mutex::new(State {
                 next_id: 1,
                 grants: BTreeMap::new(),
@@ -274,15 +278,17 @@ impl Shared {
                 grant.rejected += 1;
                 return Refreshed::WrongClient;
             }
-            if grant.revoked {
-                grant.rejected += 1;
-                return Refreshed::Revoked;
-            }
+            // Every presentation of a rotated-out token is a reuse attempt,
+            // before and after the revocation it caused.
             if grant.current_refresh != token {
                 grant.reuse_attempts += 1;
                 grant.rejected += 1;
                 grant.revoked = true;
                 return Refreshed::Reused;
+            }
+            if grant.revoked {
+                grant.rejected += 1;
+                return Refreshed::Revoked;
             }
             grant.refreshes += 1;
             let access_token = issue::token(access_prefix(grant.provider));
@@ -305,6 +311,34 @@ impl Shared {
                 grant: id,
             }
         })
+    }
+
+    /// Creates a grant for an authorization-code exchange and issues its
+    /// first access token (not counted as a refresh): `Issued` with the
+    /// grant's first refresh token.
+    pub(crate) fn seed_issued(&self, spec: GrantSpec) -> Result<Refreshed, &'static str> {
+        let seeded = self.seed(spec)?;
+        let id = seeded.grant_id;
+        Ok(self.update(|s| {
+            let (provider, email) = {
+                let g = &s.grants[&id];
+                (g.provider, g.email.clone())
+            };
+            let access_token = issue::token(access_prefix(provider));
+            s.access_index.insert(access_token.clone(), id);
+            Refreshed::Issued {
+                access_token,
+                refresh_token: Some(seeded.refresh_token.expose().to_owned()),
+                expires_in: self.lifetime(s, provider),
+                email,
+                grant: id,
+            }
+        }))
+    }
+
+    /// The email of a grant.
+    pub(crate) fn email_of(&self, id: GrantId) -> Option<String> {
+        self.state().grants.get(&id).map(|g| g.email.clone())
     }
 
     /// The Google grant of a Bearer access token.

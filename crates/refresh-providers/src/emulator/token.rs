@@ -73,6 +73,9 @@ fn claude_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let Some(fields) = json_fields(body) else {
         return bad();
     };
+    if fields.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return super::login::claude_exchange(shared, &fields);
+    }
     let field = |k: &str| fields.get(k).map(String::as_str);
     match field("grant_type") {
         Some("refresh_token") => {}
@@ -129,6 +132,9 @@ fn openai_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         return openai_error(400, "invalid_request", "Unsupported content type.");
     }
     let fields = form_fields(body);
+    if fields.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return super::login::openai_exchange(shared, &fields);
+    }
     let field = |k: &str| fields.get(k).map(String::as_str);
     match field("grant_type") {
         Some("refresh_token") => {}
@@ -216,6 +222,9 @@ fn google_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         return flat_error(400, "invalid_request", "Invalid content type");
     }
     let fields = form_fields(body);
+    if fields.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return super::login::google_exchange(shared, &fields);
+    }
     let field = |k: &str| fields.get(k).map(String::as_str);
     for required in ["grant_type", "client_id", "client_secret", "refresh_token"] {
         if field(required).is_none() {

@@ -49,6 +49,9 @@ pub struct GeminiConfig {
     pub drive_tier_ttl: Duration,
     /// Retries, polls and budgets of project discovery.
     pub discovery: DiscoveryTiming,
+    /// The login's own settings (authorize URL, redirects, scopes,
+    /// userinfo).
+    pub login: super::GeminiLoginConfig,
 }
 
 impl Default for GeminiConfig {
@@ -71,6 +74,7 @@ impl Default for GeminiConfig {
                 .to_owned(),
             drive_tier_ttl: Duration::from_secs(24 * 3600),
             discovery: DiscoveryTiming::default(),
+            login: super::GeminiLoginConfig::default(),
         }
     }
 }
@@ -78,12 +82,14 @@ impl Default for GeminiConfig {
 impl GeminiConfig {
     /// Points every URL at `base` with the real paths: `{base}/token`,
     /// `{base}` for Code Assist, `{base}/v1/projects`,
-    /// `{base}/drive/v3/about?fields=storageQuota`.
+    /// `{base}/drive/v3/about?fields=storageQuota`, and the login's
+    /// authorize and userinfo URLs.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = join(base, "/token");
         self.code_assist_base_url = base.trim_end_matches('/').to_owned();
         self.resource_manager_url = join(base, "/v1/projects");
         self.drive_about_url = join(base, "/drive/v3/about?fields=storageQuota");
+        self.login = self.login.with_base_url(base);
         self
     }
 
@@ -103,6 +109,23 @@ impl GeminiConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for `gemini.ai_studio_client_*`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::validate;
+        validate::url("gemini.token_url", &self.token_url)?;
+        validate::url("gemini.login.authorize_url", &self.login.authorize_url)?;
+        validate::url("gemini.login.userinfo_url", &self.login.userinfo_url)?;
+        validate::url("gemini.code_assist_base_url", &self.code_assist_base_url)?;
+        validate::url("gemini.resource_manager_url", &self.resource_manager_url)?;
+        validate::url("gemini.drive_about_url", &self.drive_about_url)?;
+        validate::duration("gemini.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header(
+            "gemini.code_assist_user_agent",
+            &self.code_assist_user_agent,
+        )?;
+        validate::header(
+            "gemini.token_user_agent",
+            self.token_user_agent.as_deref().unwrap_or(""),
+        )?;
+        self.discovery.validate("gemini.discovery")?;
         let id = self
             .ai_studio_client_id
             .as_deref()
@@ -137,6 +160,7 @@ impl fmt::Debug for GeminiConfig {
             .field("drive_about_url", &self.drive_about_url)
             .field("drive_tier_ttl", &self.drive_tier_ttl)
             .field("discovery", &self.discovery)
+            .field("login", &self.login)
             .finish()
     }
 }

@@ -38,13 +38,21 @@ impl GeminiExecutor {
         if oauth_type != OAuthType::AiStudio {
             return Ok(builtin);
         }
-        match (
-            &self.config.ai_studio_client_id,
-            &self.config.ai_studio_client_secret,
-        ) {
-            (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_blank() => {
-                Ok((id.trim(), secret))
-            }
+        // Blank counts as unset, as in `GeminiConfig::validate` (a
+        // templated variable that came out empty).
+        let id = self
+            .config
+            .ai_studio_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty());
+        let secret = self
+            .config
+            .ai_studio_client_secret
+            .as_ref()
+            .filter(|secret| !secret.is_blank());
+        match (id, secret) {
+            (Some(id), Some(secret)) => Ok((id, secret)),
             (None, None) => Ok(builtin),
             _ => Err(ProviderError::Configuration {
                 reason: "the AI Studio OAuth client is half configured (set both id and secret)"

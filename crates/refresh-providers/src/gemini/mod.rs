@@ -23,11 +23,13 @@ use crate::http::HttpClients;
 mod config;
 mod drive;
 mod executor;
+mod login;
 mod oauth_type;
 mod tier;
 
 pub use config::GeminiConfig;
 pub use executor::GeminiExecutor;
+pub use login::{GeminiLogin, GeminiLoginConfig};
 pub use oauth_type::{OAuthType, OAuthTypeError};
 
 /// The Gemini executor over `http`.

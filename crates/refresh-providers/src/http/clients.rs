@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use refresh_core::ProviderError;
 use refresh_core::domain::{ProxyScheme, ProxyUrl};
@@ -43,9 +44,15 @@ struct Inner {
 impl HttpClients {
     /// An empty pool with `config`.
     pub fn new(config: HttpConfig) -> Self {
+        // Clamped as `HttpConfig::validate` bounds them: moka refuses idle
+        // times past 1000 years, and a pool must hold one client.
         let clients = moka::sync::Cache::builder()
             .max_capacity(config.max_clients.max(1))
-            .time_to_idle(config.client_idle_timeout)
+            .time_to_idle(
+                config
+                    .client_idle_timeout
+                    .clamp(Duration::from_secs(1), Duration::from_secs(30 * 24 * 3600)),
+            )
             .build();
         Self {
             inner: Arc::new(Inner {
@@ -176,12 +183,19 @@ fn build_client(
                 ProxyScheme::Socks5 => proxy.expose().replacen("socks5://", "socks5h://", 1),
                 _ => proxy.expose().to_owned(),
             };
-            let proxy = reqwest::Proxy::all(url).map_err(|_| ProviderError::Configuration {
+            let unusable = || ProviderError::Configuration {
                 reason: format!(
                     "the account's {} proxy cannot be used by the HTTP client",
                     proxy.scheme().as_str()
                 ),
-            })?;
+            };
+            // hyper-util reads the proxy back as an `http::Uri` and, when
+            // that fails, intercepts nothing: the request would go direct.
+            // Refuse what it cannot read (fail closed, REFERENCE defect 16).
+            if url.parse::<http::Uri>().is_err() {
+                return Err(unusable());
+            }
+            let proxy = reqwest::Proxy::all(url).map_err(|_| unusable())?;
             builder.proxy(proxy)
         }
     };

@@ -25,6 +25,37 @@ pub struct HttpConfig {
     pub client_idle_timeout: Duration,
 }
 
+/// The smallest body cap accepted: every real token answer fits many
+/// times over, so a cap cannot throw away a rotation.
+pub(crate) const MIN_BODY_BYTES: usize = 64 * 1024;
+
+impl HttpConfig {
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](refresh_core::ConfigError::Invalid) naming
+    /// the setting.
+    pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
+        use crate::validate;
+        validate::duration(
+            "http.connect_timeout",
+            self.connect_timeout,
+            Duration::from_millis(100)..=Duration::from_secs(300),
+        )?;
+        validate::number(
+            "http.max_body_bytes",
+            self.max_body_bytes,
+            MIN_BODY_BYTES..=64 * 1024 * 1024,
+        )?;
+        validate::number("http.max_clients", self.max_clients, 1..=1_000_000)?;
+        validate::duration(
+            "http.client_idle_timeout",
+            self.client_idle_timeout,
+            Duration::from_secs(1)..=Duration::from_secs(30 * 24 * 3600),
+        )
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {

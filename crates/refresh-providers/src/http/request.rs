@@ -57,7 +57,9 @@ impl<'a> Outgoing<'a> {
 
     /// Adds a header when `value` is set.
     pub(crate) fn header_opt(self, name: &'static str, value: Option<&str>) -> Self {
-        match value {
+        // A blank value is how a config file (TOML has no null) turns an
+        // optional header off.
+        match value.filter(|v| !v.trim().is_empty()) {
             Some(v) => self.header(name, v),
             None => self,
         }

@@ -25,6 +25,8 @@ pub struct OpenAiConfig {
     /// deadline).
     #[serde(with = "crate::config::duration_secs")]
     pub timeout: Duration,
+    /// The login's own settings (authorize URL, redirect, scope).
+    pub login: super::OpenAiLoginConfig,
 }
 
 impl Default for OpenAiConfig {
@@ -36,14 +38,34 @@ impl Default for OpenAiConfig {
             user_agent: "codex-tui/0.146.0 (Ubuntu 22.4.0; x86_64) xterm-256color".to_owned(),
             originator: Some("codex-tui".to_owned()),
             timeout: Duration::from_secs(120),
+            login: super::OpenAiLoginConfig::default(),
         }
     }
 }
 
 impl OpenAiConfig {
-    /// Points the token URL at `base` (`{base}/oauth/token`).
+    /// Checks every URL, the timeout and the header values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](refresh_core::ConfigError::Invalid) naming
+    /// the setting.
+    pub fn validate(&self) -> Result<(), refresh_core::ConfigError> {
+        use crate::validate;
+        validate::url("openai.token_url", &self.token_url)?;
+        validate::url("openai.login.authorize_url", &self.login.authorize_url)?;
+        validate::duration("openai.timeout", self.timeout, validate::TOKEN_TIMEOUT)?;
+        validate::header("openai.user_agent", &self.user_agent)?;
+        validate::header(
+            "openai.originator",
+            self.originator.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// Points the token URL at `base` (`{base}/oauth/token`), and the
+    /// login's authorize URL.
     pub fn with_base_url(mut self, base: &str) -> Self {
         self.token_url = crate::config::join(base, "/oauth/token");
+        self.login = self.login.with_base_url(base);
         self
     }
 }

@@ -20,10 +20,12 @@ use crate::http::HttpClients;
 
 mod config;
 mod executor;
-mod id_token;
+pub(crate) mod id_token;
+mod login;
 
 pub use config::OpenAiConfig;
 pub use executor::OpenAiExecutor;
+pub use login::{OpenAiLogin, OpenAiLoginConfig};
 
 /// The OpenAI executor over `http`.
 pub fn executor(config: OpenAiConfig, http: HttpClients) -> Arc<dyn RefreshExecutor> {
