@@ -34,6 +34,7 @@ const OPS: [(&str, &str); 12] = [
 ];
 
 #[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 enum Op {
     DbGet,
     DbInsert,
