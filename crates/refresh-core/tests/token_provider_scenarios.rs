@@ -1414,3 +1414,59 @@ async fn invariant_8_a_publish_before_the_waiter_subscribed_is_not_waited_for() 
     assert_eq!(h.upstream.successes(), 1);
     assert_eq!(h.upstream.reuses(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn invariant_8_a_waiter_without_notifications_sees_the_new_token_at_its_next_poll() {
+    // No shared cache (no notifications): the holder elsewhere persists a
+    // new token while this caller waits. The caller's next poll reads the
+    // stored account and returns the new token at once, instead of
+    // sleeping through the rest of its schedule and settling for the old,
+    // still-valid one.
+    use refresh_core::AccountRepository;
+    use refresh_core::ports::CasExpectation;
+    let snapshot = oauth_account(3, Platform::OpenAi, 120);
+    let h = Harness::new([snapshot.clone()]);
+    let _theirs = h.hold(&key(&Platform::OpenAi, 3)).await;
+    let policy = ProviderRefreshPolicy {
+        wait: refresh_core::policy::LockWait {
+            schedule: vec![Duration::from_millis(100); 20],
+            jitter: 0.0,
+            ..refresh_core::policy::LockWait::backoff()
+        },
+        ..ProviderRefreshPolicy::for_platform(&Platform::OpenAi)
+    };
+    let provider = TokenProvider::builder(
+        h.process(LockStrategy::single(h.lock.clone()), FlowConfig::default()),
+        h.registry(&[Platform::OpenAi]),
+    )
+    .policy(Platform::OpenAi, policy)
+    .build();
+    let started = Instant::now();
+    let waiter = {
+        let (provider, snapshot) = (provider.clone(), snapshot.clone());
+        tokio::spawn(async move { provider.access_token(&snapshot).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let rotated = Credentials::new()
+        .with("access_token", "at-3-new")
+        .with("refresh_token", "rt-3-new")
+        .with("expires_at", in_secs(3600).timestamp().to_string());
+    let written = h
+        .repo
+        .compare_and_set_credentials(AccountId(3), CasExpectation::of(&snapshot), &rotated)
+        .await
+        .expect("write");
+    assert!(
+        matches!(written, refresh_core::CasOutcome::Applied(_)),
+        "{written:?}"
+    );
+    let token = waiter.await.expect("task").expect("a token");
+    assert_eq!(token.token.expose(), "at-3-new");
+    assert_eq!(token.version, 1);
+    assert!(
+        started.elapsed() <= Duration::from_millis(200),
+        "served at the next poll, not after the 2 s schedule: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.upstream.calls(), 0);
+}

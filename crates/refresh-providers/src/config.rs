@@ -211,4 +211,18 @@ mod tests {
             "Antigravity's 15 min minimum window"
         );
     }
+
+    #[cfg(all(feature = "gemini", feature = "antigravity"))]
+    #[test]
+    fn the_operator_keys_for_code_assist_urls_are_read() {
+        let config: ProvidersConfig = serde_json::from_str(
+            r#"{"gemini": {"code_assist_url": "http://g"}, "antigravity": {"code_assist_urls": ["http://a", "http://b"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.gemini.code_assist_base_url, "http://g");
+        assert_eq!(
+            config.antigravity.code_assist_base_urls,
+            ["http://a", "http://b"]
+        );
+    }
 }

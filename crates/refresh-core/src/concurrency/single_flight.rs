@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 /// The future a caller awaits: `None` when the task panicked.
 pub(crate) type Flight<T> = Shared<BoxFuture<'static, Option<T>>>;
@@ -17,6 +17,8 @@ pub(crate) type Flight<T> = Shared<BoxFuture<'static, Option<T>>>;
 /// even when every caller has gone away (invariant 7).
 pub(crate) struct SingleFlight<K, T: Clone> {
     flights: Mutex<HashMap<K, Flight<T>>>,
+    /// Woken whenever the last flight lands.
+    idle: Notify,
 }
 
 impl<K, T> SingleFlight<K, T>
@@ -27,6 +29,7 @@ where
     pub(crate) fn new() -> Self {
         Self {
             flights: Mutex::new(HashMap::new()),
+            idle: Notify::new(),
         }
     }
 
@@ -66,9 +69,21 @@ where
     }
 
     /// How many flights are in the air.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Resolves once no flight is in the air (at once when none is).
+    pub(crate) async fn idle(&self) {
+        loop {
+            let landed = self.idle.notified();
+            tokio::pin!(landed);
+            landed.as_mut().enable();
+            if self.lock().is_empty() {
+                return;
+            }
+            landed.await;
+        }
     }
 }
 
@@ -82,7 +97,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, T: Clone + Send + Sync + 'sta
     for Landing<K, T>
 {
     fn drop(&mut self) {
-        self.owner.lock().remove(&self.key);
+        let mut flights = self.owner.lock();
+        flights.remove(&self.key);
+        if flights.is_empty() {
+            self.owner.idle.notify_waiters();
+        }
     }
 }
 
@@ -121,6 +140,31 @@ mod tests {
         let d = done.clone();
         drop(flight.join_or_start(&1, move || async move { d.notify_one() }));
         done.notified().await;
+    }
+
+    #[tokio::test]
+    async fn idle_resolves_once_every_flight_has_landed() {
+        let flight = Arc::new(SingleFlight::<u32, ()>::new());
+        flight.idle().await;
+        let gates = [Arc::new(Notify::new()), Arc::new(Notify::new())];
+        let mut calls = Vec::new();
+        for (key, gate) in gates.iter().enumerate() {
+            let gate = Arc::clone(gate);
+            calls.push(flight.join_or_start(&(key as u32), move || async move {
+                gate.notified().await;
+            }));
+        }
+        let idle = {
+            let flight = Arc::clone(&flight);
+            tokio::spawn(async move { flight.idle().await })
+        };
+        gates[0].notify_one();
+        calls.remove(0).await;
+        assert!(!idle.is_finished(), "one flight is still in the air");
+        assert_eq!(flight.len(), 1);
+        gates[1].notify_one();
+        idle.await.unwrap();
+        assert_eq!(flight.len(), 0);
     }
 
     #[tokio::test]

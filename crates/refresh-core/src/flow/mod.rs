@@ -149,6 +149,21 @@ impl RefreshFlow {
         self.inner.apply_left_answer(account.id, executor).await
     }
 
+    /// How many refreshes of this flow are running now (detached runs
+    /// whose callers went away included).
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights.len()
+    }
+
+    /// Resolves once no refresh of this flow is running: what a graceful
+    /// shutdown awaits (bounded by its grace period) so in-flight refreshes
+    /// finish and persist before the process exits. New refreshes may
+    /// start after it resolved; stop the callers first. A detached rescue
+    /// (write and claim store both failing) is not waited for.
+    pub async fn drained(&self) {
+        self.inner.flights.idle().await;
+    }
+
     /// The repository the flow writes to.
     pub fn repository(&self) -> &Arc<dyn AccountRepository> {
         &self.inner.repo

@@ -79,6 +79,14 @@ impl ProviderInner {
                     if let Some(token) = self.cached_newer_token(current, key).await {
                         return Ok(token);
                     }
+                    // No shared cache, or it missed (down, flushed, not yet
+                    // written): the stored account is the authority. Without
+                    // this, a waiter with no working notification channel
+                    // could only see the holder's new token after the whole
+                    // schedule, and would settle for the old one.
+                    if let Some(token) = self.stored_newer_token(current).await {
+                        return Ok(token);
+                    }
                     if let Some(token) = self.check_claim(current, executor).await? {
                         return Ok(token);
                     }

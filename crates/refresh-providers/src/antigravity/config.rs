@@ -26,7 +26,9 @@ pub struct AntigravityConfig {
     /// deadline).
     #[serde(with = "crate::config::duration_secs")]
     pub timeout: Duration,
-    /// Code Assist base URLs, tried in this order.
+    /// Code Assist base URLs, tried in this order; also read as
+    /// `code_assist_urls` (the operator's configuration key).
+    #[serde(alias = "code_assist_urls")]
     pub code_assist_base_urls: Vec<String>,
     /// The Antigravity version, sent as `ideVersion` in `loadCodeAssist`.
     pub version: String,

@@ -33,7 +33,9 @@ pub struct GeminiConfig {
     /// deadline).
     #[serde(with = "crate::config::duration_secs")]
     pub timeout: Duration,
-    /// Code Assist base URL (`loadCodeAssist`, `onboardUser`).
+    /// Code Assist base URL (`loadCodeAssist`, `onboardUser`); also read
+    /// as `code_assist_url` (the operator's configuration key).
+    #[serde(alias = "code_assist_url")]
     pub code_assist_base_url: String,
     /// `User-Agent` of Code Assist, Resource Manager and Drive calls.
     pub code_assist_user_agent: String,

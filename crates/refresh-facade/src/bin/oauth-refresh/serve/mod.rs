@@ -1,0 +1,182 @@
+//! `serve`: the HTTP token sidecar on axum.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v1/accounts/{id}/access-token` | `{"access_token", "expires_at", "token_type"}` |
+//! | `POST /v1/accounts/{id}/refresh[?force=true]` | `{"outcome", "account"}` |
+//! | `GET /v1/accounts[?platform=&status=&after=&limit=]` | `{"accounts": [...], "next_after"}` |
+//! | `GET /v1/accounts/{id}` | the account, without secrets |
+//! | `GET /healthz` | liveness |
+//! | `GET /readyz` | database (and Redis) reachable |
+//! | `GET /metrics` | Prometheus text |
+
+mod api_error;
+mod auth;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use refresh_facade::RefreshStack;
+use refresh_facade::metrics::Metrics;
+use tracing::{info, warn};
+
+use self::api_error::ApiError;
+use self::auth::ApiKeys;
+use crate::config::Loaded;
+use crate::error::CliError;
+use crate::keys::Missing;
+use crate::output;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) stack: RefreshStack,
+    pub(crate) metrics: Metrics,
+    pub(crate) keys: ApiKeys,
+    /// The window of `POST .../refresh` without `force`.
+    pub(crate) window: Duration,
+}
+
+type Shared = Arc<AppState>;
+
+/// The router.
+pub(crate) fn router(state: Shared) -> Router {
+    let v1 = Router::new()
+        .route("/accounts", get(routes::list_accounts))
+        .route("/accounts/{id}", get(routes::show_account))
+        .route("/accounts/{id}/access-token", get(routes::access_token))
+        .route("/accounts/{id}/refresh", post(routes::refresh))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_request,
+        ))
+        .with_state(state)
+}
+
+async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if !state.keys.is_empty() {
+        let header = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !state.keys.accepts(header) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn count_request(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .record_http(&route, response.status().as_u16());
+    response
+}
+
+/// `serve`.
+pub(crate) async fn run(
+    loaded: &Loaded,
+    worker: bool,
+    insecure_loopback: bool,
+) -> Result<(), CliError> {
+    let c = &loaded.config;
+    let addr: SocketAddr = c.serve.listen.trim().parse().map_err(|_| {
+        CliError::config(
+            "configuration: key `serve.listen`: expected IP:PORT, such as 127.0.0.1:8080",
+        )
+    })?;
+    if c.serve.api_keys.is_empty() {
+        if !insecure_loopback {
+            return Err(CliError::config(
+                "serve needs API keys: set serve.api_keys (or OAUTH_REFRESH_SERVE__API_KEYS), or pass --insecure-loopback with a loopback --listen address",
+            ));
+        }
+        if !addr.ip().is_loopback() {
+            return Err(CliError::config(format!(
+                "--insecure-loopback serves without API keys only on a loopback address, not {addr}"
+            )));
+        }
+    }
+    let metrics = Metrics::new();
+    let (stack, _) =
+        crate::stack::build(loaded, false, Missing::Fail, Some(metrics.observer())).await?;
+    metrics.set_layered(stack.has_redis());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::with(format!("cannot listen on {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::with("cannot read the listening address", e))?;
+    let keys = ApiKeys::new(&c.serve.api_keys);
+    if keys.is_empty() {
+        warn!(%local, "serving /v1 WITHOUT API keys (--insecure-loopback)");
+    }
+    let state = Arc::new(AppState {
+        stack: stack.clone(),
+        metrics: metrics.clone(),
+        keys,
+        window: c.background.window,
+    });
+    let shutdown = crate::shutdown::on_signal();
+    let worker = worker.then(|| {
+        crate::worker::spawn(
+            stack.clone(),
+            metrics,
+            shutdown.clone(),
+            c.background.interval,
+        )
+    });
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+    info!(%local, worker = worker.is_some(), redis = stack.has_redis(), "serving");
+    output::print_line(&format!("listening on http://{local}"));
+
+    let mut server_done = false;
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        result = &mut server => {
+            server_done = true;
+            if !shutdown.is_cancelled() {
+                // The server ended on its own: an I/O error on the listener.
+                return Err(match result {
+                    Ok(Err(e)) => CliError::with("the HTTP server stopped", e),
+                    _ => CliError::new("the HTTP server stopped"),
+                });
+            }
+        }
+    }
+    let grace = c.shutdown_grace;
+    let deadline = Instant::now() + grace;
+    if !server_done && tokio::time::timeout(grace, &mut server).await.is_err() {
+        warn!("requests still open when the shutdown grace period ended; closing them");
+        server.abort();
+    }
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    crate::worker::finish(&stack, left).await
+}

@@ -1,0 +1,70 @@
+//! Building the stack from the configuration, and `migrate`.
+
+use std::sync::Arc;
+
+use refresh_facade::{FlowObserver, RefreshStack};
+
+use crate::config::{Loaded, redact_url};
+use crate::error::CliError;
+use crate::keys::{self, Missing};
+use crate::output;
+
+/// Builds the stack the configuration describes. `observer` receives the
+/// flow's events (metrics).
+pub(crate) async fn build(
+    loaded: &Loaded,
+    migrate: bool,
+    missing: Missing,
+    observer: Option<Arc<dyn FlowObserver>>,
+) -> Result<(RefreshStack, keys::Resolved), CliError> {
+    let c = &loaded.config;
+    let resolved = keys::resolve(loaded, missing)?;
+    let mut builder = RefreshStack::builder()
+        .database_config(c.database.to_config(&c.database_url))
+        .migrate(migrate)
+        .sealing(resolved.sealing.clone())
+        .providers(c.providers.clone())
+        .flow(c.flow.to_config())
+        .background(c.background.to_config())
+        .skew(c.flow.skew);
+    if let Some(url) = &c.redis_url {
+        let mut redis = refresh_facade::RedisConfig::new(url.clone())
+            .map_err(|e| CliError::config(format!("configuration: key `redis_url`: {e}")))?
+            .with_prefix(c.redis.key_prefix.clone())
+            .with_command_timeout(c.redis.command_timeout);
+        redis.connect_timeout = c.redis.connect_timeout;
+        redis
+            .validate()
+            .map_err(|e| CliError::config(format!("configuration: section `redis`: {e}")))?;
+        builder = builder.redis(redis);
+    }
+    if let Some(observer) = observer {
+        builder = builder.observer(observer);
+    }
+    let stack = builder.build().await?;
+    Ok((stack, resolved))
+}
+
+/// `migrate`: applies the migrations; generates the key file when no key
+/// is configured.
+pub(crate) async fn migrate(loaded: &Loaded) -> Result<(), CliError> {
+    let (stack, resolved) = build(loaded, true, Missing::Generate, None).await?;
+    if let Some(path) = &resolved.generated {
+        output::eprint_line(&format!(
+            "generated a new sealing key in {} (mode 0600); every command reads it from there. Back it up: without it the stored credentials cannot be read.",
+            path.display()
+        ));
+    }
+    let counts = stack
+        .catalog()
+        .count_by_status(None)
+        .await
+        .map_err(|e| CliError::with("cannot read the accounts table", e))?;
+    output::print_line(&format!(
+        "database {} is migrated ({} accounts); sealing: {}",
+        redact_url(&loaded.config.database_url),
+        counts.active + counts.disabled + counts.error,
+        resolved.source
+    ));
+    Ok(())
+}
