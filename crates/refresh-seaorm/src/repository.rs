@@ -176,7 +176,11 @@ impl SeaOrmAccountRepository {
     /// explicit inserts never move the sequence back. SQLite's
     /// AUTOINCREMENT and MySQL's AUTO_INCREMENT follow explicit ids by
     /// themselves.
-    async fn reserve_explicit_id(&self, op: &'static str, id: AccountId) -> Result<(), StorageError> {
+    async fn reserve_explicit_id(
+        &self,
+        op: &'static str,
+        id: AccountId,
+    ) -> Result<(), StorageError> {
         /// The advisory lock of the sequence ("oauthseq"), per database.
         const SEQUENCE_LOCK: i64 = 0x6f61_7574_6873_6571;
         let dialect = self.db.dialect();

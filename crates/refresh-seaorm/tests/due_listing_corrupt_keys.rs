@@ -50,7 +50,10 @@ async fn listing_over(backend: &SeaOrmBackend, rows: &[Row], readable: &[i64], c
         if let Some(value) = &row.expires_at {
             raw(
                 backend,
-                &format!("UPDATE accounts SET expires_at = {value} WHERE id = {}", row.id),
+                &format!(
+                    "UPDATE accounts SET expires_at = {value} WHERE id = {}",
+                    row.id
+                ),
             )
             .await;
         }

@@ -26,7 +26,9 @@ struct Sink;
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        LOG.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -65,9 +67,8 @@ async fn exercise(backend: &SeaOrmBackend, tag: &str) {
     account
         .credentials
         .insert("refresh_token", format!("RT{tag}INSERT"));
-    account.proxy = Some(
-        ProxyUrl::parse(&format!("http://u:PROXY{tag}@127.0.0.1:3128")).expect("proxy url"),
-    );
+    account.proxy =
+        Some(ProxyUrl::parse(&format!("http://u:PROXY{tag}@127.0.0.1:3128")).expect("proxy url"));
     let account = repo.insert(account).await.expect("insert");
     let next = account
         .credentials
@@ -154,7 +155,11 @@ async fn sqlite_plaintext_writes_and_a_rekey_print_no_secret_at_trace() {
     all.extend(["PWUSERINFO", "PWQUERY", "PWUNKNOWN"].map(String::from));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let found = leaks(&all);
-    assert!(found.is_empty(), "secrets in the log:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "secrets in the log:\n{}",
+        found.join("\n")
+    );
     // The subscriber did see this crate's work (the check is not vacuous).
     assert!(!LOG.lock().expect("log").is_empty());
 }
@@ -183,5 +188,9 @@ async fn postgres_plaintext_writes_and_a_rekey_print_no_secret_at_trace() {
     all.extend(["PGPWUSERINFO", "PGPWQUERY", "PGPWUNKNOWN"].map(String::from));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let found = leaks(&all);
-    assert!(found.is_empty(), "secrets in the log:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "secrets in the log:\n{}",
+        found.join("\n")
+    );
 }
