@@ -169,23 +169,24 @@ impl SeaOrmAccountRepository {
         Ok(())
     }
 
-    /// Before an insert under the explicit id `id`, moves PostgreSQL's id
-    /// sequence past it, so a concurrent `create` never draws it (after the
-    /// insert would be too late: a `nextval` in between hands out the id
-    /// being inserted). Under a transaction-scoped advisory lock, so two
-    /// explicit inserts never move the sequence back. SQLite's
-    /// AUTOINCREMENT and MySQL's AUTO_INCREMENT follow explicit ids by
-    /// themselves.
-    async fn reserve_explicit_id(
+    /// Inserts `account` under its explicit id. On PostgreSQL the id
+    /// sequence is first moved past it, in the same transaction, under a
+    /// `SHARE ROW EXCLUSIVE` lock of `accounts`: every insert that drew a
+    /// value from the sequence (a `create`) holds `ROW EXCLUSIVE` on the
+    /// table from before its `nextval` to its commit, so while the lock is
+    /// held no value is being drawn and the sequence can only move forward;
+    /// afterwards no `create` draws this id. (Moving the sequence after the
+    /// insert, or without the lock, let a `create` draw an id in use or the
+    /// sequence move back.) SQLite's AUTOINCREMENT and MySQL's
+    /// AUTO_INCREMENT follow explicit ids by themselves.
+    async fn insert_explicit(
         &self,
         op: &'static str,
-        id: AccountId,
+        account: &Account,
     ) -> Result<(), StorageError> {
-        /// The advisory lock of the sequence ("oauthseq"), per database.
-        const SEQUENCE_LOCK: i64 = 0x6f61_7574_6873_6571;
         let dialect = self.db.dialect();
         if dialect.0 != DbBackend::Postgres {
-            return Ok(());
+            return self.insert_on(self.db.conn(), op, account).await;
         }
         let txn = self
             .db
@@ -193,13 +194,14 @@ impl SeaOrmAccountRepository {
             .begin()
             .await
             .map_err(|e| storage_error(op, e))?;
-        let lock = "SELECT pg_advisory_xact_lock($1)";
-        exec(&txn, dialect, op, lock, vec![SEQUENCE_LOCK.into()]).await?;
+        let lock = "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE";
+        exec(&txn, dialect, op, lock, Vec::new()).await?;
         let sql = "SELECT setval(pg_get_serial_sequence('accounts', 'id'), \
                    GREATEST($1, (SELECT COALESCE(MAX(id), 1) FROM accounts), \
                    (SELECT COALESCE(MAX(last_value), 1) FROM pg_sequences \
                    WHERE schemaname = current_schema() AND sequencename = 'accounts_id_seq')))";
-        exec(&txn, dialect, op, sql, vec![id.0.into()]).await?;
+        exec(&txn, dialect, op, sql, vec![account.id.0.into()]).await?;
+        self.insert_on(&txn, op, account).await?;
         txn.commit().await.map_err(|e| storage_error(op, e))
     }
 
@@ -473,8 +475,7 @@ impl AccountRepository for SeaOrmAccountRepository {
     }
 
     async fn insert(&self, mut account: Account) -> Result<Account, StorageError> {
-        self.reserve_explicit_id("insert", account.id).await?;
-        self.insert_on(self.db.conn(), "insert", &account).await?;
+        self.insert_explicit("insert", &account).await?;
         self.db.remember_platform(account.id, &account.platform);
         account.derive_expires_at();
         Ok(account)
