@@ -1479,3 +1479,89 @@ async fn background_corrupt_rows_are_counted_and_the_sweep_goes_on() {
         assert_eq!(stored.credentials_version, 1, "account {id}");
     }
 }
+
+/// A repository whose listing ignores its cursor, as a backend that cannot
+/// hold a row's sort key in a cursor would: every page is the first one.
+struct CursorIgnored {
+    inner: InMemoryAccountRepository,
+    first_page: refresh_core::DuePage,
+    listings: AtomicU64,
+}
+
+#[async_trait]
+impl AccountRepository for CursorIgnored {
+    async fn get(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+        self.inner.get(id).await
+    }
+    async fn insert(&self, account: Account) -> Result<Account, StorageError> {
+        self.inner.insert(account).await
+    }
+    async fn compare_and_set_credentials(
+        &self,
+        id: AccountId,
+        expected: CasExpectation,
+        credentials: &Credentials,
+    ) -> Result<CasOutcome, StorageError> {
+        self.inner
+            .compare_and_set_credentials(id, expected, credentials)
+            .await
+    }
+    async fn list_due(
+        &self,
+        _before: chrono::DateTime<chrono::Utc>,
+        _after: Option<refresh_core::DueCursor>,
+        _limit: usize,
+    ) -> Result<refresh_core::DuePage, StorageError> {
+        let n = self.listings.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 100, "the same page was listed {n} times");
+        Ok(self.first_page.clone())
+    }
+    async fn set_error(&self, id: AccountId, v: u64, m: &str) -> Result<bool, StorageError> {
+        self.inner.set_error(id, v, m).await
+    }
+    async fn clear_error(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_error(id).await
+    }
+    async fn clear_temp_unschedulable(&self, id: AccountId) -> Result<(), StorageError> {
+        self.inner.clear_temp_unschedulable(id).await
+    }
+}
+
+/// A listing whose cursor does not advance ends the cycle (counted as a
+/// listing error) instead of listing the same page forever; what the page
+/// held is refreshed once.
+#[tokio::test(start_paused = true)]
+async fn background_a_listing_whose_cursor_does_not_advance_ends_the_cycle() {
+    let accounts: Vec<Account> = (1..=5)
+        .map(|id| due_account(id, Platform::Anthropic))
+        .collect();
+    let first_page = refresh_core::DuePage::of(accounts[..2].to_vec(), 2);
+    let repo = CursorIgnored {
+        inner: InMemoryAccountRepository::with_accounts(accounts),
+        first_page,
+        listings: AtomicU64::new(0),
+    };
+    let b = common::Backends::with_repo(repo, common::tokio_clock(), common::tokio_clock());
+    let flow = b.process(
+        refresh_core::LockStrategy::single(b.lock.clone()),
+        refresh_core::FlowConfig::default(),
+    );
+    let executor: Arc<dyn RefreshExecutor> = Arc::new(RotatingExecutor::new(
+        Platform::Anthropic,
+        Arc::clone(&b.upstream),
+        Duration::from_secs(3600),
+    ));
+    let refresher = BackgroundRefresher::builder(flow, ExecutorRegistry::new().with(executor))
+        .config(BackgroundConfig {
+            page_size: 2,
+            ..config()
+        })
+        .build()
+        .expect("valid config");
+
+    let result = refresher.run_once().await;
+
+    assert_eq!(result.list_errors, 1, "{result:?}");
+    assert_eq!((result.total, result.refreshed), (2, 2), "{result:?}");
+    assert_eq!(b.upstream.successes(), 2);
+}

@@ -2,8 +2,8 @@
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 
-use crate::config::{DatabaseConfig, SqliteSynchronous};
-use crate::db::Db;
+use crate::config::{DatabaseConfig, SqliteSynchronous, driver_url};
+use crate::db::{Db, quiet};
 use crate::error::storage_error;
 use crate::rekey::{RekeyReport, rekey};
 use crate::seal::Sealing;
@@ -33,13 +33,18 @@ impl std::fmt::Debug for SeaOrmBackend {
 
 impl SeaOrmBackend {
     /// Opens a pool as `config` says. Does not migrate: call
-    /// [`migrate`](Self::migrate).
+    /// [`migrate`](Self::migrate). Nothing of the connect is logged (see
+    /// the README: sea-orm's spans would print the URL).
     ///
     /// # Errors
-    /// `Unavailable`/`Timeout` when the database cannot be reached; the
-    /// message never holds the URL's password.
+    /// `Unavailable`/`Timeout` when the database cannot be reached; `Other`
+    /// (not retryable) for a configuration error: a URL scheme no driver
+    /// speaks, a URL the driver refuses, a SQLite file that cannot be
+    /// opened (missing directory, no permission). The message never holds
+    /// the URL or its password.
     pub async fn connect(config: &DatabaseConfig, sealing: Sealing) -> Result<Self, StorageError> {
-        let conn = Database::connect(connect_options(config))
+        let url = driver_url(&config.url)?;
+        let conn = quiet(Database::connect(connect_options(config, url)))
             .await
             .map_err(|e| storage_error("connect", e))?;
         Ok(Self::from_connection(conn, sealing))
@@ -98,10 +103,11 @@ impl SeaOrmBackend {
     }
 }
 
-/// SeaORM/sqlx options for `config`.
-pub(crate) fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
-    let mut options = ConnectOptions::new(config.url.clone());
-    let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+/// SeaORM/sqlx options for `config`, connecting to `url` (the checked
+/// [`driver_url`]).
+fn connect_options(config: &DatabaseConfig, url: String) -> ConnectOptions {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let mut options = ConnectOptions::new(url);
     let max = if in_memory {
         1
     } else {
@@ -116,8 +122,11 @@ pub(crate) fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
     let (busy, synchronous) = (config.sqlite_busy_timeout, config.sqlite_synchronous);
     options.map_sqlx_sqlite_opts(move |opts| {
         use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous as Sync};
+        // secure_delete: freed cells are zeroed, so a replaced plaintext
+        // value (before sealing was switched on) leaves no copy behind.
         let opts = opts
             .busy_timeout(busy)
+            .pragma("secure_delete", "ON")
             .foreign_keys(true)
             .synchronous(match synchronous {
                 SqliteSynchronous::Full => Sync::Full,

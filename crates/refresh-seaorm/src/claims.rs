@@ -320,9 +320,15 @@ impl ClaimStore for DbClaimStore {
         }
         let over = "state <> 'answered' AND expires_at IS NOT NULL AND expires_at <= {now}";
         let sql = if self.db.dialect().has_returning() {
+            // `{over}` twice: the subquery picks candidates from its
+            // snapshot, and under PostgreSQL's READ COMMITTED a row updated
+            // meanwhile (taken over, answered, consumed) is re-checked
+            // against the outer WHERE only, so the outer WHERE must say
+            // "over" too, or a live claim is deleted (invariant 1).
             format!(
                 "DELETE FROM refresh_claims WHERE (platform, fingerprint) IN \
-                 (SELECT platform, fingerprint FROM refresh_claims WHERE {over} LIMIT $1)"
+                 (SELECT platform, fingerprint FROM refresh_claims WHERE {over} LIMIT $1) \
+                 AND {over}"
             )
         } else {
             format!("DELETE FROM refresh_claims WHERE {over} LIMIT $1")

@@ -70,7 +70,7 @@ pub(crate) fn open_text(
     stored: &str,
     context: &[u8],
 ) -> Result<String, StorageError> {
-    if !stored.starts_with(SEALED) {
+    if !is_sealed(stored) {
         return Ok(stored.to_owned());
     }
     let Sealing::Sealed(sealer) = sealing else {
@@ -84,6 +84,11 @@ pub(crate) fn open_text(
         .map_err(|e| StorageError::invalid_data(op, format!("{column}: {e}")))?;
     String::from_utf8(bytes)
         .map_err(|_| StorageError::invalid_data(op, format!("{column} is not UTF-8")))
+}
+
+/// Whether a stored secret column holds a sealed envelope (else plaintext).
+pub(crate) fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED)
 }
 
 /// Whether a stored secret column is plaintext or sealed under an old key.
@@ -147,6 +152,27 @@ pub(crate) fn decode_account(
     decode_model(db, op, model, credentials).map_err(|e| (Some(id), e))
 }
 
+/// A stored name read back only when it is stored exactly as its canonical
+/// spelling: statements compare these columns with the canonical text
+/// (`platform = 'anthropic'` in every credential write, `status = 'active'`
+/// in the due listing), so a row spelled otherwise (`claude`, ` active`)
+/// would read fine and never match a write.
+///
+/// # Errors
+/// Why the text is refused (no secret: these columns hold names).
+pub(crate) fn canonical<T>(stored: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value: T = stored.parse().map_err(|e: T::Err| e.to_string())?;
+    if value.to_string() == stored {
+        Ok(value)
+    } else {
+        Err(format!("not stored as its canonical name '{value}'"))
+    }
+}
+
 fn decode_model(
     db: &Db,
     op: &'static str,
@@ -157,18 +183,13 @@ fn decode_model(
     let bad = |column: &str, reason: String| {
         StorageError::invalid_data(op, format!("account {id}: {column}: {reason}"))
     };
-    let platform: Platform = m
-        .platform
-        .parse()
-        .map_err(|e| bad("platform", format!("{e}")))?;
-    let account_type: AccountType = m
-        .account_type
-        .parse()
-        .map_err(|e| bad("account_type", format!("{e}")))?;
-    let status: AccountStatus = m
-        .status
-        .parse()
-        .map_err(|e| bad("status", format!("{e}")))?;
+    let platform: Platform = canonical(&m.platform).map_err(|e| bad("platform", e))?;
+    let account_type: AccountType =
+        canonical(&m.account_type).map_err(|e| bad("account_type", e))?;
+    let status: AccountStatus = canonical(&m.status).map_err(|e| bad("status", e))?;
+    if m.expires_at.is_some_and(|ms| from_ms(ms).is_none()) {
+        return Err(bad("expires_at", "out of range".into()));
+    }
     let credentials = match credentials {
         Some(c) => c.clone(),
         None => {
@@ -179,6 +200,15 @@ fn decode_model(
             Credentials::from_json_str(&text).map_err(|e| bad("credentials", e.to_string()))?
         }
     };
+    // Every credential write compares this column with the fingerprint of
+    // the credentials it read: a row where they differ could be refreshed
+    // upstream but never written back, so it is not handed out at all.
+    if m.refresh_fingerprint != fingerprint_column(&credentials) {
+        return Err(bad(
+            "refresh_fingerprint",
+            "does not match the stored refresh token".into(),
+        ));
+    }
     let extra = match serde_json::from_str::<Json>(&m.extra) {
         Ok(Json::Object(map)) => map,
         Ok(_) => return Err(bad("extra", "not a JSON object".into())),

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use refresh_core::StorageError;
 use serde::{Deserialize, Serialize};
 
 /// SQLite's `synchronous` setting: how hard a commit waits for the disk.
@@ -19,7 +20,8 @@ pub enum SqliteSynchronous {
     Normal,
 }
 
-/// Connection settings. `Debug` hides the URL's password.
+/// Connection settings. `Debug` hides the URL's password, in the user
+/// info or in a query parameter.
 ///
 /// ```
 /// use refresh_seaorm::DatabaseConfig;
@@ -28,6 +30,9 @@ pub enum SqliteSynchronous {
 /// assert_eq!(config.max_connections, 8);
 /// let pg = DatabaseConfig::new("postgres://app:hunter2@db:5432/refresh");
 /// assert!(!format!("{pg:?}").contains("hunter2"));
+/// let pg = DatabaseConfig::new("postgres://app@db/refresh?password=hunter2&sslmode=require");
+/// assert!(!format!("{pg:?}").contains("hunter2"));
+/// assert!(format!("{pg:?}").contains("sslmode=require"));
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -76,23 +81,88 @@ impl DatabaseConfig {
         }
     }
 
-    /// The URL with any password replaced by `[redacted]`.
+    /// The URL with any password (user info or query parameter) replaced
+    /// by `[redacted]`.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }
 }
 
-/// `url` with its password replaced, or a placeholder when it does not
-/// parse (it may hold anything).
+/// `url` with its password and every secret-looking query parameter
+/// (`password`, `sslpassword`, anything naming a password, secret, token or
+/// key) replaced, or a placeholder when it does not parse (it may hold
+/// anything).
 pub(crate) fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("[redacted]"));
-            }
-            parsed.to_string()
+    const REDACTED: &str = "[redacted]";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "[unparseable url]".into();
+    };
+    if parsed.password().is_some() && parsed.set_password(Some(REDACTED)).is_err() {
+        return "[unparseable url]".into();
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret_parameter(&key) {
+                    REDACTED.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Whether a URL query parameter may carry a secret.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token", "key", "auth"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// The URL handed to the driver: its scheme checked and spelled as
+/// sea-orm expects (`postgresql://` and upper case are accepted).
+///
+/// # Errors
+/// `Other` (not retryable: a configuration error) for a scheme no driver
+/// of this build speaks; the message names the scheme, never the URL.
+pub(crate) fn driver_url(url: &str) -> Result<String, StorageError> {
+    let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
+    let lower = scheme.to_ascii_lowercase();
+    let canonical = match lower.as_str() {
+        "sqlite" => Some("sqlite"),
+        "postgres" | "postgresql" => Some("postgres"),
+        "mysql" | "mariadb" if cfg!(feature = "mysql") => Some("mysql"),
+        _ => None,
+    };
+    match canonical {
+        Some(canonical) => Ok(format!("{canonical}:{rest}")),
+        None => {
+            let shown = if !lower.is_empty()
+                && lower.len() <= 16
+                && lower.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
+            {
+                format!("'{lower}'")
+            } else {
+                "(none)".to_owned()
+            };
+            let mysql = if cfg!(feature = "mysql") {
+                ", mysql://"
+            } else {
+                ""
+            };
+            Err(StorageError::other(
+                "connect",
+                format!(
+                    "unsupported database URL scheme {shown}: expected sqlite:, postgres://{mysql} (a configuration error, not retried)"
+                ),
+            ))
         }
-        Err(_) => "[unparseable url]".into(),
     }
 }
 

@@ -1,10 +1,14 @@
 //! [`Db`]: the shared handle every backend of this crate holds (connection
-//! pool, dialect, sealing), and the statement helpers that map errors.
+//! pool, dialect, sealing), and the statement helpers that map errors and
+//! keep statements out of the logs ([`quiet`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
+use tracing::instrument::{WithDispatch, WithSubscriber};
 
 use crate::dialect::Dialect;
 use crate::error::storage_error;
@@ -73,6 +77,21 @@ impl Db {
     }
 }
 
+/// `future` with tracing switched off while it runs (on this task: a
+/// scoped no-op dispatcher, whatever the global subscriber enables).
+///
+/// sea-orm records every statement WITH its bound values in `trace`-level
+/// spans (`#[instrument]` on its connection and transaction methods), and
+/// the options of `Database::connect` with the URL, password included; with
+/// its `debug-print` feature it logs statements at `debug`; sqlx logs the
+/// value of an unknown URL parameter at `warn`. Bound values are secrets
+/// here (plaintext-mode credentials and proxy URLs, the plaintext a rekey
+/// compares with), so every statement and the connect run through this:
+/// no level of logging can print them (invariant 9).
+pub(crate) fn quiet<F: Future>(future: F) -> WithDispatch<F> {
+    future.with_subscriber(tracing::Dispatch::none())
+}
+
 /// Runs `sql` (see [`Dialect::stmt`]) on `conn`; the rows it changed.
 pub(crate) async fn exec(
     conn: &impl ConnectionTrait,
@@ -81,7 +100,7 @@ pub(crate) async fn exec(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<u64, StorageError> {
-    conn.execute(dialect.stmt(sql, values))
+    quiet(conn.execute(dialect.stmt(sql, values)))
         .await
         .map(|r| r.rows_affected())
         .map_err(|e| storage_error(op, e))
@@ -95,7 +114,7 @@ pub(crate) async fn exec_insert_id(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<u64, StorageError> {
-    conn.execute(dialect.stmt(sql, values))
+    quiet(conn.execute(dialect.stmt(sql, values)))
         .await
         .map(|r| r.last_insert_id())
         .map_err(|e| storage_error(op, e))
@@ -109,7 +128,7 @@ pub(crate) async fn query_one(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Option<QueryResult>, StorageError> {
-    conn.query_one(dialect.stmt(sql, values))
+    quiet(conn.query_one(dialect.stmt(sql, values)))
         .await
         .map_err(|e| storage_error(op, e))
 }
@@ -122,7 +141,7 @@ pub(crate) async fn query_all(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<QueryResult>, StorageError> {
-    conn.query_all(dialect.stmt(sql, values))
+    quiet(conn.query_all(dialect.stmt(sql, values)))
         .await
         .map_err(|e| storage_error(op, e))
 }
@@ -142,7 +161,14 @@ pub(crate) fn big(n: u64) -> Value {
     Value::from(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// A duration as whole milliseconds (at least 1), for the database clock.
-pub(crate) fn millis(d: std::time::Duration) -> Value {
-    Value::from(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
+/// The longest lease, claim or horizon stored: `{now} + ttl` must stay a
+/// `BIGINT` (PostgreSQL refuses an overflow, SQLite turns it into a `REAL`
+/// no reader expects). A century is "never" for every caller.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration as whole milliseconds (at least 1, at most [`MAX_TTL`]), for
+/// the database clock.
+pub(crate) fn millis(d: Duration) -> Value {
+    let ms = d.min(MAX_TTL).as_millis();
+    Value::from(i64::try_from(ms).unwrap_or(i64::MAX).max(1))
 }

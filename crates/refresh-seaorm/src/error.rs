@@ -22,6 +22,13 @@ fn classify(error: &DbErr) -> (Kind, String) {
         DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => {
             (Kind::Unavailable, "the connection pool is closed".into())
         }
+        DbErr::Conn(runtime) if is_configuration(runtime) => (
+            Kind::Other,
+            runtime_detail(
+                "cannot connect: a configuration error (URL, path, credentials), not retried",
+                runtime,
+            ),
+        ),
         DbErr::Conn(runtime) => (
             Kind::Unavailable,
             runtime_detail("connection failed", runtime),
@@ -34,6 +41,27 @@ fn classify(error: &DbErr) -> (Kind, String) {
             "a column holds a value of the wrong type".into(),
         ),
         _ => (Kind::Other, "database error".into()),
+    }
+}
+
+/// Whether a connection failure is permanent until the configuration
+/// changes: retrying it is pointless and would hide the cause.
+fn is_configuration(runtime: &RuntimeErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match runtime {
+        // sea-orm: "the connection string has no supporting driver" (the
+        // driver did not accept the URL).
+        RuntimeErr::Internal(_) => true,
+        RuntimeErr::SqlxError(Sqlx::Configuration(_)) => true,
+        RuntimeErr::SqlxError(Sqlx::Database(db)) => matches!(
+            db.code().as_deref(),
+            // SQLite CANTOPEN (a missing directory, no permission, not a
+            // database file) with its extended codes; READONLY; NOTADB.
+            Some("14" | "270" | "526" | "782" | "1038" | "1294" | "1550" | "8" | "26")
+            // PostgreSQL: bad password or role, no such database.
+            | Some("28000" | "28P01" | "3D000")
+        ),
+        RuntimeErr::SqlxError(_) => false,
     }
 }
 

@@ -13,7 +13,12 @@
 //! - [`AesGcmSealer`], core's `Sealer`: credentials,
 //!   proxy URLs and claim answers sealed at rest with AES-256-GCM bound to
 //!   their row, keys rotated with [`SeaOrmBackend::rekey`];
-//! - [`migrate`]: idempotent migrations.
+//! - [`migrate`]: idempotent migrations, safe to run from several
+//!   processes at once.
+//!
+//! No statement and no connect is ever logged, at any level (sea-orm would
+//! print bound values and the URL's password): see the README's "Logs and
+//! secrets" for what an operator must still set on PostgreSQL.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,8 +2,10 @@
 //! the current key.
 
 use crate::claims::key_of;
-use crate::codec::{needs_reseal, open_text, seal_text};
-use crate::db::{Db, column, exec, query_all};
+use sea_orm::DbBackend;
+
+use crate::codec::{is_sealed, needs_reseal, open_text, seal_text};
+use crate::db::{Db, column, exec, query_all, query_one};
 use crate::seal::context;
 use refresh_core::{AccountId, Platform, StorageError};
 
@@ -44,6 +46,8 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
     };
     let (conn, dialect, sealing) = (db.conn(), db.dialect(), db.sealing());
     let mut report = RekeyReport::default();
+    // Whether a plaintext value was sealed: the file then still holds it.
+    let mut sealed_plaintext = false;
     let mut after = i64::MIN;
     loop {
         let sql = "SELECT id, platform, credentials, proxy_url FROM accounts WHERE id > $1 ORDER BY id LIMIT $2";
@@ -64,6 +68,7 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
                     Ok(text) => {
                         let sealed = seal_text(sealing, OP, &text, &ctx)?;
                         let sql = "UPDATE accounts SET credentials = $1 WHERE id = $2 AND credentials = $3";
+                        let plain = !is_sealed(&stored);
                         match exec(
                             conn,
                             dialect,
@@ -73,7 +78,10 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
                         )
                         .await?
                         {
-                            1 => report.credentials += 1,
+                            1 => {
+                                report.credentials += 1;
+                                sealed_plaintext |= plain;
+                            }
                             _ => report.skipped += 1,
                         }
                     }
@@ -89,6 +97,7 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
                         let sealed = seal_text(sealing, OP, &text, &ctx)?;
                         let sql =
                             "UPDATE accounts SET proxy_url = $1 WHERE id = $2 AND proxy_url = $3";
+                        let plain = !is_sealed(&stored);
                         match exec(
                             conn,
                             dialect,
@@ -98,7 +107,10 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
                         )
                         .await?
                         {
-                            1 => report.proxies += 1,
+                            1 => {
+                                report.proxies += 1;
+                                sealed_plaintext |= plain;
+                            }
                             _ => report.skipped += 1,
                         }
                     }
@@ -125,6 +137,7 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
             continue;
         };
         let sealed = seal_text(sealing, OP, &text, &ctx)?;
+        let plain = !is_sealed(&stored);
         let sql = "UPDATE refresh_claims SET answer = $1 WHERE platform = $2 AND fingerprint = $3 AND answer = $4";
         let values = vec![
             sealed.into(),
@@ -133,9 +146,36 @@ pub(crate) async fn rekey(db: &Db) -> Result<RekeyReport, StorageError> {
             stored.into(),
         ];
         match exec(conn, dialect, OP, sql, values).await? {
-            1 => report.answers += 1,
+            1 => {
+                report.answers += 1;
+                sealed_plaintext |= plain;
+            }
             _ => report.skipped += 1,
         }
     }
+    if sealed_plaintext && dialect.0 == DbBackend::Sqlite {
+        scrub_sqlite(db).await?;
+    }
     Ok(report)
+}
+
+/// After plaintext values were sealed: rebuilds the SQLite file (`VACUUM`:
+/// free pages and the slack of rewritten pages may still hold the old
+/// text) and truncates the WAL, which holds the old pages too. Every
+/// connection also runs with `secure_delete`, so values replaced later are
+/// zeroed as they are freed. PostgreSQL keeps old row versions until
+/// `VACUUM FULL` rewrites the table: see the README.
+async fn scrub_sqlite(db: &Db) -> Result<(), StorageError> {
+    const OP: &str = "rekey_scrub";
+    let (conn, dialect) = (db.conn(), db.dialect());
+    exec(conn, dialect, OP, "VACUUM", Vec::new()).await?;
+    let checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)";
+    if let Some(row) = query_one(conn, dialect, OP, checkpoint, Vec::new()).await?
+        && column::<i64>(&row, OP, "busy").unwrap_or_default() != 0
+    {
+        tracing::warn!(
+            "rekey sealed plaintext values, but readers kept the SQLite write-ahead log from being truncated: it may still hold the old text until `PRAGMA wal_checkpoint(TRUNCATE)` succeeds"
+        );
+    }
+    Ok(())
 }

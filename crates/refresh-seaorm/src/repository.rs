@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, TransactionTrait, Value};
 
 use crate::codec::{
-    ACCOUNT_COLUMNS, decode_account, encode_credentials, encode_extra, encode_proxy, expiry_column,
-    fingerprint_column, from_ms, to_ms,
+    ACCOUNT_COLUMNS, canonical, decode_account, encode_credentials, encode_extra, encode_proxy,
+    expiry_column, fingerprint_column, from_ms, to_ms,
 };
 use crate::db::{Db, big, column, exec, query_all, query_one};
 use crate::error::storage_error;
@@ -62,8 +62,7 @@ impl SeaOrmAccountRepository {
             return Ok(None);
         };
         let name: String = column(&row, op, "platform")?;
-        let platform: Platform = name
-            .parse()
+        let platform: Platform = canonical(&name)
             .map_err(|e| StorageError::invalid_data(op, format!("account {id}: platform: {e}")))?;
         self.db.remember_platform(id, &platform);
         Ok(Some(platform))
@@ -170,23 +169,40 @@ impl SeaOrmAccountRepository {
         Ok(())
     }
 
-    /// After inserts with explicit ids, moves PostgreSQL's id sequence past
-    /// them so store-assigned ids never collide (SQLite's AUTOINCREMENT and
-    /// MySQL's AUTO_INCREMENT follow explicit ids by themselves).
-    pub(crate) async fn advance_id_sequence(
+    /// Inserts `account` under its explicit id. On PostgreSQL the id
+    /// sequence is first moved past it, in the same transaction, under a
+    /// `SHARE ROW EXCLUSIVE` lock of `accounts`: every insert that drew a
+    /// value from the sequence (a `create`) holds `ROW EXCLUSIVE` on the
+    /// table from before its `nextval` to its commit, so while the lock is
+    /// held no value is being drawn and the sequence can only move forward;
+    /// afterwards no `create` draws this id. (Moving the sequence after the
+    /// insert, or without the lock, let a `create` draw an id in use or the
+    /// sequence move back.) SQLite's AUTOINCREMENT and MySQL's
+    /// AUTO_INCREMENT follow explicit ids by themselves.
+    async fn insert_explicit(
         &self,
-        conn: &impl ConnectionTrait,
         op: &'static str,
+        account: &Account,
     ) -> Result<(), StorageError> {
-        if self.db.dialect().0 != DbBackend::Postgres {
-            return Ok(());
+        let dialect = self.db.dialect();
+        if dialect.0 != DbBackend::Postgres {
+            return self.insert_on(self.db.conn(), op, account).await;
         }
+        let txn = self
+            .db
+            .conn()
+            .begin()
+            .await
+            .map_err(|e| storage_error(op, e))?;
+        let lock = "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE";
+        exec(&txn, dialect, op, lock, Vec::new()).await?;
         let sql = "SELECT setval(pg_get_serial_sequence('accounts', 'id'), \
-                   GREATEST((SELECT COALESCE(MAX(id), 1) FROM accounts), \
+                   GREATEST($1, (SELECT COALESCE(MAX(id), 1) FROM accounts), \
                    (SELECT COALESCE(MAX(last_value), 1) FROM pg_sequences \
                    WHERE schemaname = current_schema() AND sequencename = 'accounts_id_seq')))";
-        query_one(conn, self.db.dialect(), op, sql, Vec::new()).await?;
-        Ok(())
+        exec(&txn, dialect, op, sql, vec![account.id.0.into()]).await?;
+        self.insert_on(&txn, op, account).await?;
+        txn.commit().await.map_err(|e| storage_error(op, e))
     }
 
     /// Reads rows of `sql` into accounts, reporting rows that do not parse
@@ -337,9 +353,85 @@ impl SeaOrmAccountRepository {
     }
 }
 
+/// Where a due row sorts, read as the listing's SQL compares it
+/// (`expires_at`, a number).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SortKey {
+    /// `expires_at IS NULL`.
+    Unknown,
+    /// Unix milliseconds a [`DueCursor`] holds exactly.
+    Exact(DateTime<Utc>),
+    /// A value no cursor holds exactly: a SQLite `REAL` with a fraction,
+    /// an integer outside the instants `DateTime` can hold. Always a
+    /// corrupt row (nothing this crate writes).
+    Inexact(f64),
+}
+
+impl SortKey {
+    /// Reads column `expires_at` of `row`.
+    fn read(row: &QueryResult) -> Result<Self, StorageError> {
+        if let Ok(ms) = row.try_get::<Option<i64>>("", "expires_at") {
+            return Ok(match ms {
+                None => Self::Unknown,
+                Some(ms) => from_ms(ms).map_or(Self::Inexact(ms as f64), Self::Exact),
+            });
+        }
+        match row.try_get::<Option<f64>>("", "expires_at") {
+            Ok(Some(x)) if !x.is_nan() => Ok(Self::Inexact(x)),
+            _ => Err(StorageError::invalid_data(
+                "list_due",
+                "column expires_at cannot be read as a number",
+            )),
+        }
+    }
+
+    /// The cursor just past a row at this key with id `id`, or `None` when
+    /// no row after it can be due. A row at an inexact key `x` gets the
+    /// cursor `(ceil(x), i64::MIN)` (clamped to the instants a cursor
+    /// holds): every later row is listed, and only rows that are corrupt
+    /// too (keys between `x` and `ceil(x)`) can be passed over. Never a
+    /// cursor of unknown expiry for a known one: that would start the
+    /// listing over, forever.
+    fn cursor_past(self, id: i64) -> Option<DueCursor> {
+        let at = |ms: i64, id: i64| {
+            from_ms(ms).map(|at| DueCursor {
+                expires_at: Some(at),
+                id: AccountId(id),
+            })
+        };
+        match self {
+            Self::Unknown => Some(DueCursor {
+                expires_at: None,
+                id: AccountId(id),
+            }),
+            Self::Exact(expires_at) => Some(DueCursor {
+                expires_at: Some(expires_at),
+                id: AccountId(id),
+            }),
+            Self::Inexact(x) => {
+                let (min, max) = (
+                    DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+                    DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+                );
+                let ceil = x.ceil();
+                if ceil > max as f64 {
+                    // Past every instant: nothing after it is before `before`.
+                    None
+                } else if ceil < min as f64 {
+                    at(min, i64::MIN)
+                } else {
+                    // In range: the cast is exact for whole values.
+                    let ms = ceil as i64;
+                    at(ms, if ceil == x { id } else { i64::MIN })
+                }
+            }
+        }
+    }
+}
+
 /// One row of a due listing: its sort key and what it decoded to.
 struct DueRow {
-    expires_at: Option<i64>,
+    key: SortKey,
     id: i64,
     account: Result<Account, StorageError>,
 }
@@ -350,13 +442,17 @@ impl SeaOrmAccountRepository {
         rows.iter()
             .map(|row| {
                 let id: i64 = column(row, "list_due", "id")?;
-                let expires_at: Option<i64> = row.try_get("", "expires_at").unwrap_or(None);
-                let account = decode_account(&self.db, "list_due", row, None).map_err(|(_, e)| e);
-                Ok(DueRow {
-                    expires_at,
-                    id,
-                    account,
-                })
+                let key = SortKey::read(row)?;
+                let account = match key {
+                    SortKey::Inexact(_) => Err(StorageError::invalid_data(
+                        "list_due",
+                        format!(
+                            "account {id}: expires_at: not a whole number of milliseconds in range"
+                        ),
+                    )),
+                    _ => decode_account(&self.db, "list_due", row, None).map_err(|(_, e)| e),
+                };
+                Ok(DueRow { key, id, account })
             })
             .collect()
     }
@@ -379,8 +475,7 @@ impl AccountRepository for SeaOrmAccountRepository {
     }
 
     async fn insert(&self, mut account: Account) -> Result<Account, StorageError> {
-        self.insert_on(self.db.conn(), "insert", &account).await?;
-        self.advance_id_sequence(self.db.conn(), "insert").await?;
+        self.insert_explicit("insert", &account).await?;
         self.db.remember_platform(account.id, &account.platform);
         account.derive_expires_at();
         Ok(account)
@@ -455,10 +550,7 @@ impl AccountRepository for SeaOrmAccountRepository {
         let next = (rows.len() >= limit)
             .then(|| rows.last())
             .flatten()
-            .map(|last| DueCursor {
-                expires_at: last.expires_at.and_then(from_ms),
-                id: AccountId(last.id),
-            });
+            .and_then(|last| last.key.cursor_past(last.id));
         let mut page = DuePage {
             next,
             ..DuePage::default()

@@ -428,6 +428,80 @@ async fn postgres_migrations_are_idempotent_and_finish_an_older_set() {
 }
 
 // ---------------------------------------------------------------------
+// Explicit ids and the PostgreSQL id sequence
+// ---------------------------------------------------------------------
+
+/// A create that drew an id and has not committed is in flight while an
+/// explicit insert moves the sequence: the insert waits for it (reading
+/// the sequence then could move it back below the id just drawn, and a
+/// later create would draw an id in use). Afterwards creates draw ids past
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn postgres_an_explicit_insert_waits_for_an_in_flight_create() {
+    use sea_orm::TransactionTrait;
+
+    let db = PgDatabase::create("explicit_id_waits").await;
+    let backend = db.open(sealed()).await;
+    let other = sea_orm::Database::connect(db.url.as_str())
+        .await
+        .expect("connect");
+    let txn = other.begin().await.expect("begin");
+    let row = txn
+        .query_one(Statement::from_string(
+            txn.get_database_backend(),
+            "INSERT INTO accounts (name, platform, account_type, status, credentials, \
+             refresh_fingerprint, extra, priority, credentials_version, created_at, updated_at) \
+             VALUES ('in-flight', 'anthropic', 'oauth', 'disabled', '{}', '', '{}', 0, 0, 0, 0) \
+             RETURNING id"
+                .to_owned(),
+        ))
+        .await
+        .expect("insert")
+        .expect("a row");
+    let drawn: i64 = row.try_get("", "id").expect("id");
+    let explicit = {
+        let repo = backend.repository();
+        tokio::spawn(async move { repo.insert(account_expiring(drawn + 1, Some(60))).await })
+    };
+    let mut waiting = false;
+    for _ in 0..500 {
+        let row = other
+            .query_one(Statement::from_string(
+                other.get_database_backend(),
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    .to_owned(),
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row");
+        if row.try_get::<i64>("", "n").expect("n") >= 1 {
+            waiting = true;
+            break;
+        }
+        // Polls the server's state (no sleep as synchronization: the
+        // condition is checked, the delay only paces the polling).
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the explicit insert did not wait for the create");
+    assert!(!explicit.is_finished());
+    txn.commit().await.expect("commit");
+    explicit.await.expect("join").expect("explicit insert");
+    let created = backend
+        .repository()
+        .create(NewAccount::new(
+            "after",
+            Platform::Anthropic,
+            AccountType::OAuth,
+            Credentials::new().with("refresh_token", "rt-after"),
+        ))
+        .await
+        .expect("create");
+    assert!(created.id.0 > drawn + 1, "{:?} after {drawn}", created.id);
+}
+
+// ---------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------
 

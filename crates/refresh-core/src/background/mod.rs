@@ -132,6 +132,17 @@ impl BackgroundRefresher {
                 }
             }
             match next {
+                // A listing whose cursor does not move on would list the
+                // same pages forever (a backend bug, a sort key it cannot
+                // hold): the cycle ends instead, counted as a listing error.
+                Some(next) if cursor.is_some_and(|c| !next.is_past(&c)) => {
+                    warn!(
+                        account_id = %next.id,
+                        "the due listing's cursor did not advance; ending the cycle early"
+                    );
+                    report.list_errors += 1;
+                    break;
+                }
                 Some(next) => cursor = Some(next),
                 None => break,
             }

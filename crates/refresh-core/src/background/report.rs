@@ -17,7 +17,8 @@ pub struct CycleReport {
     pub failed: u64,
     /// Of the failed, marked `error` (non-retryable).
     pub marked_error: u64,
-    /// Listing pages that failed.
+    /// Listing pages that failed, and listings stopped because their
+    /// cursor did not advance.
     pub list_errors: u64,
     /// Due rows the repository could not read (corrupt credentials, unknown
     /// platform or type): reported and passed over, never refreshed.

@@ -71,6 +71,13 @@ impl DueCursor {
             id: account.id,
         }
     }
+
+    /// Whether this cursor is strictly past `other` in listing order
+    /// (unknown expiries first, then by `(expires_at, id)`): every page's
+    /// [`next`](DuePage::next) is past the cursor it was listed after.
+    pub fn is_past(&self, other: &Self) -> bool {
+        (self.expires_at, self.id) > (other.expires_at, other.id)
+    }
 }
 
 /// A stored account row that cannot be read back (credentials that are not

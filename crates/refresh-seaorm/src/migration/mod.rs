@@ -8,11 +8,15 @@ mod m20261207_000001_accounts;
 mod m20261207_000002_refresh_leases;
 mod m20261207_000003_refresh_claims;
 
-use sea_orm::DatabaseConnection;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
+use crate::db::exec;
+use crate::dialect::Dialect;
 use crate::error::storage_error;
-use refresh_core::StorageError;
+use refresh_core::{StorageError, StorageErrorKind};
 
 /// Every migration of this crate, in order. Applied migrations are recorded
 /// in `oauth_refresh_migrations` (not SeaORM's default table, so an
@@ -37,19 +41,109 @@ impl MigratorTrait for Migrator {
 
 use sea_orm::sea_query::IntoIden;
 
+const OP: &str = "migrate";
+
+/// Attempts of a migration that met a busy database or a concurrent
+/// migrator (each waits for the other's lock first; see [`migrate`]).
+const ATTEMPTS: u32 = 8;
+
 /// Applies every pending migration. Idempotent: running it twice, or on a
 /// database an older release migrated, applies only what is missing; every
 /// table and index is created `IF NOT EXISTS`.
 ///
+/// Several processes may migrate one database at once: on SQLite and
+/// PostgreSQL the whole run is ONE transaction that first takes a lock
+/// (SQLite's write lock, waiting up to the busy timeout; a PostgreSQL
+/// advisory lock), so the runs take turns, the later ones find nothing to
+/// do, and a run that fails leaves nothing half-applied. A run that still
+/// meets a busy database is retried with backoff.
+///
 /// # Errors
-/// A [`StorageError`] when the database fails (no SQL text in it).
+/// `Other` naming the unknown migrations when the database was migrated by
+/// a newer release (nothing is changed); a [`StorageError`] when the
+/// database fails (no SQL text in it).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StorageError> {
-    match Migrator::up(db, None).await {
-        Ok(()) => Ok(()),
-        // Another process migrating at the same moment: its records are
-        // in by now, and a second pass finds nothing to do.
-        Err(_) => Migrator::up(db, None)
-            .await
-            .map_err(|e| storage_error("migrate", e)),
+    let mut backoff = Duration::from_millis(25);
+    let mut attempt = 1;
+    loop {
+        match migrate_once(db).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if attempt < ATTEMPTS
+                    && (e.is_retryable() || e.kind() == StorageErrorKind::Conflict) =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
+}
+
+/// One run of [`migrate`].
+async fn migrate_once(db: &DatabaseConnection) -> Result<(), StorageError> {
+    let dialect = Dialect(db.get_database_backend());
+    if dialect.0 == DbBackend::MySql {
+        // No transactional DDL: as sea-orm-migration does it.
+        refuse_unknown(db).await?;
+        return Migrator::up(db, None)
+            .await
+            .map_err(|e| storage_error(OP, e));
+    }
+    if dialect.0 == DbBackend::Sqlite {
+        // The table the lock statement below writes to.
+        Migrator::install(db)
+            .await
+            .map_err(|e| storage_error(OP, e))?;
+    }
+    let txn = db.begin().await.map_err(|e| storage_error(OP, e))?;
+    let lock = match dialect.0 {
+        // A write as the transaction's first statement takes SQLite's write
+        // lock now (waiting up to the busy timeout), before anything is
+        // read.
+        DbBackend::Sqlite => "DELETE FROM oauth_refresh_migrations WHERE 1 = 0",
+        // The advisory lock "oauthmig" of this database.
+        _ => "SELECT pg_advisory_xact_lock(8025825153779591527)",
+    };
+    exec(&txn, dialect, OP, lock, Vec::new()).await?;
+    refuse_unknown(&txn).await?;
+    Migrator::up(&txn, None)
+        .await
+        .map_err(|e| storage_error(OP, e))?;
+    txn.commit().await.map_err(|e| storage_error(OP, e))
+}
+
+/// Fails when the database records migrations this release does not know:
+/// a newer release migrated it, and this one must not run against a
+/// schema it does not know.
+async fn refuse_unknown(db: &impl ConnectionTrait) -> Result<(), StorageError> {
+    let known: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let unknown: Vec<String> = Migrator::get_migration_models(db)
+        .await
+        .map_err(|e| storage_error(OP, e))?
+        .into_iter()
+        .filter(|applied| !known.contains(&applied.version))
+        .map(|applied| {
+            applied
+                .version
+                .chars()
+                .take(64)
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                .collect()
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(StorageError::other(
+        OP,
+        format!(
+            "the database was migrated by a newer release (unknown migration(s): {}); run a release that knows them, nothing was changed",
+            unknown.join(", ")
+        ),
+    ))
 }

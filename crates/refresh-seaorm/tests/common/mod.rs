@@ -123,6 +123,13 @@ impl PgDatabase {
         }
     }
 
+    /// A connection to the admin database (`REFRESH_TEST_DATABASE_URL`).
+    pub async fn admin_conn() -> sea_orm::DatabaseConnection {
+        Database::connect(pg_admin_url().as_str())
+            .await
+            .expect("admin connection")
+    }
+
     pub fn config(&self) -> DatabaseConfig {
         DatabaseConfig {
             max_connections: 16,
