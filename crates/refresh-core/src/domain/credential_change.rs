@@ -31,8 +31,9 @@ impl CredentialChange {
     /// changes in `base`. Blank token values never win. An expiry belongs to
     /// the answer's access token: an answer without an access token
     /// contributes its refresh-token rotation alone, and an access token
-    /// without a readable expiry gets [`ASSUMED_TOKEN_LIFETIME`] from `now`
-    /// rather than the old, past expiry.
+    /// without an expiry of its own (none readable, or only the stored one
+    /// and that one past) gets [`ASSUMED_TOKEN_LIFETIME`] from `now` rather
+    /// than the old, past expiry.
     pub fn of(issued: Credentials, base: &Credentials, now: DateTime<Utc>) -> Self {
         let usable = issued.access_token().is_some();
         let mut merged = issued.merged_over(base);
@@ -50,7 +51,21 @@ impl CredentialChange {
             if let Some(token) = rotation {
                 delta.insert(keys::REFRESH_TOKEN, token);
             }
-        } else if delta.get(keys::EXPIRES_AT).is_none() {
+        } else if delta.get(keys::EXPIRES_AT).is_none()
+            && merged
+                .expires_at()
+                .ok()
+                .flatten()
+                .is_none_or(|at| at <= now)
+        {
+            // The new access token has no expiry of its own (none, or only
+            // the old one, already past): assume a lifetime. An expiry the
+            // answer changed stands, even one already past (an answer
+            // applied late is refreshed again, never served expired); and
+            // so does one equal to the stored expiry while it is ahead (a
+            // refresh in the same second as the previous one answers the
+            // same expiry: taking that for "no expiry" would stamp the
+            // assumed hour on a token that lives ten minutes).
             delta.set_expires_at(add_duration(now, ASSUMED_TOKEN_LIFETIME));
         }
         Self {
@@ -82,6 +97,22 @@ mod tests {
         let change = CredentialChange::of(issued, &base, now());
         assert!(!change.usable && change.rotated);
         assert_eq!(change.delta, creds(json!({"refresh_token": "r2"})));
+    }
+
+    #[test]
+    fn an_answer_in_the_same_second_keeps_its_own_short_expiry() {
+        // The previous refresh, one second ago by the same clock second,
+        // stored now + 600 s; this answer says now + 600 s again.
+        let at = (now().timestamp() + 600).to_string();
+        let base = creds(json!({"access_token": "a1", "refresh_token": "r1", "expires_at": at}));
+        let issued = creds(json!({"access_token": "a2", "refresh_token": "r2", "expires_at": at}));
+        let change = CredentialChange::of(issued, &base, now());
+        let merged = change.delta.merged_over(&base);
+        assert_eq!(
+            merged.expires_at().unwrap().unwrap().timestamp(),
+            now().timestamp() + 600,
+            "not the assumed hour"
+        );
     }
 
     #[test]
