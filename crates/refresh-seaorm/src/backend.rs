@@ -65,6 +65,33 @@ impl SeaOrmBackend {
         crate::migrate(self.db.conn()).await
     }
 
+    /// The random id of this database, created by [`migrate`](Self::migrate)
+    /// and stable for the database's life (a copy keeps it; a new database
+    /// gets another). Shared infrastructure (a Redis key prefix) is keyed
+    /// by it so two databases never see each other's cached tokens.
+    ///
+    /// # Errors
+    /// `NotFound` when the database is not migrated; a [`StorageError`]
+    /// when it fails.
+    pub async fn installation_id(&self) -> Result<String, StorageError> {
+        use sea_orm::{FromQueryResult, Statement};
+
+        #[derive(FromQueryResult)]
+        struct Row {
+            installation_id: String,
+        }
+        let statement = Statement::from_string(
+            self.backend(),
+            "SELECT installation_id FROM oauth_refresh_installation WHERE id = 1",
+        );
+        let row = crate::db::quiet(Row::find_by_statement(statement).one(self.db.conn()))
+            .await
+            .map_err(|e| crate::error::storage_error("installation_id", e))?;
+        row.map(|r| r.installation_id).ok_or_else(|| {
+            StorageError::not_found("installation_id", "the database is not migrated")
+        })
+    }
+
     /// The account repository, which is also the catalog.
     pub fn repository(&self) -> SeaOrmAccountRepository {
         SeaOrmAccountRepository::new(self.db.clone())

@@ -386,11 +386,22 @@ async fn migrations_are_idempotent_and_finish_an_older_set(backend: SeaOrmBacken
         .insert(account_expiring(1, Some(60)))
         .await
         .expect("insert before the rest");
+    assert!(
+        backend.installation_id().await.is_err(),
+        "no installation id before the migration that creates it"
+    );
     backend.migrate().await.expect("the rest");
+    let installation = backend.installation_id().await.expect("created by migrate");
+    assert_eq!(installation.len(), 32);
     backend.migrate().await.expect("again: nothing to do");
     refresh_seaorm::migrate(backend.connection())
         .await
         .expect("and again");
+    assert_eq!(
+        backend.installation_id().await.expect("kept"),
+        installation,
+        "stable across migrations"
+    );
     assert_eq!(
         repo.get(early.id).await.expect("get"),
         Some(early),
@@ -542,4 +553,18 @@ async fn a_duplicate_insert_is_a_conflict_with_no_values_in_the_message() {
         !text.contains("rt-1-0") && !text.contains("INSERT"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn two_databases_have_different_installation_ids() {
+    let (a, b) = (SqliteFile::new("install-a"), SqliteFile::new("install-b"));
+    let mut ids = Vec::new();
+    for file in [&a, &b] {
+        let backend = SeaOrmBackend::connect(&file.config(), sealed())
+            .await
+            .expect("connect");
+        backend.migrate().await.expect("migrate");
+        ids.push(backend.installation_id().await.expect("id"));
+    }
+    assert_ne!(ids[0], ids[1]);
 }

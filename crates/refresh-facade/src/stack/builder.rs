@@ -213,6 +213,22 @@ impl RefreshStackBuilder {
         #[cfg(feature = "redis")]
         let (redis, locks, shared) = match self.redis {
             Some(config) => {
+                // Keys live under `<prefix>:<installation id>`: two
+                // databases sharing one Redis and prefix (staging beside
+                // production, a restored copy) have the same account ids
+                // and versions, and must never see each other's tokens.
+                let installation = database.installation_id().await.map_err(|e| {
+                    database_error(
+                        "read the installation id (has `oauth-refresh migrate` run?)",
+                        e,
+                    )
+                })?;
+                let prefix = format!(
+                    "{}:{}",
+                    config.key_prefix,
+                    &installation[..16.min(installation.len())]
+                );
+                let config = config.with_prefix(prefix);
                 let redis = refresh_redis::RedisBackend::connect(config)
                     .await
                     .map_err(|source| StackError::Redis { source })?;

@@ -7,6 +7,7 @@
 mod m20261207_000001_accounts;
 mod m20261207_000002_refresh_leases;
 mod m20261207_000003_refresh_claims;
+mod m20261207_000004_installation;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_accounts::Migration),
             Box::new(m20261207_000002_refresh_leases::Migration),
             Box::new(m20261207_000003_refresh_claims::Migration),
+            Box::new(m20261207_000004_installation::Migration),
         ]
     }
 
