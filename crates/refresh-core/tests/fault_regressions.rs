@@ -343,6 +343,15 @@ async fn invariant_2_answer_is_rescued_into_the_claim_when_the_write_and_the_cla
         !w.lease_is_free(&key).await,
         "the rescue keeps the lease while the answer is only in memory"
     );
+    // A graceful shutdown (or a one-shot command) waits for the rescue:
+    // exiting now would lose the only copy of the rotated token.
+    assert_eq!(a.in_flight(), 1, "the rescue counts as in flight");
+    let drained = {
+        let a = a.clone();
+        tokio::spawn(async move { a.drained().await })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!drained.is_finished(), "drained waits for the rescue");
 
     // B meanwhile: held elsewhere, nothing sent.
     let out = w.refresh(&b).await.expect("held");
@@ -362,6 +371,10 @@ async fn invariant_2_answer_is_rescued_into_the_claim_when_the_write_and_the_cla
         w.lease_is_free(&key).await,
         "released once the answer is durable"
     );
+    drained
+        .await
+        .expect("drained resolves once the rescue landed");
+    assert_eq!(a.in_flight(), 0);
     let claim = w.only_claim();
     assert_eq!(claim.state, ClaimState::Answered);
     assert_eq!(answer_refresh_token(&claim).as_deref(), Some("rt-1-1"));

@@ -264,6 +264,35 @@ async fn getter_by_id_warm_reads_touch_no_storage() {
     );
 }
 
+/// A stampede of cold reads by id on one account costs one read of the
+/// account (plus the resolution's own), not one per caller: N callers
+/// reading the database each would starve the pool the refresh needs.
+#[tokio::test(start_paused = true)]
+async fn getter_by_id_cold_stampede_reads_the_account_once() {
+    let due = oauth_account(1, Platform::Anthropic, 60);
+    let h = Harness::new([due]);
+    h.upstream.hold_responses();
+    let provider = h.provider(&[Platform::Anthropic]);
+    let callers: Vec<_> = (0..100)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.access_token_by_id(AccountId(1)).await })
+        })
+        .collect();
+    h.upstream.wait_for_calls(1).await;
+    h.upstream.release(1);
+    for caller in callers {
+        let token = caller.await.expect("task").expect("a token");
+        assert_eq!(token.version, 1, "every caller gets the new token");
+    }
+    assert!(
+        h.repo_gets() <= 4,
+        "one read for the stampede, plus the flow's own: {}",
+        h.repo_gets()
+    );
+    assert_eq!(h.upstream.calls(), 1);
+}
+
 /// REFERENCE §12 Getters: "A blank or missing token is an error".
 #[tokio::test(start_paused = true)]
 async fn getter_blank_or_missing_token_is_an_error() {

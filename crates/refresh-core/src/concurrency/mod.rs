@@ -3,7 +3,9 @@
 //! on one storage call.
 
 mod bounded;
+mod detached;
 mod single_flight;
 
 pub(crate) use bounded::bounded;
+pub(crate) use detached::Detached;
 pub(crate) use single_flight::SingleFlight;

@@ -328,7 +328,7 @@ impl FlowInner {
             }
         };
         warn!("could not mark the claim consumed; retrying in the background");
-        tokio::spawn(ensure.in_current_span());
+        self.detached.spawn(ensure.in_current_span());
         false
     }
 }

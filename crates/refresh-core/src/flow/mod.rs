@@ -51,7 +51,7 @@ pub use config::{FlowConfig, MAX_CONSUMED_HORIZON, MAX_DURATION};
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
 
-use crate::concurrency::SingleFlight;
+use crate::concurrency::{Detached, SingleFlight};
 use crate::domain::{Account, RefreshKey};
 use crate::error::{ConfigError, FlowError};
 use crate::ports::{
@@ -77,6 +77,8 @@ pub(crate) struct FlowInner {
     config: FlowConfig,
     observer: Arc<dyn FlowObserver>,
     flights: Arc<SingleFlight<RefreshKey, FlowResult>>,
+    /// Rescues and consumed-mark retries that outlive their run.
+    detached: Arc<Detached>,
 }
 
 impl std::fmt::Debug for RefreshFlow {
@@ -149,19 +151,28 @@ impl RefreshFlow {
         self.inner.apply_left_answer(account.id, executor).await
     }
 
-    /// How many refreshes of this flow are running now (detached runs
-    /// whose callers went away included).
+    /// How many refreshes of this flow are running now: runs whose callers
+    /// went away, a rescue of an answer that neither the write nor the
+    /// claim store took yet, and a consumed mark retried in the background.
     pub fn in_flight(&self) -> usize {
-        self.inner.flights.len()
+        self.inner.flights.len() + self.inner.detached.len()
     }
 
-    /// Resolves once no refresh of this flow is running: what a graceful
-    /// shutdown awaits (bounded by its grace period) so in-flight refreshes
-    /// finish and persist before the process exits. New refreshes may
-    /// start after it resolved; stop the callers first. A detached rescue
-    /// (write and claim store both failing) is not waited for.
+    /// Resolves once nothing of this flow is running (see
+    /// [`in_flight`](Self::in_flight)): what a graceful shutdown, or a
+    /// one-shot command before it exits, awaits so in-flight refreshes
+    /// finish and persist, and a rescued answer lands, before the process
+    /// exits. A rescue retries until the database answers, so bound the
+    /// wait and report what is still running when it ends. New refreshes
+    /// may start after it resolved; stop the callers first.
     pub async fn drained(&self) {
-        self.inner.flights.idle().await;
+        loop {
+            self.inner.flights.idle().await;
+            self.inner.detached.idle().await;
+            if self.in_flight() == 0 {
+                return;
+            }
+        }
     }
 
     /// The repository the flow writes to.
@@ -246,6 +257,7 @@ impl RefreshFlowBuilder {
                 config: self.config,
                 observer: self.observer.unwrap_or_else(|| Arc::new(NoObserver)),
                 flights: Arc::new(SingleFlight::new()),
+                detached: Arc::new(Detached::default()),
             }),
         })
     }

@@ -395,6 +395,6 @@ impl FlowInner {
                 lease.release(this.config.release_timeout).await;
             }
         };
-        tokio::spawn(rescue.in_current_span());
+        self.detached.spawn(rescue.in_current_span());
     }
 }

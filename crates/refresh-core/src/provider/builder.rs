@@ -59,6 +59,7 @@ impl TokenProviderBuilder {
                 skew: self.skew,
                 metrics: TokenMetrics::default(),
                 flights: Arc::new(SingleFlight::new()),
+                by_id: Arc::new(SingleFlight::new()),
             }),
         }
     }

@@ -56,6 +56,8 @@ struct ProviderInner {
     skew: Duration,
     metrics: TokenMetrics,
     flights: Arc<SingleFlight<RefreshKey, TokenResult>>,
+    /// Cold reads by id, one per account at a time.
+    by_id: Arc<SingleFlight<AccountId, TokenResult>>,
 }
 
 impl std::fmt::Debug for TokenProvider {
@@ -114,12 +116,25 @@ impl TokenProvider {
         if let Some(token) = inner.local.get(id, inner.flow.clock().now()) {
             return Ok(token);
         }
-        let read = inner.flow.repository().get(id);
-        let account = bounded(inner.storage_timeout(), "get", read)
-            .await
-            .map_err(|source| TokenError::Storage { id, source })?
-            .ok_or(TokenError::UnknownAccount { id })?;
-        self.access_token(&account).await
+        // Concurrent cold reads of one account share one read and one
+        // resolution: a stampede of N callers costs one query, not N
+        // (which would starve the pool the refresh itself needs).
+        let provider = self.clone();
+        let flight = inner.by_id.join_or_start(&id, || async move {
+            let inner = &provider.inner;
+            let read = inner.flow.repository().get(id);
+            let account = bounded(inner.storage_timeout(), "get", read)
+                .await
+                .map_err(|source| TokenError::Storage { id, source })?
+                .ok_or(TokenError::UnknownAccount { id })?;
+            provider.access_token(&account).await
+        });
+        flight.await.unwrap_or(Err(TokenError::Refresh {
+            id,
+            source: FlowError::TaskFailed {
+                key: RefreshKey::from_raw(format!("account:{id}")),
+            },
+        }))
     }
 
     /// As [`access_token`](Self::access_token), returning
