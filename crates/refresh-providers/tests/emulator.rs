@@ -596,6 +596,37 @@ async fn the_admin_api_seeds_reads_revokes_and_configures_over_http() {
         grant.get("refresh_token").is_none(),
         "counters carry no token"
     );
+    // The current refresh token and the issued tokens, for tests in
+    // other processes.
+    let current: Value = client
+        .get(format!("{base}/admin/grants/{id}/refresh-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let current = current["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(current, rt(&first));
+    let issued: Value = client
+        .get(format!("{base}/admin/issued-tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issued = issued["tokens"].as_array().unwrap();
+    assert!(issued.iter().any(|t| t.as_str() == Some(current.as_str())));
+    assert_eq!(
+        client
+            .get(format!("{base}/admin/grants/999/refresh-token"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let missing = client
         .get(format!("{base}/admin/grants/999"))
         .send()

@@ -6,8 +6,10 @@
 //! |---|---|---|
 //! | `POST /admin/grants` | [`GrantSpec`] | `201 {"grant_id", "refresh_token"}` |
 //! | `GET /admin/grants/{id}` | | [`GrantStats`](super::GrantStats) |
+//! | `GET /admin/grants/{id}/refresh-token` | | `{"refresh_token"}`: the grant's current one |
 //! | `POST /admin/grants/{id}/revoke` | | `204` |
 //! | `GET /admin/stats` | | [`Stats`](super::Stats) |
+//! | `GET /admin/issued-tokens` | | `{"tokens": [...]}`: every access and refresh token issued, for leak scans |
 //! | `PUT /admin/latency` | [`Latency`] | `204` |
 //! | `PUT /admin/token-lifetime` | `{"expires_in": n \| null}` | `204` |
 //! | `POST /admin/faults` | [`Fault`] (one-shot, queued) | `204` |
@@ -33,8 +35,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/admin/grants", post(seed))
         .route("/admin/grants/{id}", get(grant))
+        .route("/admin/grants/{id}/refresh-token", get(current_refresh_token))
         .route("/admin/grants/{id}/revoke", post(revoke))
         .route("/admin/stats", get(stats))
+        .route("/admin/issued-tokens", get(issued_tokens))
         .route("/admin/latency", put(latency))
         .route("/admin/token-lifetime", put(lifetime))
         .route("/admin/faults", post(fault).delete(clear_faults))
@@ -60,6 +64,25 @@ async fn grant(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Respon
         Some(stats) => Json(stats).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+async fn current_refresh_token(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<u64>,
+) -> Response {
+    match shared.current_refresh_token(GrantId(id)) {
+        Some(token) => Json(json!({ "refresh_token": token.expose() })).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn issued_tokens(State(shared): State<Arc<Shared>>) -> Response {
+    let tokens: Vec<String> = shared
+        .issued_tokens()
+        .iter()
+        .map(|t| t.expose().to_owned())
+        .collect();
+    Json(json!({ "tokens": tokens })).into_response()
 }
 
 async fn revoke(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> StatusCode {

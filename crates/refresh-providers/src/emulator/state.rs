@@ -502,6 +502,13 @@ impl Shared {
             .collect()
     }
 
+    pub(crate) fn current_refresh_token(&self, id: GrantId) -> Option<Secret> {
+        let s = self.state();
+        s.grants
+            .get(&id)
+            .map(|g| Secret::from(g.current_refresh.as_str()))
+    }
+
     pub(crate) fn grant(&self, id: GrantId) -> Option<GrantStats> {
         self.state().grants.get(&id).map(Grant::stats)
     }
