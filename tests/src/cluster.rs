@@ -18,6 +18,7 @@ use crate::emulator::EmulatorProcess;
 use crate::poll::eventually;
 use crate::process::Proc;
 use crate::services::{OwnRedis, PgDatabase, unique};
+use crate::summary::Summary;
 
 /// The API key `serve` processes accept.
 pub const API_KEY: &str = "fault-matrix-api-key-0123456789";
@@ -259,7 +260,7 @@ impl Cluster {
 
     /// Starts a `fault-worker` with the cluster's database, key, Redis and
     /// emulator, plus `env` (see the binary's docs).
-    pub fn fault_worker(&self, name: &str, env: &[(&str, String)]) -> Proc {
+    pub fn fault_worker(&self, name: &str, env: &[(String, String)]) -> Proc {
         let mut cmd = Command::new(bins::path("fault-worker"));
         cmd.current_dir(self.path())
             .env("FW_DATABASE_URL", &self.pg.url)
@@ -417,4 +418,47 @@ impl Cluster {
             );
         }
     }
+
+    /// The summary line a stopped `fault-worker` printed.
+    ///
+    /// # Panics
+    /// When it printed none.
+    pub fn summary(proc: &Proc) -> Summary {
+        Summary::from_log(&proc.logs())
+            .unwrap_or_else(|| panic!("{} printed no summary:\n{}", proc.name, proc.logs()))
+    }
+
+    /// Lines of every log that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.all_logs()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    /// A failed scenario keeps its directory (logs, configuration) and
+    /// says where.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let Ok(empty) = tempfile::tempdir() else {
+                return;
+            };
+            let kept = std::mem::replace(&mut self.dir, empty).keep();
+            #[allow(clippy::print_stderr)] // where to look after a failure
+            {
+                eprintln!("scenario logs kept in {}", kept.display());
+            }
+        }
+    }
+}
+
+/// `FW_*` settings for [`Cluster::fault_worker`], from `(name, value)`.
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }

@@ -25,7 +25,7 @@ pub mod process;
 pub mod services;
 pub mod summary;
 
-pub use cluster::{Cluster, ClusterAccount, EndState, Topology};
+pub use cluster::{Cluster, ClusterAccount, EndState, Topology, env};
 pub use emulator::EmulatorProcess;
 pub use load::Load;
 pub use poll::{eventually, stays};
