@@ -35,7 +35,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/admin/grants", post(seed))
         .route("/admin/grants/{id}", get(grant))
-        .route("/admin/grants/{id}/refresh-token", get(current_refresh_token))
+        .route(
+            "/admin/grants/{id}/refresh-token",
+            get(current_refresh_token),
+        )
         .route("/admin/grants/{id}/revoke", post(revoke))
         .route("/admin/stats", get(stats))
         .route("/admin/issued-tokens", get(issued_tokens))
@@ -66,10 +69,7 @@ async fn grant(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Respon
     }
 }
 
-async fn current_refresh_token(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<u64>,
-) -> Response {
+async fn current_refresh_token(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
     match shared.current_refresh_token(GrantId(id)) {
         Some(token) => Json(json!({ "refresh_token": token.expose() })).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
