@@ -201,7 +201,7 @@ impl EmulatorProcess {
     /// Waits (90 s at most) until the emulator counted at least `at_least`
     /// successful refreshes; returns the count then.
     pub async fn wait_for_refreshes(&self, at_least: u64, what: &str) -> u64 {
-        eventually(what, Duration::from_secs(90), || async {
+        eventually(what, Duration::from_secs(45), || async {
             self.stats().await.refreshes >= at_least
         })
         .await;
