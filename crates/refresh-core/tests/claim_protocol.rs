@@ -1065,15 +1065,63 @@ async fn step_07_outcomes_that_may_have_consumed_the_token_quarantine_its_claim(
     }
 }
 
+/// A 429 with `Retry-After` holds the generation until then (by the
+/// claim store's clock, at most `quarantine`): no process, this one or
+/// another, sends the token before the upstream said it may.
+#[tokio::test(start_paused = true)]
+async fn step_07_a_429_with_retry_after_holds_the_generation_until_then() {
+    let mut b = Backends::new([expired_account(ID)]);
+    let store_clock = Arc::new(ManualClock::new(t0()));
+    b.claims = memory_claims(&(Arc::clone(&store_clock) as Arc<dyn Clock>));
+    let executor = b.executor(Platform::Anthropic);
+    let after = Duration::from_secs(30);
+    b.upstream.fail_next(ProviderError::RateLimited {
+        retry_after: Some(after),
+    });
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
+    assert!(
+        matches!(outcome, Err(FlowError::Upstream { .. })),
+        "{outcome:?}"
+    );
+    let claim = b.claim_of("rt-1-0").await.expect("the claim is kept");
+    assert_eq!(claim.state, ClaimState::Quarantined);
+    assert_eq!(claim.remaining, Some(after));
+    let outcome = refresh_stored(&b.local_process(), &b, ID, &executor).await;
+    assert!(
+        matches!(outcome, Err(FlowError::Quarantined { .. })),
+        "another process waits for Retry-After: {outcome:?}"
+    );
+    assert_eq!(b.upstream.calls(), 1);
+
+    store_clock.advance(after);
+    let stored = refreshed_account(refresh_stored(&b.local_process(), &b, ID, &executor).await);
+    assert_eq!(refresh_token(&stored), "rt-1-1");
+    assert_eq!(b.upstream.calls(), 2);
+}
+
+/// A `Retry-After` longer than `quarantine` holds the generation for
+/// `quarantine` only (a hostile or broken upstream cannot park an account
+/// for days).
+#[tokio::test(start_paused = true)]
+async fn step_07_a_retry_after_is_held_at_most_for_the_quarantine() {
+    let b = Backends::new([expired_account(ID)]);
+    let executor = b.executor(Platform::Anthropic);
+    let quarantine = FlowConfig::default().quarantine;
+    b.upstream.fail_next(ProviderError::RateLimited {
+        retry_after: Some(quarantine * 100),
+    });
+    let _ = refresh_stored(&b.local_process(), &b, ID, &executor).await;
+    let claim = b.claim_of("rt-1-0").await.expect("the claim is kept");
+    assert_eq!(claim.remaining, Some(quarantine));
+}
+
 #[tokio::test(start_paused = true)]
 async fn step_07_outcomes_that_provably_did_not_consume_the_token_release_its_claim() {
     for error in [
         ProviderError::NotSent {
             reason: "connect refused".into(),
         },
-        ProviderError::RateLimited {
-            retry_after: Some(Duration::from_secs(30)),
-        },
+        ProviderError::RateLimited { retry_after: None },
         ProviderError::MissingRefreshToken,
         ProviderError::Configuration {
             reason: "no OAuth client configured".into(),

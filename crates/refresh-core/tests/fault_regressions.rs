@@ -578,9 +578,7 @@ async fn invariant_1_outcomes_that_provably_did_not_consume_the_token_release_th
         ProviderError::NotSent {
             reason: "dns lookup failed".into(),
         },
-        ProviderError::RateLimited {
-            retry_after: Some(Duration::from_secs(5)),
-        },
+        ProviderError::RateLimited { retry_after: None },
         ProviderError::InvalidClient {
             code: code("invalid_client"),
             description: None,

@@ -274,6 +274,19 @@ impl FlowInner {
         self.claim_call("claim_quarantine", 1, quarantine).await
     }
 
+    /// A 429 with `Retry-After`: the claim is quarantined for that long (at
+    /// most `quarantine`), so no instance presents the token before the
+    /// upstream said it may; a later flow gets `Quarantined { until }`.
+    pub(super) async fn claim_hold(&self, held: &HeldClaim, retry_after: Duration) -> bool {
+        debug!(
+            retry_after_ms = retry_after.as_millis() as u64,
+            "rate limited; holding the generation until Retry-After"
+        );
+        let ttl = retry_after.min(self.config.quarantine);
+        let quarantine = || self.claims.quarantine(&held.key, &held.id, ttl);
+        self.claim_call("claim_quarantine", 1, quarantine).await
+    }
+
     /// Step 8: the answer goes into the claim before anything else.
     pub(super) async fn claim_save_answer(&self, held: &HeldClaim, answer: &Credentials) -> bool {
         let save = || self.claims.save_answer(&held.key, &held.id, answer);

@@ -27,7 +27,8 @@
 //! | not enough claim life left (by local monotonic time) | claim removed, nothing sent |
 //! | upstream silent past H | call aborted; `Ambiguous`; claim quarantined |
 //! | 5xx, reset after sending, 2xx garbage, executor panic | claim quarantined (non-rotating executors: removed) |
-//! | not sent, 429, parsed RFC 6749 error other than `invalid_grant` | claim removed; error |
+//! | 429 with `Retry-After` | claim quarantined until then (at most `quarantine`): no instance sends before it; error |
+//! | not sent, 429 without `Retry-After`, parsed RFC 6749 error other than `invalid_grant` | claim removed; error |
 //! | `invalid_grant` | generation marked dead (consumed); race recovery: another refresh token stored = success |
 //! | write fails | bounded retries; the answer is already in the claim, so `NotPersisted { answer_saved: true }` and the next flow applies it |
 //! | write and claim store both fail | `NotPersisted { answer_saved: false }`; a detached rescue keeps the leases, extends the claim and retries both with no deadline |

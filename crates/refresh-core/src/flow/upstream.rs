@@ -57,8 +57,20 @@ impl FlowInner {
                 self.race_recovery(&fresh, error).await
             }
             Err(error) => {
-                let maybe_consumed = rotating && !error.provably_not_consumed();
-                self.claim_unanswered(&held, maybe_consumed).await;
+                match &error {
+                    // The upstream asked the client to wait, and a cluster
+                    // is one client: the claim holds the generation until
+                    // then, so no instance sends it before.
+                    ProviderError::RateLimited {
+                        retry_after: Some(after),
+                    } if !after.is_zero() => {
+                        self.claim_hold(&held, *after).await;
+                    }
+                    _ => {
+                        let maybe_consumed = rotating && !error.provably_not_consumed();
+                        self.claim_unanswered(&held, maybe_consumed).await;
+                    }
+                }
                 warn!(kind = error.kind_name(), "upstream refresh failed");
                 Err(FlowError::Upstream {
                     id,
