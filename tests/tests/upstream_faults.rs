@@ -4,7 +4,9 @@
 //! after the body was sent (ambiguous: no blind retry of the same refresh
 //! token before the quarantine ends), a malformed and an oversized body
 //! (read no further than the bound). The account recovers after each, an
-//! OpenAI account beside it is unaffected, and the end state holds.
+//! OpenAI account beside it is unaffected, and the end state holds. A
+//! second test shows `Retry-After` binding every worker of the cluster,
+//! not only the one that got the 429.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use refresh_tests::{Cluster, EndState, Topology, eventually, stays};
 use serde_json::{Value, json};
 
 const CONFIG: &str = "[flow]\nlease_ttl = \"6s\"\nupstream_timeout = \"2s\"\nupstream_grace = \"1s\"\n\
-storage_timeout = \"1s\"\nclaim_ttl = \"10s\"\nquarantine = \"2s\"\n\
+storage_timeout = \"1s\"\nclaim_ttl = \"10s\"\nquarantine = \"4s\"\n\
 [background]\ninterval = \"300ms\"\nwindow = \"30s\"\n";
 
 /// Injects `fault` on the Claude path, waits until the emulator applied
@@ -94,7 +96,7 @@ async fn five_xx_retry_after_hang_malformed_and_oversized_answers() {
     .await;
 
     // Hangs after the request was read: aborted at the 2 s deadline, then
-    // the token is quarantined for 2 s.
+    // the token is quarantined for 4 s.
     fault_then_recovery(&cluster, json!({"kind": "hang", "path": path}), || {
         no_call_for(
             &cluster,
@@ -134,5 +136,38 @@ async fn five_xx_retry_after_hang_malformed_and_oversized_answers() {
         cluster.emulator.grant(openai.grant).await.refreshes > openai_before,
         "the OpenAI account kept refreshing"
     );
+    cluster.assert_end_state(&EndState::default()).await;
+}
+
+/// `Retry-After` binds the cluster, not only the process that got the
+/// 429: with two `run` workers on the same always-due account, no token
+/// request reaches the upstream before it, whichever worker asks next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn retry_after_binds_every_worker() {
+    let mut cluster = Cluster::start("s5_retry_after", Topology::DatabaseOnly, CONFIG).await;
+    cluster.emulator.set_token_lifetime(Some(20)).await;
+    cluster.import(1, 0, -60).await;
+    let path = cluster.accounts[0].token_path;
+    let mut workers = vec![cluster.run("run-0"), cluster.run("run-1")];
+    cluster
+        .emulator
+        .wait_for_refreshes(1, "the account refreshed")
+        .await;
+    fault_then_recovery(
+        &cluster,
+        json!({"kind": "rate_limited", "retry_after": "3", "path": path}),
+        || {
+            no_call_for(
+                &cluster,
+                Duration::from_millis(2_500),
+                "no call before Retry-After",
+            )
+        },
+    )
+    .await;
+    for worker in &mut workers {
+        worker.stop().await;
+    }
     cluster.assert_end_state(&EndState::default()).await;
 }
