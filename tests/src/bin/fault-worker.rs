@@ -301,10 +301,7 @@ async fn main() -> anyhow::Result<()> {
                 callers.spawn(async move {
                     let call = tokens.access_token_by_id(id);
                     let outcome = match timeout {
-                        Some(limit) => match tokio::time::timeout(limit, call).await {
-                            Ok(result) => Some(result),
-                            Err(_) => None,
-                        },
+                        Some(limit) => tokio::time::timeout(limit, call).await.ok(),
                         None => Some(call.await),
                     };
                     counts.bump(
