@@ -25,7 +25,7 @@ async fn thirty_seconds_of_skew_neither_doubles_a_refresh_nor_steals_a_lease() {
                 ("FW_CLOCK_OFFSET_SECS", offset),
                 ("FW_LEASE_TTL_MS", "4000"),
                 ("FW_UPSTREAM_TIMEOUT_MS", "3000"),
-                ("FW_STORAGE_TIMEOUT_MS", "300"),
+                ("FW_STORAGE_TIMEOUT_MS", "400"),
             ]),
         ));
     }

@@ -10,13 +10,13 @@ use refresh_tests::{Cluster, EndState, Topology, env};
 
 /// Lease TTL, hard upstream deadline and per-call storage deadline: the
 /// smallest TTL the flow accepts (it must exceed H + 2 storage calls).
-const LEASE_TTL_MS: u64 = 2_500;
+const LEASE_TTL_MS: u64 = 3_000;
 const UPSTREAM_TIMEOUT_MS: u64 = 2_000;
-const STORAGE_TIMEOUT_MS: u64 = 200;
+const STORAGE_TIMEOUT_MS: u64 = 400;
 /// Emulator latency and credential-write delay: together longer than the
 /// lease TTL.
-const LATENCY_MS: u64 = 1_500;
-const WRITE_DELAY_MS: u64 = 1_200;
+const LATENCY_MS: u64 = 1_800;
+const WRITE_DELAY_MS: u64 = 1_500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs services: cargo xtask test"]

@@ -88,7 +88,7 @@ async fn five_xx_retry_after_hang_malformed_and_oversized_answers() {
         || {
             no_call_for(
                 &cluster,
-                Duration::from_millis(2_500),
+                Duration::from_millis(2_000),
                 "no call before Retry-After",
             )
         },
@@ -160,7 +160,7 @@ async fn retry_after_binds_every_worker() {
         || {
             no_call_for(
                 &cluster,
-                Duration::from_millis(2_500),
+                Duration::from_millis(2_000),
                 "no call before Retry-After",
             )
         },

@@ -28,7 +28,7 @@ async fn a_killed_holder_leaves_leases_that_lapse_and_claims_that_hold() {
         ("FW_INTERVAL_MS", "200"),
         ("FW_LEASE_TTL_MS", &LEASE_TTL_MS.to_string()),
         ("FW_UPSTREAM_TIMEOUT_MS", "5000"),
-        ("FW_STORAGE_TIMEOUT_MS", "300"),
+        ("FW_STORAGE_TIMEOUT_MS", "400"),
     ]);
     let mut holder = cluster.fault_worker("worker-killed", &settings);
     let in_flight = || async {
