@@ -58,7 +58,7 @@ impl LoginSessionStore for Broken {
         match self.bug {
             Bug::None => self.inner.take(id).await,
             Bug::TwoStepTake => {
-                let present = self.inner.len() > 0 && known().is_some();
+                let present = !self.inner.is_empty() && known().is_some();
                 tokio::task::yield_now().await;
                 let taken = self.inner.take(id).await?;
                 Ok(match (present, taken) {
