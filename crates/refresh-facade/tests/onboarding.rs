@@ -29,9 +29,14 @@ const KEY: &str = "onboarding-key";
 
 /// A sandbox whose every provider URL is the emulator's, migrated.
 async fn sandbox(extra: &str) -> Sandbox {
+    sandbox_with("", extra).await
+}
+
+/// [`sandbox`] with top-level keys (`database_url`).
+async fn sandbox_with(top: &str, extra: &str) -> Sandbox {
     let sb = Sandbox::new().await;
     let text = format!(
-        "[serve]\napi_keys = [\"{KEY}\"]\n[providers]\nbase_url = \"{}\"\n{extra}",
+        "{top}\n[serve]\napi_keys = [\"{KEY}\"]\n[providers]\nbase_url = \"{}\"\n{extra}",
         sb.emulator.url()
     );
     std::fs::write(sb.path().join("oauth-refresh.toml"), text).expect("write config");
@@ -512,6 +517,50 @@ async fn an_http_login_begun_on_one_serve_completes_on_another_once() {
         &format!("{logs}\n{}", bodies.join("\n")),
         "serve logs and answers",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs services: cargo xtask test"]
+async fn on_postgres_an_http_login_completes_on_another_serve_exactly_once() {
+    let db = PgDatabase::create("onboarding").await;
+    let sb = sandbox_with(&format!("database_url = \"{}\"", db.url), "").await;
+    let mut servers = vec![
+        sb.serve(&["--no-worker"]).await,
+        sb.serve(&["--no-worker"]).await,
+    ];
+    let client = http();
+    let begun: Value = client
+        .post(format!("{}/v1/logins", servers[0].url))
+        .bearer_auth(KEY)
+        .json(&json!({"platform": "openai"}))
+        .send()
+        .await
+        .expect("begin")
+        .json()
+        .await
+        .expect("json");
+    let session = begun["session_id"].as_str().expect("session").to_owned();
+    let location = follow(begun["authorize_url"].as_str().expect("url")).await;
+    // Both processes race to complete it: exactly one wins.
+    let attempt = |base: &str| {
+        client
+            .post(format!("{base}/v1/logins/{session}/complete"))
+            .bearer_auth(KEY)
+            .json(&json!({"pasted": location.to_string()}))
+            .send()
+    };
+    let (a, b) = tokio::join!(attempt(&servers[0].url), attempt(&servers[1].url));
+    let mut statuses = vec![
+        a.expect("complete").status().as_u16(),
+        b.expect("complete").status().as_u16(),
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![201, 410], "one completion wins");
+    assert_eq!(sb.emulator.login_stats().exchanges, 1);
+    for served in &mut servers {
+        served.signal("-TERM");
+        served.wait().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
