@@ -12,7 +12,9 @@
 //!   checked against the generation claims first); [`complete_relogin`]
 //!   replaces an existing account's credentials through
 //!   [`AccountCatalog::replace_credentials`](refresh_core::AccountCatalog::replace_credentials),
-//!   which bumps the version so an in-flight refresh's fenced write loses.
+//!   which bumps the version so an in-flight refresh's fenced write loses;
+//!   a login as another upstream identity than the account's is refused
+//!   ([`OnboardingError::IdentityChanged`]) unless explicitly allowed.
 //! - [`store_outcome`] stores any [`LoginOutcome`] (an `import-cli` file).
 //!
 //! **Stored session format.** The session type lives in
@@ -29,11 +31,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use refresh_core::ports::MAX_NAME_CHARS;
 use refresh_core::{
-    Account, AccountId, AccountStatus, LoginTake, MetadataUpdate, NewAccount, PendingLogin,
-    Platform, StorageError, StorageErrorKind,
+    Account, AccountId, AccountStatus, Credentials, LoginTake, MetadataUpdate, NewAccount,
+    PendingLogin, Platform, StorageError, StorageErrorKind,
 };
 use refresh_providers::login::{LoginError, LoginOptions, LoginOutcome, LoginSession};
-use tracing::info;
+use serde_json::{Map, Value};
+use tracing::{info, warn};
 
 use crate::{ImportRefused, RefreshStack};
 
@@ -74,6 +77,18 @@ pub enum OnboardingError {
         account: Platform,
         /// The login's platform.
         login: Platform,
+    },
+    /// The relogin authorized another upstream identity (email, account
+    /// or organization id) than the account's; nothing was replaced.
+    #[error(
+        "the login is for another upstream identity than account {id} ({fields} differ); \
+         its credentials were not replaced"
+    )]
+    IdentityChanged {
+        /// The account.
+        id: AccountId,
+        /// The identity fields that differ (names only, never values).
+        fields: String,
     },
     /// The account to re-login does not exist.
     #[error("account {id} not found")]
@@ -236,17 +251,24 @@ pub async fn complete_new(
 /// Completes `session` and replaces the credentials of account `id` with
 /// the new grant's (its version is bumped: an in-flight refresh's fenced
 /// write loses). An account in `error` becomes `active` again. Name,
-/// extra, proxy and priority are kept.
+/// proxy and priority are kept; so is `extra`, unless the identity changed
+/// and that was allowed (then its identity fields become the login's).
+///
+/// The new grant's identity (the [`IDENTITY_KEYS`] the outcome and the
+/// account both carry, in `extra` or the credentials) is compared with
+/// the account's **before** anything is replaced: a login as someone else
+/// is [`OnboardingError::IdentityChanged`] unless `allow_identity_change`.
 ///
 /// # Errors
 /// [`OnboardingError::UnknownAccount`], [`OnboardingError::WrongPlatform`]
 /// (checked before anything is sent), [`OnboardingError::Login`],
-/// [`OnboardingError::Store`].
+/// [`OnboardingError::IdentityChanged`], [`OnboardingError::Store`].
 pub async fn complete_relogin(
     stack: &RefreshStack,
     id: AccountId,
     session: &LoginSession,
     pasted: &str,
+    allow_identity_change: bool,
 ) -> Result<(Account, Vec<String>), OnboardingError> {
     let account = stack
         .repository()
@@ -263,7 +285,25 @@ pub async fn complete_relogin(
     }
     let outcome = exchange(stack, session, pasted).await?;
     let mut warnings = outcome.warnings.clone();
-    warnings.extend(identity_changes(&account, &outcome));
+    let changed = identity_changes(&account, &outcome);
+    if !changed.is_empty() {
+        if !allow_identity_change {
+            warn!(
+                session_id = session.session_id(),
+                account_id = id.get(),
+                fields = ?changed,
+                "relogin refused: another upstream identity"
+            );
+            return Err(OnboardingError::IdentityChanged {
+                id,
+                fields: changed.join(", "),
+            });
+        }
+        warnings.push(format!(
+            "the account's upstream identity changed ({} differ), as allowed",
+            changed.join(", ")
+        ));
+    }
     let catalog = stack.catalog();
     let mut stored = catalog
         .replace_credentials(id, &outcome.credentials)
@@ -275,22 +315,36 @@ pub async fn complete_relogin(
                 source: e,
             },
         })?;
+    let mut update = MetadataUpdate::default();
     if stored.status == AccountStatus::Error {
-        let update = MetadataUpdate {
-            status: Some(AccountStatus::Active),
-            error_message: Some(None),
-            ..MetadataUpdate::default()
-        };
+        update.status = Some(AccountStatus::Active);
+        update.error_message = Some(None);
+    }
+    if !changed.is_empty() {
+        let mut extra = stored.extra.clone();
+        extra.extend(
+            outcome
+                .extra
+                .iter()
+                .filter(|(key, _)| IDENTITY_KEYS.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        update.extra = Some(extra);
+    }
+    if update != MetadataUpdate::default() {
         stored = catalog
             .update_metadata(id, &update)
             .await
-            .map_err(OnboardingError::store("reactivating the account"))?;
+            .map_err(OnboardingError::store(
+                "updating the account after the relogin",
+            ))?;
     }
     stack.tokens().invalidate_local(id);
     info!(
         session_id = session.session_id(),
         account_id = id.get(),
         credentials_version = stored.credentials_version,
+        identity_changed = !changed.is_empty(),
         "login completed: credentials replaced"
     );
     Ok((stored, warnings))
@@ -334,21 +388,40 @@ async fn exchange(
     Ok(flow.complete_login(session, pasted).await?)
 }
 
-/// Warnings when the new grant's identity (an email, an account or
-/// organization id in `extra`) differs from the account's: the operator
-/// may have logged in as someone else.
-fn identity_changes(account: &Account, outcome: &LoginOutcome) -> Vec<String> {
-    let identity =
-        |key: &str| key.contains("email") || key.ends_with("uuid") || key.ends_with("account_id");
-    outcome
-        .extra
-        .iter()
-        .filter(|(key, _)| identity(key))
-        .filter_map(|(key, new)| {
-            let old = account.extra.get(key)?;
-            (old != new).then(|| {
-                format!("the login's {key} differs from the account's: a different identity?")
-            })
+/// The fields that name an upstream identity: emails, account, user and
+/// organization ids, as the logins and imports write them in `extra`
+/// (Claude's `email_address`, `account_uuid`, `org_uuid`; everyone's
+/// `email`) or in the credentials (OpenAI's id_token claims,
+/// Antigravity's `email`).
+pub const IDENTITY_KEYS: [&str; 6] = [
+    "email",
+    "email_address",
+    "account_uuid",
+    "org_uuid",
+    "chatgpt_account_id",
+    "chatgpt_user_id",
+];
+
+/// The [`IDENTITY_KEYS`] whose value in the login's outcome differs from
+/// the account's (in `extra` or the credentials; emails compared without
+/// case). A field either side lacks is not compared: there is nothing to
+/// tell identities apart by.
+fn identity_changes(account: &Account, outcome: &LoginOutcome) -> Vec<&'static str> {
+    let text = |extra: &Map<String, Value>, credentials: &Credentials, key: &str| {
+        extra
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| Some(credentials.string_view(key)))
+            .map(|v| v.trim().to_lowercase())
+            .filter(|v| !v.is_empty())
+    };
+    IDENTITY_KEYS
+        .into_iter()
+        .filter(|key| {
+            let old = text(&account.extra, &account.credentials, key);
+            let new = text(&outcome.extra, &outcome.credentials, key);
+            matches!((old, new), (Some(old), Some(new)) if old != new)
         })
         .collect()
 }

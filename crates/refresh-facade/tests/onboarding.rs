@@ -21,7 +21,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use refresh_providers::emulator::EmulatedProvider;
+use refresh_providers::emulator::{EmulatedProvider, GrantSpec};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -371,6 +371,71 @@ async fn relogin_replaces_the_credentials_and_bumps_the_version() {
         missing.stderr.contains("account 999 not found"),
         "{missing:?}"
     );
+}
+
+/// A relogin as another upstream user is refused before anything is
+/// replaced (one line naming the differing fields and the flag); with
+/// `--allow-identity-change` it goes through and the new identity is
+/// recorded, so the next relogin compares against it. Claude keeps its
+/// identity only in `extra`: a relogin as bob passing afterwards shows
+/// `extra` was updated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relogin_as_another_identity_needs_allow_identity_change() {
+    let sb = sandbox("").await;
+    let paste = |location: &url::Url| paste_for("anthropic", location);
+    let user = |email: &str| GrantSpec {
+        provider: Some(EmulatedProvider::Claude),
+        email: Some(email.to_owned()),
+        ..GrantSpec::default()
+    };
+    sb.emulator.queue_login(user("alice@example.com"));
+    let (out, _) = interactive(&sb, &["accounts", "login", "claude"], Some(&paste)).await;
+    let id = printed_id(&out);
+    let relogin = ["accounts", "relogin", &id.to_string()];
+    let allowing = [&relogin[..], &["--allow-identity-change"]].concat();
+
+    sb.emulator.queue_login(user("bob@example.com"));
+    let (refused, location) = interactive(&sb, &relogin, Some(&paste)).await;
+    assert_eq!(refused.code(), 1, "{refused:?}");
+    assert!(refused.stdout.is_empty(), "{refused:?}");
+    let error = refused
+        .stderr
+        .lines()
+        .filter(|l| l.contains("error"))
+        .collect::<Vec<_>>();
+    assert_eq!(error.len(), 1, "{refused:?}");
+    for needle in [
+        "--allow-identity-change",
+        "email_address",
+        "account_uuid",
+        "not replaced",
+    ] {
+        assert!(error[0].contains(needle), "{needle}: {refused:?}");
+    }
+    assert!(!error[0].contains("bob@"), "no identity value: {refused:?}");
+    assert_eq!(show(&sb, id).await["credentials_version"], 0);
+    assert_clean(
+        &sb,
+        &[query(&location)["code"].clone()],
+        &format!("{}{}", refused.stdout, refused.stderr),
+        "the refused relogin",
+    );
+
+    sb.emulator.queue_login(user("bob@example.com"));
+    let (allowed, _) = interactive(&sb, &allowing, Some(&paste)).await;
+    assert!(allowed.status.success(), "{allowed:?}");
+    assert!(allowed.stderr.contains("identity changed"), "{allowed:?}");
+    assert_eq!(show(&sb, id).await["credentials_version"], 1);
+
+    sb.emulator.queue_login(user("bob@example.com"));
+    let (same, _) = interactive(&sb, &relogin, Some(&paste)).await;
+    assert!(same.status.success(), "bob is the account now: {same:?}");
+    assert_eq!(show(&sb, id).await["credentials_version"], 2);
+
+    sb.emulator.queue_login(user("alice@example.com"));
+    let (back, _) = interactive(&sb, &relogin, Some(&paste)).await;
+    assert_eq!(back.code(), 1, "{back:?}");
+    assert_eq!(show(&sb, id).await["credentials_version"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

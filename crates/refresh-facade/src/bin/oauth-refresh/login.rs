@@ -60,6 +60,11 @@ pub(crate) struct ReloginArgs {
     /// `accounts login --listen`).
     #[arg(long)]
     pub(crate) listen: bool,
+    /// Accept a login as another upstream identity (email, account or
+    /// organization id) than the account's, and record the new identity.
+    /// Without it such a relogin is refused and nothing is replaced.
+    #[arg(long)]
+    pub(crate) allow_identity_change: bool,
 }
 
 /// `accounts login`.
@@ -133,9 +138,10 @@ pub(crate) async fn relogin(loaded: &Loaded, args: ReloginArgs) -> Result<(), Cl
     };
     let session = login::begin(&stack, &account.platform, options).map_err(cli_error)?;
     let pasted = obtain_code(&session, args.listen).await?;
-    let (stored, warnings) = login::complete_relogin(&stack, id, &session, &pasted)
-        .await
-        .map_err(cli_error)?;
+    let (stored, warnings) =
+        login::complete_relogin(&stack, id, &session, &pasted, args.allow_identity_change)
+            .await
+            .map_err(cli_error)?;
     report_warnings(&warnings);
     output::eprint_line(&format!(
         "replaced the credentials of account {} ({}, credentials version {})",
@@ -280,6 +286,10 @@ pub(crate) fn cli_error(error: OnboardingError) -> CliError {
         | OnboardingError::Login(
             LoginError::InvalidOption { .. } | LoginError::Configuration { .. },
         ) => CliError::config(error.to_string()),
+        OnboardingError::IdentityChanged { .. } => CliError::with(
+            "relogin refused (pass --allow-identity-change to re-login the account as the new identity)",
+            error,
+        ),
         _ => CliError::with("login failed", error),
     }
 }

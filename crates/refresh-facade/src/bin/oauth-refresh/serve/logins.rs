@@ -158,6 +158,7 @@ fn api_error(error: &OnboardingError) -> ApiError {
         OnboardingError::Refused(_) => (StatusCode::CONFLICT, "account_refused"),
         OnboardingError::UnknownAccount { .. } => (StatusCode::NOT_FOUND, "account_not_found"),
         OnboardingError::WrongPlatform { .. } => (StatusCode::BAD_REQUEST, "wrong_platform"),
+        OnboardingError::IdentityChanged { .. } => (StatusCode::CONFLICT, "identity_changed"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
     };
     ApiError::new(status, code, message)
