@@ -684,6 +684,34 @@ async fn an_expired_session_is_refused_before_anything_is_sent() {
     }
 }
 
+/// What a loopback listener accepts: only the session's own state, once.
+#[tokio::test]
+async fn only_a_callback_with_the_sessions_state_is_its_own() {
+    let emu = Emulator::start().await.unwrap();
+    let config = config(&emu);
+    let flow = flow(&Platform::Anthropic, &config);
+    let session = flow
+        .begin_login(LoginOptions {
+            redirect: Redirect::Loopback,
+            ..LoginOptions::default()
+        })
+        .unwrap();
+    let location = follow(session.authorize_url()).await;
+    let own = location.query().unwrap().to_owned();
+    let state = query(&location)["state"].clone();
+    assert!(session.is_own_callback(&own));
+    assert!(session.is_own_callback(&format!("error=access_denied&state={state}")));
+    for foreign in [
+        String::new(),
+        "code=forgedcode1234567".to_owned(),
+        "code=forgedcode1234567&state=forged".to_owned(),
+        format!("code=forgedcode1234567&state={state}x"),
+        format!("code=c1234567890&state={state}&state={state}"),
+    ] {
+        assert!(!session.is_own_callback(&foreign), "{foreign}");
+    }
+}
+
 #[tokio::test]
 async fn a_code_works_once_and_its_reuse_revokes_the_grant() {
     let emu = Emulator::start().await.unwrap();

@@ -205,6 +205,15 @@ impl LoginSession {
         now >= self.expires_at
     }
 
+    /// Whether `query`, the query string of a request to the redirect URI,
+    /// carries this session's `state` (once; compared in constant time).
+    /// A loopback listener answers only such a callback: any page the
+    /// browser visits can request the redirect URI with a state of its own.
+    pub fn is_own_callback(&self, query: &str) -> bool {
+        super::paste::callback_state(query)
+            .is_some_and(|state| super::pkce::constant_time_eq(state.expose(), self.state.expose()))
+    }
+
     pub(crate) fn state(&self) -> &Secret {
         &self.state
     }

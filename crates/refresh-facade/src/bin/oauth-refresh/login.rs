@@ -3,6 +3,7 @@
 //! the account id, so `id=$(oauth-refresh accounts login claude)` works.
 
 use std::io::{BufRead, IsTerminal, Read};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -176,7 +177,7 @@ async fn obtain_code(session: &LoginSession, listen: bool) -> Result<String, Cli
             "Waiting for the browser's redirect to {} (until the login expires) ...",
             session.redirect_uri()
         ));
-        return listen_for_callback(session.redirect_uri(), wait).await;
+        return listen_for_callback(session, wait).await;
     }
     output::eprint_line(
         "Then paste the code the provider shows, or the whole address-bar URL it redirected to, and press Enter:",
@@ -212,10 +213,13 @@ fn read_paste() -> Result<String, CliError> {
     Ok(line)
 }
 
-/// Receives the provider's redirect on the loopback `redirect_uri` and
-/// returns the callback URL.
-async fn listen_for_callback(redirect_uri: &str, wait: Duration) -> Result<String, CliError> {
-    let url = url::Url::parse(redirect_uri)
+/// Receives the provider's redirect on the session's loopback redirect URI
+/// and returns the callback URL. Only a callback with the session's state
+/// (a code or an OAuth `error`) ends the wait; any other request to the
+/// callback path (another page's, a foreign or missing state) gets a 400
+/// and the wait goes on.
+async fn listen_for_callback(session: &LoginSession, wait: Duration) -> Result<String, CliError> {
+    let url = url::Url::parse(session.redirect_uri())
         .map_err(|_| CliError::config("the loopback redirect URI does not parse"))?;
     let host = url.host_str().unwrap_or_default();
     if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
@@ -230,15 +234,23 @@ async fn listen_for_callback(redirect_uri: &str, wait: Duration) -> Result<Strin
         .await
         .map_err(|e| CliError::with(format!("cannot listen on 127.0.0.1:{port}"), e))?;
     let path = url.path().to_owned();
+    let session = Arc::new(session.clone());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
     let app = Router::new().fallback(move |uri: Uri| {
-        let (tx, path) = (tx.clone(), path.clone());
+        let (tx, path, session) = (tx.clone(), path.clone(), Arc::clone(&session));
         async move {
+            if uri.path() != path {
+                return (StatusCode::NOT_FOUND, "not the login callback").into_response();
+            }
             let query = uri.query().unwrap_or_default();
             let has =
                 |key: &str| url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == key);
-            if uri.path() != path || !(has("code") || has("error")) {
-                return (StatusCode::NOT_FOUND, "not the login callback").into_response();
+            if !session.is_own_callback(query) || !(has("code") || has("error")) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "not this login's callback: the state is missing or foreign",
+                )
+                    .into_response();
             }
             let _ = tx.try_send(query.to_owned());
             Html(
