@@ -95,8 +95,12 @@ pub(crate) enum Command {
         once: bool,
     },
     /// Serves tokens over HTTP: `GET /v1/accounts/{id}/access-token`,
-    /// `POST /v1/accounts/{id}/refresh`, `GET /v1/accounts[/{id}]`,
-    /// `/healthz`, `/readyz`, `/metrics`. `/v1` needs `Authorization:
+    /// `POST /v1/accounts/{id}/refresh`, `GET /v1/accounts[/{id}]`, the
+    /// OAuth login `POST /v1/logins` (`{platform, ...}` → `{session_id,
+    /// authorize_url, expires_at}`) and `POST /v1/logins/{session_id}/complete`
+    /// (`{pasted}` → the new account), `/healthz`, `/readyz`, `/metrics`.
+    /// Login sessions live in the database: any `serve` on it completes
+    /// one, once. `/v1` needs `Authorization:
     /// Bearer <one of serve.api_keys>`. Runs the background refresher too
     /// (unless --no-worker). Prints `listening on http://ADDR` on stdout.
     Serve {
