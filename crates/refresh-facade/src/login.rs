@@ -190,7 +190,9 @@ pub async fn park(
 }
 
 /// Takes the parked session `session_id` out of the database: of all
-/// callers, one gets it, once.
+/// callers, one gets it, once. Its expiry is the database's judgement
+/// (by the database clock); completing it does not judge it again by this
+/// process's clock.
 ///
 /// # Errors
 /// [`OnboardingError::SessionGone`], [`OnboardingError::SessionExpired`],
@@ -210,15 +212,16 @@ pub async fn take(stack: &RefreshStack, session_id: &str) -> Result<LoginSession
             },
         })?;
     match taken {
-        LoginTake::Taken(login) => serde_json::from_str(login.payload.expose()).map_err(|e| {
-            OnboardingError::CorruptSession {
+        // The database judged it live by its clock; that is the one clock.
+        LoginTake::Taken(login) => serde_json::from_str(login.payload.expose())
+            .map(LoginSession::admitted_by_store)
+            .map_err(|e| OnboardingError::CorruptSession {
                 reason: format!(
                     "not a login session (line {}, column {})",
                     e.line(),
                     e.column()
                 ),
-            }
-        }),
+            }),
         LoginTake::Expired => Err(OnboardingError::SessionExpired),
         LoginTake::Absent => Err(OnboardingError::SessionGone),
     }
