@@ -3,6 +3,7 @@
 //! the account id, so `id=$(oauth-refresh accounts login claude)` works.
 
 use std::io::{BufRead, IsTerminal, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,22 +218,37 @@ fn read_paste() -> Result<String, CliError> {
 /// and returns the callback URL. Only a callback with the session's state
 /// (a code or an OAuth `error`) ends the wait; any other request to the
 /// callback path (another page's, a foreign or missing state) gets a 400
-/// and the wait goes on.
+/// and the wait goes on. `localhost` is served on 127.0.0.1 and, when the
+/// machine has it, [::1].
 async fn listen_for_callback(session: &LoginSession, wait: Duration) -> Result<String, CliError> {
     let url = url::Url::parse(session.redirect_uri())
         .map_err(|_| CliError::config("the loopback redirect URI does not parse"))?;
     let host = url.host_str().unwrap_or_default();
-    if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-        return Err(CliError::config(format!(
-            "--listen needs a loopback redirect URI, not one on {host}"
-        )));
-    }
+    let (required, optional): (IpAddr, Option<IpAddr>) = match host {
+        "localhost" => (Ipv4Addr::LOCALHOST.into(), Some(Ipv6Addr::LOCALHOST.into())),
+        "127.0.0.1" => (Ipv4Addr::LOCALHOST.into(), None),
+        "[::1]" => (Ipv6Addr::LOCALHOST.into(), None),
+        _ => {
+            return Err(CliError::config(format!(
+                "--listen needs a loopback redirect URI, not one on {host}"
+            )));
+        }
+    };
     let port = url
         .port_or_known_default()
         .ok_or_else(|| CliError::config("the loopback redirect URI has no port"))?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| CliError::with(format!("cannot listen on 127.0.0.1:{port}"), e))?;
+    let address = SocketAddr::new(required, port);
+    let mut listeners = vec![
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| CliError::with(format!("cannot listen on {address}"), e))?,
+    ];
+    // Browsers may resolve localhost to ::1; a machine without IPv6 is fine.
+    if let Some(ip) = optional
+        && let Ok(listener) = tokio::net::TcpListener::bind((ip, port)).await
+    {
+        listeners.push(listener);
+    }
     let path = url.path().to_owned();
     let session = Arc::new(session.clone());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
@@ -261,11 +277,19 @@ async fn listen_for_callback(session: &LoginSession, wait: Duration) -> Result<S
         }
     });
     let stop = CancellationToken::new();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let server = axum::serve(listener, app.clone())
+                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            tokio::spawn(async move { server.await })
+        })
+        .collect();
     let received = tokio::time::timeout(wait, rx.recv()).await;
     stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    for server in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     match received {
         Ok(Some(query)) => {
             let mut callback = url;
