@@ -9,7 +9,7 @@
 //!   [`Platform`], [`RefreshKey`].
 //! - [`ports`]: the traits backends and plugins implement —
 //!   [`AccountRepository`], [`ClaimStore`], [`RefreshLock`], [`TokenCache`],
-//!   [`RefreshExecutor`], [`Clock`] — and the extension points
+//!   [`LoginSessionStore`], [`RefreshExecutor`], [`Clock`] — and the extension points
 //!   [`ExecutorRegistry`] and [`RefreshListener`].
 //! - [`plugin`]: one import for a provider plugin or a backend.
 //! - [`RefreshFlow`]: single flight → lease → re-read → due check → claim
@@ -98,8 +98,8 @@ pub use ports::{
     AccountCatalog, AccountFilter, AccountPage, AccountRepository, CachedToken, CasExpectation,
     CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock,
     CorruptAccount, DueCursor, DuePage, ExecutorRegistry, FlowObserver, Lease, LeaseOwner,
-    ManualClock, MetadataUpdate, NewAccount, PutOutcome, RefreshContext, RefreshExecutor,
-    RefreshListener, RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts, SystemClock,
-    TokenCache, TokioClock,
+    LoginSessionStore, LoginTake, ManualClock, MetadataUpdate, NewAccount, PendingLogin,
+    PutOutcome, RefreshContext, RefreshExecutor, RefreshListener, RefreshLock, RefreshNotice,
+    SealError, Sealer, StatusCounts, SystemClock, TokenCache, TokioClock,
 };
 pub use provider::{AccessToken, TokenProvider};

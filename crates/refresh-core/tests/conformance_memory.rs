@@ -10,15 +10,17 @@ use std::sync::Arc;
 use common::{ISSUED_LIFETIME, anthropic_executor, t0};
 use refresh_core::AccountId;
 use refresh_core::memory::{
-    InMemoryAccountRepository, InMemoryClaimStore, InMemoryRefreshLock, InMemoryTokenCache,
+    InMemoryAccountRepository, InMemoryClaimStore, InMemoryLoginSessionStore, InMemoryRefreshLock,
+    InMemoryTokenCache,
 };
 use refresh_core::ports::{
-    AccountCatalog, AccountRepository, ClaimStore, Clock, ManualClock, RefreshLock, TokenCache,
+    AccountCatalog, AccountRepository, ClaimStore, Clock, LoginSessionStore, ManualClock,
+    RefreshLock, TokenCache,
 };
 use refresh_core::testing::FakeUpstream;
 use refresh_core::testing::conformance::{
     RealTime, account_catalog_suite, account_expiring, account_repository_suite, claim_store_suite,
-    refresh_executor_suite, refresh_lock_suite, token_cache_suite,
+    login_session_store_suite, refresh_executor_suite, refresh_lock_suite, token_cache_suite,
 };
 
 fn clock() -> Arc<ManualClock> {
@@ -98,4 +100,13 @@ async fn rotating_executor_conforms() {
         t0(),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_login_session_store_conforms() {
+    let clock = clock();
+    let make = on_clock(&clock, |c| {
+        Arc::new(InMemoryLoginSessionStore::new(c)) as Arc<dyn LoginSessionStore>
+    });
+    login_session_store_suite(make, &clock).await;
 }

@@ -11,6 +11,9 @@
 //! - [`import`]: the account import format, checked entry by entry, and
 //!   the generation-claim check that refuses a token already redeemed.
 //! - [`keyfile`]: the sealing key file `oauth-refresh.key`.
+//! - [`login`]: account onboarding: OAuth logins that create or
+//!   re-authorize accounts (sessions parked in the database), and imports
+//!   of the official CLIs' credential files.
 //! - `metrics` (feature `metrics`): Prometheus metrics.
 //! - the `oauth-refresh` binary (feature `cli`): `migrate`, `accounts`,
 //!   `token`, `refresh`, `run`, `serve`, `demo`, `config`.
@@ -36,6 +39,7 @@
 
 pub mod import;
 pub mod keyfile;
+pub mod login;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod prelude;

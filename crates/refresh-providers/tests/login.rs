@@ -684,6 +684,68 @@ async fn an_expired_session_is_refused_before_anything_is_sent() {
     }
 }
 
+/// A session a store admitted (it judged the expiry by its own clock, the
+/// database's) is not judged again by the flow's clock: a completing
+/// process whose clock runs past the expiry still completes it.
+#[tokio::test]
+async fn a_session_a_store_admitted_is_not_judged_again_by_the_local_clock() {
+    let emu = Emulator::start().await.unwrap();
+    let config = config(&emu);
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let flow = flow_on(&Platform::OpenAi, &config, clock.clone());
+    let session = flow.begin_login(LoginOptions::default()).unwrap();
+    let location = follow(session.authorize_url()).await;
+    clock.advance(Duration::from_secs(16 * 60));
+    assert_eq!(
+        flow.complete_login(&session, location.as_str())
+            .await
+            .unwrap_err(),
+        LoginError::SessionExpired
+    );
+    let admitted = session.admitted_by_store();
+    flow.complete_login(&admitted, location.as_str())
+        .await
+        .unwrap();
+    assert_eq!(emu.login_stats().exchanges, 1);
+    // Never stored: a session read back is judged by the clock again.
+    let reread: LoginSession =
+        serde_json::from_str(&serde_json::to_string(&admitted).unwrap()).unwrap();
+    assert_eq!(
+        flow.complete_login(&reread, location.as_str())
+            .await
+            .unwrap_err(),
+        LoginError::SessionExpired
+    );
+}
+
+/// What a loopback listener accepts: only the session's own state, once.
+#[tokio::test]
+async fn only_a_callback_with_the_sessions_state_is_its_own() {
+    let emu = Emulator::start().await.unwrap();
+    let config = config(&emu);
+    let flow = flow(&Platform::Anthropic, &config);
+    let session = flow
+        .begin_login(LoginOptions {
+            redirect: Redirect::Loopback,
+            ..LoginOptions::default()
+        })
+        .unwrap();
+    let location = follow(session.authorize_url()).await;
+    let own = location.query().unwrap().to_owned();
+    let state = query(&location)["state"].clone();
+    assert!(session.is_own_callback(&own));
+    assert!(session.is_own_callback(&format!("error=access_denied&state={state}")));
+    for foreign in [
+        String::new(),
+        "code=forgedcode1234567".to_owned(),
+        "code=forgedcode1234567&state=forged".to_owned(),
+        format!("code=forgedcode1234567&state={state}x"),
+        format!("code=c1234567890&state={state}&state={state}"),
+    ] {
+        assert!(!session.is_own_callback(&foreign), "{foreign}");
+    }
+}
+
 #[tokio::test]
 async fn a_code_works_once_and_its_reuse_revokes_the_grant() {
     let emu = Emulator::start().await.unwrap();

@@ -7,11 +7,12 @@ use crate::db::{Db, quiet};
 use crate::error::storage_error;
 use crate::rekey::{RekeyReport, rekey};
 use crate::seal::Sealing;
-use crate::{DbClaimStore, DbLeaseLock, SeaOrmAccountRepository};
+use crate::{DbClaimStore, DbLeaseLock, DbLoginSessionStore, SeaOrmAccountRepository};
 use refresh_core::StorageError;
 
 /// A connection pool with its sealing mode, handing out the repository
-/// (and catalog), the lease lock and the claim store. Cheap to clone.
+/// (and catalog), the lease lock, the claim store and the login-session
+/// store. Cheap to clone.
 ///
 /// SQLite is opened in WAL mode with a busy timeout and
 /// `synchronous=FULL` (configurable), `foreign_keys` on, so several
@@ -105,6 +106,11 @@ impl SeaOrmBackend {
     /// The generation-claim store.
     pub fn claim_store(&self) -> DbClaimStore {
         DbClaimStore::new(self.db.clone())
+    }
+
+    /// The store of OAuth logins in progress.
+    pub fn login_session_store(&self) -> DbLoginSessionStore {
+        DbLoginSessionStore::new(self.db.clone())
     }
 
     /// Re-seals every stored secret that is plaintext or sealed under a

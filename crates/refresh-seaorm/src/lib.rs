@@ -10,7 +10,10 @@
 //! - [`DbLeaseLock`], core's `RefreshLock` on the database clock;
 //! - [`DbClaimStore`], core's `ClaimStore`: generation claims (acquire and
 //!   take-over as one statement on the database clock);
-//! - [`AesGcmSealer`], core's `Sealer`: credentials,
+//! - [`DbLoginSessionStore`], core's `LoginSessionStore`: OAuth logins in
+//!   progress (single-use takes, expiry on the database clock), so any
+//!   process completes a login another began;
+//! - [`AesGcmSealer`], core's `Sealer`: credentials, login sessions,
 //!   proxy URLs and claim answers sealed at rest with AES-256-GCM bound to
 //!   their row, keys rotated with [`SeaOrmBackend::rekey`];
 //! - [`migrate`]: idempotent migrations, safe to run from several
@@ -51,6 +54,7 @@ mod dialect;
 pub mod entity;
 mod error;
 mod lease;
+mod login_sessions;
 mod migration;
 mod rekey;
 mod repository;
@@ -60,6 +64,7 @@ pub use backend::SeaOrmBackend;
 pub use claims::DbClaimStore;
 pub use config::{DatabaseConfig, SqliteSynchronous};
 pub use lease::DbLeaseLock;
+pub use login_sessions::DbLoginSessionStore;
 pub use migration::{Migrator, migrate};
 pub use rekey::RekeyReport;
 pub use repository::SeaOrmAccountRepository;

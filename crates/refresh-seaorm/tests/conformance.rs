@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use common::{PgDatabase, SHORT_TTL, SqliteFile, sealed, sqlite_memory};
 use refresh_core::testing::conformance::{
     RealTime, account_catalog_suite, account_repository_suite, claim_store_suite,
-    refresh_lock_suite,
+    login_session_store_suite, refresh_lock_suite,
 };
-use refresh_core::{AccountCatalog, AccountRepository, ClaimStore, RefreshLock};
+use refresh_core::{AccountCatalog, AccountRepository, ClaimStore, LoginSessionStore, RefreshLock};
 use refresh_seaorm::SeaOrmBackend;
 
 fn time() -> RealTime {
@@ -58,6 +58,15 @@ where
         move || {
             let o = o.clone();
             async move { Arc::new(o().await.claim_store()) as Arc<dyn ClaimStore> }
+        },
+        &time(),
+    )
+    .await;
+    let o = open.clone();
+    login_session_store_suite(
+        move || {
+            let o = o.clone();
+            async move { Arc::new(o().await.login_session_store()) as Arc<dyn LoginSessionStore> }
         },
         &time(),
     )

@@ -14,16 +14,18 @@ use common::{PgDatabase, SqliteFile, sealed, sqlite_memory, test_key};
 use refresh_core::testing::conformance::{T0, account_expiring};
 use refresh_core::{
     AccountCatalog, AccountId, AccountRepository, AccountType, CasExpectation, CasOutcome, ClaimId,
-    ClaimKey, ClaimStore, Credentials, Fingerprint, NewAccount, Platform, StorageErrorKind,
+    ClaimKey, ClaimStore, Credentials, Fingerprint, LoginSessionStore, NewAccount, PendingLogin,
+    Platform, StorageErrorKind,
 };
 use refresh_seaorm::{SeaOrmBackend, Sealing, SealingKey};
 use sea_orm::{ConnectionTrait, Statement};
 
 /// Token text no stored byte may contain.
-const MARKERS: [&str; 4] = [
+const MARKERS: [&str; 5] = [
     "SECRET-ACCESS",
     "SECRET-REFRESH",
     "SECRET-ANSWER",
+    "SECRET-VERIFIER",
     "hunter2",
 ];
 
@@ -77,6 +79,17 @@ async fn store_secrets_everywhere(backend: &SeaOrmBackend) {
         .with("access_token", "SECRET-ANSWER-AT")
         .with("refresh_token", "SECRET-ANSWER-RT");
     assert!(claims.save_answer(&key, &id, &answer).await.expect("save"));
+    // A login in progress (the live one: a taken one is deleted).
+    let sessions = backend.login_session_store();
+    let login = PendingLogin {
+        id: "login-1".to_owned(),
+        platform: Platform::OpenAi,
+        payload: r#"{"code_verifier":"SECRET-VERIFIER-1"}"#.into(),
+    };
+    sessions
+        .put(&login, Duration::from_secs(600))
+        .await
+        .expect("put session");
     // Everything reads back.
     let read = repo.get(inserted.id).await.expect("get").expect("row");
     assert_eq!(read.credentials, secret_credentials(3));
@@ -127,6 +140,7 @@ async fn postgres_table_data_holds_no_token_text() {
         "SELECT credentials::text AS t FROM accounts",
         "SELECT a::text AS t FROM accounts a",
         "SELECT c::text AS t FROM refresh_claims c",
+        "SELECT s::text AS t FROM login_sessions s",
     ] {
         let rows = conn
             .query_all(Statement::from_string(
@@ -377,4 +391,39 @@ async fn sqlite_rekey_under_load_loses_nothing() {
 async fn postgres_rekey_under_load_loses_nothing() {
     let db = PgDatabase::create("rekey").await;
     rekey_under_load_loses_nothing(async |sealing| db.open(sealing).await).await;
+}
+
+#[tokio::test]
+async fn a_login_session_payload_moved_to_another_row_does_not_open() {
+    let backend = sqlite_memory().await;
+    let sessions = backend.login_session_store();
+    for id in ["login-a", "login-b"] {
+        let login = PendingLogin {
+            id: id.to_owned(),
+            platform: Platform::Anthropic,
+            payload: format!(r#"{{"code_verifier":"SECRET-VERIFIER-{id}"}}"#).into(),
+        };
+        sessions
+            .put(&login, Duration::from_secs(600))
+            .await
+            .expect("put");
+    }
+    let conn = backend.connection();
+    conn.execute(Statement::from_string(
+        conn.get_database_backend(),
+        "UPDATE login_sessions SET payload = (SELECT payload FROM login_sessions WHERE session_id = 'login-a') WHERE session_id = 'login-b'",
+    ))
+    .await
+    .expect("move the ciphertext");
+    let error = sessions
+        .take("login-b")
+        .await
+        .expect_err("a moved payload does not open");
+    assert_eq!(error.kind(), StorageErrorKind::InvalidData);
+    assert!(!error.to_string().contains("SECRET"), "{error}");
+    assert_eq!(
+        sessions.take("login-b").await.expect("take again"),
+        refresh_core::LoginTake::Absent,
+        "the unreadable session was removed by its take"
+    );
 }

@@ -11,6 +11,7 @@ mod clock;
 mod executor;
 mod executor_registry;
 mod flow_observer;
+mod login_session_store;
 mod refresh_listener;
 mod refresh_lock;
 mod sealer;
@@ -28,6 +29,9 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use executor::{RefreshContext, RefreshExecutor};
 pub use executor_registry::ExecutorRegistry;
 pub use flow_observer::{FlowObserver, NoObserver};
+pub use login_session_store::{
+    LoginSessionStore, LoginTake, MAX_LOGIN_SESSION_ID_LEN, PendingLogin,
+};
 pub use refresh_listener::RefreshListener;
 pub use refresh_lock::{Lease, LeaseOwner, RefreshLock};
 pub use sealer::{SealError, Sealer};
@@ -43,6 +47,8 @@ pub use claim_store::MockClaimStore;
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
 pub use executor::MockRefreshExecutor;
+#[cfg(any(test, feature = "mock"))]
+pub use login_session_store::MockLoginSessionStore;
 #[cfg(any(test, feature = "mock"))]
 pub use refresh_listener::MockRefreshListener;
 #[cfg(any(test, feature = "mock"))]

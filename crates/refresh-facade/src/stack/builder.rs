@@ -158,10 +158,14 @@ impl RefreshStackBuilder {
             })?;
         }
         let mut executors = ExecutorRegistry::new();
-        register_all(&mut executors, self.providers).map_err(|source| StackError::Config {
-            setting: "providers",
-            source,
-        })?;
+        let login_config = self.providers.clone().resolved();
+        let http =
+            register_all(&mut executors, self.providers).map_err(|source| StackError::Config {
+                setting: "providers",
+                source,
+            })?;
+        // The logins share the executors' connection pool.
+        let logins = refresh_providers::login::login_flows(&login_config, &http);
         for executor in self.executors {
             executors.register(executor);
         }
@@ -209,6 +213,7 @@ impl RefreshStackBuilder {
         });
         let db_lease: Arc<dyn RefreshLock> = Arc::new(database.lease_lock());
         let claims = Arc::new(database.claim_store());
+        let login_sessions = Arc::new(database.login_session_store());
 
         #[cfg(feature = "redis")]
         let (redis, locks, shared) = match self.redis {
@@ -296,6 +301,8 @@ impl RefreshStackBuilder {
                 catalog,
                 claims,
                 executors,
+                logins,
+                login_sessions,
                 database,
                 database_kind,
                 #[cfg(feature = "redis")]

@@ -25,8 +25,9 @@ pub use error::StackError;
 
 use refresh_core::{
     AccountCatalog, AccountRepository, BackgroundRefresher, ClaimStore, ExecutorRegistry,
-    NewAccount, RefreshFlow, StorageError, TokenProvider,
+    LoginSessionStore, NewAccount, Platform, RefreshFlow, StorageError, TokenProvider,
 };
+use refresh_providers::login::LoginFlow;
 use refresh_seaorm::SeaOrmBackend;
 
 use crate::import::{CheckError, check_claims};
@@ -46,6 +47,8 @@ struct Inner {
     catalog: Arc<dyn AccountCatalog>,
     claims: Arc<dyn ClaimStore>,
     executors: ExecutorRegistry,
+    logins: Vec<Arc<dyn LoginFlow>>,
+    login_sessions: Arc<dyn LoginSessionStore>,
     database: SeaOrmBackend,
     database_kind: DatabaseKind,
     #[cfg(feature = "redis")]
@@ -133,6 +136,20 @@ impl RefreshStack {
     /// The executors by platform.
     pub fn executors(&self) -> &ExecutorRegistry {
         &self.inner.executors
+    }
+
+    /// The login flow of `platform` (every built-in provider has one).
+    pub fn login_flow(&self, platform: &Platform) -> Option<&Arc<dyn LoginFlow>> {
+        self.inner
+            .logins
+            .iter()
+            .find(|flow| flow.platform() == *platform)
+    }
+
+    /// The logins in progress (always the database: any process completes
+    /// a login another began).
+    pub fn login_sessions(&self) -> &Arc<dyn LoginSessionStore> {
+        &self.inner.login_sessions
     }
 
     /// The database backend (pool, migrations, `rekey`).

@@ -165,6 +165,9 @@ struct PendingCode {
     spec: GrantSpec,
 }
 
+/// The user an unqueued login logs in as.
+pub const DEFAULT_LOGIN_EMAIL: &str = "user@example.com";
+
 #[derive(Default)]
 struct Inner {
     codes: HashMap<String, PendingCode>,
@@ -193,14 +196,20 @@ impl LoginState {
             .position(|p| p.provider.is_none_or(|q| q == provider));
         found
             .and_then(|i| inner.profiles.remove(i))
-            .unwrap_or_default()
+            .unwrap_or_else(|| GrantSpec {
+                email: Some(DEFAULT_LOGIN_EMAIL.to_owned()),
+                ..GrantSpec::default()
+            })
     }
 }
 
 impl Emulator {
     /// Queues the user the next authorization of `spec.provider` (any
     /// provider when `None`) logs in as: its email, Code Assist project,
-    /// tiers, onboarding, Drive quota. Unqueued logins get the defaults.
+    /// tiers, onboarding, Drive quota. Unqueued logins get the defaults and
+    /// log in as one user, [`DEFAULT_LOGIN_EMAIL`] (a browser stays logged
+    /// in): a relogin is the same upstream identity unless a test queues
+    /// another.
     pub fn queue_login(&self, spec: GrantSpec) {
         self.shared.login.inner().profiles.push_back(spec);
     }

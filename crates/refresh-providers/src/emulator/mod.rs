@@ -51,7 +51,7 @@ mod token;
 pub use config::{EmulatorConfig, Latency};
 pub use faults::{Fault, FaultKind, FaultRates};
 pub use grant::{EmulatedProvider, GcpProject, GrantId, GrantSpec, GrantStats, SeededGrant};
-pub use login::{LoginStats, RecordedRequest};
+pub use login::{DEFAULT_LOGIN_EMAIL, LoginStats, RecordedRequest};
 pub use server::Emulator;
 pub use state::Stats;
 

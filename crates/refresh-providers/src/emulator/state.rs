@@ -26,6 +26,11 @@ pub(crate) struct Grant {
     pub(crate) reuse_attempts: u64,
     pub(crate) rejected: u64,
     pub(crate) email: String,
+    /// The upstream user (one per email): the ids a provider names its
+    /// user by (Claude's account and organization uuids, OpenAI's account,
+    /// user and organization ids) derive from it, not from the grant, so a
+    /// second login as the same user is the same identity.
+    pub(crate) user: u64,
     pub(crate) project_id: Option<String>,
     pub(crate) current_tier: Option<String>,
     pub(crate) paid_tier: Option<String>,
@@ -79,6 +84,8 @@ pub(crate) struct Issued {
     pub(crate) refresh_token: Option<String>,
     pub(crate) expires_in: i64,
     pub(crate) email: String,
+    /// The grant's upstream user (see [`Grant::user`]).
+    pub(crate) user: u64,
     pub(crate) grant: GrantId,
 }
 
@@ -127,6 +134,9 @@ impl Stats {
 struct State {
     next_id: u64,
     grants: BTreeMap<GrantId, Grant>,
+    /// Email → upstream user number, numbered from 1 in order of first
+    /// appearance.
+    users: HashMap<String, u64>,
     /// Every refresh token ever issued → its grant.
     refresh_index: HashMap<String, GrantId>,
     /// Every access token issued → its grant.
@@ -159,6 +169,7 @@ impl Shared {
             state: Mutex::new(State {
                 next_id: 1,
                 grants: BTreeMap::new(),
+                users: HashMap::new(),
                 refresh_index: HashMap::new(),
                 access_index: HashMap::new(),
                 requests_by_path: BTreeMap::new(),
@@ -202,6 +213,11 @@ impl Shared {
             let id = GrantId(s.next_id);
             s.next_id += 1;
             s.refresh_index.insert(refresh_token.clone(), id);
+            let email = spec
+                .email
+                .unwrap_or_else(|| format!("user{}@example.com", id.0));
+            let next_user = s.users.len() as u64 + 1;
+            let user = *s.users.entry(email.clone()).or_insert(next_user);
             s.grants.insert(
                 id,
                 Grant {
@@ -214,9 +230,8 @@ impl Shared {
                     refreshes: 0,
                     reuse_attempts: 0,
                     rejected: 0,
-                    email: spec
-                        .email
-                        .unwrap_or_else(|| format!("user{}@example.com", id.0)),
+                    email,
+                    user,
                     project_id: spec.project_id,
                     current_tier: spec.current_tier,
                     paid_tier: spec.paid_tier,
@@ -303,7 +318,7 @@ impl Shared {
                 grant.generation += 1;
                 next
             });
-            let email = grant.email.clone();
+            let (email, user) = (grant.email.clone(), grant.user);
             s.access_index.insert(access_token.clone(), id);
             if let Some(next) = &refresh_token {
                 s.refresh_index.insert(next.clone(), id);
@@ -313,6 +328,7 @@ impl Shared {
                 refresh_token,
                 expires_in: lifetime,
                 email,
+                user,
                 grant: id,
             })
         })
@@ -325,9 +341,9 @@ impl Shared {
         let seeded = self.seed(spec)?;
         let id = seeded.grant_id;
         Ok(self.update(|s| {
-            let (provider, email) = {
+            let (provider, email, user) = {
                 let g = &s.grants[&id];
-                (g.provider, g.email.clone())
+                (g.provider, g.email.clone(), g.user)
             };
             let access_token = issue::token(access_prefix(provider));
             s.access_index.insert(access_token.clone(), id);
@@ -336,6 +352,7 @@ impl Shared {
                 refresh_token: Some(seeded.refresh_token.expose().to_owned()),
                 expires_in: self.lifetime(s, provider),
                 email,
+                user,
                 grant: id,
             }
         }))

@@ -232,7 +232,7 @@ pub(crate) fn google_client_refusal(
 
 /// Claude's answer with `issued` tokens (a refresh or a code exchange).
 pub(crate) fn claude_granted(issued: Issued, scope: &str) -> Response {
-    let grant = issued.grant.0;
+    let user = issued.user;
     json(
         200,
         &json!({
@@ -241,15 +241,15 @@ pub(crate) fn claude_granted(issued: Issued, scope: &str) -> Response {
             "expires_in": issued.expires_in,
             "refresh_token": issued.refresh_token,
             "scope": scope,
-            "organization": {"uuid": format!("00000000-0000-4000-8000-{grant:012}"), "name": "Emulated Org"},
-            "account": {"uuid": format!("00000000-0000-4000-9000-{grant:012}"), "email_address": issued.email},
+            "organization": {"uuid": format!("00000000-0000-4000-8000-{user:012}"), "name": "Emulated Org"},
+            "account": {"uuid": format!("00000000-0000-4000-9000-{user:012}"), "email_address": issued.email},
         }),
     )
 }
 
 /// OpenAI's answer with `issued` tokens, and an id_token for `client_id`.
 pub(crate) fn openai_granted(issued: Issued, scope: &str, client_id: &str) -> Response {
-    let (now, grant) = (Utc::now().timestamp(), issued.grant.0);
+    let (now, user) = (Utc::now().timestamp(), issued.user);
     let id_token = issue::jwt(&json!({
         "iss": "https://auth.openai.com",
         "aud": [client_id],
@@ -257,10 +257,10 @@ pub(crate) fn openai_granted(issued: Issued, scope: &str, client_id: &str) -> Re
         "exp": now + 3600,
         "email": issued.email,
         "https://api.openai.com/auth": {
-            "chatgpt_account_id": format!("acct-{grant}"),
-            "chatgpt_user_id": format!("user-{grant}"),
+            "chatgpt_account_id": format!("acct-{user}"),
+            "chatgpt_user_id": format!("user-{user}"),
             "chatgpt_plan_type": "plus",
-            "organizations": [{"id": format!("org-{grant}"), "is_default": true, "role": "owner"}],
+            "organizations": [{"id": format!("org-{user}"), "is_default": true, "role": "owner"}],
         },
     }));
     let answer = json!({

@@ -17,7 +17,8 @@ use crate::http::{Capped, HttpClients, Outgoing};
 use crate::token::sane_expires_in;
 
 /// Everything checked before a request leaves: the session's platform and
-/// expiry, the pasted text's shape, and its state against the session's
+/// expiry (unless a store [admitted](LoginSession::admitted_by_store) it),
+/// the pasted text's shape, and its state against the session's
 /// (constant time). Returns the code.
 ///
 /// # Errors
@@ -36,7 +37,7 @@ pub(crate) fn code_from_paste(
             flow: platform.clone(),
         });
     }
-    if session.is_expired(now) {
+    if session.expiry_unjudged() && session.is_expired(now) {
         return Err(LoginError::SessionExpired);
     }
     let pasted = parse_pasted(pasted)?;

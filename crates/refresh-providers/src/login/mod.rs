@@ -71,8 +71,10 @@ pub trait LoginFlow: Send + Sync + std::fmt::Debug {
     /// Completes `session` with what the user pasted.
     ///
     /// # Contract
-    /// - The session's platform, its expiry and the pasted state are
-    ///   checked before any request; a mismatch sends nothing.
+    /// - The session's platform, its expiry (by the flow's clock, unless a
+    ///   store [admitted](LoginSession::admitted_by_store) it by its own)
+    ///   and the pasted state are checked before any request; a mismatch
+    ///   sends nothing.
     /// - At most one code exchange is sent, through the session's proxy;
     ///   the verifier appears only in its body.
     /// - Post-login calls (userinfo, project and tier discovery) use the

@@ -74,6 +74,12 @@ pub(crate) fn parse_pasted(text: &str) -> Result<Pasted, LoginError> {
     })
 }
 
+/// The `state` of a callback's query string, when it carries exactly one
+/// (not blank).
+pub(crate) fn callback_state(query: &str) -> Option<Secret> {
+    Parameters::read(query).ok()?.state.map(Secret::from)
+}
+
 /// Whether `text` holds query parameters (`code=`, `error=` or
 /// `state=`), as opposed to a bare code.
 fn looks_like_parameters(text: &str) -> bool {

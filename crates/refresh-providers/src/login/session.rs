@@ -84,6 +84,10 @@ pub struct LoginSession {
     expires_at: DateTime<Utc>,
     account_type: AccountType,
     options: LoginOptions,
+    /// Set by [`admitted_by_store`](Self::admitted_by_store): a store
+    /// judged the expiry by its own clock. Never stored.
+    #[serde(skip)]
+    expiry_judged: bool,
 }
 
 /// The provider-specific parts of a new session.
@@ -146,6 +150,7 @@ impl LoginSession {
             expires_at: now + ttl,
             account_type: spec.account_type,
             options,
+            expiry_judged: false,
         })
     }
 
@@ -203,6 +208,33 @@ impl LoginSession {
     /// Whether it can still be completed at `now`.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         now >= self.expires_at
+    }
+
+    /// This session, as a store that keeps sessions until their expiry by
+    /// its own clock (a database's) has just handed it over live:
+    /// [`complete_login`](super::LoginFlow::complete_login) then does not
+    /// judge the expiry again by this process's clock, so one clock decides
+    /// (a process whose clock runs ahead would refuse a session the store
+    /// admitted, and the single-use take has already consumed it).
+    #[must_use]
+    pub fn admitted_by_store(mut self) -> Self {
+        self.expiry_judged = true;
+        self
+    }
+
+    /// Whether completing it checks its expiry against the flow's clock
+    /// (false once a store admitted it).
+    pub(crate) fn expiry_unjudged(&self) -> bool {
+        !self.expiry_judged
+    }
+
+    /// Whether `query`, the query string of a request to the redirect URI,
+    /// carries this session's `state` (once; compared in constant time).
+    /// A loopback listener answers only such a callback: any page the
+    /// browser visits can request the redirect URI with a state of its own.
+    pub fn is_own_callback(&self, query: &str) -> bool {
+        super::paste::callback_state(query)
+            .is_some_and(|state| super::pkce::constant_time_eq(state.expose(), self.state.expose()))
     }
 
     pub(crate) fn state(&self) -> &Secret {

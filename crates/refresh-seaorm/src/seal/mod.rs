@@ -34,4 +34,9 @@ pub(crate) mod context {
         )
         .into_bytes()
     }
+
+    /// A login session's payload: its id and platform.
+    pub(crate) fn login_session(id: &str, platform: &Platform) -> Vec<u8> {
+        format!("oauth-refresh/v1/login_sessions/{id}/{platform}/payload").into_bytes()
+    }
 }

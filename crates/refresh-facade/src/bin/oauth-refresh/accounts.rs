@@ -49,6 +49,9 @@ pub(crate) async fn run(loaded: &Loaded, command: AccountsCommand) -> Result<(),
             Ok(())
         }
         AccountsCommand::Add(args) => add(loaded, args).await,
+        AccountsCommand::Login(args) => crate::login::login(loaded, args).await,
+        AccountsCommand::Relogin(args) => crate::login::relogin(loaded, args).await,
+        AccountsCommand::ImportCli(args) => crate::import_cli::import_cli(loaded, args).await,
         AccountsCommand::List {
             platform,
             status,

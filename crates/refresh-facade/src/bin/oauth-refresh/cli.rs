@@ -65,7 +65,8 @@ pub(crate) enum Command {
     /// sealing key is configured, generates one into `oauth-refresh.key`
     /// beside the configuration (mode 0600) and says so.
     Migrate,
-    /// Administers accounts: add, import, list, show, remove, set-status.
+    /// Administers accounts: add, import, login, relogin, import-cli, list,
+    /// show, remove, set-status.
     /// Never prints a token or secret.
     #[command(subcommand)]
     Accounts(AccountsCommand),
@@ -94,8 +95,12 @@ pub(crate) enum Command {
         once: bool,
     },
     /// Serves tokens over HTTP: `GET /v1/accounts/{id}/access-token`,
-    /// `POST /v1/accounts/{id}/refresh`, `GET /v1/accounts[/{id}]`,
-    /// `/healthz`, `/readyz`, `/metrics`. `/v1` needs `Authorization:
+    /// `POST /v1/accounts/{id}/refresh`, `GET /v1/accounts[/{id}]`, the
+    /// OAuth login `POST /v1/logins` (`{platform, ...}` → `{session_id,
+    /// authorize_url, expires_at}`) and `POST /v1/logins/{session_id}/complete`
+    /// (`{pasted}` → the new account), `/healthz`, `/readyz`, `/metrics`.
+    /// Login sessions live in the database: any `serve` on it completes
+    /// one, once. `/v1` needs `Authorization:
     /// Bearer <one of serve.api_keys>`. Runs the background refresher too
     /// (unless --no-worker). Prints `listening on http://ADDR` on stdout.
     Serve {
@@ -162,6 +167,20 @@ pub(crate) enum AccountsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Adds an account by OAuth login: prints the authorize URL on stderr,
+    /// reads the pasted code or callback URL from stdin (or, with
+    /// --listen, receives the browser's redirect on the provider's loopback
+    /// port), stores the account sealed, and prints its id on stdout.
+    Login(crate::login::LoginArgs),
+    /// Re-authorizes account ID by OAuth login (a revoked grant, a lost
+    /// refresh token): replaces its credentials and bumps its version, so
+    /// an in-flight refresh's write loses. Prints the id on stdout.
+    Relogin(crate::login::ReloginArgs),
+    /// Imports the credentials file of an official CLI (claude-code,
+    /// codex, gemini-cli) from its default location or PATH. The refresh
+    /// token then belongs to oauth-refresh: the CLI's own copy stops
+    /// working after the first rotation. Prints the id on stdout.
+    ImportCli(crate::import_cli::ImportCliArgs),
     /// Lists accounts: id, name, platform, type, status, expiry, version.
     List {
         /// Only this platform.

@@ -6,12 +6,15 @@
 //! | `POST /v1/accounts/{id}/refresh[?force=true]` | `{"outcome", "account"}` |
 //! | `GET /v1/accounts[?platform=&status=&after=&limit=]` | `{"accounts": [...], "next_after"}` |
 //! | `GET /v1/accounts/{id}` | the account, without secrets |
+//! | `POST /v1/logins` | `{"session_id", "authorize_url", "expires_at"}` (201) |
+//! | `POST /v1/logins/{session_id}/complete` | the new account, without secrets (201) |
 //! | `GET /healthz` | liveness |
 //! | `GET /readyz` | database (and Redis) reachable |
 //! | `GET /metrics` | Prometheus text |
 
 mod api_error;
 mod auth;
+mod logins;
 mod routes;
 
 use std::net::SocketAddr;
@@ -52,6 +55,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/accounts/{id}", get(routes::show_account))
         .route("/accounts/{id}/access-token", get(routes::access_token))
         .route("/accounts/{id}/refresh", post(routes::refresh))
+        .route("/logins", post(logins::begin))
+        .route("/logins/{session_id}/complete", post(logins::complete))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,
