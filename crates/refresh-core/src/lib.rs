@@ -98,8 +98,8 @@ pub use ports::{
     AccountCatalog, AccountFilter, AccountPage, AccountRepository, CachedToken, CasExpectation,
     CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock,
     CorruptAccount, DueCursor, DuePage, ExecutorRegistry, FlowObserver, Lease, LeaseOwner,
-    ManualClock, MetadataUpdate, NewAccount, PutOutcome, RefreshContext, RefreshExecutor,
-    RefreshListener, RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts, SystemClock,
+    ManualClock, MetadataUpdate, NewAccount, PutOutcome, RefreshContext, RefreshEvent,
+    RefreshEventLog, RefreshExecutor, RefreshListener, RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts, SystemClock,
     TokenCache, TokioClock,
 };
 pub use provider::{AccessToken, TokenProvider};

@@ -11,6 +11,7 @@ mod clock;
 mod executor;
 mod executor_registry;
 mod flow_observer;
+mod refresh_event_log;
 mod refresh_listener;
 mod refresh_lock;
 mod sealer;
@@ -28,6 +29,9 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use executor::{RefreshContext, RefreshExecutor};
 pub use executor_registry::ExecutorRegistry;
 pub use flow_observer::{FlowObserver, NoObserver};
+pub use refresh_event_log::{
+    HourlyCount, MAX_EVENT_NAME_CHARS, RefreshEvent, RefreshEventLog, event_name, hour_of,
+};
 pub use refresh_listener::RefreshListener;
 pub use refresh_lock::{Lease, LeaseOwner, RefreshLock};
 pub use sealer::{SealError, Sealer};
