@@ -7,7 +7,7 @@ use crate::db::{Db, quiet};
 use crate::error::storage_error;
 use crate::rekey::{RekeyReport, rekey};
 use crate::seal::Sealing;
-use crate::{DbClaimStore, DbLeaseLock, SeaOrmAccountRepository};
+use crate::{DbClaimStore, DbLeaseLock, DbRefreshEventLog, SeaOrmAccountRepository};
 use refresh_core::StorageError;
 
 /// A connection pool with its sealing mode, handing out the repository
@@ -105,6 +105,11 @@ impl SeaOrmBackend {
     /// The generation-claim store.
     pub fn claim_store(&self) -> DbClaimStore {
         DbClaimStore::new(self.db.clone())
+    }
+
+    /// The shared history of refresh runs (`refresh_events`).
+    pub fn event_log(&self) -> DbRefreshEventLog {
+        DbRefreshEventLog::new(self.db.clone())
     }
 
     /// Re-seals every stored secret that is plaintext or sealed under a
