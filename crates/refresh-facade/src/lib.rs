@@ -11,6 +11,7 @@
 //! - [`import`]: the account import format, checked entry by entry, and
 //!   the generation-claim check that refuses a token already redeemed.
 //! - [`keyfile`]: the sealing key file `oauth-refresh.key`.
+//! - [`events`]: the shared history of refresh runs (the status page's).
 //! - `metrics` (feature `metrics`): Prometheus metrics.
 //! - the `oauth-refresh` binary (feature `cli`): `migrate`, `accounts`,
 //!   `token`, `refresh`, `run`, `serve`, `demo`, `config`.
@@ -34,6 +35,7 @@
 //! `refresh-redis`); those crates stay reachable as [`core`], [`seaorm`],
 //! [`providers`] and `redis` for everything else.
 
+pub mod events;
 pub mod import;
 pub mod keyfile;
 #[cfg(feature = "metrics")]
