@@ -99,7 +99,7 @@ pub use ports::{
     CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock,
     CorruptAccount, DueCursor, DuePage, ExecutorRegistry, FlowObserver, Lease, LeaseOwner,
     ManualClock, MetadataUpdate, NewAccount, PutOutcome, RefreshContext, RefreshEvent,
-    RefreshEventLog, RefreshExecutor, RefreshListener, RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts, SystemClock,
-    TokenCache, TokioClock,
+    RefreshEventLog, RefreshExecutor, RefreshListener, RefreshLock, RefreshNotice, SealError,
+    Sealer, StatusCounts, SystemClock, TokenCache, TokioClock,
 };
 pub use provider::{AccessToken, TokenProvider};

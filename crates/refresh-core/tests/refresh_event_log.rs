@@ -14,9 +14,7 @@ use common::{Backends, WINDOW, expired_account, key, oauth_account};
 use refresh_core::memory::InMemoryRefreshEventLog;
 use refresh_core::ports::{HourlyCount, RefreshEvent, RefreshEventLog};
 use refresh_core::testing::conformance::refresh_event_log_suite;
-use refresh_core::{
-    AccountId, FlowObserver, LockStrategy, Platform, ProviderError, StorageError,
-};
+use refresh_core::{AccountId, FlowObserver, LockStrategy, Platform, ProviderError, StorageError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_refresh_event_log_conforms() {

@@ -268,7 +268,11 @@ mod tests {
         let writer = recorder
             .start(log.clone(), Duration::from_secs(3600), shutdown.clone())
             .expect("first start");
-        assert!(recorder.start(log.clone(), Duration::ZERO, shutdown.clone()).is_none());
+        assert!(
+            recorder
+                .start(log.clone(), Duration::ZERO, shutdown.clone())
+                .is_none()
+        );
         observer.refresh_event(&event(2));
         assert!(recorder.flush(Duration::from_secs(10)).await);
         assert_eq!(log.len(), 2);

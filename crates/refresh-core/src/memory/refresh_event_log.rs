@@ -92,7 +92,11 @@ impl RefreshEventLog for InMemoryRefreshEventLog {
         let mut counts = BTreeMap::new();
         for event in self.events().iter().filter(|e| e.at >= since) {
             *counts
-                .entry((hour_of(event.at), event.platform.clone(), event.outcome.clone()))
+                .entry((
+                    hour_of(event.at),
+                    event.platform.clone(),
+                    event.outcome.clone(),
+                ))
                 .or_insert(0u64) += 1;
         }
         Ok(counts

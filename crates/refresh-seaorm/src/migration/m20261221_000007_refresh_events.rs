@@ -66,12 +66,12 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(RefreshEvents::LockLayer).string_len(32).null())
                     .col(
-                        ColumnDef::new(RefreshEvents::Attempts)
-                            .integer()
-                            .not_null(),
+                        ColumnDef::new(RefreshEvents::LockLayer)
+                            .string_len(32)
+                            .null(),
                     )
+                    .col(ColumnDef::new(RefreshEvents::Attempts).integer().not_null())
                     .to_owned(),
             )
             .await?;

@@ -134,7 +134,10 @@ async fn recent_is_per_account_newest_first_and_bounded(log: Log) {
         "a limit above the count returns them all"
     );
     assert!(
-        log.recent(AccountId(1), 0).await.expect("recent").is_empty(),
+        log.recent(AccountId(1), 0)
+            .await
+            .expect("recent")
+            .is_empty(),
         "limit 0 returns nothing"
     );
 }
@@ -193,7 +196,10 @@ async fn hourly_counts_by_hour_platform_and_outcome_since_a_time(log: Log) {
         "counts by hour, platform and outcome, sorted, since the given time"
     );
     assert!(
-        log.hourly(at(5 * 3_600, 0)).await.expect("hourly").is_empty(),
+        log.hourly(at(5 * 3_600, 0))
+            .await
+            .expect("hourly")
+            .is_empty(),
         "nothing since a later time"
     );
 }

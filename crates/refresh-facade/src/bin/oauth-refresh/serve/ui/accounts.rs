@@ -306,7 +306,9 @@ fn notice(raw: Option<&str>) -> Option<(bool, String)> {
         "refreshed" => "Refreshed: new credentials are stored.".to_owned(),
         "still_fresh" => "Not refreshed: the stored credentials are current.".to_owned(),
         "held_elsewhere" => "Another process is refreshing this account right now.".to_owned(),
-        "not_refreshable" => "This account cannot be refreshed (no refresh token or provider).".to_owned(),
+        "not_refreshable" => {
+            "This account cannot be refreshed (no refresh token or provider).".to_owned()
+        }
         "failed" => {
             let stage: String = field(&pairs, "stage")
                 .unwrap_or("unknown")
@@ -314,7 +316,10 @@ fn notice(raw: Option<&str>) -> Option<(bool, String)> {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(32)
                 .collect();
-            return Some((true, format!("The refresh failed (stage: {stage}). See the events below and the logs.")));
+            return Some((
+                true,
+                format!("The refresh failed (stage: {stage}). See the events below and the logs."),
+            ));
         }
         _ => return None,
     };
@@ -339,7 +344,10 @@ pub(super) async fn show(
         Ok(None) => return not_found(&nav),
         Err(e) => {
             let body = html! { h1 { "Account " (id.get()) } p.notice.bad role="alert" { "Reading the account failed: " (e.kind().to_string()) } };
-            return html_response(StatusCode::SERVICE_UNAVAILABLE, page("Account", Some(&nav), &body));
+            return html_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page("Account", Some(&nav), &body),
+            );
         }
     };
     let events = state.ui.events.recent(id, RECENT_EVENTS).await;
@@ -432,7 +440,9 @@ pub(super) async fn refresh_now(
     let Ok(id) = id.parse::<i64>().map(AccountId) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let back = |query: &str| Redirect::to(&format!("/accounts/{}?{query}#events", id.get())).into_response();
+    let back = |query: &str| {
+        Redirect::to(&format!("/accounts/{}?{query}#events", id.get())).into_response()
+    };
     let stack = &state.stack;
     let account = match stack.repository().get(id).await {
         Ok(Some(account)) => account,

@@ -50,12 +50,22 @@ pub(super) fn bars(counts: &[HourlyCount], first: DateTime<Utc>) -> Vec<(DateTim
 
 /// The SVG.
 pub(super) fn svg(bars: &[(DateTime<Utc>, Bar)]) -> Markup {
-    let max = bars.iter().map(|(_, b)| b.total()).max().unwrap_or(0).max(1);
+    let max = bars
+        .iter()
+        .map(|(_, b)| b.total())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let plot_h = HEIGHT - BOTTOM - TOP;
     let slot = (WIDTH - LEFT) / HOURS;
-    let scale = |n: u64| i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(plot_h) / i64::try_from(max).unwrap_or(1);
+    let scale = |n: u64| {
+        i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(plot_h)
+            / i64::try_from(max).unwrap_or(1)
+    };
     let total: u64 = bars.iter().map(|(_, b)| b.total()).sum();
-    let label = format!("Refreshes per hour over the last 24 hours: {total} in all, at most {max} in one hour");
+    let label = format!(
+        "Refreshes per hour over the last 24 hours: {total} in all, at most {max} in one hour"
+    );
     html! {
         svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(label) xmlns="http://www.w3.org/2000/svg" {
             title { (label) }
@@ -113,8 +123,22 @@ mod tests {
             first,
         );
         assert_eq!(bars.len(), 24);
-        assert_eq!(bars[0].1, Bar { ok: 3, held: 0, fail: 0 });
-        assert_eq!(bars[23].1, Bar { ok: 0, held: 1, fail: 4 });
+        assert_eq!(
+            bars[0].1,
+            Bar {
+                ok: 3,
+                held: 0,
+                fail: 0
+            }
+        );
+        assert_eq!(
+            bars[23].1,
+            Bar {
+                ok: 0,
+                held: 1,
+                fail: 4
+            }
+        );
         let svg = svg(&bars).into_string();
         assert!(svg.contains("8 in all"), "{svg}");
         assert!(!svg.contains("style="));

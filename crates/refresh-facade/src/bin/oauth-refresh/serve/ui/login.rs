@@ -19,7 +19,12 @@ type Shared = Arc<AppState>;
 /// How long the login form's token lives.
 const LOGIN_FORM_TTL: u64 = 600;
 
-fn login_page(state: &AppState, headers: &HeaderMap, status: StatusCode, refused: bool) -> Response {
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    refused: bool,
+) -> Response {
     let token = nonce();
     let no_keys = state.ui.sessions.is_empty();
     let body = html! {
@@ -58,7 +63,6 @@ pub(super) async fn form_page(State(state): State<Shared>, headers: HeaderMap) -
     login_page(&state, &headers, StatusCode::OK, false)
 }
 
-
 pub(super) async fn submit(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -71,7 +75,8 @@ pub(super) async fn submit(
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| cookie(h, LOGIN_COOKIE));
     let presented = field(&pairs, "csrf");
-    let token_ok = matches!((expected, presented), (Some(a), Some(b)) if !a.is_empty() && same(a, b));
+    let token_ok =
+        matches!((expected, presented), (Some(a), Some(b)) if !a.is_empty() && same(a, b));
     if !token_ok {
         return csrf_refused();
     }
@@ -81,7 +86,8 @@ pub(super) async fn submit(
         return login_page(&state, &headers, StatusCode::UNAUTHORIZED, true);
     };
     let ttl = state.ui.config.session_ttl;
-    let expires = Utc::now() + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::hours(8));
+    let expires =
+        Utc::now() + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::hours(8));
     let value = sessions.issue(key, expires);
     let secure = secure(&state, &headers);
     let mut response = Redirect::to("/").into_response();
@@ -107,12 +113,9 @@ pub(super) async fn logout(
         return csrf_refused();
     }
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) = HeaderValue::from_str(&set_cookie(
-        SESSION_COOKIE,
-        "",
-        0,
-        secure(&state, &headers),
-    )) {
+    if let Ok(value) =
+        HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", 0, secure(&state, &headers)))
+    {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

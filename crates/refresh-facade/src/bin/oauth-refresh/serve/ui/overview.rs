@@ -49,8 +49,7 @@ pub(super) async fn show(State(state): State<Shared>, operator: Operator) -> Res
     let stack = &state.stack;
     let now = Utc::now();
     let first = hour_of(now) - TimeDelta::hours(HOURS - 1);
-    let counts =
-        tokio::time::timeout(READ_TIMEOUT, stack.catalog().count_by_status(None)).await;
+    let counts = tokio::time::timeout(READ_TIMEOUT, stack.catalog().count_by_status(None)).await;
     let hourly = tokio::time::timeout(READ_TIMEOUT, state.ui.events.hourly(first)).await;
     let conn = stack.database().connection();
     let answered = tokio::time::timeout(

@@ -184,15 +184,28 @@ mod tests {
         assert_eq!(k.key_index("key-two"), Some(1));
         assert_eq!(k.key_index("key-tw"), None);
         let cookie = k.issue(1, at(3600));
-        assert!(k.verify(&cookie, at(3599)).is_some(), "valid until it expires");
+        assert!(
+            k.verify(&cookie, at(3599)).is_some(),
+            "valid until it expires"
+        );
         assert!(k.verify(&cookie, at(3600)).is_none(), "expired");
         // Another deployment's keys, or the key removed: refused.
         let other = SessionKeys::new(&[Secret::from("key-one")]);
         assert!(other.verify(&cookie, at(0)).is_none());
         // Tampering with any part breaks the MAC.
-        let later = cookie.replacen(&at(3600).timestamp().to_string(), &at(9999).timestamp().to_string(), 1);
+        let later = cookie.replacen(
+            &at(3600).timestamp().to_string(),
+            &at(9999).timestamp().to_string(),
+            1,
+        );
         assert!(k.verify(&later, at(0)).is_none());
-        for bad in ["", "v1", "v1.1.2.3", "v2.1.abc.def", &cookie[..cookie.len() - 1]] {
+        for bad in [
+            "",
+            "v1",
+            "v1.1.2.3",
+            "v2.1.abc.def",
+            &cookie[..cookie.len() - 1],
+        ] {
             assert!(k.verify(bad, at(0)).is_none(), "{bad:?}");
         }
     }
@@ -210,10 +223,15 @@ mod tests {
 
     #[test]
     fn cookies_are_parsed_and_set_strictly() {
-        assert_eq!(cookie("a=1; oauth_refresh_session=xyz; b=2", SESSION_COOKIE), Some("xyz"));
+        assert_eq!(
+            cookie("a=1; oauth_refresh_session=xyz; b=2", SESSION_COOKIE),
+            Some("xyz")
+        );
         assert_eq!(cookie("xoauth_refresh_session=1", SESSION_COOKIE), None);
         let set = set_cookie(SESSION_COOKIE, "v", 60, true);
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.ends_with("Secure"));
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.ends_with("Secure")
+        );
         assert!(!set_cookie(SESSION_COOKIE, "v", 60, false).contains("Secure"));
     }
 }
