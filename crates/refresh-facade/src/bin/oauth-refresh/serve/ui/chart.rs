@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn counts_land_in_their_hour_by_outcome_class() {
-        let first = DateTime::from_timestamp(1_900_000_800 - 1_900_000_800 % 3600, 0).unwrap();
+        let first = DateTime::from_timestamp(1_900_000_800, 0).unwrap();
         let count = |h: i64, outcome: &str, n| HourlyCount {
             hour: first + TimeDelta::hours(h),
             platform: Platform::Gemini,
