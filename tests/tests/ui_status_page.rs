@@ -88,6 +88,25 @@ async fn an_operator_logs_in_filters_opens_an_account_refreshes_it_and_logs_out(
     assert!(expires.starts_with("in "), "{expires}");
     stage.screenshot("02-accounts").await;
 
+    // Phone width: the page itself does not scroll sideways (the table
+    // scrolls inside its own box).
+    b.set_window_size(390, 844).await.expect("resize");
+    stage.visit("/accounts").await;
+    let fits = b
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            Vec::new(),
+        )
+        .await
+        .expect("measure");
+    assert_eq!(
+        fits,
+        serde_json::Value::Bool(true),
+        "no sideways scroll at 390 px"
+    );
+    stage.screenshot("02-accounts-phone").await;
+    b.set_window_size(1280, 900).await.expect("resize");
+
     // Filter by status.
     b.find(Locator::Css("select[name=status]"))
         .await
@@ -245,6 +264,45 @@ async fn a_post_without_the_csrf_token_is_refused() {
             "{text}"
         );
     }
+    // Behind a TLS proxy the cookies are `Secure`.
+    let form = http
+        .get(format!("{}/login", stage.url))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.ends_with("; Secure"), "{set}");
+    let token = set
+        .split(';')
+        .next()
+        .and_then(|c| c.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap();
+    let login = http
+        .post(format!("{}/login", stage.url))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("oauth_refresh_login={token}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&key={KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let session_cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("oauth_refresh_session="))
+        .expect("a session cookie");
+    assert!(
+        session_cookie.contains("HttpOnly")
+            && session_cookie.contains("SameSite=Strict")
+            && session_cookie.ends_with("; Secure"),
+        "{session_cookie}"
+    );
+
     // Logout without the token is refused too: the session stays.
     let response = http
         .post(format!("{}/logout", stage.url))

@@ -282,6 +282,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_purges_events_older_than_the_retention() {
+        let log = Arc::new(InMemoryRefreshEventLog::default());
+        let mut old = event(1);
+        old.at = Utc::now() - chrono::TimeDelta::days(8);
+        log.append(&old).await.unwrap();
+        log.append(&event(2)).await.unwrap();
+        let recorder = EventRecorder::new();
+        let shutdown = CancellationToken::new();
+        let writer = recorder
+            .start(
+                log.clone(),
+                Duration::from_secs(7 * 24 * 3600),
+                shutdown.clone(),
+            )
+            .unwrap();
+        // The first purge runs when the writer starts.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while log.len() != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "not purged");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            log.recent(AccountId(2), 5).await.unwrap().len(),
+            1,
+            "the newer one stays"
+        );
+        shutdown.cancel();
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_full_queue_drops_and_counts_instead_of_blocking() {
         let recorder = EventRecorder::new();
         for n in 0..(QUEUE as i64 + 5) {
