@@ -99,7 +99,8 @@ pub use ports::{
     CasOutcome, Claim, ClaimAcquire, ClaimId, ClaimKey, ClaimState, ClaimStore, Clock,
     CorruptAccount, DueCursor, DuePage, ExecutorRegistry, FlowObserver, Lease, LeaseOwner,
     LoginSessionStore, LoginTake, ManualClock, MetadataUpdate, NewAccount, PendingLogin,
-    PutOutcome, RefreshContext, RefreshExecutor, RefreshListener, RefreshLock, RefreshNotice,
-    SealError, Sealer, StatusCounts, SystemClock, TokenCache, TokioClock,
+    PutOutcome, RefreshContext, RefreshEvent, RefreshEventLog, RefreshExecutor, RefreshListener,
+    RefreshLock, RefreshNotice, SealError, Sealer, StatusCounts, SystemClock, TokenCache,
+    TokioClock,
 };
 pub use provider::{AccessToken, TokenProvider};

@@ -14,6 +14,7 @@
 //! - [`login`]: account onboarding: OAuth logins that create or
 //!   re-authorize accounts (sessions parked in the database), and imports
 //!   of the official CLIs' credential files.
+//! - [`events`]: the shared history of refresh runs (the status page's).
 //! - `metrics` (feature `metrics`): Prometheus metrics.
 //! - the `oauth-refresh` binary (feature `cli`): `migrate`, `accounts`,
 //!   `token`, `refresh`, `run`, `serve`, `demo`, `config`.
@@ -37,6 +38,7 @@
 //! `refresh-redis`); those crates stay reachable as [`core`], [`seaorm`],
 //! [`providers`] and `redis` for everything else.
 
+pub mod events;
 pub mod import;
 pub mod keyfile;
 pub mod login;

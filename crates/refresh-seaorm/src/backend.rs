@@ -7,7 +7,9 @@ use crate::db::{Db, quiet};
 use crate::error::storage_error;
 use crate::rekey::{RekeyReport, rekey};
 use crate::seal::Sealing;
-use crate::{DbClaimStore, DbLeaseLock, DbLoginSessionStore, SeaOrmAccountRepository};
+use crate::{
+    DbClaimStore, DbLeaseLock, DbLoginSessionStore, DbRefreshEventLog, SeaOrmAccountRepository,
+};
 use refresh_core::StorageError;
 
 /// A connection pool with its sealing mode, handing out the repository
@@ -111,6 +113,11 @@ impl SeaOrmBackend {
     /// The store of OAuth logins in progress.
     pub fn login_session_store(&self) -> DbLoginSessionStore {
         DbLoginSessionStore::new(self.db.clone())
+    }
+
+    /// The shared history of refresh runs (`refresh_events`).
+    pub fn event_log(&self) -> DbRefreshEventLog {
+        DbRefreshEventLog::new(self.db.clone())
     }
 
     /// Re-seals every stored secret that is plaintext or sealed under a

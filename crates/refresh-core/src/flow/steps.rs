@@ -1,7 +1,10 @@
 //! The steps of one refresh run, executed on the flow's detached task.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -12,12 +15,23 @@ use super::{FlowInner, FlowResult, RefreshOutcome};
 use crate::concurrency::bounded;
 use crate::domain::{Account, AccountId, Fingerprint, RefreshKey};
 use crate::error::{FlowError, ProviderError, StorageError};
-use crate::ports::{ClaimKey, RefreshExecutor};
+use crate::ports::{ClaimKey, RefreshEvent, RefreshExecutor};
 
 /// How many times one run goes back to the due check: after applying an
 /// answer found in a claim (the access token it brings may already be due),
 /// or after the account changed between claiming and the re-read.
 const MAX_ROUNDS: usize = 3;
+
+tokio::task_local! {
+    /// Upstream requests sent by the run on this task (for its
+    /// [`RefreshEvent`]).
+    static UPSTREAM_CALLS: Cell<u32>;
+}
+
+/// Counts one upstream request of the current run.
+pub(super) fn count_upstream_call() {
+    let _ = UPSTREAM_CALLS.try_with(|calls| calls.set(calls.get().saturating_add(1)));
+}
 
 impl FlowInner {
     pub(super) async fn run(
@@ -30,7 +44,9 @@ impl FlowInner {
         let span =
             info_span!("refresh", account_id = %snapshot.id, platform = %snapshot.platform, %key);
         let (observer, platform) = (Arc::clone(&self.observer), snapshot.platform.clone());
-        let result = async move {
+        let (account_id, clock) = (snapshot.id, Arc::clone(&self.clock));
+        let started = Instant::now();
+        let run = async move {
             let acquired = self
                 .locks
                 .acquire(&key, &self.config, self.observer.as_ref())
@@ -39,9 +55,15 @@ impl FlowInner {
                 Ok(Acquired::Held(held)) => held,
                 Ok(Acquired::HeldElsewhere) => {
                     debug!("refresh lease held elsewhere");
-                    return Ok(RefreshOutcome::HeldElsewhere);
+                    return (Ok(RefreshOutcome::HeldElsewhere), None);
                 }
-                Err(error) => return Err(error),
+                Err(error) => return (Err(error), None),
+            };
+            let layers = held.iter().map(|(lock, _)| lock.name()).collect::<Vec<_>>();
+            let layers = if layers.is_empty() {
+                "none".to_owned()
+            } else {
+                layers.join("+")
             };
             debug!(fences = ?held.iter().map(|(_, l)| l.fence).collect::<Vec<_>>(), "refresh leases acquired");
             let mut lease = Some(LeaseGuard::start(held, &self.config));
@@ -51,11 +73,26 @@ impl FlowInner {
             if let Some(lease) = lease {
                 lease.release(self.config.release_timeout).await;
             }
-            result
+            (result, Some(layers))
         }
-        .instrument(span)
-        .await;
-        observer.refresh_finished(&platform, outcome_name(&result));
+        .instrument(span);
+        let ((result, lock_layer), attempts) = UPSTREAM_CALLS
+            .scope(Cell::new(0), async {
+                let ended = run.await;
+                (ended, UPSTREAM_CALLS.with(Cell::get))
+            })
+            .await;
+        let outcome = outcome_name(&result);
+        observer.refresh_finished(&platform, outcome);
+        observer.refresh_event(&RefreshEvent {
+            account_id,
+            platform,
+            at: clock.now(),
+            outcome: outcome.to_owned(),
+            duration: started.elapsed(),
+            lock_layer,
+            attempts,
+        });
         result
     }
 

@@ -41,6 +41,7 @@ impl FlowInner {
         let deadline = now + self.config.upstream_timeout;
         let ctx = RefreshContext::new(token, Arc::clone(&self.clock), deadline);
         let rotating = executor.rotates_refresh_token();
+        super::steps::count_upstream_call();
         let answer = call_upstream(executor, &fresh, ctx).await;
         let outcome = answer
             .as_ref()

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::domain::Platform;
+use crate::ports::RefreshEvent;
 
 /// Receives the events of refreshes and token reads: lock acquisitions by
 /// layer, contention and fallbacks, upstream calls with their latency and
@@ -43,6 +44,14 @@ pub trait FlowObserver: Send + Sync {
     /// `still_fresh`, `held_elsewhere`, or the failed stage's name
     /// ([`FlowStage`](crate::FlowStage) as text).
     fn refresh_finished(&self, _platform: &Platform, _outcome: &'static str) {}
+
+    /// The same run in detail, reported right after
+    /// [`refresh_finished`](Self::refresh_finished): the account, when it
+    /// ended, how long it took, the lock layers held and the upstream
+    /// requests sent. An observer that stores it (a
+    /// [`RefreshEventLog`](crate::ports::RefreshEventLog)) hands it to a
+    /// task of its own: this method must not wait for the store.
+    fn refresh_event(&self, _event: &RefreshEvent) {}
 
     /// The token provider looked up the shared cache: `hit` when it served
     /// a usable token.

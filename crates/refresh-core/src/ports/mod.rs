@@ -12,6 +12,7 @@ mod executor;
 mod executor_registry;
 mod flow_observer;
 mod login_session_store;
+mod refresh_event_log;
 mod refresh_listener;
 mod refresh_lock;
 mod sealer;
@@ -31,6 +32,9 @@ pub use executor_registry::ExecutorRegistry;
 pub use flow_observer::{FlowObserver, NoObserver};
 pub use login_session_store::{
     LoginSessionStore, LoginTake, MAX_LOGIN_SESSION_ID_LEN, PendingLogin,
+};
+pub use refresh_event_log::{
+    HourlyCount, MAX_EVENT_NAME_CHARS, RefreshEvent, RefreshEventLog, event_name, hour_of,
 };
 pub use refresh_listener::RefreshListener;
 pub use refresh_lock::{Lease, LeaseOwner, RefreshLock};

@@ -9,6 +9,7 @@ mod m20261207_000002_refresh_leases;
 mod m20261207_000003_refresh_claims;
 mod m20261207_000004_installation;
 mod m20261214_000005_login_sessions;
+mod m20261221_000007_refresh_events;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000003_refresh_claims::Migration),
             Box::new(m20261207_000004_installation::Migration),
             Box::new(m20261214_000005_login_sessions::Migration),
+            Box::new(m20261221_000007_refresh_events::Migration),
         ]
     }
 

@@ -283,6 +283,8 @@ pub(crate) struct ServeSection {
     /// Bearer keys accepted on `/v1` (a list, or comma-separated).
     #[serde(deserialize_with = "lenient::secret_list")]
     pub(crate) api_keys: Vec<Secret>,
+    /// `[serve.ui]`: the status page.
+    pub(crate) ui: crate::serve::UiSection,
 }
 
 impl Default for ServeSection {
@@ -290,6 +292,7 @@ impl Default for ServeSection {
         Self {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
+            ui: crate::serve::UiSection::default(),
         }
     }
 }

@@ -11,11 +11,15 @@
 //! | `GET /healthz` | liveness |
 //! | `GET /readyz` | database (and Redis) reachable |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /`, `/accounts`, `/login`, ... | the status page (see [`ui`]) |
 
 mod api_error;
 mod auth;
 mod logins;
 mod routes;
+mod ui;
+
+pub(crate) use ui::UiSection;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use refresh_facade::RefreshStack;
+use refresh_facade::events::{EventRecorder, Observers};
 use refresh_facade::metrics::Metrics;
 use tracing::{info, warn};
 
@@ -44,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) keys: ApiKeys,
     /// The window of `POST .../refresh` without `force`.
     pub(crate) window: Duration,
+    /// The status page.
+    pub(crate) ui: ui::UiState,
 }
 
 type Shared = Arc<AppState>;
@@ -63,6 +70,7 @@ pub(crate) fn router(state: Shared) -> Router {
         ));
     Router::new()
         .nest("/v1", v1)
+        .merge(ui::routes(state.ui.config.enabled))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -124,8 +132,10 @@ pub(crate) async fn run(
         }
     }
     let metrics = Metrics::new();
+    let recorder = EventRecorder::new();
+    let observer = Observers(vec![metrics.observer(), recorder.observer()]);
     let (stack, _) =
-        crate::stack::build(loaded, false, Missing::Fail, Some(metrics.observer())).await?;
+        crate::stack::build(loaded, false, Missing::Fail, Some(Arc::new(observer))).await?;
     metrics.set_layered(stack.has_redis());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -142,8 +152,16 @@ pub(crate) async fn run(
         metrics: metrics.clone(),
         keys,
         window: c.background.window,
+        ui: ui::UiState::new(
+            &c.serve.api_keys,
+            Arc::new(stack.database().event_log()),
+            recorder.clone(),
+            c.serve.ui.clone(),
+        ),
     });
     let shutdown = crate::shutdown::on_signal();
+    let events = Arc::new(stack.database().event_log());
+    let _recorder = recorder.start(events, c.serve.ui.event_retention, shutdown.clone());
     let worker = worker.then(|| {
         crate::worker::spawn(
             stack.clone(),

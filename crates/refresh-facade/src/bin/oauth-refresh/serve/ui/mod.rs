@@ -1,0 +1,167 @@
+//! The operator status page, server-rendered by `serve` (maud templates,
+//! the stylesheet and script embedded, no CDN).
+//!
+//! | route | page |
+//! |---|---|
+//! | `GET /` | overview: refreshes per hour by outcome and platform (24 h, SVG), accounts by status, claims pending, lock fallbacks |
+//! | `GET /accounts[?platform=&status=&sort=expiry&after=]` | accounts, filtered, paged |
+//! | `GET /accounts/{id}` | one account and its recent refresh events |
+//! | `POST /accounts/{id}/refresh` | "refresh now" (CSRF token) |
+//! | `GET /login`, `POST /login`, `POST /logout` | a session from one of `serve.api_keys` |
+//! | `GET /ui/style.css`, `GET /ui/app.js` | the embedded assets |
+//!
+//! Pages need a session ([`session`]); every POST checks a CSRF token;
+//! every response carries the [`headers`]. No page shows a credential: the
+//! account views hold names, statuses, times and counts only.
+
+mod accounts;
+mod assets;
+mod chart;
+mod config;
+mod headers;
+mod layout;
+mod login;
+mod overview;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use maud::html;
+use refresh_facade::core::ports::RefreshEventLog;
+use refresh_facade::events::EventRecorder;
+
+pub(crate) use self::config::UiSection;
+use self::session::SessionKeys;
+use super::AppState;
+
+type Shared = Arc<AppState>;
+
+/// What the status page shares.
+pub(crate) struct UiState {
+    pub(crate) sessions: SessionKeys,
+    pub(crate) events: Arc<dyn RefreshEventLog>,
+    pub(crate) recorder: EventRecorder,
+    pub(crate) config: UiSection,
+}
+
+impl UiState {
+    pub(crate) fn new(
+        api_keys: &[refresh_facade::Secret],
+        events: Arc<dyn RefreshEventLog>,
+        recorder: EventRecorder,
+        config: UiSection,
+    ) -> Self {
+        Self {
+            sessions: SessionKeys::new(api_keys),
+            events,
+            recorder,
+            config,
+        }
+    }
+}
+
+/// The status page's routes (none when `serve.ui.enabled` is false).
+pub(crate) fn routes(enabled: bool) -> Router<Shared> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route("/", get(overview::show))
+        .route("/login", get(login::form_page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/accounts", get(accounts::list))
+        .route("/accounts/{id}", get(accounts::show))
+        .route("/accounts/{id}/refresh", post(accounts::refresh_now))
+        .route("/ui/style.css", get(assets::style))
+        .route("/ui/app.js", get(assets::script))
+        .route_layer(middleware::from_fn(headers::security_headers))
+}
+
+/// A logged-in operator: the extractor of every page; without a valid
+/// session, a redirect to the login page.
+pub(super) struct Operator {
+    pub(super) csrf: String,
+}
+
+impl FromRequestParts<Shared> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
+        let ui = &state.ui;
+        let session = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|h| session::cookie(h, session::SESSION_COOKIE))
+            .and_then(|value| ui.sessions.verify(value, Utc::now()));
+        match session {
+            Some(session) => Ok(Self {
+                csrf: ui.sessions.csrf(&session),
+            }),
+            None => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+impl Operator {
+    /// Whether a form's `csrf` field is this session's token.
+    pub(super) fn checks(&self, form: &[(String, String)]) -> bool {
+        field(form, "csrf").is_some_and(|token| session::same(token, &self.csrf))
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`).
+pub(super) fn form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A query string, as pairs.
+pub(super) fn query(raw: Option<&str>) -> Vec<(String, String)> {
+    form(raw.unwrap_or_default().as_bytes())
+}
+
+/// The first value of `name`.
+pub(super) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether cookies set for this request get `Secure`.
+pub(super) fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+    state.ui.config.secure_cookie
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// 403: a POST without the session's CSRF token.
+pub(super) fn csrf_refused() -> Response {
+    let body = html! {
+        h1 { "Refused" }
+        p.notice.bad role="alert" { "The form's security token is missing or wrong. Reload the page and try again." }
+        p { a href="/" { "Back to the overview" } }
+    };
+    html_response(StatusCode::FORBIDDEN, layout::page("Refused", None, &body))
+}
+
+/// An HTML response.
+pub(super) fn html_response(status: StatusCode, markup: maud::Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}

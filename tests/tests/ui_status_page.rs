@@ -1,0 +1,362 @@
+//! The operator status page in headless Chromium (Debian's `chromium` and
+//! `chromium-driver`) against a real `oauth-refresh serve` on SQLite with
+//! the OAuth emulator: log in, the accounts table, the status filter, an
+//! account's page, "refresh now" and its event, logout; a wrong key, a POST
+//! without the CSRF token, and an account named `<script>` shown as text.
+//! Every page visited is scanned for token values; each test saves PNG
+//! screenshots under `<CARGO_TARGET_TMPDIR>/ui/<test>/`.
+
+mod ui_support;
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use ui_support::{KEY, SCRIPT_NAME, Stage, eventually};
+
+/// The names in the accounts table's rows, in order.
+async fn row_names(stage: &Stage) -> Vec<String> {
+    let mut names = Vec::new();
+    for row in stage
+        .browser()
+        .find_all(Locator::Css("table tbody tr td:first-child a"))
+        .await
+        .expect("rows")
+    {
+        names.push(row.text().await.expect("text"));
+    }
+    names
+}
+
+/// Waits (bounded) until the browser is on a page whose path and query
+/// contain `part`.
+async fn arrived(stage: &Stage, part: &str) {
+    eventually(part, Duration::from_secs(10), || async {
+        let url = stage.browser().current_url().await.expect("url");
+        let here = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        here.contains(part)
+    })
+    .await;
+}
+
+async fn click(stage: &Stage, css: &str) {
+    stage
+        .browser()
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn an_operator_logs_in_filters_opens_an_account_refreshes_it_and_logs_out() {
+    let stage = Stage::new("operator_journey").await;
+    let b = stage.browser();
+
+    // Not logged in: every page leads to the login form.
+    stage.visit("/accounts").await;
+    assert_eq!(stage.path().await, "/login");
+    stage.screenshot("01-login").await;
+
+    stage.log_in(KEY).await;
+    assert_eq!(stage.path().await, "/");
+    let overview = stage.scan_page().await;
+    assert!(overview.contains("Accounts by status"), "{overview}");
+
+    // The accounts table lists the imported accounts.
+    stage.visit("/accounts").await;
+    let names = row_names(&stage).await;
+    assert_eq!(
+        names,
+        ["team-claude", "team-openai", "broken-account", SCRIPT_NAME],
+        "the imported accounts, by id"
+    );
+    // The embedded script runs under the CSP and keeps "expires" relative.
+    eventually("app.js ran", Duration::from_secs(10), || async {
+        b.find(Locator::Css("html[data-rel-updated]")).await.is_ok()
+    })
+    .await;
+    let expires = b
+        .find(Locator::Css("tr[data-account='2'] time[data-rel]"))
+        .await
+        .expect("team-openai's expiry")
+        .text()
+        .await
+        .unwrap();
+    assert!(expires.starts_with("in "), "{expires}");
+    stage.screenshot("02-accounts").await;
+
+    // Phone width: the page itself does not scroll sideways (the table
+    // scrolls inside its own box).
+    b.set_window_size(390, 844).await.expect("resize");
+    stage.visit("/accounts").await;
+    let fits = b
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            Vec::new(),
+        )
+        .await
+        .expect("measure");
+    assert_eq!(
+        fits,
+        serde_json::Value::Bool(true),
+        "no sideways scroll at 390 px"
+    );
+    stage.screenshot("02-accounts-phone").await;
+    b.set_window_size(1280, 900).await.expect("resize");
+
+    // Filter by status.
+    b.find(Locator::Css("select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value("error")
+        .await
+        .unwrap();
+    click(&stage, "form.filters button[type=submit]").await;
+    arrived(&stage, "status=error").await;
+    stage.scan_page().await;
+    assert_eq!(row_names(&stage).await, ["broken-account"]);
+    let url = b.current_url().await.unwrap();
+    assert!(
+        url.query().unwrap_or_default().contains("status=error"),
+        "{url}"
+    );
+    stage.screenshot("03-filtered").await;
+
+    // Open an account: no event yet.
+    stage.visit("/accounts").await;
+    b.find(Locator::LinkText("team-claude"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrived(&stage, "/accounts/1").await;
+    let page = stage.scan_page().await;
+    assert!(page.contains("No refresh recorded yet."), "{page}");
+    assert_eq!(stage.emulator.stats().refreshes, 0);
+
+    // Refresh now: one upstream refresh, and its event on the page.
+    click(&stage, "form[action='/accounts/1/refresh'] button").await;
+    arrived(&stage, "notice=").await;
+    let page = stage.scan_page().await;
+    assert!(
+        page.contains("Refreshed: new credentials are stored."),
+        "{page}"
+    );
+    assert_eq!(stage.emulator.stats().refreshes, 1);
+    let cells = b
+        .find_all(Locator::Css("#event-table tbody tr td"))
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    for cell in &cells {
+        texts.push(cell.text().await.unwrap());
+    }
+    assert_eq!(texts.len(), 5, "one event row: {texts:?}");
+    assert_eq!(texts[1], "refreshed");
+    assert_eq!(texts[3], "database", "the lease layer of a SQLite stack");
+    assert_eq!(texts[4], "1", "one upstream request");
+    let version = b
+        .find(Locator::XPath(
+            "//dt[.='Credentials version']/following-sibling::dd[1]",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(version, "1");
+    stage.screenshot("04-refreshed").await;
+
+    // The overview counts it.
+    stage.visit("/").await;
+    let chart = b
+        .find(Locator::Css("svg.chart"))
+        .await
+        .unwrap()
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(chart.contains(": 1 in all"), "{chart}");
+    stage.screenshot("05-overview").await;
+
+    // Log out: the pages lead to the login form again.
+    click(&stage, "form[action='/logout'] button").await;
+    arrived(&stage, "/login").await;
+    stage.scan_page().await;
+    stage.visit("/accounts/1").await;
+    assert_eq!(stage.path().await, "/login");
+    stage.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn a_wrong_key_is_refused() {
+    let stage = Stage::new("wrong_key").await;
+    stage.log_in("not-the-key").await;
+    assert_eq!(stage.path().await, "/login");
+    let page = stage.scan_page().await;
+    assert!(page.contains("That key is not accepted."), "{page}");
+    stage.screenshot("refused").await;
+    assert!(
+        stage
+            .browser()
+            .get_named_cookie("oauth_refresh_session")
+            .await
+            .is_err(),
+        "no session cookie"
+    );
+    stage.visit("/").await;
+    assert_eq!(stage.path().await, "/login", "still logged out");
+    stage.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn a_post_without_the_csrf_token_is_refused() {
+    let stage = Stage::new("csrf").await;
+    stage.log_in(KEY).await;
+    let session = stage
+        .browser()
+        .get_named_cookie("oauth_refresh_session")
+        .await
+        .expect("a session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(
+        session.same_site().map(|s| s.to_string()),
+        Some("Strict".to_owned())
+    );
+    let cookie = format!("oauth_refresh_session={}", session.value());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for body in [
+        "",
+        "csrf=",
+        "csrf=0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let response = http
+            .post(format!("{}/accounts/1/refresh", stage.url))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "body {body:?}");
+        let headers = response.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        let text = response.text().await.unwrap();
+        stage.assert_no_secret(&text, "the refusal");
+        assert!(
+            text.contains("security token is missing or wrong"),
+            "{text}"
+        );
+    }
+    // Behind a TLS proxy the cookies are `Secure`.
+    let form = http
+        .get(format!("{}/login", stage.url))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.ends_with("; Secure"), "{set}");
+    let token = set
+        .split(';')
+        .next()
+        .and_then(|c| c.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap();
+    let login = http
+        .post(format!("{}/login", stage.url))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("oauth_refresh_login={token}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&key={KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let session_cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("oauth_refresh_session="))
+        .expect("a session cookie");
+    assert!(
+        session_cookie.contains("HttpOnly")
+            && session_cookie.contains("SameSite=Strict")
+            && session_cookie.ends_with("; Secure"),
+        "{session_cookie}"
+    );
+
+    // Logout without the token is refused too: the session stays.
+    let response = http
+        .post(format!("{}/logout", stage.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(stage.emulator.stats().refreshes, 0, "nothing was refreshed");
+
+    // The account page shows no event; the browser's own form still works.
+    stage.visit("/accounts/1").await;
+    assert!(stage.scan_page().await.contains("No refresh recorded yet."));
+    stage.screenshot("no-event").await;
+    click(&stage, "form[action='/accounts/1/refresh'] button").await;
+    arrived(&stage, "notice=refreshed").await;
+    assert!(stage.scan_page().await.contains("Refreshed"));
+    assert_eq!(stage.emulator.stats().refreshes, 1);
+    stage.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn an_account_named_script_shows_as_text() {
+    let stage = Stage::new("script_name").await;
+    stage.log_in(KEY).await;
+    let source = stage.visit("/accounts").await;
+    assert!(
+        !source.contains(SCRIPT_NAME),
+        "the name is escaped in the markup"
+    );
+    assert!(source.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let link = stage
+        .browser()
+        .find(Locator::Css("tr[data-account='4'] td a"))
+        .await
+        .expect("the row");
+    assert_eq!(link.text().await.unwrap(), SCRIPT_NAME, "shown as text");
+    assert!(
+        stage.browser().get_alert_text().await.is_err(),
+        "no alert opened"
+    );
+    link.click().await.unwrap();
+    stage.scan_page().await;
+    let title = stage
+        .browser()
+        .find(Locator::Css("main h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(title, SCRIPT_NAME);
+    assert!(stage.browser().get_alert_text().await.is_err());
+    stage.screenshot("script-name").await;
+    stage.finish().await;
+}
