@@ -80,3 +80,45 @@ async fn import_refuses_a_refresh_token_held_by_another_account_or_repeated_in_t
     let listed = sb.run(&["accounts", "list", "--json"]).await;
     assert_eq!(listed.ok().json().as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inactive_account_is_refused_in_one_line_and_with_409_and_never_refreshed() {
+    let sb = Sandbox::new().await;
+    sb.write_config("[serve]\napi_keys = [\"a-long-enough-api-key-0001\"]\n");
+    sb.run(&["migrate"]).await.ok();
+    let claude = sb.seed(EmulatedProvider::Claude);
+    // Expired: any read of an active account would refresh it.
+    let file = sb.write_import(
+        "a.json",
+        &json!([entry(
+            "c",
+            "anthropic",
+            claude.refresh_token.expose(),
+            now() - 60
+        )]),
+    );
+    sb.run(&["accounts", "import", &file]).await.ok();
+    sb.run(&["accounts", "set-status", "1", "disabled"])
+        .await
+        .ok();
+
+    let out = sb.run(&["token", "1"]).await;
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("account 1 is disabled"), "{out:?}");
+
+    let mut served = sb.serve(&["--no-worker"]).await;
+    let response = http()
+        .get(format!("{}/v1/accounts/1/access-token", served.url))
+        .bearer_auth("a-long-enough-api-key-0001")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 409);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "account_inactive", "{body}");
+    served.signal("-TERM");
+    served.wait().await;
+    assert_eq!(sb.emulator.stats().refreshes, 0, "never refreshed");
+}

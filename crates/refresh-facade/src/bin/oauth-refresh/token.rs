@@ -32,6 +32,9 @@ pub(crate) async fn token(loaded: &Loaded, id: i64) -> Result<(), CliError> {
 fn token_error(id: i64, error: TokenError) -> CliError {
     match error {
         TokenError::UnknownAccount { .. } => CliError::new(format!("account {id} not found")),
+        TokenError::Inactive { status, .. } => CliError::new(format!(
+            "account {id} is {status}, not active: it is neither served nor refreshed (`oauth-refresh accounts set-status {id} active` serves it again)"
+        )),
         other => CliError::with(format!("no valid token for account {id}"), other),
     }
 }
