@@ -252,9 +252,15 @@ async fn hammer(test: &str, kill_redis_first: bool) {
     assert_eq!(sb.emulator.stats().refreshes, 8);
 
     let mut unavailable = 0.0;
+    let mut fallbacks = 0.0;
     let mut refreshed = 0.0;
     for server in &servers {
         let samples = scrape(&server.url).await;
+        fallbacks += metric(
+            &samples,
+            "oauth_refresh_lock_fallbacks_total",
+            &[("from", "redis")],
+        );
         unavailable += metric(
             &samples,
             "oauth_refresh_lock_unavailable_total",
@@ -275,8 +281,13 @@ async fn hammer(test: &str, kill_redis_first: bool) {
             unavailable >= 1.0,
             "Redis was down: the database lease took over"
         );
+        assert_eq!(
+            fallbacks, unavailable,
+            "each unavailable Redis lease fell to the database lease"
+        );
     } else {
         assert_eq!(unavailable, 0.0);
+        assert_eq!(fallbacks, 0.0);
     }
     for mut server in servers {
         server.signal("-TERM");

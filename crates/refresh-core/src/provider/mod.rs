@@ -179,6 +179,7 @@ impl TokenProvider {
         if let Some(token) = inner.local.get(account.id, now) {
             return Ok(token);
         }
+        inner.flow.observer().process_cache_miss();
         let key = executor.key(account);
         let flight = inner.flights.join_or_start(&key, || {
             let (inner, account, executor, key) = (

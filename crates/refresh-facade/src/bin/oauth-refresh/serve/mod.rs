@@ -139,14 +139,8 @@ pub(crate) async fn run(
         window: c.background.window,
     });
     let shutdown = crate::shutdown::on_signal();
-    let worker = worker.then(|| {
-        crate::worker::spawn(
-            stack.clone(),
-            metrics,
-            shutdown.clone(),
-            c.background.interval,
-        )
-    });
+    let worker = worker
+        .then(|| crate::worker::spawn(stack.clone(), shutdown.clone(), c.background.interval));
     let server = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
