@@ -303,3 +303,68 @@ async fn every_listed_metric_moves_on_a_real_code_path() {
         "one cycle, recorded once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shutdown_grace_shorter_than_a_refresh_is_refused_and_the_default_waits_for_it() {
+    let sb = Sandbox::new().await;
+    let keys = "[serve]\napi_keys = [\"a-long-enough-api-key-0001\"]\n";
+    let flow = "[flow]\nupstream_timeout = \"5s\"\nupstream_grace = \"1s\"\n";
+    sb.write_config(&format!("shutdown_grace = \"1s\"\n{keys}{flow}"));
+    for command in [&["run"][..], &["serve", "--no-worker"]] {
+        let out = sb.run(command).await;
+        assert_eq!(out.code(), 2, "{command:?}: {out:?}");
+        let line = out.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "{out:?}");
+        assert!(
+            line.contains("`shutdown_grace` (1s)") && line.contains("flow.upstream_timeout"),
+            "{line}"
+        );
+    }
+
+    // Left unset, the grace is the flow's own deadline: a SIGTERM while a
+    // slow upstream answers waits for the answer and stores it.
+    sb.write_config(&format!("{keys}{flow}"));
+    sb.run(&["migrate"]).await.ok();
+    let grant = sb.seed(EmulatedProvider::Claude);
+    let file = sb.write_import(
+        "a.json",
+        &json!([entry("c", "anthropic", grant.refresh_token.expose(), now() - 60)]),
+    );
+    sb.run(&["accounts", "import", &file]).await.ok();
+    let config = sb.run(&["config"]).await;
+    // 5 s + 1 s upstream, 5 persist attempts of 5 s with their backoffs
+    // (0.1 + 0.1 + 0.2 + 0.4 + 0.8 s), a 2 s release.
+    assert!(
+        config.ok().stdout.contains("shutdown_grace = \"34s 600ms\""),
+        "{config:?}"
+    );
+    let mut served = sb.serve(&["--no-worker"]).await;
+    sb.emulator.set_latency(refresh_providers::emulator::Latency::fixed(
+        std::time::Duration::from_secs(3),
+    ));
+    let url = format!("{}/v1/accounts/1/access-token", served.url);
+    let request = tokio::spawn(async move {
+        http()
+            .get(url)
+            .bearer_auth("a-long-enough-api-key-0001")
+            .send()
+            .await
+    });
+    let emulator = &sb.emulator;
+    eventually("the refresh reached the upstream", std::time::Duration::from_secs(30), || async {
+        emulator
+            .stats()
+            .requests(refresh_providers::emulator::paths::CLAUDE_TOKEN)
+            >= 1
+    })
+    .await;
+    served.signal("-TERM");
+    assert!(served.wait().await.success(), "{}", served.logs());
+    drop(request);
+    sb.emulator.set_latency(refresh_providers::emulator::Latency::default());
+    let show = sb.run(&["accounts", "show", "1", "--json"]).await.json();
+    assert_eq!(show["credentials_version"], 1, "persisted before exit: {show}");
+    sb.run(&["token", "1"]).await.ok();
+    assert_eq!(sb.emulator.stats().refreshes, 1);
+    assert_eq!(sb.emulator.stats().reuse_attempts, 0);
+}

@@ -40,9 +40,10 @@ pub(crate) struct Config {
     /// Store credentials unencrypted (only without a key).
     #[serde(default)]
     pub(crate) allow_plaintext: bool,
-    /// How long `run` and `serve` wait for refreshes in flight at shutdown.
-    #[serde(default = "default_grace", with = "duration")]
-    pub(crate) shutdown_grace: Duration,
+    /// How long `run` and `serve` wait for refreshes in flight at shutdown;
+    /// default (and least): the flow's [`FlowConfig::refresh_deadline`].
+    #[serde(default, with = "opt_duration")]
+    pub(crate) shutdown_grace: Option<Duration>,
     /// Pool settings.
     #[serde(default)]
     pub(crate) database: DatabaseSection,
@@ -71,8 +72,28 @@ fn default_database_url() -> String {
     "sqlite://oauth-refresh.db?mode=rwc".into()
 }
 
-fn default_grace() -> Duration {
-    Duration::from_secs(30)
+impl Config {
+    /// How long a shutdown waits for refreshes in flight: `shutdown_grace`,
+    /// or the longest a started refresh can take.
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+            .unwrap_or_else(|| self.flow.to_config().refresh_deadline())
+    }
+
+    /// Checks what figment cannot: combinations of keys.
+    fn validate(&self) -> Result<(), String> {
+        let needed = self.flow.to_config().refresh_deadline();
+        if let Some(grace) = self.shutdown_grace {
+            if grace < needed {
+                return Err(format!(
+                    "key `shutdown_grace` ({}) is shorter than a started refresh can take ({}: flow.upstream_timeout + flow.upstream_grace + flow.persist_attempts × flow.persist_attempt_timeout + flow.release_timeout); a shutdown could abandon a refresh that rotates the grant upstream and is never stored. Raise shutdown_grace, lower flow.upstream_timeout, or leave shutdown_grace unset",
+                    humantime::format_duration(grace),
+                    humantime::format_duration(needed)
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[database]`: pool settings of `database_url`.
@@ -361,6 +382,9 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
     let config: Config = figment
         .extract()
         .map_err(|e| CliError::config(describe(&e)))?;
+    config
+        .validate()
+        .map_err(|e| CliError::config(format!("configuration: {e}")))?;
     let base_dir = file
         .as_deref()
         .and_then(Path::parent)
@@ -519,6 +543,19 @@ pub(crate) mod duration {
     }
 }
 
+/// An optional [`duration`].
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::Deserializer;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
 /// Values that may arrive from the environment already parsed as numbers
 /// or booleans (figment parses variable values), read back as text.
 mod lenient {
@@ -656,7 +693,7 @@ pub(crate) fn render(loaded: &Loaded, key_source: &str) -> String {
     root.insert("allow_plaintext".into(), Value::Boolean(c.allow_plaintext));
     root.insert(
         "shutdown_grace".into(),
-        Value::String(humantime::format_duration(c.shutdown_grace).to_string()),
+        Value::String(humantime::format_duration(c.shutdown_grace()).to_string()),
     );
     let section = |value: &dyn erased::Ser| value.to_table();
     root.insert("database".into(), Value::Table(section(&c.database)));

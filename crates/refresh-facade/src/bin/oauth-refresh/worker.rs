@@ -76,7 +76,7 @@ pub(crate) async fn run(loaded: &Loaded, once: bool) -> Result<(), CliError> {
     );
     shutdown.cancelled().await;
     let _ = worker.await;
-    finish(&stack, loaded.config.shutdown_grace).await
+    finish(&stack, loaded.config.shutdown_grace()).await
 }
 
 /// Waits (bounded by `shutdown_grace`) for refreshes in flight to persist.

@@ -162,7 +162,7 @@ pub(crate) async fn run(
             }
         }
     }
-    let grace = c.shutdown_grace;
+    let grace = c.shutdown_grace();
     let deadline = Instant::now() + grace;
     if !server_done && tokio::time::timeout(grace, &mut server).await.is_err() {
         warn!("requests still open when the shutdown grace period ended; closing them");
