@@ -328,20 +328,29 @@ async fn a_shutdown_grace_shorter_than_a_refresh_is_refused_and_the_default_wait
     let grant = sb.seed(EmulatedProvider::Claude);
     let file = sb.write_import(
         "a.json",
-        &json!([entry("c", "anthropic", grant.refresh_token.expose(), now() - 60)]),
+        &json!([entry(
+            "c",
+            "anthropic",
+            grant.refresh_token.expose(),
+            now() - 60
+        )]),
     );
     sb.run(&["accounts", "import", &file]).await.ok();
     let config = sb.run(&["config"]).await;
     // 5 s + 1 s upstream, 5 persist attempts of 5 s with their backoffs
     // (0.1 + 0.1 + 0.2 + 0.4 + 0.8 s), a 2 s release.
     assert!(
-        config.ok().stdout.contains("shutdown_grace = \"34s 600ms\""),
+        config
+            .ok()
+            .stdout
+            .contains("shutdown_grace = \"34s 600ms\""),
         "{config:?}"
     );
     let mut served = sb.serve(&["--no-worker"]).await;
-    sb.emulator.set_latency(refresh_providers::emulator::Latency::fixed(
-        std::time::Duration::from_secs(3),
-    ));
+    sb.emulator
+        .set_latency(refresh_providers::emulator::Latency::fixed(
+            std::time::Duration::from_secs(3),
+        ));
     let url = format!("{}/v1/accounts/1/access-token", served.url);
     let request = tokio::spawn(async move {
         http()
@@ -351,20 +360,123 @@ async fn a_shutdown_grace_shorter_than_a_refresh_is_refused_and_the_default_wait
             .await
     });
     let emulator = &sb.emulator;
-    eventually("the refresh reached the upstream", std::time::Duration::from_secs(30), || async {
-        emulator
-            .stats()
-            .requests(refresh_providers::emulator::paths::CLAUDE_TOKEN)
-            >= 1
-    })
+    eventually(
+        "the refresh reached the upstream",
+        std::time::Duration::from_secs(30),
+        || async {
+            emulator
+                .stats()
+                .requests(refresh_providers::emulator::paths::CLAUDE_TOKEN)
+                >= 1
+        },
+    )
     .await;
     served.signal("-TERM");
     assert!(served.wait().await.success(), "{}", served.logs());
     drop(request);
-    sb.emulator.set_latency(refresh_providers::emulator::Latency::default());
+    sb.emulator
+        .set_latency(refresh_providers::emulator::Latency::default());
     let show = sb.run(&["accounts", "show", "1", "--json"]).await.json();
-    assert_eq!(show["credentials_version"], 1, "persisted before exit: {show}");
+    assert_eq!(
+        show["credentials_version"], 1,
+        "persisted before exit: {show}"
+    );
     sb.run(&["token", "1"]).await.ok();
+    assert_eq!(sb.emulator.stats().refreshes, 1);
+    assert_eq!(sb.emulator.stats().reuse_attempts, 0);
+}
+
+/// `token` on a refresh whose answer the database refuses (another
+/// process holds SQLite's write lock when the answer arrives): the token
+/// is printed at once, and the process then waits for the detached rescue
+/// to store the rotation instead of exiting over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_shot_token_waits_for_the_detached_rescue_before_exiting() {
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+    use std::process::Stdio;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let sb = Sandbox::new().await;
+    sb.write_config(
+        "[database]\nsqlite_busy_timeout = \"50ms\"\n[flow]\npersist_attempts = 2\npersist_attempt_timeout = \"1s\"\nstorage_timeout = \"1s\"\n",
+    );
+    sb.run(&["migrate"]).await.ok();
+    let grant = sb.seed(EmulatedProvider::Claude);
+    let file = sb.write_import(
+        "a.json",
+        &json!([entry(
+            "c",
+            "anthropic",
+            grant.refresh_token.expose(),
+            now() - 60
+        )]),
+    );
+    sb.run(&["accounts", "import", &file]).await.ok();
+    sb.emulator
+        .set_latency(refresh_providers::emulator::Latency::fixed(
+            Duration::from_secs(2),
+        ));
+
+    let mut child = sb
+        .command(&["token", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn token");
+    let emulator = &sb.emulator;
+    eventually(
+        "the refresh reached the upstream",
+        Duration::from_secs(30),
+        || async {
+            emulator
+                .stats()
+                .requests(refresh_providers::emulator::paths::CLAUDE_TOKEN)
+                >= 1
+        },
+    )
+    .await;
+    // Another writer holds the database while the upstream answers.
+    let url = format!("sqlite://{}", sb.path().join("oauth-refresh.db").display());
+    let blocker = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
+        .await
+        .expect("connect");
+    blocker
+        .execute_unprepared("BEGIN IMMEDIATE")
+        .await
+        .expect("write lock");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let printed = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the token is printed")
+        .expect("read")
+        .expect("a line");
+    assert!(printed.starts_with("sk-ant-"), "{printed}");
+    // The rotation exists only in that process now: it must not exit.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), child.wait())
+            .await
+            .is_err(),
+        "the process exited while its rescue still held the only copy of the rotation"
+    );
+    blocker.execute_unprepared("COMMIT").await.expect("commit");
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits once the rescue stored the answer")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    let show = sb.run(&["accounts", "show", "1", "--json"]).await.json();
+    assert_eq!(
+        show["credentials_version"], 1,
+        "the rotation is stored: {show}"
+    );
+    let again = sb.run(&["token", "1"]).await;
+    assert_eq!(
+        again.ok().stdout.trim(),
+        printed,
+        "the stored token is the printed one"
+    );
     assert_eq!(sb.emulator.stats().refreshes, 1);
     assert_eq!(sb.emulator.stats().reuse_attempts, 0);
 }

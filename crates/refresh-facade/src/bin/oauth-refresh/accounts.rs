@@ -47,7 +47,7 @@ pub(crate) async fn run(loaded: &Loaded, command: AccountsCommand) -> Result<(),
                     ));
                 }
             }
-            Ok(())
+            crate::stack::settle(&stack, loaded).await
         }
         AccountsCommand::Add(args) => add(loaded, args).await,
         AccountsCommand::List {
@@ -214,7 +214,7 @@ async fn add(loaded: &Loaded, args: AddArgs) -> Result<(), CliError> {
             account.platform.as_str()
         ));
     }
-    Ok(())
+    crate::stack::settle(&stack, loaded).await
 }
 
 async fn list(stack: &RefreshStack, filter: &AccountFilter, json: bool) -> Result<(), CliError> {

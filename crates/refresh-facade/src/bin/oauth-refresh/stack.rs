@@ -45,6 +45,15 @@ pub(crate) async fn build(
     Ok((stack, resolved))
 }
 
+/// The end of a one-shot command (`token`, `refresh`, `accounts import`,
+/// `accounts add`): waits, bounded by the shutdown grace, for work this
+/// process started in the background (a detached rescue of an upstream
+/// answer the database refused, a consumed-mark retry), so the exit does
+/// not kill the only copy of a rotation.
+pub(crate) async fn settle(stack: &RefreshStack, loaded: &Loaded) -> Result<(), CliError> {
+    crate::worker::finish(stack, loaded.config.shutdown_grace()).await
+}
+
 /// `migrate`: applies the migrations; generates the key file when no key
 /// is configured.
 pub(crate) async fn migrate(loaded: &Loaded) -> Result<(), CliError> {

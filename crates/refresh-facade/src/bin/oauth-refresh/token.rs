@@ -17,15 +17,17 @@ const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Prints a currently valid access token, and nothing else, on stdout.
 pub(crate) async fn token(loaded: &Loaded, id: i64) -> Result<(), CliError> {
     let (stack, _) = crate::stack::build(loaded, false, Missing::Fail, None).await?;
-    let token = stack
-        .tokens()
-        .access_token_by_id(AccountId(id))
-        .await
-        .map_err(|e| token_error(id, e))?;
+    let token = match stack.tokens().access_token_by_id(AccountId(id)).await {
+        Ok(token) => token,
+        Err(error) => {
+            crate::stack::settle(&stack, loaded).await?;
+            return Err(token_error(id, error));
+        }
+    };
     output::print_line(token.token.expose());
-    // A refresh this read started has persisted once the read returned;
-    // nothing else runs in the background here.
-    Ok(())
+    // A refresh whose answer the database refused goes on detached (it
+    // holds the only copy of the rotation): wait for it before exiting.
+    crate::stack::settle(&stack, loaded).await
 }
 
 /// Maps a token error to one line.
@@ -93,5 +95,5 @@ pub(crate) async fn refresh(loaded: &Loaded, id: i64, force: bool) -> Result<(),
         }
     };
     output::print_line(&line);
-    Ok(())
+    crate::stack::settle(&stack, loaded).await
 }
