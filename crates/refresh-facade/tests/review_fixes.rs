@@ -480,3 +480,46 @@ async fn a_one_shot_token_waits_for_the_detached_rescue_before_exiting() {
     assert_eq!(sb.emulator.stats().refreshes, 1);
     assert_eq!(sb.emulator.stats().reuse_attempts, 0);
 }
+
+/// Environment values stay the text they are: an API key and a sealing key
+/// made of digits (with leading zeros) are not re-typed as numbers, while
+/// number settings given as text still read as numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_values_made_of_digits_stay_strings() {
+    let api_key = "000123456789012345678";
+    let hex_key = "0123456789".repeat(7)[..64].to_owned();
+    let sb = Sandbox::new()
+        .await
+        .env("OAUTH_REFRESH_SERVE__API_KEYS", api_key)
+        .env("OAUTH_REFRESH_ENCRYPTION_KEY", &hex_key)
+        .env("OAUTH_REFRESH_DATABASE__MAX_CONNECTIONS", "3")
+        .env("OAUTH_REFRESH_ALLOW_PLAINTEXT", "false");
+    sb.write_config("");
+    let migrated = sb.run(&["migrate"]).await;
+    assert!(
+        migrated.ok().stdout.contains("sealing: encryption_key"),
+        "{migrated:?}"
+    );
+    let config = sb.run(&["config"]).await;
+    assert!(
+        config.ok().stdout.contains("max_connections = 3"),
+        "{config:?}"
+    );
+    let mut served = sb.serve(&["--no-worker"]).await;
+    let response = http()
+        .get(format!("{}/v1/accounts", served.url))
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "the key as written is accepted");
+    let mangled = http()
+        .get(format!("{}/v1/accounts", served.url))
+        .bearer_auth(api_key.trim_start_matches('0'))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(mangled.status(), 401);
+    served.signal("-TERM");
+    served.wait().await;
+}

@@ -361,7 +361,9 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
         check_toml_syntax(path)?;
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+    figment = figment.merge(TextEnv(
+        Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]),
+    ));
     let mut flags: Vec<(&str, String)> = Vec::new();
     if let Some(url) = &global.database_url {
         flags.push(("database_url", url.clone()));
@@ -379,8 +381,10 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
     if global.log_json {
         figment = figment.merge(Serialized::default("log.json", true));
     }
+    // Lossy: a number or boolean setting given as text (every variable's
+    // value is text, see `TextEnv`) is read as a number or boolean.
     let config: Config = figment
-        .extract()
+        .extract_lossy()
         .map_err(|e| CliError::config(describe(&e)))?;
     config
         .validate()
@@ -396,6 +400,50 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
         file,
         base_dir,
     })
+}
+
+/// The `OAUTH_REFRESH_*` variables with every value kept as the text it is.
+/// figment's own `Env` parses values (`000123` → the number 123, `[x]` → a
+/// list, a 64-digit hex key → a float): an API key, a password or a key
+/// made of digits would be mangled. Settings that are numbers or booleans
+/// are read from the text by `extract_lossy`.
+struct TextEnv(Env);
+
+impl figment::Provider for TextEnv {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Value};
+        fn insert(dict: &mut Dict, path: &[&str], value: String) {
+            match path {
+                [] => {}
+                [last] => {
+                    dict.insert((*last).to_owned(), Value::from(value));
+                }
+                [first, rest @ ..] => {
+                    let entry = dict
+                        .entry((*first).to_owned())
+                        .or_insert_with(|| Value::from(Dict::new()));
+                    if entry.as_dict().is_none() {
+                        *entry = Value::from(Dict::new());
+                    }
+                    if let Value::Dict(_, inner) = entry {
+                        insert(inner, rest, value);
+                    }
+                }
+            }
+        }
+        let mut root = Dict::new();
+        for (key, value) in self.0.iter() {
+            let path: Vec<&str> = key.as_str().split('.').collect();
+            insert(&mut root, &path, value);
+        }
+        Ok(figment::Profile::Default.collect(root))
+    }
 }
 
 /// Reads the file as TOML first, for a one-line syntax error with its
