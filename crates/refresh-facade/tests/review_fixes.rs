@@ -523,3 +523,80 @@ async fn environment_values_made_of_digits_stay_strings() {
     served.signal("-TERM");
     served.wait().await;
 }
+
+/// A database of sealed credentials opened in plaintext mode, or with
+/// another key, is refused in one line naming the key source, and nothing
+/// is written (no plaintext row beside the sealed ones, no row only the
+/// wrong key opens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_credentials_are_never_opened_or_joined_without_their_key() {
+    let sb = migrated().await;
+    let claude = sb.seed(EmulatedProvider::Claude);
+    let later = now() + 7200;
+    let file = sb.write_import(
+        "a.json",
+        &json!([entry(
+            "one",
+            "anthropic",
+            claude.refresh_token.expose(),
+            later
+        )]),
+    );
+    sb.run(&["accounts", "import", &file]).await.ok();
+    let other = sb.seed(EmulatedProvider::OpenAi);
+    let second = sb.write_import(
+        "b.json",
+        &json!([entry("two", "openai", other.refresh_token.expose(), later)]),
+    );
+    let key = sb.path().join("oauth-refresh.key");
+    let moved = sb.path().join("moved.key");
+    std::fs::rename(&key, &moved).expect("move the key away");
+
+    // No key, plaintext allowed: refused, nothing written.
+    sb.write_config("allow_plaintext = true\n");
+    let out = sb.run(&["accounts", "import", &second]).await;
+    assert_eq!(out.code(), 2, "{out:?}");
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{out:?}");
+    assert!(
+        line.contains("sealed credentials") && line.contains("allow_plaintext"),
+        "{line}"
+    );
+
+    // Another key: refused, naming where the key came from.
+    let wrong = refresh_facade::SealingKey::generate();
+    let sb = sb.env(
+        "OAUTH_REFRESH_ENCRYPTION_KEY",
+        wrong.expose_base64().as_str(),
+    );
+    sb.write_config("");
+    let out = sb.run(&["accounts", "import", &second]).await;
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("does not open the stored credentials")
+            && out.stderr.contains("key source: encryption_key"),
+        "{out:?}"
+    );
+
+    // `migrate` with the key file missing does not generate a new key.
+    let sb = Sandbox {
+        env: Vec::new(),
+        ..sb
+    };
+    let out = sb.run(&["migrate"]).await;
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("restore the key file"), "{out:?}");
+    assert!(!key.exists(), "no useless key file left behind");
+
+    // With the right key back, only the first account is there.
+    std::fs::rename(&moved, &key).expect("restore the key");
+    let listed = sb.run(&["accounts", "list", "--json"]).await;
+    let listed = listed.ok().json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| a["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["one"], "nothing was written without the key");
+}

@@ -197,6 +197,11 @@ impl StorageError {
         self.kind
     }
 
+    /// The message, without the kind and the operation.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The operation that failed (`get`, `compare_and_set_credentials`, ...).
     pub fn operation(&self) -> &'static str {
         self.operation

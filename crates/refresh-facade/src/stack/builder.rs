@@ -132,7 +132,9 @@ impl RefreshStackBuilder {
     /// database scheme, an in-memory SQLite database with Redis (other
     /// instances could not share its claims), an invalid flow, background
     /// or provider setting, no sealing key, an unreachable or unmigrated
-    /// database, a bad Redis configuration.
+    /// database, a database whose sealed credentials the configured key
+    /// (or plaintext mode) cannot open (`encryption_key`), a bad Redis
+    /// configuration.
     pub async fn build(self) -> Result<RefreshStack, StackError> {
         let database_kind = DatabaseKind::of(&self.database.url)?;
         self.flow.validate().map_err(|source| StackError::Config {
@@ -202,6 +204,14 @@ impl RefreshStackBuilder {
                 )
             })?;
 
+        // Sealed rows opened in plaintext mode, or with a key that did not
+        // seal them: refused before anything is written beside them.
+        database.check_sealing().await.map_err(|e| match e.kind() {
+            refresh_core::StorageErrorKind::InvalidData => {
+                StackError::invalid("encryption_key", e.message())
+            }
+            _ => database_error("check the sealing of the stored credentials", e),
+        })?;
         let calls = Arc::new(StoreCalls::default());
         let repository = Arc::new(CountedRepository {
             inner: catalog.clone(),

@@ -41,7 +41,23 @@ pub(crate) async fn build(
     if let Some(observer) = observer {
         builder = builder.observer(observer);
     }
-    let stack = builder.build().await?;
+    let stack = builder.build().await.map_err(|error| {
+        if error.setting() != "encryption_key" {
+            return CliError::from(error);
+        }
+        let mut source = resolved.source.clone();
+        if let Some(path) = &resolved.generated {
+            // A key generated just now cannot be the one that sealed the
+            // stored credentials: the real one is missing. Leave no
+            // useless key file behind.
+            let _ = std::fs::remove_file(path);
+            source = format!(
+                "{} was missing and a new key would not open them; restore the key file or set encryption_key",
+                path.display()
+            );
+        }
+        CliError::config(format!("cannot start: {error} (key source: {source})"))
+    })?;
     Ok((stack, resolved))
 }
 
