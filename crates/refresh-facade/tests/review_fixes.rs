@@ -600,3 +600,83 @@ async fn sealed_credentials_are_never_opened_or_joined_without_their_key() {
         .collect();
     assert_eq!(names, ["one"], "nothing was written without the key");
 }
+
+/// The key file and the SQLite file `migrate` creates are readable by
+/// their owner only; a key file others may read is refused in one line.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_and_database_files_are_private_and_a_readable_key_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = migrated().await;
+    let mode = |name: &str| {
+        std::fs::metadata(sb.path().join(name))
+            .expect(name)
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("oauth-refresh.key"), 0o600);
+    assert_eq!(mode("oauth-refresh.db"), 0o600);
+    let key = sb.path().join("oauth-refresh.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = sb.run(&["accounts", "list"]).await;
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("readable by group or others (mode 644)")
+            && out.stderr.contains("chmod 600"),
+        "{out:?}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    sb.run(&["accounts", "list"]).await.ok();
+}
+
+/// A relative SQLite path in a configuration file resolves against the
+/// file's directory (wherever the command runs), and a command other than
+/// `migrate` on a database file that does not exist fails clearly instead
+/// of creating an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_paths_resolve_beside_the_config_and_only_migrate_creates_a_database() {
+    let sb = Sandbox::new().await;
+    let conf = sb.path().join("conf");
+    std::fs::create_dir(&conf).expect("dir");
+    std::fs::write(
+        conf.join("oauth.toml"),
+        "database_url = \"sqlite://data.db?mode=rwc\"\n",
+    )
+    .expect("config");
+    let out = sb.run(&["--config", "conf/oauth.toml", "migrate"]).await;
+    out.ok();
+    assert!(conf.join("data.db").exists(), "beside the config: {out:?}");
+    assert!(conf.join("oauth-refresh.key").exists());
+    assert!(
+        !sb.path().join("data.db").exists(),
+        "not in the working directory"
+    );
+    sb.run(&["--config", "conf/oauth.toml", "accounts", "list"])
+        .await
+        .ok();
+
+    // A typo: no database appears, the error says what to do.
+    let out = sb
+        .run(&[
+            "--config",
+            "conf/oauth.toml",
+            "--database-url",
+            "sqlite://dtaa.db?mode=rwc",
+            "accounts",
+            "list",
+        ])
+        .await;
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("dtaa.db does not exist") && out.stderr.contains("migrate"),
+        "{out:?}"
+    );
+    assert!(
+        !sb.path().join("dtaa.db").exists(),
+        "no empty database created"
+    );
+}

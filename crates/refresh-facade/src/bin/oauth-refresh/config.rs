@@ -383,7 +383,7 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
     }
     // Lossy: a number or boolean setting given as text (every variable's
     // value is text, see `TextEnv`) is read as a number or boolean.
-    let config: Config = figment
+    let mut config: Config = figment
         .extract_lossy()
         .map_err(|e| CliError::config(describe(&e)))?;
     config
@@ -395,6 +395,15 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    // A relative SQLite path from the file (or the default, which lives
+    // beside the file like the key) resolves against the file's directory;
+    // one from the environment or a flag against the working directory.
+    let from_file_or_default = figment
+        .find_metadata("database_url")
+        .is_none_or(|md| md.source.as_ref().and_then(|s| s.file_path()).is_some());
+    if from_file_or_default {
+        config.database_url = crate::sqlite_file::resolve(&config.database_url, &base_dir);
+    }
     Ok(Loaded {
         config,
         file,

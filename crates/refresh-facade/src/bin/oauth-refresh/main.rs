@@ -11,6 +11,7 @@ mod logging;
 mod output;
 mod serve;
 mod shutdown;
+mod sqlite_file;
 mod stack;
 mod token;
 mod view;

@@ -8,6 +8,7 @@ use crate::config::{Loaded, redact_url};
 use crate::error::CliError;
 use crate::keys::{self, Missing};
 use crate::output;
+use crate::sqlite_file;
 
 /// Builds the stack the configuration describes. `observer` receives the
 /// flow's events (metrics).
@@ -18,9 +19,19 @@ pub(crate) async fn build(
     observer: Option<Arc<dyn FlowObserver>>,
 ) -> Result<(RefreshStack, keys::Resolved), CliError> {
     let c = &loaded.config;
+    // Only `migrate` creates a SQLite database (readable by its owner
+    // only); every other command opens an existing file, so a typo in the
+    // path is an error rather than a new empty database.
+    let url = if migrate {
+        sqlite_file::create_private(&c.database_url)?;
+        c.database_url.clone()
+    } else {
+        sqlite_file::require_existing(&c.database_url)?;
+        sqlite_file::existing_only(&c.database_url)
+    };
     let resolved = keys::resolve(loaded, missing)?;
     let mut builder = RefreshStack::builder()
-        .database_config(c.database.to_config(&c.database_url))
+        .database_config(c.database.to_config(&url))
         .migrate(migrate)
         .sealing(resolved.sealing.clone())
         .providers(c.providers.clone())
