@@ -17,7 +17,7 @@ fn config(pg: &PgDatabase, redis_url: &str, prefix: &str) -> String {
         "database_url = \"{}\"\nredis_url = \"{redis_url}\"\n\
          [database]\nmax_connections = 4\n\
          [redis]\nkey_prefix = \"{prefix}\"\n\
-         [serve]\napi_keys = [\"cluster-key\"]\n",
+         [serve]\napi_keys = [\"cluster-key-0123456789\"]\n",
         pg.url
     )
 }
@@ -88,7 +88,7 @@ async fn migrate_import_list_show_token_refresh_on_postgres_with_redis() {
     let url = format!("{}/v1/accounts/1/access-token", served.url);
     let cold = client
         .get(&url)
-        .bearer_auth("cluster-key")
+        .bearer_auth("cluster-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -99,7 +99,7 @@ async fn migrate_import_list_show_token_refresh_on_postgres_with_redis() {
     for _ in 0..100 {
         let warm: Value = client
             .get(&url)
-            .bearer_auth("cluster-key")
+            .bearer_auth("cluster-key-0123456789")
             .send()
             .await
             .unwrap()
@@ -192,7 +192,7 @@ async fn hammer(test: &str, kill_redis_first: bool) {
         calls.spawn(async move {
             let response = client
                 .get(url)
-                .bearer_auth("cluster-key")
+                .bearer_auth("cluster-key-0123456789")
                 .send()
                 .await
                 .expect("request");

@@ -680,3 +680,102 @@ async fn sqlite_paths_resolve_beside_the_config_and_only_migrate_creates_a_datab
         "no empty database created"
     );
 }
+
+/// `serve` refuses weak API keys; disconnects a client that trickles its
+/// headers (slowloris); refuses large bodies; and answers 400, 405 and
+/// unknown routes with the JSON error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bounds_slow_clients_and_bodies_and_every_error_is_json() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let sb = Sandbox::new().await;
+    sb.write_config("[serve]\napi_keys = [\"a-long-enough-api-key-0001\", \"short\"]\n");
+    sb.run(&["migrate"]).await.ok();
+    let out = sb.run(&["serve", "--no-worker"]).await;
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("key 2 is shorter than 16 characters"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("short\""),
+        "the key is not quoted: {out:?}"
+    );
+
+    let key = "a-long-enough-api-key-0001";
+    sb.write_config(&format!(
+        "[serve]\napi_keys = [\"{key}\"]\nheader_read_timeout = \"1s\"\n"
+    ));
+    let mut served = sb.serve(&["--no-worker"]).await;
+    let client = http();
+    let expect_json = |status: u16, code: &'static str| {
+        move |response: reqwest::Response| async move {
+            assert_eq!(response.status().as_u16(), status, "{code}");
+            let body: serde_json::Value = response.json().await.expect("a JSON body");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(body["error"]["message"].is_string(), "{body}");
+        }
+    };
+    let get = |path: &str| client.get(format!("{}{path}", served.url)).bearer_auth(key);
+    expect_json(400, "bad_request")(get("/v1/accounts/abc/access-token").send().await.unwrap())
+        .await;
+    expect_json(404, "not_found")(get("/nope").send().await.unwrap()).await;
+    expect_json(404, "not_found")(get("/v1/nope").send().await.unwrap()).await;
+    expect_json(405, "method_not_allowed")(
+        client
+            .delete(format!("{}/v1/accounts/1", served.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    expect_json(405, "method_not_allowed")(
+        client
+            .post(format!("{}/healthz", served.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    expect_json(413, "payload_too_large")(
+        client
+            .post(format!("{}/v1/accounts/1/refresh", served.url))
+            .bearer_auth(key)
+            .body(vec![b'x'; 1024 * 1024])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // A client that sends half a request line and stops is disconnected.
+    let addr = served.url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read(&mut buf))
+        .await
+        .expect("the server closed the connection in time");
+    assert!(
+        matches!(read, Ok(n) if n == 0 || buf[..n].starts_with(b"HTTP/1.1 408")) || read.is_err(),
+        "closed (or 408) rather than kept waiting: {read:?}"
+    );
+    // The server still serves others.
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", served.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    served.signal("-TERM");
+    assert!(served.wait().await.success());
+}

@@ -301,9 +301,14 @@ pub(crate) struct ServeSection {
     /// `IP:PORT` to listen on.
     #[serde(deserialize_with = "lenient::string")]
     pub(crate) listen: String,
-    /// Bearer keys accepted on `/v1` (a list, or comma-separated).
+    /// Bearer keys accepted on `/v1` (a list, or comma-separated), each at
+    /// least 16 characters.
     #[serde(deserialize_with = "lenient::secret_list")]
     pub(crate) api_keys: Vec<Secret>,
+    /// A client that has not sent a request's headers within this is
+    /// disconnected.
+    #[serde(with = "duration")]
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl Default for ServeSection {
@@ -311,6 +316,7 @@ impl Default for ServeSection {
         Self {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -766,6 +772,10 @@ pub(crate) fn render(loaded: &Loaded, key_source: &str) -> String {
     serve.insert(
         "api_keys".into(),
         Value::Array(c.serve.api_keys.iter().map(|_| redacted()).collect()),
+    );
+    serve.insert(
+        "header_read_timeout".into(),
+        Value::String(humantime::format_duration(c.serve.header_read_timeout).to_string()),
     );
     root.insert("serve".into(), Value::Table(serve));
     root.insert("log".into(), Value::Table(section(&c.log)));

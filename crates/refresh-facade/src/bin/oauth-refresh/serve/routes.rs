@@ -22,9 +22,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
 fn parse_id(id: &str) -> Result<AccountId, ApiError> {
-    id.parse::<i64>()
-        .map(AccountId)
-        .map_err(|_| ApiError::not_found(&sanitize(id)))
+    id.parse::<i64>().map(AccountId).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid account id `{}`: expected an integer", sanitize(id)),
+        )
+    })
 }
 
 /// An id from the path, shortened and printable (it is echoed back).
@@ -211,4 +215,12 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
 
 pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
