@@ -779,3 +779,83 @@ async fn serve_bounds_slow_clients_and_bodies_and_every_error_is_json() {
     served.signal("-TERM");
     assert!(served.wait().await.success());
 }
+
+/// `config` redacts every secret, endpoint credentials included; zero or
+/// absurd durations and sizes and empty URLs are refused in one line
+/// naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_redacts_every_secret_and_validation_names_the_key() {
+    let sb = Sandbox::new().await;
+    let key = refresh_facade::SealingKey::generate();
+    let previous = refresh_facade::SealingKey::generate();
+    let text = format!(
+        "database_url = \"postgres://app:db-pw-secret@db.example/x?sslpassword=ssl-secret\"\n\
+         redis_url = \"redis://:redis-pw-secret@cache:6379/0\"\n\
+         encryption_key = \"{}\"\n\
+         previous_encryption_keys = [\"{}\"]\n\
+         [serve]\napi_keys = [\"api-key-secret-0123456789\"]\n\
+         [providers.claude]\ntoken_url = \"https://user:endpoint-pw-secret@proxy.example/v1/oauth/token\"\n\
+         [providers.gemini]\nai_studio_client_id = \"id\"\nai_studio_client_secret = \"studio-secret\"\n",
+        key.expose_base64().as_str(),
+        previous.expose_base64().as_str()
+    );
+    std::fs::write(sb.path().join("oauth-refresh.toml"), text).expect("config");
+    let out = sb.run(&["config"]).await;
+    out.ok();
+    for secret in [
+        "db-pw-secret",
+        "ssl-secret",
+        "redis-pw-secret",
+        "api-key-secret",
+        "endpoint-pw-secret",
+        "studio-secret",
+        key.expose_base64().as_str(),
+        previous.expose_base64().as_str(),
+    ] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} shown:\n{}",
+            out.stdout
+        );
+    }
+    out.stdout.parse::<toml::Table>().expect("still TOML");
+
+    for (text, named) in [
+        (
+            "[background]\nconcurrency = 0\n",
+            "`background.concurrency`",
+        ),
+        ("[background]\nretries = 0\n", "`background.retries`"),
+        (
+            "[background]\nwindow = \"1000days\"\n",
+            "`background.window`",
+        ),
+        (
+            "[flow]\nupstream_timeout = \"0s\"\n",
+            "`flow.upstream_timeout`",
+        ),
+        (
+            "[database]\nmax_connections = 0\n",
+            "`database.max_connections`",
+        ),
+        (
+            "[database]\nacquire_timeout = \"0s\"\n",
+            "`database.acquire_timeout`",
+        ),
+        (
+            "[redis]\ncommand_timeout = \"0s\"\n",
+            "`redis.command_timeout`",
+        ),
+        (
+            "[serve]\nheader_read_timeout = \"0s\"\n",
+            "`serve.header_read_timeout`",
+        ),
+        ("database_url = \" \"\n", "`database_url`"),
+    ] {
+        std::fs::write(sb.path().join("oauth-refresh.toml"), text).expect("config");
+        let out = sb.run(&["config"]).await;
+        assert_eq!(out.code(), 2, "{text}: {out:?}");
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+        assert!(out.stderr.contains(named), "{text}: {named} in {out:?}");
+    }
+}

@@ -80,8 +80,103 @@ impl Config {
             .unwrap_or_else(|| self.flow.to_config().refresh_deadline())
     }
 
-    /// Checks what figment cannot: combinations of keys.
+    /// Checks what figment cannot: zero or absurd durations and sizes,
+    /// empty URLs, and combinations of keys; each error names the key.
     fn validate(&self) -> Result<(), String> {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        const HOUR: Duration = Duration::from_secs(3600);
+        let human = |d: Duration| humantime::format_duration(d).to_string();
+        for (key, value, max) in [
+            (
+                "database.connect_timeout",
+                self.database.connect_timeout,
+                HOUR,
+            ),
+            (
+                "database.acquire_timeout",
+                self.database.acquire_timeout,
+                HOUR,
+            ),
+            (
+                "database.sqlite_busy_timeout",
+                self.database.sqlite_busy_timeout,
+                HOUR,
+            ),
+            ("redis.command_timeout", self.redis.command_timeout, HOUR),
+            ("redis.connect_timeout", self.redis.connect_timeout, HOUR),
+            (
+                "serve.header_read_timeout",
+                self.serve.header_read_timeout,
+                HOUR,
+            ),
+            ("flow.skew", self.flow.skew, DAY),
+            (
+                "background.window",
+                self.background.window,
+                DAY.saturating_mul(30),
+            ),
+            ("background.interval", self.background.interval, DAY),
+            ("background.max_backoff", self.background.max_backoff, DAY),
+        ] {
+            if value.is_zero() || value > max {
+                return Err(format!(
+                    "key `{key}`: must be positive and at most {} (found {})",
+                    human(max),
+                    human(value)
+                ));
+            }
+        }
+        for (key, value, max) in [
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+                1000,
+            ),
+            (
+                "background.concurrency",
+                self.background.concurrency as u64,
+                10_000,
+            ),
+            (
+                "background.page_size",
+                self.background.page_size as u64,
+                100_000,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(format!(
+                    "key `{key}`: must be between 1 and {max} (found {value})"
+                ));
+            }
+        }
+        if self.database_url.trim().is_empty() {
+            return Err(
+                "key `database_url`: is empty (expected sqlite://PATH?mode=rwc or postgres://...)"
+                    .into(),
+            );
+        }
+        if self.serve.listen.trim().is_empty() {
+            return Err("key `serve.listen`: is empty (expected IP:PORT)".into());
+        }
+        let named = |section: &str, error: refresh_facade::ConfigError| match error {
+            refresh_facade::ConfigError::Invalid { field, reason } => {
+                let field = match field {
+                    "max_retries" => "retries",
+                    "retry_backoff" => "backoff",
+                    other => other,
+                };
+                format!("key `{section}.{field}`: {reason}")
+            }
+            other => format!("section `{section}`: {other}"),
+        };
+        self.flow
+            .to_config()
+            .validate()
+            .map_err(|e| named("flow", e))?;
+        self.background
+            .to_config()
+            .validate()
+            .map_err(|e| named("background", e))?;
         let needed = self.flow.to_config().refresh_deadline();
         if let Some(grace) = self.shutdown_grace {
             if grace < needed {
@@ -807,8 +902,13 @@ mod erased {
 fn providers_table(p: &ProvidersConfig) -> toml::Table {
     use toml::{Table, Value};
     let s = |v: &str| Value::String(v.to_owned());
+    // An endpoint may carry credentials (`https://user:pass@host/...`).
+    let u = |v: &str| Value::String(redact_url(v));
     let d = |v: Duration| Value::String(humantime::format_duration(v).to_string());
     let mut out = Table::new();
+    if let Some(base) = &p.base_url {
+        out.insert("base_url".into(), u(base));
+    }
     let mut http = Table::new();
     http.insert("connect_timeout".into(), d(p.http.connect_timeout));
     http.insert(
@@ -820,7 +920,7 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.claude;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
+        t.insert("token_url".into(), u(&c.token_url));
         t.insert("client_id".into(), s(&c.client_id));
         t.insert("user_agent".into(), s(&c.user_agent));
         t.insert("timeout".into(), d(c.timeout));
@@ -830,7 +930,7 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.openai;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
+        t.insert("token_url".into(), u(&c.token_url));
         t.insert("client_id".into(), s(&c.client_id));
         t.insert("scope".into(), s(&c.scope));
         t.insert("user_agent".into(), s(&c.user_agent));
@@ -841,10 +941,10 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.gemini;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
-        t.insert("code_assist_url".into(), s(&c.code_assist_base_url));
-        t.insert("resource_manager_url".into(), s(&c.resource_manager_url));
-        t.insert("drive_about_url".into(), s(&c.drive_about_url));
+        t.insert("token_url".into(), u(&c.token_url));
+        t.insert("code_assist_url".into(), u(&c.code_assist_base_url));
+        t.insert("resource_manager_url".into(), u(&c.resource_manager_url));
+        t.insert("drive_about_url".into(), u(&c.drive_about_url));
         t.insert("builtin_client_id".into(), s(&c.builtin_client_id));
         t.insert("builtin_client_secret".into(), s("[redacted]"));
         if let Some(id) = &c.ai_studio_client_id {
@@ -860,17 +960,17 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.antigravity;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
+        t.insert("token_url".into(), u(&c.token_url));
         t.insert(
             "code_assist_urls".into(),
-            Value::Array(c.code_assist_base_urls.iter().map(|u| s(u)).collect()),
+            Value::Array(c.code_assist_base_urls.iter().map(|v| u(v)).collect()),
         );
         t.insert("client_id".into(), s(&c.client_id));
         t.insert("client_secret".into(), s("[redacted]"));
         t.insert("timeout".into(), d(c.timeout));
         out.insert("antigravity".into(), Value::Table(t));
     }
-    let _ = (&s, &d);
+    let _ = (&s, &d, &u);
     out
 }
 
