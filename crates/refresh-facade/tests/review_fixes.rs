@@ -859,3 +859,87 @@ async fn config_redacts_every_secret_and_validation_names_the_key() {
         assert!(out.stderr.contains(named), "{text}: {named} in {out:?}");
     }
 }
+
+/// `RefreshStack::refresh(id, force)`: the refresh by id the CLI and the
+/// HTTP API use, for library users too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_refreshes_by_id_with_typed_refusals() {
+    use refresh_facade::{
+        AccountId, AccountStatus, AccountType, Credentials, MetadataUpdate, NewAccount, Platform,
+        ProvidersConfig, RefreshOutcome, RefreshStack, SealingKey, TokenError,
+    };
+    let emulator = refresh_providers::emulator::Emulator::start()
+        .await
+        .expect("emulator");
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = RefreshStack::builder()
+        .database(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("r.db").display()
+        ))
+        .migrate(true)
+        .encryption_key(&SealingKey::generate())
+        .providers(ProvidersConfig::default().with_base_url(&emulator.url()))
+        .build()
+        .await
+        .expect("stack");
+    let grant = emulator.seed(refresh_providers::emulator::GrantSpec::new(
+        EmulatedProvider::Claude,
+    ));
+    let fresh = Credentials::new()
+        .with("access_token", "at-fresh")
+        .with("refresh_token", grant.refresh_token.expose())
+        .with("expires_at", (now() + 7 * 86_400).to_string());
+    let imported = stack
+        .import(vec![
+            NewAccount::new("c", Platform::Anthropic, AccountType::OAuth, fresh),
+            NewAccount::new(
+                "k",
+                Platform::OpenAi,
+                AccountType::ApiKey,
+                Credentials::new().with("api_key", "sk-x"),
+            ),
+        ])
+        .await
+        .expect("import");
+    let (oauth, apikey) = (imported[0].id, imported[1].id);
+
+    let outcome = stack.refresh(oauth, false).await.expect("not due");
+    assert!(
+        matches!(outcome, RefreshOutcome::StillFresh { .. }),
+        "{outcome:?}"
+    );
+    let outcome = stack.refresh(oauth, true).await.expect("forced");
+    assert!(
+        matches!(&outcome, RefreshOutcome::Refreshed { account, .. } if account.credentials_version == 1),
+        "{outcome:?}"
+    );
+    assert_eq!(emulator.stats().refreshes, 1);
+    assert!(matches!(
+        stack.refresh(AccountId(999), true).await,
+        Err(TokenError::UnknownAccount { .. })
+    ));
+    assert!(matches!(
+        stack.refresh(apikey, true).await,
+        Err(TokenError::NotEligible { .. })
+    ));
+    stack
+        .catalog()
+        .update_metadata(
+            oauth,
+            &MetadataUpdate {
+                status: Some(AccountStatus::Disabled),
+                ..MetadataUpdate::default()
+            },
+        )
+        .await
+        .expect("disable");
+    assert!(matches!(
+        stack.refresh(oauth, true).await,
+        Err(TokenError::Inactive {
+            status: AccountStatus::Disabled,
+            ..
+        })
+    ));
+    assert_eq!(emulator.stats().refreshes, 1, "nothing more was sent");
+}

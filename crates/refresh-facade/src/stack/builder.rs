@@ -32,6 +32,7 @@ pub struct RefreshStackBuilder {
     background: BackgroundConfig,
     observer: Option<Arc<dyn FlowObserver>>,
     skew: Option<Duration>,
+    policies: Vec<(Platform, ProviderRefreshPolicy)>,
 }
 
 impl std::fmt::Debug for RefreshStackBuilder {
@@ -115,6 +116,15 @@ impl RefreshStackBuilder {
     /// Where lock, upstream and outcome events go (metrics).
     pub fn observer(mut self, observer: Arc<dyn FlowObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// The request path's policy for `platform` (what a caller does when
+    /// the refresh is held elsewhere or fails), replacing the stack's
+    /// default: core's policy, with Claude and OpenAI callers waiting up to
+    /// 5 s for the holder's new token.
+    pub fn policy(mut self, platform: Platform, policy: ProviderRefreshPolicy) -> Self {
+        self.policies.push((platform, policy));
         self
     }
 
@@ -281,11 +291,15 @@ impl RefreshStackBuilder {
         if let Some(cache) = &shared {
             tokens = tokens.shared_cache(Arc::clone(cache));
         }
+        for (platform, policy) in self.policies {
+            tokens = tokens.policy(platform, policy);
+        }
         if let Some(skew) = self.skew {
             tokens = tokens.skew(skew);
         }
         let tokens = tokens.build();
 
+        let refresh_window = self.background.window;
         let mut background = BackgroundRefresher::builder(flow.clone(), executors.clone())
             .config(self.background)
             .listener(Arc::new(tokens.clone()));
@@ -311,6 +325,7 @@ impl RefreshStackBuilder {
                 #[cfg(feature = "redis")]
                 redis,
                 calls,
+                refresh_window,
             }),
         })
     }

@@ -1,7 +1,5 @@
 //! `token ID` and `refresh ID [--force]`.
 
-use std::time::Duration;
-
 use refresh_facade::{AccountId, RefreshOutcome, TokenError};
 
 use crate::config::Loaded;
@@ -9,10 +7,6 @@ use crate::error::CliError;
 use crate::keys::Missing;
 use crate::output;
 use crate::view;
-
-/// The window of `refresh --force`: any token expiring within a year is
-/// refreshed.
-const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Prints a currently valid access token, and nothing else, on stdout.
 pub(crate) async fn token(loaded: &Loaded, id: i64) -> Result<(), CliError> {
@@ -30,6 +24,24 @@ pub(crate) async fn token(loaded: &Loaded, id: i64) -> Result<(), CliError> {
     crate::stack::settle(&stack, loaded).await
 }
 
+/// Maps a refresh error to one line.
+fn refresh_error(id: i64, error: TokenError) -> CliError {
+    match error {
+        TokenError::NotEligible {
+            platform,
+            account_type,
+            ..
+        } => CliError::new(format!(
+            "account {id} ({platform} {}) is not refreshable: its token is served as stored",
+            account_type.as_str()
+        )),
+        TokenError::Refresh { source, .. } => {
+            CliError::with(format!("refresh of account {id} failed"), source)
+        }
+        other => token_error(id, other),
+    }
+}
+
 /// Maps a token error to one line.
 fn token_error(id: i64, error: TokenError) -> CliError {
     match error {
@@ -44,36 +56,13 @@ fn token_error(id: i64, error: TokenError) -> CliError {
 /// Refreshes an account now if due (or always, with `force`).
 pub(crate) async fn refresh(loaded: &Loaded, id: i64, force: bool) -> Result<(), CliError> {
     let (stack, _) = crate::stack::build(loaded, false, Missing::Fail, None).await?;
-    let account = stack
-        .repository()
-        .get(AccountId(id))
-        .await
-        .map_err(|e| CliError::with(format!("cannot read account {id}"), e))?
-        .ok_or_else(|| CliError::new(format!("account {id} not found")))?;
-    let executor = stack.executors().get(&account.platform).ok_or_else(|| {
-        CliError::new(format!(
-            "account {id}: no executor for platform {}",
-            account.platform
-        ))
-    })?;
-    if !executor.can_refresh(&account) {
-        return Err(CliError::new(format!(
-            "account {id} ({} {}) is not refreshable",
-            account.platform,
-            account.account_type.as_str()
-        )));
-    }
-    let window = if force {
-        FORCE_WINDOW
-    } else {
-        loaded.config.background.window
+    let outcome = match stack.refresh(AccountId(id), force).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            crate::stack::settle(&stack, loaded).await?;
+            return Err(refresh_error(id, error));
+        }
     };
-    let outcome = stack
-        .flow()
-        .refresh_if_needed(&account, executor, window)
-        .await
-        .map_err(|e| CliError::with(format!("refresh of account {id} failed"), e))?;
-    stack.tokens().invalidate_local(account.id);
     let line = match &outcome {
         RefreshOutcome::Refreshed { account, recovered } => format!(
             "account {id}: refreshed{} (version {}, expires {})",

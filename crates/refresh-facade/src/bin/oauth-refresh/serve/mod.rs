@@ -39,8 +39,6 @@ pub(crate) struct AppState {
     pub(crate) stack: RefreshStack,
     pub(crate) metrics: Metrics,
     pub(crate) keys: ApiKeys,
-    /// The window of `POST .../refresh` without `force`.
-    pub(crate) window: Duration,
 }
 
 type Shared = Arc<AppState>;
@@ -215,7 +213,6 @@ pub(crate) async fn run(
         stack: stack.clone(),
         metrics: metrics.clone(),
         keys,
-        window: c.background.window,
     });
     let shutdown = crate::shutdown::on_signal();
     let worker = worker
