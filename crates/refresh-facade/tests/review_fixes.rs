@@ -943,3 +943,76 @@ async fn the_library_refreshes_by_id_with_typed_refusals() {
     ));
     assert_eq!(emulator.stats().refreshes, 1, "nothing more was sent");
 }
+
+/// Every CLI error is one line with the reason, not only its context; a
+/// token read of a revoked grant says why it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_token_read_names_the_reason_in_one_line() {
+    let sb = migrated().await;
+    let grant = sb.seed(EmulatedProvider::Claude);
+    let file = sb.write_import(
+        "a.json",
+        &json!([entry(
+            "c",
+            "anthropic",
+            grant.refresh_token.expose(),
+            now() - 60
+        )]),
+    );
+    sb.run(&["accounts", "import", &file]).await.ok();
+    assert!(sb.emulator.revoke(grant.grant_id));
+    let out = sb.run(&["token", "1"]).await;
+    assert_eq!(out.code(), 1, "{out:?}");
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{out:?}");
+    assert!(
+        line.contains("no valid token for account 1") && line.contains("rejected by upstream"),
+        "the reason, not only the context: {line}"
+    );
+    assert!(!line.contains(grant.refresh_token.expose()));
+    let verbose = sb.run(&["--verbose", "token", "1"]).await;
+    assert!(
+        verbose.stderr.lines().any(|l| l.contains("caused by")),
+        "--verbose adds the chain: {verbose:?}"
+    );
+}
+
+/// The demo refuses empty runs, and carries 250 callers per account and
+/// instance on four instances (8 000 concurrent reads a round) under a
+/// 256-descriptor limit: one refresh per expiry, no reuse.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_validates_its_flags_and_carries_a_thousand_callers() {
+    let sb = Sandbox::new().await;
+    for flag in ["--accounts", "--callers", "--instances", "--rounds"] {
+        let out = sb.run(&["demo", flag, "0"]).await;
+        assert_eq!(out.code(), 2, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!("{flag} must be between 1")),
+            "{out:?}"
+        );
+    }
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec '{}' demo --callers 250 --instances 4 --rounds 2 --latency-ms 20 --json",
+            bin()
+        ))
+        .current_dir(sb.path())
+        .output()
+        .await
+        .expect("demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(report["callers"], 16_000, "{report}");
+    assert_eq!(report["callers_failed"], 0, "{report}");
+    assert_eq!(report["upstream_refreshes"], report["expiries"], "{report}");
+    assert_eq!(report["reuse_attempts"], 0, "{report}");
+    assert_eq!(report["revoked_grants"], 0, "{report}");
+    assert_eq!(report["callers_served_a_stale_token"], 0, "{report}");
+}

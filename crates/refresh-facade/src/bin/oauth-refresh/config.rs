@@ -421,7 +421,8 @@ impl Default for ServeSection {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct LogSection {
     /// A tracing filter (`info`, `warn,refresh_core=debug`); default
-    /// `info` for `run`, `serve` and `demo`, `warn` otherwise.
+    /// `info` for `run` and `serve`, `warn` for `migrate`, `error` for
+    /// `demo`, `token`, `refresh` and `accounts`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) level: Option<String>,
     /// JSON lines instead of text.
