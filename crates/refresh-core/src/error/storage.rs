@@ -63,7 +63,9 @@ pub struct StorageError {
     kind: StorageErrorKind,
     operation: &'static str,
     message: String,
-    taken: Option<RefreshTokenTaken>,
+    /// Boxed: most errors have none, and every error type embedding a
+    /// `StorageError` stays small.
+    taken: Option<Box<RefreshTokenTaken>>,
     #[source]
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
@@ -126,7 +128,7 @@ impl StorageError {
     /// is already held by `taken.holder`.
     pub fn refresh_token_taken(operation: &'static str, taken: RefreshTokenTaken) -> Self {
         Self {
-            taken: Some(taken),
+            taken: Some(Box::new(taken)),
             ..Self::conflict(operation, taken.to_string())
         }
     }
@@ -134,7 +136,7 @@ impl StorageError {
     /// Which refresh token a catalog write was refused for, and who holds
     /// it; `None` for every other error.
     pub fn taken_refresh_token(&self) -> Option<RefreshTokenTaken> {
-        self.taken
+        self.taken.as_deref().copied()
     }
 
     /// This error with `entry` as the import entry it is about (a refresh

@@ -58,7 +58,7 @@ pub trait FlowObserver: Send + Sync {
     /// A token read missed the in-process cache and took the slow path
     /// (shared cache, store, refresh). Concurrent callers of one account
     /// that share one resolution count once. (Hits are not reported: see
-    /// [`TokenProvider::local_hits`].)
+    /// [`TokenProvider::local_hits`](crate::TokenProvider::local_hits).)
     fn process_cache_miss(&self) {}
 
     /// A background cycle ended after `elapsed` with `report` (also a

@@ -178,14 +178,14 @@ impl Config {
             .validate()
             .map_err(|e| named("background", e))?;
         let needed = self.flow.to_config().refresh_deadline();
-        if let Some(grace) = self.shutdown_grace {
-            if grace < needed {
-                return Err(format!(
-                    "key `shutdown_grace` ({}) is shorter than a started refresh can take ({}: flow.upstream_timeout + flow.upstream_grace + flow.persist_attempts × flow.persist_attempt_timeout + flow.release_timeout); a shutdown could abandon a refresh that rotates the grant upstream and is never stored. Raise shutdown_grace, lower flow.upstream_timeout, or leave shutdown_grace unset",
-                    humantime::format_duration(grace),
-                    humantime::format_duration(needed)
-                ));
-            }
+        if let Some(grace) = self.shutdown_grace
+            && grace < needed
+        {
+            return Err(format!(
+                "key `shutdown_grace` ({}) is shorter than a started refresh can take ({}: flow.upstream_timeout + flow.upstream_grace + flow.persist_attempts × flow.persist_attempt_timeout + flow.release_timeout); a shutdown could abandon a refresh that rotates the grant upstream and is never stored. Raise shutdown_grace, lower flow.upstream_timeout, or leave shutdown_grace unset",
+                humantime::format_duration(grace),
+                humantime::format_duration(needed)
+            ));
         }
         Ok(())
     }
