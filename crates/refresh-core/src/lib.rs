@@ -90,7 +90,7 @@ pub use domain::{
 };
 pub use error::{
     ConfigError, CredentialsError, DomainError, FlowError, FlowStage, OAuthErrorCode,
-    ProviderError, StorageError, StorageErrorKind, TokenError,
+    ProviderError, RefreshTokenTaken, StorageError, StorageErrorKind, TokenError, TokenHolder,
 };
 pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshFlowBuilder, RefreshOutcome};
 pub use policy::{BackgroundRefreshPolicy, ProviderRefreshPolicy};

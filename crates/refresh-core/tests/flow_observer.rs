@@ -51,6 +51,18 @@ impl FlowObserver for Recorder {
     fn waited(&self, platform: &Platform, _waited: Duration, hit: bool) {
         self.push(format!("waited {platform} hit={hit}"));
     }
+    fn process_cache_miss(&self) {
+        self.push("process miss".to_owned());
+    }
+    fn background_cycle(&self, report: &refresh_core::CycleReport, elapsed: Duration) {
+        self.push(format!(
+            "cycle due={} refreshed={} cancelled={} elapsed={}ms",
+            report.due,
+            report.refreshed,
+            report.cancelled,
+            elapsed.as_millis()
+        ));
+    }
 }
 
 /// A lock under another name, so two in-memory layers can be told apart.
@@ -194,7 +206,7 @@ async fn the_provider_reports_shared_lookups_and_counts_warm_reads() {
         .build();
 
     provider.access_token_by_id(AccountId(1)).await.unwrap();
-    assert_eq!(recorder.take(), ["shared hit=false"]);
+    assert_eq!(recorder.take(), ["process miss", "shared hit=false"]);
     assert_eq!(provider.local_hits(), 0);
     for _ in 0..5 {
         provider.access_token_by_id(AccountId(1)).await.unwrap();
@@ -212,5 +224,38 @@ async fn the_provider_reports_shared_lookups_and_counts_warm_reads() {
         .shared_cache(h.cache.clone())
         .build();
     other.access_token(&account).await.unwrap();
-    assert_eq!(recorder.take(), ["shared hit=true"]);
+    assert_eq!(recorder.take(), ["process miss", "shared hit=true"]);
+}
+
+/// Every background cycle reports its report and duration, whoever runs
+/// it (`run_once`, `spawn`, a cycle cut short by shutdown), so a metrics
+/// exporter needs no wrapper around the refresher.
+#[tokio::test(start_paused = true)]
+async fn background_cycles_report_their_outcome_and_duration() {
+    let h = Backends::new([oauth_account(1, Platform::Anthropic, -60)]);
+    let recorder = Arc::new(Recorder::default());
+    let flow = h
+        .flow_builder(LockStrategy::single(h.lock.clone()))
+        .observer(recorder.clone())
+        .build()
+        .unwrap();
+    let background =
+        refresh_core::BackgroundRefresher::builder(flow, h.registry(&[Platform::Anthropic]))
+            .build()
+            .unwrap();
+    let report = background.run_once().await;
+    assert_eq!(report.refreshed, 1);
+    let events = recorder.take();
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("cycle due=1 refreshed=1 cancelled=false elapsed=0ms"),
+        "{events:?}"
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    shutdown.cancel();
+    background.run_cycle(&shutdown).await;
+    assert_eq!(
+        recorder.take(),
+        ["cycle due=0 refreshed=0 cancelled=true elapsed=0ms"]
+    );
 }

@@ -264,6 +264,47 @@ async fn getter_by_id_warm_reads_touch_no_storage() {
     );
 }
 
+/// An account that is not active is neither served nor refreshed: a read
+/// by id of a disabled or error account (due, so the old code refreshed
+/// it) is the typed `Inactive` naming its status, the upstream is never
+/// called; a caller holding an active snapshot of an account disabled
+/// since gets the same answer from the stored account.
+#[tokio::test(start_paused = true)]
+async fn inactive_accounts_are_refused_typed_and_never_refreshed() {
+    let mut disabled = oauth_account(1, Platform::Anthropic, 60);
+    disabled.status = refresh_core::AccountStatus::Disabled;
+    let mut failed = oauth_account(2, Platform::Anthropic, 60);
+    failed.status = refresh_core::AccountStatus::Error;
+    let h = Harness::new([disabled.clone(), failed]);
+    let provider = h.provider(&[Platform::Anthropic]);
+    for (id, status) in [
+        (1, refresh_core::AccountStatus::Disabled),
+        (2, refresh_core::AccountStatus::Error),
+    ] {
+        let error = provider
+            .access_token_by_id(AccountId(id))
+            .await
+            .expect_err("an inactive account");
+        assert!(
+            matches!(error, TokenError::Inactive { id: i, status: s } if i == AccountId(id) && s == status),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable());
+        assert!(error.to_string().contains(status.as_str()), "{error}");
+    }
+    let snapshot = refresh_core::Account {
+        status: refresh_core::AccountStatus::Active,
+        ..disabled
+    };
+    let error = provider
+        .access_token(&snapshot)
+        .await
+        .expect_err("disabled in the store since the snapshot");
+    assert!(matches!(error, TokenError::Inactive { .. }), "{error:?}");
+    assert_eq!(h.upstream.calls(), 0, "nothing was refreshed");
+    assert_eq!(h.lock_calls("try_acquire"), 0, "no lease was taken");
+}
+
 /// A stampede of cold reads by id on one account costs one read of the
 /// account (plus the resolution's own), not one per caller: N callers
 /// reading the database each would starve the pool the refresh needs.

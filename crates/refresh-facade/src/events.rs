@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use refresh_core::ports::{RefreshEvent, RefreshEventLog};
-use refresh_core::{FlowObserver, Platform};
+use refresh_core::{CycleReport, FlowObserver, Platform};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -236,6 +236,14 @@ impl FlowObserver for Observers {
     }
     fn waited(&self, platform: &Platform, waited: Duration, hit: bool) {
         self.0.iter().for_each(|o| o.waited(platform, waited, hit));
+    }
+    fn process_cache_miss(&self) {
+        self.0.iter().for_each(|o| o.process_cache_miss());
+    }
+    fn background_cycle(&self, report: &CycleReport, elapsed: Duration) {
+        self.0
+            .iter()
+            .for_each(|o| o.background_cycle(report, elapsed));
     }
 }
 

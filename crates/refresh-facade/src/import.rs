@@ -29,7 +29,7 @@ use std::fmt;
 
 use refresh_core::{
     AccountStatus, AccountType, ClaimKey, ClaimState, ClaimStore, Credentials, ExecutorRegistry,
-    Fingerprint, Platform, ProxyUrl, StorageError,
+    Fingerprint, Platform, ProxyUrl, RefreshTokenTaken, StorageError, TokenHolder,
 };
 use refresh_core::{NewAccount, ports::MAX_NAME_CHARS};
 use serde_json::{Map, Value};
@@ -67,7 +67,8 @@ impl fmt::Display for ImportError {
                 write!(f, "entry {index}, field `{}`: {}", self.field, self.reason)
             }
             (Some(index), true) => write!(f, "entry {index}: {}", self.reason),
-            (None, _) => write!(f, "{}", self.reason),
+            (None, false) => write!(f, "field `{}`: {}", self.field, self.reason),
+            (None, true) => write!(f, "{}", self.reason),
         }
     }
 }
@@ -78,6 +79,22 @@ impl ImportError {
             index: Some(index),
             field: field.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// The error of an entry whose refresh token another account (or an
+    /// earlier entry) holds: names the entry, the field and the holder.
+    pub fn taken(taken: RefreshTokenTaken) -> Self {
+        let reason = match taken.holder {
+            TokenHolder::Account(id) => format!("already held by account {id}"),
+            TokenHolder::Entry(entry) => format!("the same refresh token as entry {entry}"),
+        };
+        Self {
+            index: taken.entry,
+            field: "credentials.refresh_token".into(),
+            reason: format!(
+                "{reason} (two accounts sharing one rotating refresh token lose each other's rotations)"
+            ),
         }
     }
 
@@ -97,7 +114,8 @@ impl ImportError {
 /// [`ImportError`] for the first problem: not JSON, not an array, an entry
 /// that is not an object, an unknown or missing field, a value of the wrong
 /// kind, an `oauth` entry without `access_token`, `refresh_token` or a
-/// readable `expires_at`.
+/// readable `expires_at`, an entry repeating an earlier entry's refresh
+/// token.
 pub fn parse_import(
     bytes: &[u8],
     executors: &ExecutorRegistry,
@@ -120,11 +138,16 @@ pub fn parse_import(
             "expected a JSON array of accounts at the top level",
         ));
     };
-    entries
+    let accounts = entries
         .into_iter()
         .enumerate()
         .map(|(index, entry)| parse_entry(index, entry, executors))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    refresh_core::ports::duplicate_refresh_tokens("import", &accounts).map_err(|e| {
+        e.taken_refresh_token()
+            .map_or_else(|| ImportError::file(e.to_string()), ImportError::taken)
+    })?;
+    Ok(accounts)
 }
 
 /// serde_json's message without the part that may quote the input.

@@ -23,6 +23,16 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is readable or writable by others than its owner.
+    #[error(
+        "encryption_key_file {path}: readable by group or others (mode {mode:03o}); restrict it to its owner (chmod 600) and run again"
+    )]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The file does not hold a key.
     #[error("encryption_key_file {path}: {reason}")]
     Invalid {
@@ -33,12 +43,30 @@ pub enum KeyFileError {
     },
 }
 
-/// Reads the key in `path`.
+/// Reads the key in `path`. On Unix a file that its group or others may
+/// read or write is refused: the key opens every stored credential.
 ///
 /// # Errors
-/// [`KeyFileError::Io`] when it cannot be read, [`KeyFileError::Invalid`]
-/// when it does not hold a 32-byte key in base64 or hex.
+/// [`KeyFileError::Io`] when it cannot be read, [`KeyFileError::Insecure`]
+/// when its mode grants any access beyond its owner,
+/// [`KeyFileError::Invalid`] when it does not hold a 32-byte key in base64
+/// or hex.
 pub fn read_key_file(path: &Path) -> Result<SealingKey, KeyFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = std::fs::metadata(path).map_err(|source| KeyFileError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::Insecure {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
         path: path.to_owned(),
         source,
@@ -51,7 +79,10 @@ pub fn read_key_file(path: &Path) -> Result<SealingKey, KeyFileError> {
 }
 
 /// Generates a fresh key into `path`, which must not exist, readable and
-/// writable by its owner only (mode 0600 on Unix).
+/// writable by its owner only (mode 0600 on Unix). The key is written to a
+/// temporary file created with that mode in the same directory, synced,
+/// and then linked to `path` (which fails if `path` exists): there is no
+/// moment where `path` exists with wider permissions or a partial key.
 ///
 /// # Errors
 /// [`KeyFileError::Io`] when the file exists or cannot be written.
@@ -61,6 +92,16 @@ pub fn generate_key_file(path: &Path) -> Result<SealingKey, KeyFileError> {
         source,
     };
     let key = SealingKey::generate();
+    let name = path
+        .file_name()
+        .map_or_else(|| "key".into(), |n| n.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(
+        ".{name}.{}.{:x}.tmp",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -68,11 +109,17 @@ pub fn generate_key_file(path: &Path) -> Result<SealingKey, KeyFileError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(io)?;
-    let encoded = key.expose_base64();
-    file.write_all(encoded.as_bytes()).map_err(io)?;
-    file.write_all(b"\n").map_err(io)?;
-    file.sync_all().map_err(io)?;
+    let written = (|| {
+        let mut file = options.open(&temporary)?;
+        let encoded = key.expose_base64();
+        file.write_all(encoded.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        // No clobber: fails when `path` exists.
+        std::fs::hard_link(&temporary, path)
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    written.map_err(io)?;
     Ok(key)
 }
 
@@ -97,8 +144,22 @@ mod tests {
             matches!(again, KeyFileError::Io { .. }),
             "never overwritten"
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let error = read_key_file(&path).unwrap_err();
+            assert!(
+                matches!(error, KeyFileError::Insecure { mode: 0o644, .. }),
+                "{error}"
+            );
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         std::fs::write(&path, "not a key").unwrap();
         let error = read_key_file(&path).unwrap_err().to_string();
         assert!(error.contains("encryption_key_file") && !error.contains("not a key"));
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
     }
 }

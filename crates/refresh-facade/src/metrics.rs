@@ -239,7 +239,8 @@ impl Metrics {
             .store(layered, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Records one background cycle.
+    /// Records one background cycle (the observer does this for every
+    /// cycle of a stack built with [`observer`](Self::observer)).
     pub fn record_cycle(&self, report: &CycleReport, elapsed: Duration) {
         let i = &self.inner;
         let result = if report.cancelled {
@@ -389,6 +390,17 @@ impl FlowObserver for Metrics {
             .cache_lookups
             .with_label_values(&["redis", result])
             .inc();
+    }
+
+    fn process_cache_miss(&self) {
+        self.inner
+            .cache_lookups
+            .with_label_values(&["process", "miss"])
+            .inc();
+    }
+
+    fn background_cycle(&self, report: &CycleReport, elapsed: Duration) {
+        self.record_cycle(report, elapsed);
     }
 
     fn waited(&self, platform: &Platform, waited: Duration, hit: bool) {

@@ -508,7 +508,7 @@ async fn config_prints_the_effective_configuration_with_secrets_redacted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
     let sb = Sandbox::new().await;
-    sb.write_config("[serve]\napi_keys = [\"right-key\"]\n");
+    sb.write_config("[serve]\napi_keys = [\"right-key-0123456789\"]\n");
     sb.run(&["migrate"]).await.ok();
     let grant = sb.seed(EmulatedProvider::Claude);
     let file = sb.write_import(
@@ -548,7 +548,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
 
     let right = client
         .get(&token_url)
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -566,7 +566,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
 
     let missing = client
         .get(format!("{url}/v1/accounts/424242/access-token"))
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -575,7 +575,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
     assert_eq!(body["error"]["code"], "account_not_found");
     let missing = client
         .get(format!("{url}/v1/accounts/424242"))
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -583,7 +583,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
 
     let list = client
         .get(format!("{url}/v1/accounts"))
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -595,7 +595,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
     assert_eq!(list["accounts"][0]["credentials_version"], 1);
     let one = client
         .get(format!("{url}/v1/accounts/1"))
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap()
@@ -606,7 +606,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
 
     let refresh = client
         .post(format!("{url}/v1/accounts/1/refresh?force=true"))
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -631,7 +631,7 @@ async fn serve_checks_keys_answers_json_errors_and_never_lists_a_secret() {
     sb.emulator.revoke(refresh_providers::emulator::GrantId(1));
     let rejected = client
         .post(format!("{url}/v1/accounts/1/refresh?force=true"))
-        .bearer_auth("right-key")
+        .bearer_auth("right-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -672,7 +672,7 @@ async fn serve_refuses_to_start_without_keys_unless_insecure_loopback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn warm_token_reads_touch_no_store_and_metrics_parse_and_move() {
     let sb = Sandbox::new().await;
-    sb.write_config("[serve]\napi_keys = [\"k\"]\n");
+    sb.write_config("[serve]\napi_keys = [\"key-0123456789abcdef\"]\n");
     sb.run(&["migrate"]).await.ok();
     let grant = sb.seed(EmulatedProvider::OpenAi);
     let file = sb.write_import(
@@ -700,7 +700,7 @@ async fn warm_token_reads_touch_no_store_and_metrics_parse_and_move() {
     // Cold read: one refresh, counted.
     let first: serde_json::Value = client
         .get(format!("{url}/v1/accounts/1/access-token"))
-        .bearer_auth("k")
+        .bearer_auth("key-0123456789abcdef")
         .send()
         .await
         .unwrap()
@@ -756,7 +756,7 @@ async fn warm_token_reads_touch_no_store_and_metrics_parse_and_move() {
     for _ in 0..200 {
         let warm: serde_json::Value = client
             .get(format!("{url}/v1/accounts/1/access-token"))
-            .bearer_auth("k")
+            .bearer_auth("key-0123456789abcdef")
             .send()
             .await
             .unwrap()
@@ -789,7 +789,7 @@ async fn warm_token_reads_touch_no_store_and_metrics_parse_and_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_a_refresh_persists_it_before_exit() {
     let sb = Sandbox::new().await;
-    sb.write_config("[serve]\napi_keys = [\"k\"]\n");
+    sb.write_config("[serve]\napi_keys = [\"key-0123456789abcdef\"]\n");
     sb.run(&["migrate"]).await.ok();
     let grant = sb.seed(EmulatedProvider::Claude);
     let file = sb.write_import(
@@ -815,7 +815,7 @@ async fn sigterm_during_a_refresh_persists_it_before_exit() {
         .unwrap();
     let gave_up = impatient
         .get(format!("{}/v1/accounts/1/access-token", served.url))
-        .bearer_auth("k")
+        .bearer_auth("key-0123456789abcdef")
         .send()
         .await;
     assert!(gave_up.is_err(), "the client timed out");

@@ -17,7 +17,7 @@ fn config(pg: &PgDatabase, redis_url: &str, prefix: &str) -> String {
         "database_url = \"{}\"\nredis_url = \"{redis_url}\"\n\
          [database]\nmax_connections = 4\n\
          [redis]\nkey_prefix = \"{prefix}\"\n\
-         [serve]\napi_keys = [\"cluster-key\"]\n",
+         [serve]\napi_keys = [\"cluster-key-0123456789\"]\n",
         pg.url
     )
 }
@@ -88,7 +88,7 @@ async fn migrate_import_list_show_token_refresh_on_postgres_with_redis() {
     let url = format!("{}/v1/accounts/1/access-token", served.url);
     let cold = client
         .get(&url)
-        .bearer_auth("cluster-key")
+        .bearer_auth("cluster-key-0123456789")
         .send()
         .await
         .unwrap();
@@ -99,7 +99,7 @@ async fn migrate_import_list_show_token_refresh_on_postgres_with_redis() {
     for _ in 0..100 {
         let warm: Value = client
             .get(&url)
-            .bearer_auth("cluster-key")
+            .bearer_auth("cluster-key-0123456789")
             .send()
             .await
             .unwrap()
@@ -192,7 +192,7 @@ async fn hammer(test: &str, kill_redis_first: bool) {
         calls.spawn(async move {
             let response = client
                 .get(url)
-                .bearer_auth("cluster-key")
+                .bearer_auth("cluster-key-0123456789")
                 .send()
                 .await
                 .expect("request");
@@ -252,9 +252,15 @@ async fn hammer(test: &str, kill_redis_first: bool) {
     assert_eq!(sb.emulator.stats().refreshes, 8);
 
     let mut unavailable = 0.0;
+    let mut fallbacks = 0.0;
     let mut refreshed = 0.0;
     for server in &servers {
         let samples = scrape(&server.url).await;
+        fallbacks += metric(
+            &samples,
+            "oauth_refresh_lock_fallbacks_total",
+            &[("from", "redis")],
+        );
         unavailable += metric(
             &samples,
             "oauth_refresh_lock_unavailable_total",
@@ -275,8 +281,13 @@ async fn hammer(test: &str, kill_redis_first: bool) {
             unavailable >= 1.0,
             "Redis was down: the database lease took over"
         );
+        assert_eq!(
+            fallbacks, unavailable,
+            "each unavailable Redis lease fell to the database lease"
+        );
     } else {
         assert_eq!(unavailable, 0.0);
+        assert_eq!(fallbacks, 0.0);
     }
     for mut server in servers {
         server.signal("-TERM");

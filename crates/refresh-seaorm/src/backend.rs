@@ -95,6 +95,66 @@ impl SeaOrmBackend {
         })
     }
 
+    /// Checks that this backend's sealing reads what the database holds:
+    /// the first sealed account must open under the configured keys. A
+    /// database of sealed credentials opened in plaintext mode (which would
+    /// write plaintext rows beside them), or with a key that did not seal
+    /// them (which would write rows only that key opens, and read none of
+    /// the others), is refused before anything is written. A database with
+    /// no sealed row (new, or plaintext before sealing was switched on)
+    /// passes.
+    ///
+    /// # Errors
+    /// `InvalidData` naming the account and the key ids (never key
+    /// material); a [`StorageError`] when the database fails. `Ok` when the
+    /// accounts table does not exist yet.
+    pub async fn check_sealing(&self) -> Result<(), StorageError> {
+        const OP: &str = "check_sealing";
+        let sql = "SELECT id, platform, credentials FROM accounts WHERE credentials LIKE 's1.%' ORDER BY id LIMIT 1";
+        let row = match crate::db::query_one(self.db.conn(), self.db.dialect(), OP, sql, Vec::new())
+            .await
+        {
+            Ok(row) => row,
+            // Not migrated yet: nothing stored, nothing to check.
+            Err(_) => return Ok(()),
+        };
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let id = refresh_core::AccountId(crate::db::column::<i64>(&row, OP, "id")?);
+        let platform: String = crate::db::column(&row, OP, "platform")?;
+        let stored: String = crate::db::column(&row, OP, "credentials")?;
+        let key_id: String = stored
+            .split('.')
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take(16)
+            .collect();
+        let Some(sealer) = self.db.sealing().as_sealer() else {
+            return Err(StorageError::invalid_data(
+                OP,
+                format!(
+                    "the database holds sealed credentials (account {id}, key id {key_id}) but no encryption key is configured: configure the key that sealed them; nothing was written"
+                ),
+            ));
+        };
+        let Ok(platform) = platform.parse::<refresh_core::Platform>() else {
+            // A corrupt row: the listing reports it; no verdict on the key.
+            return Ok(());
+        };
+        let context = crate::seal::context::credentials(id, &platform);
+        if sealer.open(&stored, &context).is_err() {
+            return Err(StorageError::invalid_data(
+                OP,
+                format!(
+                    "the configured encryption key does not open the stored credentials (account {id} is sealed with key id {key_id}): configure the key that sealed them, or list it in the previous keys; nothing was written"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The account repository, which is also the catalog.
     pub fn repository(&self) -> SeaOrmAccountRepository {
         SeaOrmAccountRepository::new(self.db.clone())

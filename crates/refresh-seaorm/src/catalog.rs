@@ -12,10 +12,50 @@ use crate::error::storage_error;
 use crate::repository::SeaOrmAccountRepository;
 use refresh_core::{
     Account, AccountCatalog, AccountFilter, AccountId, AccountPage, Credentials, MetadataUpdate,
-    NewAccount, Platform, StatusCounts, StorageError, ports::invalid_entry,
+    NewAccount, Platform, RefreshTokenTaken, StatusCounts, StorageError, TokenHolder,
+    ports::{duplicate_refresh_tokens, invalid_entry},
 };
 
+/// The refusal of a refresh token `holder` already holds.
+fn taken(op: &'static str, holder: AccountId) -> StorageError {
+    StorageError::refresh_token_taken(
+        op,
+        RefreshTokenTaken {
+            entry: None,
+            holder: TokenHolder::Account(holder),
+        },
+    )
+}
+
 impl SeaOrmAccountRepository {
+    /// The account other than `except` whose stored refresh token is that
+    /// of `credentials` (by the `refresh_fingerprint` column, so it works
+    /// on sealed rows), on `conn`.
+    async fn holder_of(
+        &self,
+        conn: &impl ConnectionTrait,
+        op: &'static str,
+        credentials: &Credentials,
+        except: Option<AccountId>,
+    ) -> Result<Option<AccountId>, StorageError> {
+        let fingerprint = fingerprint_column(credentials);
+        if fingerprint.is_empty() {
+            return Ok(None);
+        }
+        let sql = "SELECT id FROM accounts WHERE refresh_fingerprint = $1 AND id <> $2 ORDER BY id LIMIT 1";
+        let except = except.map_or(i64::MIN, |id| id.0);
+        let row = query_one(
+            conn,
+            self.db.dialect(),
+            op,
+            sql,
+            vec![fingerprint.into(), except.into()],
+        )
+        .await?;
+        row.map(|row| column::<i64>(&row, op, "id").map(AccountId))
+            .transpose()
+    }
+
     /// Creates `new` on `conn` under a store-assigned id: the row goes in
     /// with its secrets empty, then they are sealed under the id it got
     /// (the sealing context binds the id). Run inside a transaction.
@@ -25,6 +65,9 @@ impl SeaOrmAccountRepository {
         op: &'static str,
         new: NewAccount,
     ) -> Result<Account, StorageError> {
+        if let Some(holder) = self.holder_of(conn, op, &new.credentials, None).await? {
+            return Err(taken(op, holder));
+        }
         let dialect = self.db.dialect();
         let insert = "INSERT INTO accounts (name, platform, account_type, status, error_message, \
                       credentials, refresh_fingerprint, extra, proxy_url, priority, credentials_version, \
@@ -78,6 +121,7 @@ impl SeaOrmAccountRepository {
                 .validate()
                 .map_err(|e| invalid_entry(op, index, &e))?;
         }
+        duplicate_refresh_tokens(op, &accounts)?;
         if accounts.is_empty() {
             return Ok(Vec::new());
         }
@@ -90,17 +134,28 @@ impl SeaOrmAccountRepository {
             .begin()
             .await
             .map_err(|e| storage_error(op, e))?;
+        if self.db.dialect().0 == sea_orm::DbBackend::Sqlite {
+            // The check for a held refresh token reads before the first
+            // insert: take the write lock first, or the read snapshot could
+            // not be upgraded when another pool writes meanwhile.
+            let lock = "DELETE FROM accounts WHERE 1 = 0";
+            if let Err(error) = exec(&txn, self.db.dialect(), op, lock, Vec::new()).await {
+                let _ = txn.rollback().await;
+                return Err(error);
+            }
+        }
         let mut created = Vec::with_capacity(accounts.len());
+        let single = accounts.len() == 1 && op == "create";
         for (index, account) in accounts.into_iter().enumerate() {
             match self.create_on(&txn, op, account).await {
                 Ok(account) => created.push(account),
                 Err(error) => {
                     let _ = txn.rollback().await;
-                    return Err(StorageError::new(
-                        error.kind(),
-                        op,
-                        format!("entry {index}: {error}"),
-                    ));
+                    return Err(if single && error.taken_refresh_token().is_some() {
+                        error
+                    } else {
+                        error.in_entry(index)
+                    });
                 }
             }
         }
@@ -261,6 +316,12 @@ impl AccountCatalog for SeaOrmAccountRepository {
         // was deleted and re-created with another platform meanwhile.
         for _ in 0..2 {
             let platform = self.platform_of(OP, id).await?.ok_or_else(not_found)?;
+            if let Some(holder) = self
+                .holder_of(self.db.conn(), OP, credentials, Some(id))
+                .await?
+            {
+                return Err(taken(OP, holder));
+            }
             let written = self
                 .write_credentials(OP, id, &platform, credentials, "", Vec::new())
                 .await?;

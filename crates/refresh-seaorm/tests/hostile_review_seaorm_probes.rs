@@ -1349,7 +1349,9 @@ async fn probe_sqlite_many_pools_never_surface_database_is_locked() {
                         4 => pool.claim_store().purge(100).await.map(|_| ()),
                         _ => pool
                             .repository()
-                            .import(vec![new_account(i)])
+                            // Each import its own refresh token: the
+                            // catalog refuses one another account holds.
+                            .import(vec![new_account(10_000 + (p * 8 + t) * 100 + i)])
                             .await
                             .map(|_| ()),
                     };

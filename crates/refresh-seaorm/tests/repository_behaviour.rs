@@ -568,3 +568,79 @@ async fn two_databases_have_different_installation_ids() {
     }
     assert_ne!(ids[0], ids[1]);
 }
+
+// ---------------------------------------------------------------------
+// One account per refresh token: the unique index and its migration
+// ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_unique_index_refuses_a_shared_refresh_token_behind_the_catalogs_back() {
+    let file = SqliteFile::new("unique_refresh_token");
+    let backend = file.open(sealed()).await;
+    let repo = backend.repository();
+    let first = repo
+        .insert(account_expiring(1, Some(60)))
+        .await
+        .expect("insert");
+    // A second row with the same fingerprint, written raw: the index (not
+    // only the catalog's check) refuses it.
+    let fingerprint =
+        refresh_core::Fingerprint::of(&first.credentials.refresh_token().expect("a refresh token"))
+            .to_hex();
+    let conn = backend.connection();
+    let duplicate = format!(
+        "INSERT INTO accounts (id, name, platform, account_type, status, credentials, refresh_fingerprint, extra, priority, credentials_version, created_at, updated_at) \
+         VALUES (2, 'twin', 'anthropic', 'oauth', 'active', '{{}}', '{fingerprint}', '{{}}', 0, 0, 0, 0)"
+    );
+    let refused = conn
+        .execute(Statement::from_string(
+            conn.get_database_backend(),
+            duplicate.clone(),
+        ))
+        .await;
+    assert!(refused.is_err(), "the unique index refuses the twin row");
+    // Rows without a refresh token (fingerprint '') never conflict.
+    for id in [3, 4] {
+        raw(
+            &backend,
+            &format!(
+                "INSERT INTO accounts (id, name, platform, account_type, status, credentials, refresh_fingerprint, extra, priority, credentials_version, created_at, updated_at) \
+                 VALUES ({id}, 'key', 'openai', 'apikey', 'active', '{{}}', '', '{{}}', 0, 0, 0, 0)"
+            ),
+        )
+        .await;
+    }
+
+    // A database from before the index where two accounts already share a
+    // token: migrate refuses, names them, and changes nothing.
+    raw(&backend, "DROP INDEX accounts_refresh_fingerprint_unique").await;
+    raw(
+        &backend,
+        "DELETE FROM oauth_refresh_migrations WHERE version = 'm20261207_000005_unique_refresh_token'",
+    )
+    .await;
+    raw(&backend, &duplicate).await;
+    let error = backend
+        .migrate()
+        .await
+        .expect_err("two accounts share a token");
+    let text = error.to_string();
+    assert!(text.contains("accounts 1 and 2"), "{text}");
+    assert!(!text.contains(&fingerprint), "{text}");
+    let pending = conn
+        .query_one(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM oauth_refresh_migrations WHERE version = 'm20261207_000005_unique_refresh_token'".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get::<i64>("", "n")
+        .expect("n");
+    assert_eq!(pending, 0, "nothing was applied");
+    raw(&backend, "DELETE FROM accounts WHERE id = 2").await;
+    backend
+        .migrate()
+        .await
+        .expect("migrates once the twin is gone");
+}

@@ -184,7 +184,8 @@ async fn a_ciphertext_moved_to_another_row_is_refused_and_nothing_else_breaks() 
             .compare_and_set_credentials(
                 account.id,
                 CasExpectation::of(&account),
-                &secret_credentials(9),
+                // Each its own refresh token: one account per token.
+                &secret_credentials(10 + u32::try_from(id).expect("small")),
             )
             .await
             .expect("cas");

@@ -80,6 +80,7 @@ impl BackgroundRefresher {
     /// still finish detached).
     pub async fn run_cycle(&self, shutdown: &CancellationToken) -> CycleReport {
         let inner = &self.inner;
+        let started = tokio::time::Instant::now();
         let cfg = &inner.config;
         let window = cfg.window.max(inner.executors.max_min_window());
         let before = crate::domain::add_duration(inner.flow.clock().now(), window);
@@ -164,6 +165,10 @@ impl BackgroundRefresher {
         if !report.cancelled {
             self.purge_claims().await;
         }
+        inner
+            .flow
+            .observer()
+            .background_cycle(&report, started.elapsed());
         if report.is_eventful() {
             info!(?report, "background refresh cycle");
         } else {

@@ -14,5 +14,5 @@ pub use flow::{FlowError, FlowStage};
 pub use oauth_code::{OAuthErrorBody, OAuthErrorCode, redact_token_like, sanitize_description};
 pub use provider::ProviderError;
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
-pub use storage::{StorageError, StorageErrorKind};
+pub use storage::{RefreshTokenTaken, StorageError, StorageErrorKind, TokenHolder};
 pub use token::TokenError;

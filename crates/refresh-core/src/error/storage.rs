@@ -4,6 +4,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::domain::AccountId;
+
 /// What went wrong in a backend, which decides whether a retry may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -61,8 +63,49 @@ pub struct StorageError {
     kind: StorageErrorKind,
     operation: &'static str,
     message: String,
+    /// Boxed: most errors have none, and every error type embedding a
+    /// `StorageError` stays small.
+    taken: Option<Box<RefreshTokenTaken>>,
     #[source]
     source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+/// A catalog write refused because the refresh token it would store is
+/// already held: two accounts sharing one rotating refresh token means
+/// the first refresh of either rotates it and the other loses its grant.
+/// Read it with [`StorageError::refresh_token_taken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshTokenTaken {
+    /// The entry of an import whose token is taken; `None` for a single
+    /// `create` or `replace_credentials`.
+    pub entry: Option<usize>,
+    /// Who holds it.
+    pub holder: TokenHolder,
+}
+
+/// Who already holds a refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHolder {
+    /// A stored account.
+    Account(AccountId),
+    /// An earlier entry of the same import.
+    Entry(usize),
+}
+
+impl fmt::Display for RefreshTokenTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(entry) = self.entry {
+            write!(f, "entry {entry}: ")?;
+        }
+        f.write_str("credentials.refresh_token: ")?;
+        match self.holder {
+            TokenHolder::Account(id) => write!(f, "already held by account {id}")?,
+            TokenHolder::Entry(entry) => write!(f, "the same refresh token as entry {entry}")?,
+        }
+        f.write_str(
+            " (two accounts sharing one rotating refresh token lose each other's rotations)",
+        )
+    }
 }
 
 impl StorageError {
@@ -76,8 +119,38 @@ impl StorageError {
             kind,
             operation,
             message: message.into(),
+            taken: None,
             source: None,
         }
+    }
+
+    /// A [`StorageErrorKind::Conflict`]: the refresh token of `taken.entry`
+    /// is already held by `taken.holder`.
+    pub fn refresh_token_taken(operation: &'static str, taken: RefreshTokenTaken) -> Self {
+        Self {
+            taken: Some(Box::new(taken)),
+            ..Self::conflict(operation, taken.to_string())
+        }
+    }
+
+    /// Which refresh token a catalog write was refused for, and who holds
+    /// it; `None` for every other error.
+    pub fn taken_refresh_token(&self) -> Option<RefreshTokenTaken> {
+        self.taken.as_deref().copied()
+    }
+
+    /// This error with `entry` as the import entry it is about (a refresh
+    /// token conflict found while storing entry `entry` of a batch).
+    #[must_use]
+    pub fn in_entry(mut self, entry: usize) -> Self {
+        match &mut self.taken {
+            Some(taken) => {
+                taken.entry = Some(entry);
+                self.message = taken.to_string();
+            }
+            None => self.message = format!("entry {entry}: {}", self.message),
+        }
+        self
     }
 
     /// Shorthand for [`StorageErrorKind::Unavailable`].
@@ -124,6 +197,11 @@ impl StorageError {
     /// The kind.
     pub fn kind(&self) -> StorageErrorKind {
         self.kind
+    }
+
+    /// The message, without the kind and the operation.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// The operation that failed (`get`, `compare_and_set_credentials`, ...).

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{FlowError, StorageError};
-use crate::domain::{AccountId, AccountType, Platform};
+use crate::domain::{AccountId, AccountStatus, AccountType, Platform};
 
 /// The request path could not produce a currently valid access token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +65,15 @@ pub enum TokenError {
         /// The account.
         id: AccountId,
     },
+    /// The account is `disabled` or `error`: it is neither served nor
+    /// refreshed until an operator sets it `active` again.
+    #[error("account {id} is {status}, not active")]
+    Inactive {
+        /// The account.
+        id: AccountId,
+        /// Its status.
+        status: AccountStatus,
+    },
     /// No account has this id.
     #[error("account {id} not found")]
     UnknownAccount {
@@ -92,6 +101,7 @@ impl TokenError {
             Self::UnsupportedPlatform { .. }
             | Self::NotEligible { .. }
             | Self::MissingAccessToken { .. }
+            | Self::Inactive { .. }
             | Self::UnknownAccount { .. } => false,
         }
     }

@@ -91,6 +91,22 @@ impl FlowConfig {
         self.upstream_timeout.saturating_add(self.upstream_grace)
     }
 
+    /// The longest a refresh that has started can still run: the upstream
+    /// call with its grace ([`send_margin`](Self::send_margin)), every
+    /// persist attempt with its backoff, and the lease release. A process
+    /// that stops waiting for its refreshes sooner (a shutdown grace
+    /// period) can abandon a refresh that rotates the grant upstream and is
+    /// never stored.
+    pub fn refresh_deadline(&self) -> Duration {
+        let persist = (1..=self.persist_attempts).fold(Duration::ZERO, |sum, attempt| {
+            sum.saturating_add(self.persist_attempt_timeout)
+                .saturating_add(self.persist_backoff_before(attempt))
+        });
+        self.send_margin()
+            .saturating_add(persist)
+            .saturating_add(self.release_timeout)
+    }
+
     /// Checks the invariants of the configuration.
     ///
     /// # Errors

@@ -5,16 +5,38 @@ use async_trait::async_trait;
 use super::InMemoryAccountRepository;
 use super::account_repository::State;
 use crate::domain::{Account, AccountId, Credentials, Platform};
-use crate::error::StorageError;
+use crate::error::{RefreshTokenTaken, StorageError, TokenHolder};
 use crate::ports::{
     AccountCatalog, AccountFilter, AccountPage, MetadataUpdate, NewAccount, StatusCounts,
-    invalid_entry,
+    duplicate_refresh_tokens, invalid_entry,
 };
+
+fn taken(op: &'static str, entry: Option<usize>, holder: AccountId) -> StorageError {
+    StorageError::refresh_token_taken(
+        op,
+        RefreshTokenTaken {
+            entry,
+            holder: TokenHolder::Account(holder),
+        },
+    )
+}
 
 impl State {
     /// The next free id: one past the largest stored.
     fn next_id(&self) -> AccountId {
         AccountId(self.accounts.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    /// The stored account other than `except` holding `credentials`'
+    /// refresh token, if any.
+    fn holder_of(&self, credentials: &Credentials, except: Option<AccountId>) -> Option<AccountId> {
+        let token = credentials.refresh_token()?;
+        self.accounts
+            .values()
+            .find(|a| {
+                Some(a.id) != except && a.credentials.refresh_token().as_ref() == Some(&token)
+            })
+            .map(|a| a.id)
     }
 
     fn create(&mut self, new: NewAccount) -> Account {
@@ -32,7 +54,11 @@ impl AccountCatalog for InMemoryAccountRepository {
         account
             .validate()
             .map_err(|e| invalid_entry("create", 0, &e))?;
-        Ok(self.write().create(account))
+        let mut state = self.write();
+        if let Some(holder) = state.holder_of(&account.credentials, None) {
+            return Err(taken("create", None, holder));
+        }
+        Ok(state.create(account))
     }
 
     async fn import(&self, accounts: Vec<NewAccount>) -> Result<Vec<Account>, StorageError> {
@@ -41,7 +67,13 @@ impl AccountCatalog for InMemoryAccountRepository {
                 .validate()
                 .map_err(|e| invalid_entry("import", index, &e))?;
         }
+        duplicate_refresh_tokens("import", &accounts)?;
         let mut state = self.write();
+        for (index, account) in accounts.iter().enumerate() {
+            if let Some(holder) = state.holder_of(&account.credentials, None) {
+                return Err(taken("import", Some(index), holder));
+            }
+        }
         Ok(accounts.into_iter().map(|a| state.create(a)).collect())
     }
 
@@ -122,7 +154,17 @@ impl AccountCatalog for InMemoryAccountRepository {
             )
         })?;
         let mut stored = None;
-        self.write().update(id, "replace_credentials", |account| {
+        let mut state = self.write();
+        if !state.accounts.contains_key(&id) {
+            return Err(StorageError::not_found(
+                "replace_credentials",
+                "account not found",
+            ));
+        }
+        if let Some(holder) = state.holder_of(credentials, Some(id)) {
+            return Err(taken("replace_credentials", None, holder));
+        }
+        state.update(id, "replace_credentials", |account| {
             account.set_credentials(credentials.clone());
             account.credentials_version += 1;
             stored = Some(account.clone());

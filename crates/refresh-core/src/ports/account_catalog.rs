@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::account_repository::CorruptAccount;
+use crate::domain::Fingerprint;
 use crate::domain::{
     Account, AccountId, AccountStatus, AccountType, Credentials, Platform, ProxyUrl,
 };
-use crate::error::{DomainError, StorageError};
+use crate::error::{DomainError, RefreshTokenTaken, StorageError, TokenHolder};
 
 /// The longest account name a catalog accepts, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
@@ -245,6 +246,34 @@ pub fn invalid_entry(operation: &'static str, index: usize, error: &DomainError)
     StorageError::invalid_data(operation, format!("entry {index}: {error}"))
 }
 
+/// Refuses a batch in which two entries carry the same (non-blank) refresh
+/// token: the typed [`RefreshTokenTaken`] naming the later entry and the
+/// earlier one. Backends call it before storing anything.
+///
+/// # Errors
+/// [`StorageError::refresh_token_taken`] for the first repeated token.
+pub fn duplicate_refresh_tokens(
+    operation: &'static str,
+    accounts: &[NewAccount],
+) -> Result<(), StorageError> {
+    let mut seen = std::collections::HashMap::new();
+    for (index, account) in accounts.iter().enumerate() {
+        let Some(token) = account.credentials.refresh_token() else {
+            continue;
+        };
+        if let Some(first) = seen.insert(Fingerprint::of(&token), index) {
+            return Err(StorageError::refresh_token_taken(
+                operation,
+                RefreshTokenTaken {
+                    entry: Some(index),
+                    holder: TokenHolder::Entry(first),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Account administration for operators (the CLI and the HTTP sidecar).
 ///
 /// # Contract
@@ -264,6 +293,13 @@ pub fn invalid_entry(operation: &'static str, index: usize, error: &DomainError)
 /// - [`replace_credentials`](Self::replace_credentials) is a credential
 ///   write: it bumps `credentials_version` (so an in-flight refresh's
 ///   fenced write loses) and re-derives `expires_at`, touching nothing else.
+/// - A refresh token is held by one account at most: `create`, `import`
+///   and `replace_credentials` refuse a (non-blank) refresh token another
+///   stored account holds, or that an earlier entry of the same import
+///   carries, with a `Conflict` whose
+///   [`taken_refresh_token`](StorageError::taken_refresh_token) names the
+///   entry and the holder (nothing is stored). Two accounts sharing one
+///   rotating refresh token would lose each other's rotations.
 /// - Errors carry a [`StorageErrorKind`](crate::StorageErrorKind) and no
 ///   secret; an invalid entry is `InvalidData` naming its index and field.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
@@ -272,7 +308,9 @@ pub trait AccountCatalog: Send + Sync {
     /// Creates one account under a fresh id.
     ///
     /// # Errors
-    /// `InvalidData` for an invalid account; other kinds when the store
+    /// `InvalidData` for an invalid account; `Conflict` with
+    /// [`taken_refresh_token`](StorageError::taken_refresh_token) when
+    /// another account holds its refresh token; other kinds when the store
     /// fails.
     async fn create(&self, account: NewAccount) -> Result<Account, StorageError>;
 
@@ -281,8 +319,10 @@ pub trait AccountCatalog: Send + Sync {
     ///
     /// # Errors
     /// `InvalidData` naming the first invalid entry's index and field (then
-    /// nothing is stored); other kinds when the store fails (nothing is
-    /// stored either).
+    /// nothing is stored); `Conflict` with
+    /// [`taken_refresh_token`](StorageError::taken_refresh_token) for an
+    /// entry whose refresh token is held; other kinds when the store fails
+    /// (nothing is stored either).
     async fn import(&self, accounts: Vec<NewAccount>) -> Result<Vec<Account>, StorageError>;
 
     /// Up to `limit` accounts passing `filter` with ids greater than
@@ -328,7 +368,10 @@ pub trait AccountCatalog: Send + Sync {
     ///
     /// # Errors
     /// `NotFound` for a missing account; `InvalidData` for an unreadable
-    /// `expires_at`; other kinds when the store fails.
+    /// `expires_at`; `Conflict` with
+    /// [`taken_refresh_token`](StorageError::taken_refresh_token) when
+    /// another account holds the refresh token; other kinds when the store
+    /// fails.
     async fn replace_credentials(
         &self,
         id: AccountId,

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use crate::background::CycleReport;
 use crate::domain::Platform;
 use crate::ports::RefreshEvent;
 
-/// Receives the events of refreshes and token reads: lock acquisitions by
-/// layer, contention and fallbacks, upstream calls with their latency and
-/// outcome, refresh outcomes, shared-cache lookups and waits. A metrics
+/// Receives the events of refreshes, token reads and background cycles:
+/// lock acquisitions by layer, contention and fallbacks, upstream calls
+/// with their latency and outcome, refresh outcomes, in-process cache
+/// misses, shared-cache lookups, waits, and each background cycle's report
+/// and duration. A metrics
 /// exporter implements the methods it needs; the others do nothing.
 ///
 /// # Contract
@@ -60,6 +63,16 @@ pub trait FlowObserver: Send + Sync {
     /// A caller waited `waited` for a refresh held elsewhere; `hit` when it
     /// got a newer token.
     fn waited(&self, _platform: &Platform, _waited: Duration, _hit: bool) {}
+
+    /// A token read missed the in-process cache and took the slow path
+    /// (shared cache, store, refresh). Concurrent callers of one account
+    /// that share one resolution count once. (Hits are not reported: see
+    /// [`TokenProvider::local_hits`](crate::TokenProvider::local_hits).)
+    fn process_cache_miss(&self) {}
+
+    /// A background cycle ended after `elapsed` with `report` (also a
+    /// cycle cut short by shutdown: `report.cancelled`).
+    fn background_cycle(&self, _report: &CycleReport, _elapsed: Duration) {}
 }
 
 /// The observer that reports nothing (the default).

@@ -20,7 +20,7 @@ mod token_cache;
 
 pub use account_catalog::{
     AccountCatalog, AccountFilter, AccountPage, MAX_NAME_CHARS, MetadataUpdate, NewAccount,
-    StatusCounts, invalid_entry,
+    StatusCounts, duplicate_refresh_tokens, invalid_entry,
 };
 pub use account_repository::{
     AccountRepository, CasExpectation, CasOutcome, CorruptAccount, DueCursor, DuePage,

@@ -26,7 +26,7 @@ pub use metrics::{MetricsSnapshot, PlatformMetrics, TokenMetrics};
 use self::local_cache::LocalCache;
 use self::metrics::Event;
 use crate::concurrency::{SingleFlight, bounded};
-use crate::domain::{Account, AccountId, Platform, RefreshKey};
+use crate::domain::{Account, AccountId, AccountStatus, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshFlow;
 use crate::policy::ProviderRefreshPolicy;
@@ -90,10 +90,14 @@ impl TokenProvider {
     /// a refresh when within the skew, a bounded wait when the refresh is
     /// held elsewhere. A token that has expired is never returned.
     ///
+    /// An account that is not `active` (`disabled`, `error`) is neither
+    /// served nor refreshed: [`TokenError::Inactive`], also when the stored
+    /// account read on a miss is no longer active.
+    ///
     /// # Errors
-    /// A [`TokenError`]: unsupported platform or type, no access token, a
-    /// failed refresh the policy does not absorb, a wait that timed out
-    /// with an expired token.
+    /// A [`TokenError`]: an inactive account, unsupported platform or type,
+    /// no access token, a failed refresh the policy does not absorb, a wait
+    /// that timed out with an expired token.
     pub async fn access_token(&self, account: &Account) -> TokenResult {
         self.access_token_inner(account, None).await
     }
@@ -105,7 +109,12 @@ impl TokenProvider {
     /// once a token of the account was resolved in this process, it is one
     /// in-process lookup by id until the token enters the refresh skew (or
     /// is invalidated). A miss reads the account and continues as
-    /// [`access_token`](Self::access_token).
+    /// [`access_token`](Self::access_token): an account that is not
+    /// `active` is [`TokenError::Inactive`], never refreshed. (A status
+    /// change made by another process reaches a warm entry when it lapses,
+    /// at the latest when the token enters the skew; one made through this
+    /// process's catalog should be followed by
+    /// [`invalidate_local`](Self::invalidate_local).)
     ///
     /// # Errors
     /// [`TokenError::UnknownAccount`] when no account has the id,
@@ -157,6 +166,7 @@ impl TokenProvider {
         cancel: Option<&CancellationToken>,
     ) -> TokenResult {
         let inner = &self.inner;
+        inactive(account)?;
         let executor = inner.executors.get(&account.platform).ok_or_else(|| {
             TokenError::UnsupportedPlatform {
                 platform: account.platform.clone(),
@@ -169,6 +179,7 @@ impl TokenProvider {
         if let Some(token) = inner.local.get(account.id, now) {
             return Ok(token);
         }
+        inner.flow.observer().process_cache_miss();
         let key = executor.key(account);
         let flight = inner.flights.join_or_start(&key, || {
             let (inner, account, executor, key) = (
@@ -210,6 +221,18 @@ impl TokenProvider {
     /// The request-path counters.
     pub fn metrics(&self) -> &TokenMetrics {
         &self.inner.metrics
+    }
+}
+
+/// [`TokenError::Inactive`] for an account that is not `active`.
+pub(super) fn inactive(account: &Account) -> Result<(), TokenError> {
+    if account.status == AccountStatus::Active {
+        Ok(())
+    } else {
+        Err(TokenError::Inactive {
+            id: account.id,
+            status: account.status,
+        })
     }
 }
 

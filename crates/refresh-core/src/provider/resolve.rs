@@ -60,6 +60,8 @@ impl ProviderInner {
             }
         }
         let (mut current, verified) = self.newest(snapshot).await;
+        // The stored account may have been disabled since the snapshot.
+        super::inactive(&current)?;
         // Tokens served by a policy fallback are cached in this process only,
         // briefly: a shared entry could outlive a newer token elsewhere
         // (REFERENCE.md defect 11).

@@ -32,6 +32,7 @@ pub struct RefreshStackBuilder {
     background: BackgroundConfig,
     observer: Option<Arc<dyn FlowObserver>>,
     skew: Option<Duration>,
+    policies: Vec<(Platform, ProviderRefreshPolicy)>,
 }
 
 impl std::fmt::Debug for RefreshStackBuilder {
@@ -118,6 +119,15 @@ impl RefreshStackBuilder {
         self
     }
 
+    /// The request path's policy for `platform` (what a caller does when
+    /// the refresh is held elsewhere or fails), replacing the stack's
+    /// default: core's policy, with Claude and OpenAI callers waiting up to
+    /// 5 s for the holder's new token.
+    pub fn policy(mut self, platform: Platform, policy: ProviderRefreshPolicy) -> Self {
+        self.policies.push((platform, policy));
+        self
+    }
+
     /// The request path's refresh skew (default 3 min).
     pub fn skew(mut self, skew: Duration) -> Self {
         self.skew = Some(skew);
@@ -132,7 +142,9 @@ impl RefreshStackBuilder {
     /// database scheme, an in-memory SQLite database with Redis (other
     /// instances could not share its claims), an invalid flow, background
     /// or provider setting, no sealing key, an unreachable or unmigrated
-    /// database, a bad Redis configuration.
+    /// database, a database whose sealed credentials the configured key
+    /// (or plaintext mode) cannot open (`encryption_key`), a bad Redis
+    /// configuration.
     pub async fn build(self) -> Result<RefreshStack, StackError> {
         let database_kind = DatabaseKind::of(&self.database.url)?;
         self.flow.validate().map_err(|source| StackError::Config {
@@ -206,6 +218,14 @@ impl RefreshStackBuilder {
                 )
             })?;
 
+        // Sealed rows opened in plaintext mode, or with a key that did not
+        // seal them: refused before anything is written beside them.
+        database.check_sealing().await.map_err(|e| match e.kind() {
+            refresh_core::StorageErrorKind::InvalidData => {
+                StackError::invalid("encryption_key", e.message())
+            }
+            _ => database_error("check the sealing of the stored credentials", e),
+        })?;
         let calls = Arc::new(StoreCalls::default());
         let repository = Arc::new(CountedRepository {
             inner: catalog.clone(),
@@ -276,11 +296,15 @@ impl RefreshStackBuilder {
         if let Some(cache) = &shared {
             tokens = tokens.shared_cache(Arc::clone(cache));
         }
+        for (platform, policy) in self.policies {
+            tokens = tokens.policy(platform, policy);
+        }
         if let Some(skew) = self.skew {
             tokens = tokens.skew(skew);
         }
         let tokens = tokens.build();
 
+        let refresh_window = self.background.window;
         let mut background = BackgroundRefresher::builder(flow.clone(), executors.clone())
             .config(self.background)
             .listener(Arc::new(tokens.clone()));
@@ -308,6 +332,7 @@ impl RefreshStackBuilder {
                 #[cfg(feature = "redis")]
                 redis,
                 calls,
+                refresh_window,
             }),
         })
     }

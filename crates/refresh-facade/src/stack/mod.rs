@@ -24,8 +24,9 @@ pub use database_url::DatabaseKind;
 pub use error::StackError;
 
 use refresh_core::{
-    AccountCatalog, AccountRepository, BackgroundRefresher, ClaimStore, ExecutorRegistry,
-    LoginSessionStore, NewAccount, Platform, RefreshFlow, StorageError, TokenProvider,
+    AccountCatalog, AccountId, AccountRepository, AccountStatus, BackgroundRefresher, ClaimStore,
+    ExecutorRegistry, LoginSessionStore, NewAccount, Platform, RefreshFlow, RefreshOutcome,
+    StorageError, TokenError, TokenProvider,
 };
 use refresh_providers::login::LoginFlow;
 use refresh_seaorm::SeaOrmBackend;
@@ -54,7 +55,13 @@ struct Inner {
     #[cfg(feature = "redis")]
     redis: Option<refresh_redis::RedisBackend>,
     calls: Arc<StoreCalls>,
+    /// The background window: what [`RefreshStack::refresh`] without
+    /// `force` treats as due.
+    refresh_window: Duration,
 }
+
+/// The window of a forced refresh: any token expiring within a year.
+const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
 impl std::fmt::Debug for RefreshStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,6 +204,58 @@ impl RefreshStack {
     ) -> Result<Vec<refresh_core::Account>, ImportRefused> {
         check_claims(&accounts, self.inner.claims.as_ref()).await?;
         Ok(self.inner.catalog.import(accounts).await?)
+    }
+
+    /// Refreshes account `id` now if its token expires within the
+    /// background window, or whatever its expiry with `force`; the
+    /// in-process cached token is dropped either way. The refresh runs
+    /// detached in the flow: dropping this future does not cancel it.
+    ///
+    /// # Errors
+    /// [`TokenError::UnknownAccount`], [`TokenError::Storage`] when the
+    /// account cannot be read, [`TokenError::Inactive`] for a `disabled` or
+    /// `error` account, [`TokenError::UnsupportedPlatform`] or
+    /// [`TokenError::NotEligible`] for an account no executor refreshes
+    /// (an API key), [`TokenError::Refresh`] with the flow's error.
+    pub async fn refresh(&self, id: AccountId, force: bool) -> Result<RefreshOutcome, TokenError> {
+        let account = self
+            .inner
+            .repository
+            .get(id)
+            .await
+            .map_err(|source| TokenError::Storage { id, source })?
+            .ok_or(TokenError::UnknownAccount { id })?;
+        if account.status != AccountStatus::Active {
+            return Err(TokenError::Inactive {
+                id,
+                status: account.status,
+            });
+        }
+        let executor = self.inner.executors.get(&account.platform).ok_or_else(|| {
+            TokenError::UnsupportedPlatform {
+                platform: account.platform.clone(),
+            }
+        })?;
+        if !executor.can_refresh(&account) {
+            return Err(TokenError::NotEligible {
+                id,
+                platform: account.platform.clone(),
+                account_type: account.account_type,
+            });
+        }
+        let window = if force {
+            FORCE_WINDOW
+        } else {
+            self.inner.refresh_window
+        };
+        let outcome = self
+            .inner
+            .flow
+            .refresh_if_needed(&account, executor, window)
+            .await
+            .map_err(|source| TokenError::Refresh { id, source });
+        self.inner.tokens.invalidate_local(id);
+        outcome
     }
 
     /// Checks that the database (and Redis, when configured) answer, each

@@ -8,6 +8,7 @@ mod m20261207_000001_accounts;
 mod m20261207_000002_refresh_leases;
 mod m20261207_000003_refresh_claims;
 mod m20261207_000004_installation;
+mod m20261207_000005_unique_refresh_token;
 mod m20261214_000005_login_sessions;
 mod m20261221_000007_refresh_events;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_refresh_leases::Migration),
             Box::new(m20261207_000003_refresh_claims::Migration),
             Box::new(m20261207_000004_installation::Migration),
+            Box::new(m20261207_000005_unique_refresh_token::Migration),
             Box::new(m20261214_000005_login_sessions::Migration),
             Box::new(m20261221_000007_refresh_events::Migration),
         ]
@@ -114,10 +116,59 @@ async fn migrate_once(db: &DatabaseConnection) -> Result<(), StorageError> {
     };
     exec(&txn, dialect, OP, lock, Vec::new()).await?;
     refuse_unknown(&txn).await?;
+    refuse_shared_refresh_tokens(&txn, dialect).await?;
     Migrator::up(&txn, None)
         .await
         .map_err(|e| storage_error(OP, e))?;
     txn.commit().await.map_err(|e| storage_error(OP, e))
+}
+
+/// Fails, naming the accounts, when two accounts of an existing database
+/// share one refresh token: the unique index cannot be built then, and
+/// those accounts would lose each other's rotations anyway.
+async fn refuse_shared_refresh_tokens(
+    db: &impl ConnectionTrait,
+    dialect: Dialect,
+) -> Result<(), StorageError> {
+    let exists = match dialect.0 {
+        DbBackend::Sqlite => {
+            "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'accounts'"
+        }
+        _ => {
+            "SELECT 1 AS present FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'accounts'"
+        }
+    };
+    if crate::db::query_one(db, dialect, OP, exists, Vec::new())
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let sql = "SELECT MIN(id) AS first, MAX(id) AS last, COUNT(*) AS n FROM accounts \
+               WHERE refresh_fingerprint <> '' GROUP BY refresh_fingerprint HAVING COUNT(*) > 1 \
+               ORDER BY MIN(id) LIMIT 10";
+    let rows = crate::db::query_all(db, dialect, OP, sql, Vec::new()).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut groups = Vec::new();
+    for row in &rows {
+        let first: i64 = crate::db::column(row, OP, "first")?;
+        let last: i64 = crate::db::column(row, OP, "last")?;
+        let n: i64 = crate::db::column(row, OP, "n")?;
+        groups.push(if n == 2 {
+            format!("accounts {first} and {last}")
+        } else {
+            format!("{n} accounts from {first} to {last}")
+        });
+    }
+    Err(StorageError::invalid_data(
+        OP,
+        format!(
+            "{} share one refresh token, so each refresh of one revokes the other; remove one of each (or re-import it with its own credentials) and migrate again; nothing was changed",
+            groups.join("; ")
+        ),
+    ))
 }
 
 /// Fails when the database records migrations this release does not know:

@@ -12,7 +12,8 @@
 //! `update_metadata_touches_only_metadata`,
 //! `status_updates_move_the_due_listing`,
 //! `delete_removes_the_account`,
-//! `replace_credentials_bumps_the_version_and_fences_out_a_refresh`.
+//! `replace_credentials_bumps_the_version_and_fences_out_a_refresh`,
+//! `a_refresh_token_is_held_by_one_account`.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -23,7 +24,7 @@ use serde_json::json;
 use super::fixtures::{T0, at};
 use super::harness::{Checks, check};
 use crate::domain::{Account, AccountId, AccountStatus, AccountType, Credentials, Platform};
-use crate::error::StorageErrorKind;
+use crate::error::{RefreshTokenTaken, StorageError, StorageErrorKind, TokenHolder};
 use crate::ports::{
     AccountCatalog, AccountFilter, AccountRepository, CasExpectation, CasOutcome, MetadataUpdate,
     NewAccount,
@@ -64,6 +65,7 @@ where
         checks,
         replace_credentials_bumps_the_version_and_fences_out_a_refresh(make().await)
     );
+    check!(checks, a_refresh_token_is_held_by_one_account(make().await));
 }
 
 /// A valid OAuth account named `name` expiring `secs` after [`T0`].
@@ -556,4 +558,119 @@ async fn replace_credentials_bumps_the_version_and_fences_out_a_refresh(
         replaced,
         "nothing written"
     );
+}
+
+/// Asserts `error` is the typed refusal of a held refresh token.
+fn assert_taken(what: &str, error: &StorageError, expected: RefreshTokenTaken) {
+    assert_eq!(error.kind(), StorageErrorKind::Conflict, "{what}: kind");
+    assert_eq!(
+        error.taken_refresh_token(),
+        Some(expected),
+        "{what}: names the entry and the holder: {error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("credentials.refresh_token") && !text.contains("rt-"),
+        "{what}: names the field, never the token: {text}"
+    );
+    if let TokenHolder::Account(id) = expected.holder {
+        assert!(
+            text.contains(&format!("account {id}")),
+            "{what}: names account {id}: {text}"
+        );
+    }
+}
+
+async fn a_refresh_token_is_held_by_one_account((repo, catalog): (Repo, Catalog)) {
+    let first = catalog
+        .create(new_account("held", Platform::Anthropic, 60))
+        .await
+        .expect("create");
+    let holder = TokenHolder::Account(first.id);
+    let mut twin = new_account("twin", Platform::Anthropic, 60);
+    twin.credentials = first.credentials.clone().with("access_token", "at-twin");
+    let error = catalog
+        .create(twin.clone())
+        .await
+        .expect_err("create with a held token");
+    assert_taken(
+        "create",
+        &error,
+        RefreshTokenTaken {
+            entry: None,
+            holder,
+        },
+    );
+    let error = catalog
+        .import(vec![new_account("fresh", Platform::Anthropic, 60), twin])
+        .await
+        .expect_err("import with a held token");
+    assert_taken(
+        "import",
+        &error,
+        RefreshTokenTaken {
+            entry: Some(1),
+            holder,
+        },
+    );
+    let error = catalog
+        .import(vec![
+            new_account("x0", Platform::OpenAi, 60),
+            new_account("dup", Platform::OpenAi, 60),
+            new_account("dup", Platform::OpenAi, 90),
+        ])
+        .await
+        .expect_err("import with a token twice");
+    assert_taken(
+        "import within the file",
+        &error,
+        RefreshTokenTaken {
+            entry: Some(2),
+            holder: TokenHolder::Entry(1),
+        },
+    );
+    assert_eq!(
+        catalog.count_by_status(None).await.expect("count").total(),
+        1,
+        "nothing of the refused writes is stored"
+    );
+    let other = catalog
+        .create(new_account("other", Platform::Anthropic, 60))
+        .await
+        .expect("create");
+    let error = catalog
+        .replace_credentials(other.id, &first.credentials)
+        .await
+        .expect_err("replace with a held token");
+    assert_taken(
+        "replace_credentials",
+        &error,
+        RefreshTokenTaken {
+            entry: None,
+            holder,
+        },
+    );
+    assert_eq!(
+        read_back(&repo, other.id).await,
+        other,
+        "the refused replace changed nothing"
+    );
+    let relogin = first.credentials.clone().with("access_token", "at-relogin");
+    let replaced = catalog
+        .replace_credentials(first.id, &relogin)
+        .await
+        .expect("an account may keep its own refresh token");
+    assert_eq!(replaced.credentials_version, 1, "stored");
+    let keyless = || {
+        NewAccount::new(
+            "key",
+            Platform::OpenAi,
+            AccountType::ApiKey,
+            Credentials::new().with("api_key", "k"),
+        )
+    };
+    catalog
+        .import(vec![keyless(), keyless()])
+        .await
+        .expect("accounts without a refresh token never conflict");
 }

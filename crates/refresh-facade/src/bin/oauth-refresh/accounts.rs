@@ -27,7 +27,8 @@ pub(crate) async fn run(loaded: &Loaded, command: AccountsCommand) -> Result<(),
             let accounts =
                 parse_import(&bytes, stack.executors()).map_err(|e| import_error(&file, &e))?;
             let count = accounts.len();
-            let stored = import(&stack, accounts, &file.display().to_string()).await?;
+            let stored =
+                import(&stack, accounts, &format!("import file {}", file.display())).await?;
             if json {
                 output::print_json(&Value::Array(
                     stored.iter().map(view::account_json).collect(),
@@ -46,7 +47,7 @@ pub(crate) async fn run(loaded: &Loaded, command: AccountsCommand) -> Result<(),
                     ));
                 }
             }
-            Ok(())
+            crate::stack::settle(&stack, loaded).await
         }
         AccountsCommand::Add(args) => add(loaded, args).await,
         AccountsCommand::Login(args) => crate::login::login(loaded, args).await,
@@ -154,9 +155,16 @@ async fn import(
         ImportRefused::Claims(refresh_facade::import::CheckError::Claimed(e)) => {
             CliError::config(format!("{what}: {e}; nothing was imported"))
         }
-        ImportRefused::Store(e) if e.kind() == StorageErrorKind::InvalidData => {
-            CliError::config(format!("{what}: {e}; nothing was imported"))
-        }
+        ImportRefused::Store(e) => match e.taken_refresh_token() {
+            Some(taken) => CliError::config(format!(
+                "{what}: {}; nothing was imported",
+                ImportError::taken(taken)
+            )),
+            None if e.kind() == StorageErrorKind::InvalidData => {
+                CliError::config(format!("{what}: {e}; nothing was imported"))
+            }
+            None => CliError::with(format!("{what}: nothing was imported"), e),
+        },
         other => CliError::with(format!("{what}: nothing was imported"), other),
     })
 }
@@ -209,7 +217,7 @@ async fn add(loaded: &Loaded, args: AddArgs) -> Result<(), CliError> {
             account.platform.as_str()
         ));
     }
-    Ok(())
+    crate::stack::settle(&stack, loaded).await
 }
 
 async fn list(stack: &RefreshStack, filter: &AccountFilter, json: bool) -> Result<(), CliError> {

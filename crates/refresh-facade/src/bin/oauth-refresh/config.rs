@@ -40,9 +40,10 @@ pub(crate) struct Config {
     /// Store credentials unencrypted (only without a key).
     #[serde(default)]
     pub(crate) allow_plaintext: bool,
-    /// How long `run` and `serve` wait for refreshes in flight at shutdown.
-    #[serde(default = "default_grace", with = "duration")]
-    pub(crate) shutdown_grace: Duration,
+    /// How long `run` and `serve` wait for refreshes in flight at shutdown;
+    /// default (and least): the flow's [`FlowConfig::refresh_deadline`].
+    #[serde(default, with = "opt_duration")]
+    pub(crate) shutdown_grace: Option<Duration>,
     /// Pool settings.
     #[serde(default)]
     pub(crate) database: DatabaseSection,
@@ -71,8 +72,123 @@ fn default_database_url() -> String {
     "sqlite://oauth-refresh.db?mode=rwc".into()
 }
 
-fn default_grace() -> Duration {
-    Duration::from_secs(30)
+impl Config {
+    /// How long a shutdown waits for refreshes in flight: `shutdown_grace`,
+    /// or the longest a started refresh can take.
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+            .unwrap_or_else(|| self.flow.to_config().refresh_deadline())
+    }
+
+    /// Checks what figment cannot: zero or absurd durations and sizes,
+    /// empty URLs, and combinations of keys; each error names the key.
+    fn validate(&self) -> Result<(), String> {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        const HOUR: Duration = Duration::from_secs(3600);
+        let human = |d: Duration| humantime::format_duration(d).to_string();
+        for (key, value, max) in [
+            (
+                "database.connect_timeout",
+                self.database.connect_timeout,
+                HOUR,
+            ),
+            (
+                "database.acquire_timeout",
+                self.database.acquire_timeout,
+                HOUR,
+            ),
+            (
+                "database.sqlite_busy_timeout",
+                self.database.sqlite_busy_timeout,
+                HOUR,
+            ),
+            ("redis.command_timeout", self.redis.command_timeout, HOUR),
+            ("redis.connect_timeout", self.redis.connect_timeout, HOUR),
+            (
+                "serve.header_read_timeout",
+                self.serve.header_read_timeout,
+                HOUR,
+            ),
+            ("flow.skew", self.flow.skew, DAY),
+            (
+                "background.window",
+                self.background.window,
+                DAY.saturating_mul(30),
+            ),
+            ("background.interval", self.background.interval, DAY),
+            ("background.max_backoff", self.background.max_backoff, DAY),
+        ] {
+            if value.is_zero() || value > max {
+                return Err(format!(
+                    "key `{key}`: must be positive and at most {} (found {})",
+                    human(max),
+                    human(value)
+                ));
+            }
+        }
+        for (key, value, max) in [
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+                1000,
+            ),
+            (
+                "background.concurrency",
+                self.background.concurrency as u64,
+                10_000,
+            ),
+            (
+                "background.page_size",
+                self.background.page_size as u64,
+                100_000,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(format!(
+                    "key `{key}`: must be between 1 and {max} (found {value})"
+                ));
+            }
+        }
+        if self.database_url.trim().is_empty() {
+            return Err(
+                "key `database_url`: is empty (expected sqlite://PATH?mode=rwc or postgres://...)"
+                    .into(),
+            );
+        }
+        if self.serve.listen.trim().is_empty() {
+            return Err("key `serve.listen`: is empty (expected IP:PORT)".into());
+        }
+        let named = |section: &str, error: refresh_facade::ConfigError| match error {
+            refresh_facade::ConfigError::Invalid { field, reason } => {
+                let field = match field {
+                    "max_retries" => "retries",
+                    "retry_backoff" => "backoff",
+                    other => other,
+                };
+                format!("key `{section}.{field}`: {reason}")
+            }
+            other => format!("section `{section}`: {other}"),
+        };
+        self.flow
+            .to_config()
+            .validate()
+            .map_err(|e| named("flow", e))?;
+        self.background
+            .to_config()
+            .validate()
+            .map_err(|e| named("background", e))?;
+        let needed = self.flow.to_config().refresh_deadline();
+        if let Some(grace) = self.shutdown_grace
+            && grace < needed
+        {
+            return Err(format!(
+                "key `shutdown_grace` ({}) is shorter than a started refresh can take ({}: flow.upstream_timeout + flow.upstream_grace + flow.persist_attempts × flow.persist_attempt_timeout + flow.release_timeout); a shutdown could abandon a refresh that rotates the grant upstream and is never stored. Raise shutdown_grace, lower flow.upstream_timeout, or leave shutdown_grace unset",
+                humantime::format_duration(grace),
+                humantime::format_duration(needed)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[database]`: pool settings of `database_url`.
@@ -280,11 +396,16 @@ pub(crate) struct ServeSection {
     /// `IP:PORT` to listen on.
     #[serde(deserialize_with = "lenient::string")]
     pub(crate) listen: String,
-    /// Bearer keys accepted on `/v1` (a list, or comma-separated).
+    /// Bearer keys accepted on `/v1` (a list, or comma-separated), each at
+    /// least 16 characters.
     #[serde(deserialize_with = "lenient::secret_list")]
     pub(crate) api_keys: Vec<Secret>,
     /// `[serve.ui]`: the status page.
     pub(crate) ui: crate::serve::UiSection,
+    /// A client that has not sent a request's headers within this is
+    /// disconnected.
+    #[serde(with = "duration")]
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl Default for ServeSection {
@@ -293,6 +414,7 @@ impl Default for ServeSection {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
             ui: crate::serve::UiSection::default(),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -302,7 +424,8 @@ impl Default for ServeSection {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct LogSection {
     /// A tracing filter (`info`, `warn,refresh_core=debug`); default
-    /// `info` for `run`, `serve` and `demo`, `warn` otherwise.
+    /// `info` for `run` and `serve`, `warn` for `migrate`, `error` for
+    /// `demo`, `token`, `refresh` and `accounts`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) level: Option<String>,
     /// JSON lines instead of text.
@@ -343,7 +466,9 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
         check_toml_syntax(path)?;
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+    figment = figment.merge(TextEnv(
+        Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]),
+    ));
     let mut flags: Vec<(&str, String)> = Vec::new();
     if let Some(url) = &global.database_url {
         flags.push(("database_url", url.clone()));
@@ -361,20 +486,78 @@ pub(crate) fn load(global: &Global, overrides: &[(&str, String)]) -> Result<Load
     if global.log_json {
         figment = figment.merge(Serialized::default("log.json", true));
     }
-    let config: Config = figment
-        .extract()
+    // Lossy: a number or boolean setting given as text (every variable's
+    // value is text, see `TextEnv`) is read as a number or boolean.
+    let mut config: Config = figment
+        .extract_lossy()
         .map_err(|e| CliError::config(describe(&e)))?;
+    config
+        .validate()
+        .map_err(|e| CliError::config(format!("configuration: {e}")))?;
     let base_dir = file
         .as_deref()
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    // A relative SQLite path from the file (or the default, which lives
+    // beside the file like the key) resolves against the file's directory;
+    // one from the environment or a flag against the working directory.
+    let from_file_or_default = figment
+        .find_metadata("database_url")
+        .is_none_or(|md| md.source.as_ref().and_then(|s| s.file_path()).is_some());
+    if from_file_or_default {
+        config.database_url = crate::sqlite_file::resolve(&config.database_url, &base_dir);
+    }
     Ok(Loaded {
         config,
         file,
         base_dir,
     })
+}
+
+/// The `OAUTH_REFRESH_*` variables with every value kept as the text it is.
+/// figment's own `Env` parses values (`000123` → the number 123, `[x]` → a
+/// list, a 64-digit hex key → a float): an API key, a password or a key
+/// made of digits would be mangled. Settings that are numbers or booleans
+/// are read from the text by `extract_lossy`.
+struct TextEnv(Env);
+
+impl figment::Provider for TextEnv {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Value};
+        fn insert(dict: &mut Dict, path: &[&str], value: String) {
+            match path {
+                [] => {}
+                [last] => {
+                    dict.insert((*last).to_owned(), Value::from(value));
+                }
+                [first, rest @ ..] => {
+                    let entry = dict
+                        .entry((*first).to_owned())
+                        .or_insert_with(|| Value::from(Dict::new()));
+                    if entry.as_dict().is_none() {
+                        *entry = Value::from(Dict::new());
+                    }
+                    if let Value::Dict(_, inner) = entry {
+                        insert(inner, rest, value);
+                    }
+                }
+            }
+        }
+        let mut root = Dict::new();
+        for (key, value) in self.0.iter() {
+            let path: Vec<&str> = key.as_str().split('.').collect();
+            insert(&mut root, &path, value);
+        }
+        Ok(figment::Profile::Default.collect(root))
+    }
 }
 
 /// Reads the file as TOML first, for a one-line syntax error with its
@@ -522,6 +705,19 @@ pub(crate) mod duration {
     }
 }
 
+/// An optional [`duration`].
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::Deserializer;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
 /// Values that may arrive from the environment already parsed as numbers
 /// or booleans (figment parses variable values), read back as text.
 mod lenient {
@@ -659,7 +855,7 @@ pub(crate) fn render(loaded: &Loaded, key_source: &str) -> String {
     root.insert("allow_plaintext".into(), Value::Boolean(c.allow_plaintext));
     root.insert(
         "shutdown_grace".into(),
-        Value::String(humantime::format_duration(c.shutdown_grace).to_string()),
+        Value::String(humantime::format_duration(c.shutdown_grace()).to_string()),
     );
     let section = |value: &dyn erased::Ser| value.to_table();
     root.insert("database".into(), Value::Table(section(&c.database)));
@@ -675,6 +871,10 @@ pub(crate) fn render(loaded: &Loaded, key_source: &str) -> String {
     serve.insert(
         "api_keys".into(),
         Value::Array(c.serve.api_keys.iter().map(|_| redacted()).collect()),
+    );
+    serve.insert(
+        "header_read_timeout".into(),
+        Value::String(humantime::format_duration(c.serve.header_read_timeout).to_string()),
     );
     root.insert("serve".into(), Value::Table(serve));
     root.insert("log".into(), Value::Table(section(&c.log)));
@@ -706,8 +906,13 @@ mod erased {
 fn providers_table(p: &ProvidersConfig) -> toml::Table {
     use toml::{Table, Value};
     let s = |v: &str| Value::String(v.to_owned());
+    // An endpoint may carry credentials (`https://user:pass@host/...`).
+    let u = |v: &str| Value::String(redact_url(v));
     let d = |v: Duration| Value::String(humantime::format_duration(v).to_string());
     let mut out = Table::new();
+    if let Some(base) = &p.base_url {
+        out.insert("base_url".into(), u(base));
+    }
     let mut http = Table::new();
     http.insert("connect_timeout".into(), d(p.http.connect_timeout));
     http.insert(
@@ -719,7 +924,7 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.claude;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
+        t.insert("token_url".into(), u(&c.token_url));
         t.insert("client_id".into(), s(&c.client_id));
         t.insert("user_agent".into(), s(&c.user_agent));
         t.insert("timeout".into(), d(c.timeout));
@@ -729,7 +934,7 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.openai;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
+        t.insert("token_url".into(), u(&c.token_url));
         t.insert("client_id".into(), s(&c.client_id));
         t.insert("scope".into(), s(&c.scope));
         t.insert("user_agent".into(), s(&c.user_agent));
@@ -740,10 +945,10 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.gemini;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
-        t.insert("code_assist_url".into(), s(&c.code_assist_base_url));
-        t.insert("resource_manager_url".into(), s(&c.resource_manager_url));
-        t.insert("drive_about_url".into(), s(&c.drive_about_url));
+        t.insert("token_url".into(), u(&c.token_url));
+        t.insert("code_assist_url".into(), u(&c.code_assist_base_url));
+        t.insert("resource_manager_url".into(), u(&c.resource_manager_url));
+        t.insert("drive_about_url".into(), u(&c.drive_about_url));
         t.insert("builtin_client_id".into(), s(&c.builtin_client_id));
         t.insert("builtin_client_secret".into(), s("[redacted]"));
         if let Some(id) = &c.ai_studio_client_id {
@@ -759,17 +964,17 @@ fn providers_table(p: &ProvidersConfig) -> toml::Table {
     {
         let c = &p.antigravity;
         let mut t = Table::new();
-        t.insert("token_url".into(), s(&c.token_url));
+        t.insert("token_url".into(), u(&c.token_url));
         t.insert(
             "code_assist_urls".into(),
-            Value::Array(c.code_assist_base_urls.iter().map(|u| s(u)).collect()),
+            Value::Array(c.code_assist_base_urls.iter().map(|v| u(v)).collect()),
         );
         t.insert("client_id".into(), s(&c.client_id));
         t.insert("client_secret".into(), s("[redacted]"));
         t.insert("timeout".into(), d(c.timeout));
         out.insert("antigravity".into(), Value::Table(t));
     }
-    let _ = (&s, &d);
+    let _ = (&s, &d, &u);
     out
 }
 

@@ -13,8 +13,8 @@ use refresh_facade::providers::emulator::{
     EmulatedProvider, Emulator, EmulatorConfig, GrantSpec, Latency,
 };
 use refresh_facade::{
-    AccountId, AccountType, Credentials, NewAccount, Platform, ProvidersConfig, RefreshStack,
-    SealingKey,
+    AccountId, AccountType, Credentials, DatabaseConfig, NewAccount, Platform, ProvidersConfig,
+    RefreshStack, SealingKey,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -27,11 +27,13 @@ use crate::output;
 const LIFETIME_SECS: i64 = 8;
 /// ...and callers refresh them this long before they expire.
 const SKEW: Duration = Duration::from_secs(4);
+/// Connections of each instance's pool.
+const DEMO_POOL: u32 = 4;
 
 struct Call {
     account: usize,
     latency: Duration,
-    token: Option<String>,
+    token: Result<String, String>,
 }
 
 /// Runs the demo and prints its report.
@@ -65,8 +67,14 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
 
     let mut stacks = Vec::new();
     for instance in 0..args.instances {
+        // A small pool each: a stampede by id shares one read per account
+        // and instance, so four connections carry any number of callers,
+        // and sixteen instances stay far from a 1024-descriptor limit.
         let stack = RefreshStack::builder()
-            .database(url.clone())
+            .database_config(DatabaseConfig {
+                max_connections: DEMO_POOL,
+                ..DatabaseConfig::new(url.clone())
+            })
             .migrate(instance == 0)
             .encryption_key(&key)
             .providers(ProvidersConfig::default().with_base_url(&emulator.url()))
@@ -122,6 +130,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     let mut latencies = Vec::new();
     let mut stale = 0u64;
     let mut failed = 0u64;
+    let mut first_error: Option<String> = None;
     for round in 1..=args.rounds {
         bar.set_message(format!("{round}/{}", args.rounds));
         if round > 1 {
@@ -138,7 +147,10 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
                         Call {
                             account: index,
                             latency: started.elapsed(),
-                            token: token.ok().map(|t| t.token.expose().to_owned()),
+                            // The error's text names no secret.
+                            token: token
+                                .map(|t| t.token.expose().to_owned())
+                                .map_err(|e| e.to_string()),
                         }
                     });
                 }
@@ -153,8 +165,11 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
             };
             latencies.push(call.latency);
             match call.token {
-                Some(token) => served[call.account].push(token),
-                None => failed += 1,
+                Ok(token) => served[call.account].push(token),
+                Err(error) => {
+                    failed += 1;
+                    first_error.get_or_insert(error);
+                }
             }
         }
         // Every caller must have got the token now stored.
@@ -213,6 +228,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         "revoked_grants": stats.revoked_grants.len(),
         "latency_ms": {"p50": round2(pct(0.50)), "p99": round2(pct(0.99)), "max": round2(pct(1.0))},
         "upstream_latency_ms": args.latency_ms,
+        "first_caller_error": first_error,
         "ok": ok,
     });
     if args.json {
@@ -223,9 +239,12 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     if ok {
         Ok(())
     } else {
-        Err(CliError::new(
-            "the demo saw more than one upstream refresh per expiry, a reuse, a revoked grant or a caller without the current token",
-        ))
+        Err(CliError::new(match &first_error {
+            Some(error) => format!(
+                "the demo saw {failed} callers fail (the first: {error}), more than one upstream refresh per expiry, a reuse, a revoked grant or a caller without the current token"
+            ),
+            None => "the demo saw more than one upstream refresh per expiry, a reuse, a revoked grant or a caller without the current token".to_owned(),
+        }))
     }
 }
 

@@ -42,8 +42,21 @@ impl CliError {
         message: impl fmt::Display,
         error: impl StdError + Send + Sync + 'static,
     ) -> Self {
+        // The line carries the reason, not only the outermost context
+        // ("refresh of account 3 failed"): each cause in the chain whose
+        // text is not already part of the line is appended.
+        let mut line = format!("{message}: {error}");
+        let mut cause = error.source();
+        while let Some(inner) = cause {
+            let text = inner.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = inner.source();
+        }
         Self {
-            message: format!("{message}: {error}"),
+            message: line,
             source: Some(Box::new(error)),
             code: 1,
         }

@@ -13,6 +13,7 @@ mod login;
 mod output;
 mod serve;
 mod shutdown;
+mod sqlite_file;
 mod stack;
 mod token;
 mod view;
@@ -43,6 +44,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// The default log level of `token`, `refresh` and `accounts`: their
+/// outcome is one line on stdout or one error line on stderr, so the
+/// flow's warnings (which that error line repeats) stay out unless
+/// `--log-level` asks for them.
+const ONE_SHOT_LOG_LEVEL: &str = "error";
+
 async fn run(cli: Cli) -> Result<(), CliError> {
     let global = &cli.global;
     match cli.command {
@@ -64,17 +71,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Accounts(command) => {
             let loaded = config::load(global, &[])?;
-            logging::init(&loaded.config.log, "warn")?;
+            logging::init(&loaded.config.log, ONE_SHOT_LOG_LEVEL)?;
             accounts::run(&loaded, command).await
         }
         Command::Token { id } => {
             let loaded = config::load(global, &[])?;
-            logging::init(&loaded.config.log, "warn")?;
+            logging::init(&loaded.config.log, ONE_SHOT_LOG_LEVEL)?;
             token::token(&loaded, id).await
         }
         Command::Refresh { id, force } => {
             let loaded = config::load(global, &[])?;
-            logging::init(&loaded.config.log, "warn")?;
+            logging::init(&loaded.config.log, ONE_SHOT_LOG_LEVEL)?;
             token::refresh(&loaded, id, force).await
         }
         Command::Run { once } => {

@@ -8,6 +8,7 @@ use crate::config::{Loaded, redact_url};
 use crate::error::CliError;
 use crate::keys::{self, Missing};
 use crate::output;
+use crate::sqlite_file;
 
 /// Builds the stack the configuration describes. `observer` receives the
 /// flow's events (metrics).
@@ -18,9 +19,19 @@ pub(crate) async fn build(
     observer: Option<Arc<dyn FlowObserver>>,
 ) -> Result<(RefreshStack, keys::Resolved), CliError> {
     let c = &loaded.config;
+    // Only `migrate` creates a SQLite database (readable by its owner
+    // only); every other command opens an existing file, so a typo in the
+    // path is an error rather than a new empty database.
+    let url = if migrate {
+        sqlite_file::create_private(&c.database_url)?;
+        c.database_url.clone()
+    } else {
+        sqlite_file::require_existing(&c.database_url)?;
+        sqlite_file::existing_only(&c.database_url)
+    };
     let resolved = keys::resolve(loaded, missing)?;
     let mut builder = RefreshStack::builder()
-        .database_config(c.database.to_config(&c.database_url))
+        .database_config(c.database.to_config(&url))
         .migrate(migrate)
         .sealing(resolved.sealing.clone())
         .providers(c.providers.clone())
@@ -41,8 +52,33 @@ pub(crate) async fn build(
     if let Some(observer) = observer {
         builder = builder.observer(observer);
     }
-    let stack = builder.build().await?;
+    let stack = builder.build().await.map_err(|error| {
+        if error.setting() != "encryption_key" {
+            return CliError::from(error);
+        }
+        let mut source = resolved.source.clone();
+        if let Some(path) = &resolved.generated {
+            // A key generated just now cannot be the one that sealed the
+            // stored credentials: the real one is missing. Leave no
+            // useless key file behind.
+            let _ = std::fs::remove_file(path);
+            source = format!(
+                "{} was missing and a new key would not open them; restore the key file or set encryption_key",
+                path.display()
+            );
+        }
+        CliError::config(format!("cannot start: {error} (key source: {source})"))
+    })?;
     Ok((stack, resolved))
+}
+
+/// The end of a one-shot command (`token`, `refresh`, `accounts import`,
+/// `accounts add`): waits, bounded by the shutdown grace, for work this
+/// process started in the background (a detached rescue of an upstream
+/// answer the database refused, a consumed-mark retry), so the exit does
+/// not kill the only copy of a rotation.
+pub(crate) async fn settle(stack: &RefreshStack, loaded: &Loaded) -> Result<(), CliError> {
+    crate::worker::finish(stack, loaded.config.shutdown_grace()).await
 }
 
 /// `migrate`: applies the migrations; generates the key file when no key

@@ -1,7 +1,5 @@
 //! `token ID` and `refresh ID [--force]`.
 
-use std::time::Duration;
-
 use refresh_facade::{AccountId, RefreshOutcome, TokenError};
 
 use crate::config::Loaded;
@@ -10,28 +8,47 @@ use crate::keys::Missing;
 use crate::output;
 use crate::view;
 
-/// The window of `refresh --force`: any token expiring within a year is
-/// refreshed.
-const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
-
 /// Prints a currently valid access token, and nothing else, on stdout.
 pub(crate) async fn token(loaded: &Loaded, id: i64) -> Result<(), CliError> {
     let (stack, _) = crate::stack::build(loaded, false, Missing::Fail, None).await?;
-    let token = stack
-        .tokens()
-        .access_token_by_id(AccountId(id))
-        .await
-        .map_err(|e| token_error(id, e))?;
+    let token = match stack.tokens().access_token_by_id(AccountId(id)).await {
+        Ok(token) => token,
+        Err(error) => {
+            crate::stack::settle(&stack, loaded).await?;
+            return Err(token_error(id, error));
+        }
+    };
     output::print_line(token.token.expose());
-    // A refresh this read started has persisted once the read returned;
-    // nothing else runs in the background here.
-    Ok(())
+    // A refresh whose answer the database refused goes on detached (it
+    // holds the only copy of the rotation): wait for it before exiting.
+    crate::stack::settle(&stack, loaded).await
+}
+
+/// Maps a refresh error to one line.
+fn refresh_error(id: i64, error: TokenError) -> CliError {
+    match error {
+        TokenError::NotEligible {
+            platform,
+            account_type,
+            ..
+        } => CliError::new(format!(
+            "account {id} ({platform} {}) is not refreshable: its token is served as stored",
+            account_type.as_str()
+        )),
+        TokenError::Refresh { source, .. } => {
+            CliError::with(format!("refresh of account {id} failed"), source)
+        }
+        other => token_error(id, other),
+    }
 }
 
 /// Maps a token error to one line.
 fn token_error(id: i64, error: TokenError) -> CliError {
     match error {
         TokenError::UnknownAccount { .. } => CliError::new(format!("account {id} not found")),
+        TokenError::Inactive { status, .. } => CliError::new(format!(
+            "account {id} is {status}, not active: it is neither served nor refreshed (`oauth-refresh accounts set-status {id} active` serves it again)"
+        )),
         other => CliError::with(format!("no valid token for account {id}"), other),
     }
 }
@@ -39,36 +56,13 @@ fn token_error(id: i64, error: TokenError) -> CliError {
 /// Refreshes an account now if due (or always, with `force`).
 pub(crate) async fn refresh(loaded: &Loaded, id: i64, force: bool) -> Result<(), CliError> {
     let (stack, _) = crate::stack::build(loaded, false, Missing::Fail, None).await?;
-    let account = stack
-        .repository()
-        .get(AccountId(id))
-        .await
-        .map_err(|e| CliError::with(format!("cannot read account {id}"), e))?
-        .ok_or_else(|| CliError::new(format!("account {id} not found")))?;
-    let executor = stack.executors().get(&account.platform).ok_or_else(|| {
-        CliError::new(format!(
-            "account {id}: no executor for platform {}",
-            account.platform
-        ))
-    })?;
-    if !executor.can_refresh(&account) {
-        return Err(CliError::new(format!(
-            "account {id} ({} {}) is not refreshable",
-            account.platform,
-            account.account_type.as_str()
-        )));
-    }
-    let window = if force {
-        FORCE_WINDOW
-    } else {
-        loaded.config.background.window
+    let outcome = match stack.refresh(AccountId(id), force).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            crate::stack::settle(&stack, loaded).await?;
+            return Err(refresh_error(id, error));
+        }
     };
-    let outcome = stack
-        .flow()
-        .refresh_if_needed(&account, executor, window)
-        .await
-        .map_err(|e| CliError::with(format!("refresh of account {id} failed"), e))?;
-    stack.tokens().invalidate_local(account.id);
     let line = match &outcome {
         RefreshOutcome::Refreshed { account, recovered } => format!(
             "account {id}: refreshed{} (version {}, expires {})",
@@ -90,5 +84,5 @@ pub(crate) async fn refresh(loaded: &Loaded, id: i64, force: bool) -> Result<(),
         }
     };
     output::print_line(&line);
-    Ok(())
+    crate::stack::settle(&stack, loaded).await
 }

@@ -13,11 +13,10 @@ use crate::error::CliError;
 use crate::keys::Missing;
 use crate::output;
 
-/// Runs cycles until `shutdown`; each cycle's report is logged and
-/// recorded.
+/// Runs cycles until `shutdown`; each cycle's report is logged (and
+/// recorded by the stack's metrics observer).
 pub(crate) fn spawn(
     stack: RefreshStack,
-    metrics: Metrics,
     shutdown: CancellationToken,
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -26,7 +25,6 @@ pub(crate) fn spawn(
             let started = Instant::now();
             let report = stack.background().run_cycle(&shutdown).await;
             let elapsed = started.elapsed();
-            metrics.record_cycle(&report, elapsed);
             info!(
                 listed = report.total,
                 due = report.due,
@@ -73,13 +71,12 @@ pub(crate) async fn run(loaded: &Loaded, once: bool) -> Result<(), CliError> {
     info!(interval = ?loaded.config.background.interval, window = ?loaded.config.background.window, "background refresher started");
     let worker = spawn(
         stack.clone(),
-        metrics,
         shutdown.clone(),
         loaded.config.background.interval,
     );
     shutdown.cancelled().await;
     let _ = worker.await;
-    finish(&stack, loaded.config.shutdown_grace).await
+    finish(&stack, loaded.config.shutdown_grace()).await
 }
 
 /// Waits (bounded by `shutdown_grace`) for refreshes in flight to persist.

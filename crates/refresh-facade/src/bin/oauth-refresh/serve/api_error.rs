@@ -34,6 +34,11 @@ impl ApiError {
         )
     }
 
+    /// A disabled or error account: not served, not refreshed.
+    pub(crate) fn inactive(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "account_inactive", message)
+    }
+
     pub(crate) fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized")
     }
@@ -50,6 +55,7 @@ impl ApiError {
     pub(crate) fn from_token(error: &TokenError) -> Self {
         match error {
             TokenError::UnknownAccount { id } => Self::not_found(&id.to_string()),
+            TokenError::Inactive { .. } => Self::inactive(error.to_string()),
             TokenError::UnsupportedPlatform { .. }
             | TokenError::NotEligible { .. }
             | TokenError::MissingAccessToken { .. } => {

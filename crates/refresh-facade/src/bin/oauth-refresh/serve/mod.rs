@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,8 +47,6 @@ pub(crate) struct AppState {
     pub(crate) stack: RefreshStack,
     pub(crate) metrics: Metrics,
     pub(crate) keys: ApiKeys,
-    /// The window of `POST .../refresh` without `force`.
-    pub(crate) window: Duration,
     /// The status page.
     pub(crate) ui: ui::UiState,
 }
@@ -64,22 +62,90 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/accounts/{id}/refresh", post(routes::refresh))
         .route("/logins", post(logins::begin))
         .route("/logins/{session_id}/complete", post(logins::complete))
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,
-        ));
+        ))
+        .fallback(routes::not_found);
     Router::new()
         .nest("/v1", v1)
         .merge(ui::routes(state.ui.config.enabled))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             count_request,
         ))
         .with_state(state)
+}
+
+/// The largest request body accepted (no route reads one today).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The shortest API key `serve` accepts.
+const MIN_API_KEY_CHARS: usize = 16;
+
+/// Refuses a declared body over [`MAX_BODY_BYTES`] before any handler
+/// runs (413, JSON).
+async fn limit_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Accepts connections until `shutdown`, each served by hyper with a
+/// bound on reading a request's headers (a client trickling them in, a
+/// slowloris, is disconnected), then lets open requests finish.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    header_read_timeout: Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_read_timeout);
+                    let connection =
+                        graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                // Out of descriptors, or a connection aborted before
+                // accept: keep serving, without spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
@@ -119,6 +185,17 @@ pub(crate) async fn run(
             "configuration: key `serve.listen`: expected IP:PORT, such as 127.0.0.1:8080",
         )
     })?;
+    if let Some(index) = c
+        .serve
+        .api_keys
+        .iter()
+        .position(|k| k.expose().chars().count() < MIN_API_KEY_CHARS)
+    {
+        return Err(CliError::config(format!(
+            "configuration: key `serve.api_keys`: key {} is shorter than {MIN_API_KEY_CHARS} characters; use a random key of at least {MIN_API_KEY_CHARS} (e.g. `openssl rand -hex 32`)",
+            index + 1
+        )));
+    }
     if c.serve.api_keys.is_empty() {
         if !insecure_loopback {
             return Err(CliError::config(
@@ -151,7 +228,6 @@ pub(crate) async fn run(
         stack: stack.clone(),
         metrics: metrics.clone(),
         keys,
-        window: c.background.window,
         ui: ui::UiState::new(
             &c.serve.api_keys,
             Arc::new(stack.database().event_log()),
@@ -162,17 +238,14 @@ pub(crate) async fn run(
     let shutdown = crate::shutdown::on_signal();
     let events = Arc::new(stack.database().event_log());
     let _recorder = recorder.start(events, c.serve.ui.event_retention, shutdown.clone());
-    let worker = worker.then(|| {
-        crate::worker::spawn(
-            stack.clone(),
-            metrics,
-            shutdown.clone(),
-            c.background.interval,
-        )
-    });
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let worker = worker
+        .then(|| crate::worker::spawn(stack.clone(), shutdown.clone(), c.background.interval));
+    let mut server = tokio::spawn(accept_loop(
+        listener,
+        router(state),
+        shutdown.clone(),
+        c.serve.header_read_timeout,
+    ));
     info!(%local, worker = worker.is_some(), redis = stack.has_redis(), "serving");
     output::print_line(&format!("listening on http://{local}"));
 
@@ -180,18 +253,14 @@ pub(crate) async fn run(
     tokio::select! {
         biased;
         () = shutdown.cancelled() => {}
-        result = &mut server => {
+        _ = &mut server => {
             server_done = true;
             if !shutdown.is_cancelled() {
-                // The server ended on its own: an I/O error on the listener.
-                return Err(match result {
-                    Ok(Err(e)) => CliError::with("the HTTP server stopped", e),
-                    _ => CliError::new("the HTTP server stopped"),
-                });
+                return Err(CliError::new("the HTTP server stopped"));
             }
         }
     }
-    let grace = c.shutdown_grace;
+    let grace = c.shutdown_grace();
     let deadline = Instant::now() + grace;
     if !server_done && tokio::time::timeout(grace, &mut server).await.is_err() {
         warn!("requests still open when the shutdown grace period ended; closing them");

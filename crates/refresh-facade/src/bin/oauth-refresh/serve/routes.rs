@@ -18,13 +18,15 @@ type Shared = Arc<AppState>;
 
 /// Bound of the readiness probe and of scrape-time database reads.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The window of `refresh?force=true`.
-const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
 fn parse_id(id: &str) -> Result<AccountId, ApiError> {
-    id.parse::<i64>()
-        .map(AccountId)
-        .map_err(|_| ApiError::not_found(&sanitize(id)))
+    id.parse::<i64>().map(AccountId).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid account id `{}`: expected an integer", sanitize(id)),
+        )
+    })
 }
 
 /// An id from the path, shortened and printable (it is echoed back).
@@ -76,39 +78,12 @@ pub(super) async fn refresh(
     let force = query(raw.as_deref())
         .iter()
         .any(|(k, v)| k == "force" && (v == "true" || v == "1"));
-    let stack = &state.stack;
-    let account = stack
-        .repository()
-        .get(id)
-        .await
-        .map_err(|e| ApiError::storage(format!("reading account {id} failed: {}", e.kind())))?
-        .ok_or_else(|| ApiError::not_found(&id.to_string()))?;
-    let not_refreshable = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "not_refreshable",
-            format!(
-                "account {id} ({} {}) is not refreshable",
-                account.platform,
-                account.account_type.as_str()
-            ),
-        )
-    };
-    let executor = stack
-        .executors()
-        .get(&account.platform)
-        .ok_or_else(not_refreshable)?;
-    if !executor.can_refresh(&account) {
-        return Err(not_refreshable());
-    }
-    let window = if force { FORCE_WINDOW } else { state.window };
     // The flow runs detached: a client that goes away does not cancel it.
-    let outcome = stack
-        .flow()
-        .refresh_if_needed(&account, executor, window)
+    let outcome = state
+        .stack
+        .refresh(id, force)
         .await
-        .map_err(|e| ApiError::from_flow(&e))?;
-    stack.tokens().invalidate_local(id);
+        .map_err(|e| ApiError::from_token(&e))?;
     let (name, account) = match &outcome {
         RefreshOutcome::Refreshed { account, .. } => ("refreshed", Some(account)),
         RefreshOutcome::StillFresh { account } => ("still_fresh", Some(account)),
@@ -211,4 +186,12 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
 
 pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }

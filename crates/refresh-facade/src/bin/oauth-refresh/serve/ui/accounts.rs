@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use maud::{Markup, html};
 use refresh_facade::core::ports::{DueCursor, RefreshEvent};
-use refresh_facade::{Account, AccountFilter, AccountId, AccountStatus, Platform, RefreshOutcome};
+use refresh_facade::{
+    Account, AccountFilter, AccountId, AccountStatus, Platform, RefreshOutcome, TokenError,
+};
 
 use super::layout::{Nav, outcome_class, page, relative};
 use super::{AppState, Operator, csrf_refused, field, form, html_response, query};
@@ -19,8 +21,6 @@ type Shared = Arc<AppState>;
 
 /// Events shown on an account's page.
 const RECENT_EVENTS: usize = 25;
-/// The window of "refresh now": refresh whatever the expiry.
-const FORCE_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 /// How long "refresh now" waits for its event to be stored before showing
 /// the page again.
 const EVENT_FLUSH: Duration = Duration::from_secs(2);
@@ -443,31 +443,28 @@ pub(super) async fn refresh_now(
     let back = |query: &str| {
         Redirect::to(&format!("/accounts/{}?{query}#events", id.get())).into_response()
     };
-    let stack = &state.stack;
-    let account = match stack.repository().get(id).await {
-        Ok(Some(account)) => account,
-        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
-        Err(e) => return back(&format!("notice=failed&stage=storage_{}", e.kind())),
-    };
-    let Some(executor) = stack
-        .executors()
-        .get(&account.platform)
-        .filter(|e| e.can_refresh(&account))
-    else {
-        return back("notice=not_refreshable");
-    };
     tracing::info!(account_id = %id, "refresh requested on the status page");
-    let result = stack
-        .flow()
-        .refresh_if_needed(&account, executor, FORCE_WINDOW)
-        .await;
-    stack.tokens().invalidate_local(id);
+    // The library's refresh by id: status, eligibility, force window and
+    // local invalidation in one place.
+    let result = state.stack.refresh(id, true).await;
     // The page shows the run's event: wait (bounded) for it to be stored.
     state.ui.recorder.flush(EVENT_FLUSH).await;
     match result {
         Ok(RefreshOutcome::Refreshed { .. }) => back("notice=refreshed"),
         Ok(RefreshOutcome::StillFresh { .. }) => back("notice=still_fresh"),
         Ok(RefreshOutcome::HeldElsewhere) => back("notice=held_elsewhere"),
-        Err(e) => back(&format!("notice=failed&stage={}", e.stage().as_str())),
+        Err(TokenError::UnknownAccount { .. }) => StatusCode::NOT_FOUND.into_response(),
+        Err(
+            TokenError::Inactive { .. }
+            | TokenError::NotEligible { .. }
+            | TokenError::UnsupportedPlatform { .. },
+        ) => back("notice=not_refreshable"),
+        Err(TokenError::Refresh { source, .. }) => {
+            back(&format!("notice=failed&stage={}", source.stage().as_str()))
+        }
+        Err(TokenError::Storage { source, .. }) => {
+            back(&format!("notice=failed&stage=storage_{}", source.kind()))
+        }
+        Err(_) => back("notice=failed&stage=token"),
     }
 }
