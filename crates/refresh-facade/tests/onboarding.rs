@@ -25,7 +25,7 @@ use refresh_providers::emulator::{EmulatedProvider, GrantSpec};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-const KEY: &str = "onboarding-key";
+const KEY: &str = "onboarding-key-0123456789";
 
 /// A sandbox whose every provider URL is the emulator's, migrated.
 async fn sandbox(extra: &str) -> Sandbox {

@@ -13,7 +13,7 @@ use refresh_providers::emulator::{EmulatedProvider, GrantSpec};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-const KEY: &str = "review12-key";
+const KEY: &str = "review12-key-0123456789";
 
 async fn sandbox(extra: &str) -> Sandbox {
     let sb = Sandbox::new().await;
@@ -242,12 +242,13 @@ async fn relogin_during_an_in_flight_refresh_wins_and_nothing_is_lost() {
     sb.run(&["refresh", &id.to_string(), "--force"]).await.ok();
 }
 
-/// BREAK: the relogin only clears its own process's token cache: a
-/// running `serve` keeps handing out the replaced grant's access token.
+/// BREAK (fixed): the relogin only cleared its own process's token cache:
+/// a running `serve` kept handing out the replaced grant's access token
+/// until the old token's expiry. `flow.local_max_age` bounds that: the
+/// in-process cache reads the account again after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fixed on merge: a core local-cache max age bounds how long a serve hands out a replaced grant's token"]
 async fn a_relogin_reaches_the_token_a_running_serve_hands_out() {
-    let sb = sandbox("").await;
+    let sb = sandbox("[flow]\nlocal_max_age = \"1s\"\n").await;
     let (out, _) = login_pasting_url(&sb, &["accounts", "login", "openai"]).await;
     let id = printed_id(&out);
     let mut served = sb.serve(&["--no-worker"]).await;
@@ -265,7 +266,13 @@ async fn a_relogin_reaches_the_token_a_running_serve_hands_out() {
     let old = token(served.url.clone()).await;
     let (out, _) = login_pasting_url(&sb, &["accounts", "relogin", &id.to_string()]).await;
     assert!(out.status.success(), "{out:?}");
-    let new = token(served.url.clone()).await;
+    // Within local_max_age (bounded wait, polling the observable answer).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut new = token(served.url.clone()).await;
+    while new == old && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        new = token(served.url.clone()).await;
+    }
     served.signal("-TERM");
     served.wait().await;
     assert_ne!(
@@ -345,7 +352,6 @@ fn write(sb: &Sandbox, name: &str, body: &Value) -> String {
 /// BREAK (known gap, impact confirmed): the same CLI file imported twice
 /// makes two accounts on one rotating grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fixed on merge: the catalog refuses a duplicate refresh token"]
 async fn a_second_import_of_the_same_refresh_token_is_refused() {
     let sb = sandbox("").await;
     let grant = sb.seed(EmulatedProvider::Claude);
@@ -538,7 +544,6 @@ async fn post(base: &str, path: &str, body: reqwest::Body) -> (u16, String) {
 /// BREAK (low): an oversized body gets axum's plain-text 413, not the
 /// API's typed JSON error; malformed ones are typed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fixed on merge: body-limit rejections become typed JSON errors"]
 async fn http_login_oversized_and_malformed_bodies_get_typed_json_errors() {
     let sb = sandbox("").await;
     let mut served = sb.serve(&["--no-worker"]).await;

@@ -20,6 +20,7 @@ pub struct TokenProviderBuilder {
     pub(super) policies: HashMap<Platform, ProviderRefreshPolicy>,
     pub(super) skew: Duration,
     pub(super) capacity: u64,
+    pub(super) local_max_age: Duration,
 }
 
 impl TokenProviderBuilder {
@@ -47,6 +48,17 @@ impl TokenProviderBuilder {
         self
     }
 
+    /// How long the in-process cache serves an entry before reading the
+    /// account again (default 30 s), whatever the token's expiry. This
+    /// bounds how long a change made by ANOTHER process without a shared
+    /// cache (an operator's relogin, disable or removal from the CLI) goes
+    /// unseen here; changes made through this process are seen at once.
+    /// The warm path still touches no store within this age.
+    pub fn local_max_age(mut self, age: Duration) -> Self {
+        self.local_max_age = age;
+        self
+    }
+
     /// Builds the provider.
     pub fn build(self) -> TokenProvider {
         TokenProvider {
@@ -57,6 +69,7 @@ impl TokenProviderBuilder {
                 local: LocalCache::new(self.capacity),
                 policies: self.policies,
                 skew: self.skew,
+                local_max_age: self.local_max_age,
                 metrics: TokenMetrics::default(),
                 flights: Arc::new(SingleFlight::new()),
                 by_id: Arc::new(SingleFlight::new()),

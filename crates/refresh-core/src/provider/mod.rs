@@ -36,6 +36,10 @@ use crate::ports::{RefreshExecutor, TokenCache};
 /// The request path refreshes tokens expiring within this skew.
 pub const REFRESH_SKEW: Duration = Duration::from_secs(3 * 60);
 
+/// Default longest in-process caching of any entry
+/// ([`TokenProviderBuilder::local_max_age`]).
+pub const LOCAL_MAX_AGE: Duration = Duration::from_secs(30);
+
 /// Longest in-process caching of a token the store could not confirm.
 pub(crate) const UNVERIFIED_TTL: Duration = Duration::from_secs(60);
 
@@ -54,6 +58,7 @@ struct ProviderInner {
     local: LocalCache,
     policies: HashMap<Platform, ProviderRefreshPolicy>,
     skew: Duration,
+    local_max_age: Duration,
     metrics: TokenMetrics,
     flights: Arc<SingleFlight<RefreshKey, TokenResult>>,
     /// Cold reads by id, one per account at a time.
@@ -79,6 +84,7 @@ impl TokenProvider {
             policies: HashMap::new(),
             skew: REFRESH_SKEW,
             capacity: 100_000,
+            local_max_age: LOCAL_MAX_AGE,
         }
     }
 

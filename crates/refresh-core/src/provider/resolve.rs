@@ -214,6 +214,7 @@ impl ProviderInner {
 
     pub(super) fn cache_locally(&self, token: &AccessToken, ttl: Option<Duration>) {
         if let Some(ttl) = ttl {
+            let ttl = ttl.min(self.local_max_age);
             self.local.put(token, ttl, self.flow.clock().now());
         }
     }

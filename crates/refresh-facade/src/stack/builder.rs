@@ -32,6 +32,7 @@ pub struct RefreshStackBuilder {
     background: BackgroundConfig,
     observer: Option<Arc<dyn FlowObserver>>,
     skew: Option<Duration>,
+    local_max_age: Option<Duration>,
     policies: Vec<(Platform, ProviderRefreshPolicy)>,
 }
 
@@ -131,6 +132,14 @@ impl RefreshStackBuilder {
     /// The request path's refresh skew (default 3 min).
     pub fn skew(mut self, skew: Duration) -> Self {
         self.skew = Some(skew);
+        self
+    }
+
+    /// How long the in-process token cache serves an entry before reading
+    /// the account again (default 30 s): the bound on how long a change made
+    /// by another process (a relogin or a disable from the CLI) goes unseen.
+    pub fn local_max_age(mut self, age: Duration) -> Self {
+        self.local_max_age = Some(age);
         self
     }
 
@@ -301,6 +310,9 @@ impl RefreshStackBuilder {
         }
         if let Some(skew) = self.skew {
             tokens = tokens.skew(skew);
+        }
+        if let Some(age) = self.local_max_age {
+            tokens = tokens.local_max_age(age);
         }
         let tokens = tokens.build();
 

@@ -110,6 +110,7 @@ impl Config {
                 HOUR,
             ),
             ("flow.skew", self.flow.skew, DAY),
+            ("flow.local_max_age", self.flow.local_max_age, DAY),
             (
                 "background.window",
                 self.background.window,
@@ -290,6 +291,10 @@ pub(crate) struct FlowSection {
     /// The request path refreshes tokens expiring within this.
     #[serde(with = "duration")]
     pub(crate) skew: Duration,
+    /// The in-process token cache reads the account again after this, so a
+    /// relogin or disable made by another process is seen within it.
+    #[serde(with = "duration")]
+    pub(crate) local_max_age: Duration,
 }
 
 impl Default for FlowSection {
@@ -308,6 +313,7 @@ impl Default for FlowSection {
             release_timeout: f.release_timeout,
             storage_timeout: f.storage_timeout,
             skew: refresh_facade::core::provider::REFRESH_SKEW,
+            local_max_age: refresh_facade::core::provider::LOCAL_MAX_AGE,
         }
     }
 }

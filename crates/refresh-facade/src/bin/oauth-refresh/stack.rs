@@ -37,7 +37,8 @@ pub(crate) async fn build(
         .providers(c.providers.clone())
         .flow(c.flow.to_config())
         .background(c.background.to_config())
-        .skew(c.flow.skew);
+        .skew(c.flow.skew)
+        .local_max_age(c.flow.local_max_age);
     if let Some(url) = &c.redis_url {
         let mut redis = refresh_facade::RedisConfig::new(url.clone())
             .map_err(|e| CliError::config(format!("configuration: key `redis_url`: {e}")))?
