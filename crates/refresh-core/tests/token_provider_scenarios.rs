@@ -1141,6 +1141,35 @@ async fn getter_stale_snapshot_never_overwrites_newer_cached_token() {
     assert_eq!((token.token.expose(), token.version), ("at-1-v4", 4));
 }
 
+/// `local_max_age` caps the in-process layer whatever the token's expiry:
+/// after it, the next read goes past process memory (here to the shared
+/// cache), so a change made by another process is seen within that bound.
+#[tokio::test(start_paused = true)]
+async fn the_in_process_layer_is_read_again_after_local_max_age() {
+    let snapshot = oauth_account(1, Platform::Gemini, 3600);
+    let h = Harness::new([snapshot.clone()]);
+    let provider = TokenProvider::builder(h.notifying_process(), h.registry(&[Platform::Gemini]))
+        .shared_cache(h.cache.clone())
+        .local_max_age(Duration::from_secs(30))
+        .build();
+    provider.access_token(&snapshot).await.expect("token");
+    let gets = h.cache_calls("get");
+    tokio::time::advance(Duration::from_secs(29)).await;
+    provider.access_token(&snapshot).await.expect("hit");
+    assert_eq!(
+        h.cache_calls("get"),
+        gets,
+        "within the max age: process memory"
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    provider.access_token(&snapshot).await.expect("re-read");
+    assert_eq!(
+        h.cache_calls("get"),
+        gets + 1,
+        "past the max age: read again"
+    );
+}
+
 /// REFERENCE §5.2: a token with more than 5 min left is cached for the time
 /// left minus 5 min.
 #[tokio::test(start_paused = true)]

@@ -751,6 +751,9 @@ impl<R: AccountRepository + 'static> Backends<R> {
     pub(crate) fn provider(&self, platforms: &[Platform]) -> TokenProvider {
         TokenProvider::builder(self.notifying_process(), self.registry(platforms))
             .shared_cache(self.cache.clone())
+            // The REFERENCE getter's TTLs, uncapped by the in-process max age
+            // (its own test sets it).
+            .local_max_age(Duration::from_secs(24 * 3600))
             .build()
     }
 
