@@ -219,7 +219,7 @@ fn read_paste() -> Result<String, CliError> {
 /// (a code or an OAuth `error`) ends the wait; any other request to the
 /// callback path (another page's, a foreign or missing state) gets a 400
 /// and the wait goes on. `localhost` is served on 127.0.0.1 and, when the
-/// machine has it, [::1].
+/// machine has it, `[::1]`.
 async fn listen_for_callback(session: &LoginSession, wait: Duration) -> Result<String, CliError> {
     let url = url::Url::parse(session.redirect_uri())
         .map_err(|_| CliError::config("the loopback redirect URI does not parse"))?;
