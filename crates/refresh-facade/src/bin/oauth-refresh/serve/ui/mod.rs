@@ -11,14 +11,15 @@
 //! | `GET /ui/style.css`, `GET /ui/app.js` | the embedded assets |
 //!
 //! Pages need a session ([`session`]); every POST checks a CSRF token;
-//! every response carries the [`headers`]. No page shows a credential: the
+//! every response carries the [`headers`] (a layer of the whole router, so
+//! 404 and 405 answers too). No page shows a credential: the
 //! account views hold names, statuses, times and counts only.
 
 mod accounts;
 mod assets;
 mod chart;
 mod config;
-mod headers;
+pub(super) mod headers;
 mod layout;
 mod login;
 mod overview;
@@ -30,7 +31,6 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -82,7 +82,6 @@ pub(crate) fn routes(enabled: bool) -> Router<Shared> {
         .route("/accounts/{id}/refresh", post(accounts::refresh_now))
         .route("/ui/style.css", get(assets::style))
         .route("/ui/app.js", get(assets::script))
-        .route_layer(middleware::from_fn(headers::security_headers))
 }
 
 /// A logged-in operator: the extractor of every page; without a valid
