@@ -39,7 +39,7 @@ use refresh_facade::core::ports::RefreshEventLog;
 use refresh_facade::events::EventRecorder;
 
 pub(crate) use self::config::UiSection;
-use self::session::SessionKeys;
+use self::session::{Revoked, Session, SessionKeys};
 use super::AppState;
 
 type Shared = Arc<AppState>;
@@ -47,6 +47,8 @@ type Shared = Arc<AppState>;
 /// What the status page shares.
 pub(crate) struct UiState {
     pub(crate) sessions: SessionKeys,
+    /// Sessions logged out.
+    pub(crate) revoked: Revoked,
     pub(crate) events: Arc<dyn RefreshEventLog>,
     pub(crate) recorder: EventRecorder,
     pub(crate) config: UiSection,
@@ -61,6 +63,7 @@ impl UiState {
     ) -> Self {
         Self {
             sessions: SessionKeys::new(api_keys),
+            revoked: Revoked::default(),
             events,
             recorder,
             config,
@@ -85,9 +88,10 @@ pub(crate) fn routes(enabled: bool) -> Router<Shared> {
 }
 
 /// A logged-in operator: the extractor of every page; without a valid
-/// session, a redirect to the login page.
+/// session (or with one logged out), a redirect to the login page.
 pub(super) struct Operator {
     pub(super) csrf: String,
+    pub(super) session: Session,
 }
 
 impl FromRequestParts<Shared> for Operator {
@@ -101,10 +105,12 @@ impl FromRequestParts<Shared> for Operator {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(|h| session::cookie(h, session::SESSION_COOKIE))
-            .and_then(|value| ui.sessions.verify(value, Utc::now()));
+            .and_then(|value| ui.sessions.verify(value, Utc::now()))
+            .filter(|session| !ui.revoked.contains(session));
         match session {
             Some(session) => Ok(Self {
                 csrf: ui.sessions.csrf(&session),
+                session,
             }),
             None => Err(Redirect::to("/login").into_response()),
         }
