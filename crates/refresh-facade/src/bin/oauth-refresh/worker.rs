@@ -1,9 +1,12 @@
-//! `run`: the background refresher, with each cycle's report logged and
-//! a graceful shutdown.
+//! `run`: the background refresher, with each cycle's report logged, each
+//! refresh recorded in the event log (as under `serve`, so the status
+//! page's history covers a separate worker), and a graceful shutdown.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use refresh_facade::RefreshStack;
+use refresh_facade::events::{EventRecorder, Observers};
 use refresh_facade::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -49,9 +52,33 @@ pub(crate) fn spawn(
 /// `run [--once]`.
 pub(crate) async fn run(loaded: &Loaded, once: bool) -> Result<(), CliError> {
     let metrics = Metrics::new();
+    let recorder = EventRecorder::new();
+    let observer = Observers(vec![metrics.observer(), recorder.observer()]);
     let (stack, _) =
-        crate::stack::build(loaded, false, Missing::Fail, Some(metrics.observer())).await?;
+        crate::stack::build(loaded, false, Missing::Fail, Some(Arc::new(observer))).await?;
     metrics.set_layered(stack.has_redis());
+    // The writer has its own token, cancelled only after the refreshes in
+    // flight have persisted, so their events are written too.
+    let stop_recorder = CancellationToken::new();
+    let writer = recorder.start(
+        Arc::new(stack.database().event_log()),
+        loaded.config.serve.ui.event_retention,
+        stop_recorder.clone(),
+    );
+    let result = refresh(loaded, once, &stack).await;
+    stop_recorder.cancel();
+    if let Some(writer) = writer
+        && tokio::time::timeout(EVENT_FLUSH, writer).await.is_err()
+    {
+        warn!("refresh events still queued when the flush bound ended; dropped");
+    }
+    result
+}
+
+/// How long `run` waits, at exit, for queued refresh events to be written.
+const EVENT_FLUSH: Duration = Duration::from_secs(5);
+
+async fn refresh(loaded: &Loaded, once: bool, stack: &RefreshStack) -> Result<(), CliError> {
     if once {
         let report = stack.background().run_once().await;
         output::print_line(&format!(
@@ -76,7 +103,7 @@ pub(crate) async fn run(loaded: &Loaded, once: bool) -> Result<(), CliError> {
     );
     shutdown.cancelled().await;
     let _ = worker.await;
-    finish(&stack, loaded.config.shutdown_grace()).await
+    finish(stack, loaded.config.shutdown_grace()).await
 }
 
 /// Waits (bounded by `shutdown_grace`) for refreshes in flight to persist.

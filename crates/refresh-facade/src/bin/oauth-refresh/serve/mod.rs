@@ -78,6 +78,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_body))
+        // Outside the routes, so fallbacks (404, 405) and refusals carry
+        // the security headers too; it sets no content type.
+        .layer(middleware::from_fn(ui::headers::security_headers))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             count_request,

@@ -116,28 +116,7 @@ async fn rows(state: &AppState, listing: &Listing) -> Result<Rows, String> {
     let limit = state.ui.config.page_size();
     let stack = &state.stack;
     if listing.by_expiry {
-        // Active accounts by (expiry, id), unknown expiry first: the
-        // repository's due listing with a horizon a century away.
-        let horizon = Utc::now() + TimeDelta::days(36_500);
-        let after = listing.after.as_deref().and_then(due_cursor);
-        let page = stack
-            .repository()
-            .list_due(horizon, after, limit)
-            .await
-            .map_err(|e| format!("listing accounts failed: {}", e.kind()))?;
-        let filter = AccountFilter {
-            platform: listing.platform.clone(),
-            status: None,
-        };
-        return Ok(Rows {
-            accounts: page
-                .accounts
-                .into_iter()
-                .filter(|a| filter.matches(a))
-                .collect(),
-            unreadable: page.corrupt.iter().map(|c| c.id).collect(),
-            next: page.next.map(due_cursor_text),
-        });
+        return by_expiry(state, listing, limit).await;
     }
     let filter = AccountFilter {
         platform: listing.platform.clone(),
@@ -158,6 +137,65 @@ async fn rows(state: &AppState, listing: &Listing) -> Result<Rows, String> {
         unreadable: page.corrupt.iter().map(|c| c.id).collect(),
         next: page.next.map(|id| id.get().to_string()),
     })
+}
+
+/// Rounds of [`by_expiry`] per page: past them the page shows what it
+/// found and a Next link, so a rare platform among many accounts costs
+/// bounded work per request.
+const EXPIRY_ROUNDS: usize = 20;
+
+/// Active accounts by (expiry, id), unknown expiry first: the repository's
+/// due listing with a horizon a century away. The catalog's filtered
+/// listing orders by id only, so a platform filter reads due pages until
+/// this page holds `limit` matching accounts, the listing ends, or
+/// [`EXPIRY_ROUNDS`] pages were read.
+async fn by_expiry(state: &AppState, listing: &Listing, limit: usize) -> Result<Rows, String> {
+    let horizon = Utc::now() + TimeDelta::days(36_500);
+    let filter = AccountFilter {
+        platform: listing.platform.clone(),
+        status: None,
+    };
+    let mut after = listing.after.as_deref().and_then(due_cursor);
+    let mut rows = Rows {
+        accounts: Vec::new(),
+        unreadable: Vec::new(),
+        next: None,
+    };
+    for _ in 0..EXPIRY_ROUNDS {
+        let page = state
+            .stack
+            .repository()
+            .list_due(horizon, after, limit)
+            .await
+            .map_err(|e| format!("listing accounts failed: {}", e.kind()))?;
+        // Corrupt rows have no readable platform: shown under any filter.
+        rows.unreadable.extend(page.corrupt.iter().map(|c| c.id));
+        let room = limit - rows.accounts.len();
+        let mut matching: Vec<Account> = page
+            .accounts
+            .into_iter()
+            .filter(|a| filter.matches(a))
+            .collect();
+        if matching.len() > room {
+            // Full: the next page starts after the last account shown.
+            matching.truncate(room);
+            rows.next = matching.last().map(|a| {
+                due_cursor_text(DueCursor {
+                    expires_at: a.expires_at,
+                    id: a.id,
+                })
+            });
+            rows.accounts.extend(matching);
+            return Ok(rows);
+        }
+        rows.accounts.extend(matching);
+        after = page.next;
+        if after.is_none() || rows.accounts.len() == limit {
+            break;
+        }
+    }
+    rows.next = after.map(due_cursor_text);
+    Ok(rows)
 }
 
 fn status_class(status: AccountStatus) -> &'static str {

@@ -1,4 +1,5 @@
-//! The security headers of every status-page response: a strict
+//! The security headers of every `serve` response (pages, assets, /v1,
+//! fallbacks): a strict
 //! Content-Security-Policy (scripts and styles only from this origin's
 //! embedded files, no inline script or style, no framing, forms only to
 //! this origin), `X-Content-Type-Options`, `Referrer-Policy`, and
@@ -13,7 +14,7 @@ use axum::response::Response;
 pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub(super) async fn security_headers(request: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(

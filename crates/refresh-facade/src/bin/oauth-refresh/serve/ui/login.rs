@@ -112,6 +112,7 @@ pub(super) async fn logout(
     if !operator.checks(&form(&body)) {
         return csrf_refused();
     }
+    state.ui.revoked.revoke(&operator.session, Utc::now());
     let mut response = Redirect::to("/login").into_response();
     if let Ok(value) =
         HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", 0, secure(&state, &headers)))

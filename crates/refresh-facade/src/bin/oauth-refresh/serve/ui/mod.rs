@@ -11,14 +11,15 @@
 //! | `GET /ui/style.css`, `GET /ui/app.js` | the embedded assets |
 //!
 //! Pages need a session ([`session`]); every POST checks a CSRF token;
-//! every response carries the [`headers`]. No page shows a credential: the
+//! every response carries the [`headers`] (a layer of the whole router, so
+//! 404 and 405 answers too). No page shows a credential: the
 //! account views hold names, statuses, times and counts only.
 
 mod accounts;
 mod assets;
 mod chart;
 mod config;
-mod headers;
+pub(super) mod headers;
 mod layout;
 mod login;
 mod overview;
@@ -30,7 +31,6 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -39,7 +39,7 @@ use refresh_facade::core::ports::RefreshEventLog;
 use refresh_facade::events::EventRecorder;
 
 pub(crate) use self::config::UiSection;
-use self::session::SessionKeys;
+use self::session::{Revoked, Session, SessionKeys};
 use super::AppState;
 
 type Shared = Arc<AppState>;
@@ -47,6 +47,8 @@ type Shared = Arc<AppState>;
 /// What the status page shares.
 pub(crate) struct UiState {
     pub(crate) sessions: SessionKeys,
+    /// Sessions logged out.
+    pub(crate) revoked: Revoked,
     pub(crate) events: Arc<dyn RefreshEventLog>,
     pub(crate) recorder: EventRecorder,
     pub(crate) config: UiSection,
@@ -61,6 +63,7 @@ impl UiState {
     ) -> Self {
         Self {
             sessions: SessionKeys::new(api_keys),
+            revoked: Revoked::default(),
             events,
             recorder,
             config,
@@ -82,13 +85,13 @@ pub(crate) fn routes(enabled: bool) -> Router<Shared> {
         .route("/accounts/{id}/refresh", post(accounts::refresh_now))
         .route("/ui/style.css", get(assets::style))
         .route("/ui/app.js", get(assets::script))
-        .route_layer(middleware::from_fn(headers::security_headers))
 }
 
 /// A logged-in operator: the extractor of every page; without a valid
-/// session, a redirect to the login page.
+/// session (or with one logged out), a redirect to the login page.
 pub(super) struct Operator {
     pub(super) csrf: String,
+    pub(super) session: Session,
 }
 
 impl FromRequestParts<Shared> for Operator {
@@ -102,10 +105,12 @@ impl FromRequestParts<Shared> for Operator {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(|h| session::cookie(h, session::SESSION_COOKIE))
-            .and_then(|value| ui.sessions.verify(value, Utc::now()));
+            .and_then(|value| ui.sessions.verify(value, Utc::now()))
+            .filter(|session| !ui.revoked.contains(session));
         match session {
             Some(session) => Ok(Self {
                 csrf: ui.sessions.csrf(&session),
+                session,
             }),
             None => Err(Redirect::to("/login").into_response()),
         }

@@ -1,4 +1,5 @@
-//! Sessions of the status page: a signed cookie, no server-side state.
+//! Sessions of the status page: a signed cookie, and the nonces of
+//! sessions logged out ([`Revoked`]).
 //!
 //! Logging in with one of `serve.api_keys` sets `oauth_refresh_session` =
 //! `v1.<expires unix>.<nonce>.<mac>`, where `mac` is HMAC-SHA256 over
@@ -8,8 +9,11 @@
 //! sessions. The CSRF token of a session is another HMAC of its nonce
 //! with the same key, so forms carry it and no store is needed.
 //!
-//! Logout clears the cookie in the browser; a copy of the cookie stays
-//! valid until it expires (`serve.ui.session_ttl`).
+//! Logout clears the cookie in the browser and records the session's nonce
+//! as revoked until the cookie would have expired, so a copy of the cookie
+//! is refused by this process. The table is in memory: another `serve`
+//! process with the same keys, or this one restarted, still accepts the
+//! copy until it expires (`serve.ui.session_ttl`).
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -44,6 +48,32 @@ impl std::fmt::Debug for SessionKeys {
 pub(crate) struct Session {
     key: usize,
     nonce: String,
+    expires: DateTime<Utc>,
+}
+
+/// Sessions logged out before they expired: nonce -> the cookie's expiry.
+/// Entries are dropped once expired, so the table holds at most the
+/// sessions logged out within one `session_ttl`.
+#[derive(Debug, Default)]
+pub(crate) struct Revoked {
+    nonces: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+}
+
+impl Revoked {
+    /// Refuses `session` from now on (until it expires anyway).
+    pub(crate) fn revoke(&self, session: &Session, now: DateTime<Utc>) {
+        let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+        nonces.retain(|_, expires| *expires > now);
+        nonces.insert(session.nonce.clone(), session.expires);
+    }
+
+    /// Whether `session` was logged out.
+    pub(crate) fn contains(&self, session: &Session) -> bool {
+        self.nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&session.nonce)
+    }
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -142,6 +172,7 @@ impl SessionKeys {
         (expires > now).then(|| Session {
             key,
             nonce: nonce.to_owned(),
+            expires,
         })
     }
 
@@ -208,6 +239,21 @@ mod tests {
         ] {
             assert!(k.verify(bad, at(0)).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_revoked_session_is_refused_and_forgotten_once_expired() {
+        let k = keys();
+        let revoked = Revoked::default();
+        let one = k.verify(&k.issue(0, at(60)), at(0)).unwrap();
+        let two = k.verify(&k.issue(0, at(600)), at(0)).unwrap();
+        revoked.revoke(&one, at(0));
+        assert!(revoked.contains(&one));
+        assert!(!revoked.contains(&two));
+        // A later logout prunes the expired entry.
+        revoked.revoke(&two, at(61));
+        assert!(!revoked.contains(&one));
+        assert!(revoked.contains(&two));
     }
 
     #[test]
