@@ -158,6 +158,7 @@ impl RefreshStackBuilder {
             })?;
         }
         let mut executors = ExecutorRegistry::new();
+        let rate_limits = self.providers.rate_limits();
         register_all(&mut executors, self.providers).map_err(|source| StackError::Config {
             setting: "providers",
             source,
@@ -253,6 +254,9 @@ impl RefreshStackBuilder {
 
         let mut flow =
             RefreshFlow::builder(repository.clone(), locks, claims.clone()).config(self.flow);
+        for (platform, limit) in rate_limits {
+            flow = flow.rate_limit(platform, limit);
+        }
         if let Some(observer) = self.observer {
             flow = flow.observer(observer);
         }
