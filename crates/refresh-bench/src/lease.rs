@@ -19,6 +19,9 @@ pub(crate) struct Lease {
     pub(crate) project_lease: Summary,
     pub(crate) baseline_two_pings: Summary,
     pub(crate) baseline_lock: Summary,
+    /// Server time per call during the loop (µs), by command, from
+    /// `INFO commandstats`: `evalsha` is the project's two scripts.
+    pub(crate) server_us_per_call: std::collections::BTreeMap<String, f64>,
 }
 
 pub(crate) async fn run(env: &Env) -> Result<Lease> {
@@ -34,6 +37,7 @@ pub(crate) async fn run(env: &Env) -> Result<Lease> {
     let ttl = Duration::from_secs(30);
     let mut samples: [Vec<u64>; 4] = Default::default();
     let mut walls = [Duration::ZERO; 4];
+    let stats_before = go.command_stats().await;
     for _ in 0..rounds {
         let t = Instant::now();
         redis.ping().await?;
@@ -58,6 +62,19 @@ pub(crate) async fn run(env: &Env) -> Result<Lease> {
         go.unlock(&go_key).await?;
         record(&mut samples[3], &mut walls[3], t);
     }
+    let stats_after = go.command_stats().await;
+    let server_us_per_call = ["evalsha", "ping", "set", "del"]
+        .iter()
+        .filter_map(|name| {
+            let (c1, u1) = stats_after.get(*name)?;
+            let (c0, u0) = stats_before.get(*name).copied().unwrap_or_default();
+            let calls = c1.checked_sub(c0).filter(|c| *c > 0)?;
+            Some((
+                (*name).to_owned(),
+                u1.saturating_sub(u0) as f64 / calls as f64,
+            ))
+        })
+        .collect();
     go.clear().await;
     let [a, b, c, d] = samples;
     let n = rounds as u64;
@@ -66,6 +83,7 @@ pub(crate) async fn run(env: &Env) -> Result<Lease> {
         project_lease: summarize(b, 0, n, walls[1]),
         baseline_two_pings: summarize(c, 0, n, walls[2]),
         baseline_lock: summarize(d, 0, n, walls[3]),
+        server_us_per_call,
     })
 }
 

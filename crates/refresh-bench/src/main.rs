@@ -72,6 +72,10 @@ pub(crate) struct AllArgs {
     /// The `oauth-refresh` binary (default: beside this one).
     #[arg(long)]
     pub(crate) oauth_refresh: Option<PathBuf>,
+    /// Only these scenarios (comma-separated: warm, lease, stampede, sweep,
+    /// serve; serve needs sweep), for working on one of them.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
     /// How this run was started (for the report).
     #[arg(long, default_value = "cargo xtask bench")]
     pub(crate) command: String,
@@ -126,19 +130,30 @@ async fn all(args: AllArgs) -> Result<()> {
     let mut results = report::Results::start(&args);
     let env = env::Env::start(database, redis, args.quick).await?;
 
-    say("==> warm token read");
-    results.warm = Some(warm::run(&env).await?);
-    say("==> Redis lease vs two PINGs");
-    results.lease = Some(lease::run(&env).await?);
-    say("==> stampede: 4 processes x 256 callers");
-    results.stampede = Some(stampede::run(&env).await?);
-    say("==> sweep and its growth");
-    let (sweep, growth_db) = sweep::run(&env).await?;
-    results.sweep = Some(sweep);
-    say("==> oauth-refresh serve: memory and HTTP");
-    let served = serve::run(&env, &growth_db, &binary).await;
-    env.drop_database(growth_db).await;
-    results.serve = Some(served?);
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if wanted("warm") {
+        say("==> warm token read");
+        results.warm = Some(warm::run(&env).await?);
+    }
+    if wanted("lease") {
+        say("==> Redis lease vs two PINGs");
+        results.lease = Some(lease::run(&env).await?);
+    }
+    if wanted("stampede") {
+        say("==> stampede: 4 processes x 256 callers");
+        results.stampede = Some(stampede::run(&env).await?);
+    }
+    if wanted("sweep") {
+        say("==> sweep and its growth");
+        let (sweep, growth_db) = sweep::run(&env).await?;
+        results.sweep = Some(sweep);
+        if wanted("serve") {
+            say("==> oauth-refresh serve: memory and HTTP");
+            let served = serve::run(&env, &growth_db, &binary).await;
+            results.serve = Some(served?);
+        }
+        env.drop_database(growth_db).await;
+    }
 
     results.finish();
     let text = report::markdown(&results, &args)?;

@@ -337,14 +337,22 @@ pub(crate) fn markdown(r: &Results, args: &AllArgs) -> Result<String> {
         ] {
             writeln!(s, "| {name} | {} | {} |", ns(x.p50_ns), ns(x.p99_ns))?;
         }
-        writeln!(s)?;
+        let per = |c: &str| l.server_us_per_call.get(c).copied().unwrap_or(f64::NAN);
+        writeln!(
+            s,
+            "\nProfile of the server side (Redis `INFO commandstats` over the loop, µs of server time per call): `EVALSHA` {:.2} (the project's acquire and release scripts), `PING` {:.2}, `SET` {:.2}, `DEL` {:.2}. The lease's extra time over two PINGs is the Lua scripts' execution on the server (script setup, `TIME`, `GET`, `SET NX PX`, `SET` of the fence; `GET` + `DEL` on release), which a compare-and-delete release and a fenced acquire cannot avoid on Redis 7.0 (no `DELEX IFEQ` before 8.4); the client side adds an owner token and a deadline timer.\n",
+            per("evalsha"),
+            per("ping"),
+            per("set"),
+            per("del")
+        )?;
     }
 
     if !r.criterion.is_empty() {
         writeln!(s, "## Criterion micro-benchmarks (same run)\n")?;
         writeln!(
             s,
-            "Medians. `warm_read/*`: refresh-core, in-memory stack (16 tasks: time per read over all tasks). `ping`, `two_pings`, `lease_acquire_release`, `cache_get`: refresh-redis on the run's Redis. `lease_acquire_release/*`, `claim_acquire_consume/*`: the database lease and a generation claim's two statements on SQLite (synchronous FULL / NORMAL) and PostgreSQL.\n"
+            "Medians. `warm_read/*`: refresh-core, in-memory stack (`by_id_16_tasks`: the time of one round of 16 reads, one per task, on a 2-worker runtime; divide by 16 for a read). `ping`, `two_pings`, `lease_acquire_release`, `cache_get`: refresh-redis on the run's Redis. `lease_acquire_release/*`, `claim_acquire_consume/*`: the database lease and a generation claim's two statements on SQLite (synchronous FULL / NORMAL) and PostgreSQL.\n"
         )?;
         writeln!(s, "| benchmark | median |\n|---|---|")?;
         for (id, median) in &r.criterion {
@@ -385,6 +393,18 @@ pub(crate) fn markdown(r: &Results, args: &AllArgs) -> Result<String> {
                 x.p50_ms - st.upstream_latency_ms,
                 x.p99_ms - st.upstream_latency_ms,
                 x.max_ms
+            )?;
+        }
+        for (name, x) in [("project", &st.project), ("baseline", &st.baseline)] {
+            let per: Vec<String> = x
+                .per_process_p50_max_ms
+                .iter()
+                .map(|(p50, max)| format!("{p50:.1} / {max:.1}"))
+                .collect();
+            writeln!(
+                s,
+                "\n{name}: per process median / slowest caller (ms): {}.",
+                per.join(", ")
             )?;
         }
         writeln!(s)?;

@@ -32,6 +32,8 @@ pub(crate) struct Side {
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) max_ms: f64,
+    /// Each process's median and slowest caller (ms), in start order.
+    pub(crate) per_process_p50_max_ms: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -146,6 +148,14 @@ fn side(reports: &[WorkerReport], stored: &Secret) -> Side {
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         max_ms: ms(1.0),
+        per_process_p50_max_ms: reports
+            .iter()
+            .map(|r| {
+                let mut l = r.latencies_us.clone();
+                l.sort_unstable();
+                (quantile(&l, 0.5) / 1000.0, quantile(&l, 1.0) / 1000.0)
+            })
+            .collect(),
         ..Side::default()
     }
 }
@@ -232,6 +242,12 @@ pub(crate) async fn worker(
     if side == "project" {
         let stack = crate::env::stack(db, redis, emulator, &key, false).await?;
         stack.ready(Duration::from_secs(10)).await?;
+        // A running service's pool is open: open every connection now, so
+        // the callers do not pay for PostgreSQL forking backends.
+        let reads = (0..WARM_CONNECTIONS).map(|_| stack.catalog().count_by_status(None));
+        for read in futures_util::future::join_all(reads).await {
+            read?;
+        }
         emit("ready");
         stdin.next_line().await?;
         for _ in 0..callers {
@@ -250,6 +266,10 @@ pub(crate) async fn worker(
             .await?
             .context("the account")?;
         baseline.store.ping().await?;
+        let reads = (0..WARM_CONNECTIONS).map(|_| table::get(&baseline.db, account));
+        for read in futures_util::future::join_all(reads).await {
+            read?;
+        }
         emit("ready");
         stdin.next_line().await?;
         for _ in 0..callers {
@@ -282,6 +302,9 @@ async fn report(tasks: &mut tokio::task::JoinSet<(Duration, Option<Secret>)>) ->
     emit(&serde_json::to_string(&out)?);
     Ok(())
 }
+
+/// Concurrent reads that open every pooled connection before `ready`.
+const WARM_CONNECTIONS: usize = 16;
 
 /// One line on stdout (the worker's protocol with the harness).
 fn emit(line: &str) {

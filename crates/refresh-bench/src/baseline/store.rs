@@ -89,6 +89,28 @@ impl RedisStore {
             .map(drop)
     }
 
+    /// `(calls, usec)` by command from `INFO commandstats` (the server's
+    /// own time per command: the profile of a round trip's server side).
+    pub(crate) async fn command_stats(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap_or_default();
+        info.lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let field = |key: &str| {
+                    rest.split(',')
+                        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+                        .parse::<u64>()
+                        .ok()
+                };
+                Some((name.to_owned(), (field("calls")?, field("usec")?)))
+            })
+            .collect()
+    }
+
     /// Deletes every key of the namespace.
     pub(crate) async fn clear(&self) {
         let mut conn = self.conn.clone();
