@@ -494,6 +494,7 @@ pub(crate) fn markdown(r: &Results, args: &AllArgs) -> Result<String> {
         )?;
     }
 
+    writeln!(s, "{}\n", include_str!("../ANALYSIS.md").trim_end())?;
     writeln!(
         s,
         "## Raw numbers\n\n```json\n{}\n```",

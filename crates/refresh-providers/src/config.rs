@@ -110,8 +110,8 @@ impl ProvidersConfig {
 impl ProvidersConfig {
     /// The `rate_limit` of every enabled provider, by platform, for
     /// [`RefreshFlowBuilder::rate_limit`](refresh_core::RefreshFlowBuilder::rate_limit).
+    #[allow(unused_mut, clippy::vec_init_then_push)] // pushes are per feature
     pub fn rate_limits(&self) -> Vec<(refresh_core::Platform, refresh_core::RateLimit)> {
-        #[allow(unused_mut)] // pushes are per feature
         let mut limits = Vec::new();
         #[cfg(feature = "claude")]
         limits.push((refresh_core::Platform::Anthropic, self.claude.rate_limit));
