@@ -6,7 +6,10 @@
 //! - `cargo xtask ci`: what `.ci/run` calls (same as `test`).
 //! - `cargo xtask services`: start throwaway Redis and PostgreSQL and print
 //!   their URLs until interrupted, for running single tests by hand.
+//! - `cargo xtask bench [--quick]`: the benchmarks beside the Go algorithm,
+//!   written to `BENCHMARKS.md` (see `bench.rs`).
 
+mod bench;
 mod services;
 
 use std::process::{Command, ExitCode};
@@ -14,17 +17,20 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <test|ci|services>
+const USAGE: &str = "usage: cargo xtask <test|ci|services|bench [--quick]>
 
   test      fmt check, clippy -D warnings, rustdoc -D warnings, all tests (services started as needed)
   ci        what .ci/run calls (same as test)
-  services  start throwaway Redis and PostgreSQL, print their URLs, wait for Ctrl-C";
+  services  start throwaway Redis and PostgreSQL, print their URLs, wait for Ctrl-C
+  bench     criterion micro-benchmarks and the refresh-bench harness beside the Go algorithm,
+            written to BENCHMARKS.md (--quick: smaller sizes, under 3 minutes once built)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test" | "ci") => test(&args[1..]),
         Some("services") => services::hold(),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help") | None => {
             say(USAGE);
             return ExitCode::SUCCESS;
@@ -51,11 +57,11 @@ pub(crate) fn say(line: &str) {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run(step: &str, mut cmd: Command) -> Result<()> {
+pub(crate) fn run(step: &str, mut cmd: Command) -> Result<()> {
     say(&format!("==> {step}"));
     let started = Instant::now();
     let status = cmd

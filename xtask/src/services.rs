@@ -43,7 +43,17 @@ impl Drop for TempDir {
 }
 
 impl Services {
+    /// Redis, the Redis Cluster and PostgreSQL.
     pub(crate) fn start() -> Result<Self> {
+        Self::start_with(true)
+    }
+
+    /// Redis and PostgreSQL (what the benchmarks use).
+    pub(crate) fn start_without_cluster() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    fn start_with(cluster: bool) -> Result<Self> {
         let mut services = Self {
             redis_url: String::new(),
             redis_cluster_urls: String::new(),
@@ -79,6 +89,7 @@ impl Services {
         }
         match std::env::var("REFRESH_TEST_REDIS_CLUSTER_URLS") {
             Ok(urls) => services.redis_cluster_urls = urls,
+            Err(_) if !cluster => {}
             Err(_) => {
                 services.redis_cluster_urls =
                     start_redis_cluster(&dir.0, &mut services.redis_cluster)?;
@@ -98,7 +109,9 @@ impl Services {
 
     pub(crate) fn export(&self, cmd: &mut Command) {
         cmd.env("REFRESH_TEST_REDIS_URL", &self.redis_url);
-        cmd.env("REFRESH_TEST_REDIS_CLUSTER_URLS", &self.redis_cluster_urls);
+        if !self.redis_cluster_urls.is_empty() {
+            cmd.env("REFRESH_TEST_REDIS_CLUSTER_URLS", &self.redis_cluster_urls);
+        }
         cmd.env("REFRESH_TEST_DATABASE_URL", &self.database_url);
     }
 }

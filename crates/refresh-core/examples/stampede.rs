@@ -98,7 +98,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed()
     );
 
-    println!("background: 1000 accounts expiring within the 30 min window, concurrency 16");
+    println!(
+        "background: 1000 accounts expiring within the 30 min window, default concurrency (64)"
+    );
     for id in 2..1002 {
         let creds = Credentials::new()
             .with("access_token", format!("at-{id}"))

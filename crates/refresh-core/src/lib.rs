@@ -92,7 +92,9 @@ pub use error::{
     ConfigError, CredentialsError, DomainError, FlowError, FlowStage, OAuthErrorCode,
     ProviderError, RefreshTokenTaken, StorageError, StorageErrorKind, TokenError, TokenHolder,
 };
-pub use flow::{FlowConfig, LockStrategy, RefreshFlow, RefreshFlowBuilder, RefreshOutcome};
+pub use flow::{
+    FlowConfig, LockStrategy, RateLimit, RefreshFlow, RefreshFlowBuilder, RefreshOutcome,
+};
 pub use policy::{BackgroundRefreshPolicy, ProviderRefreshPolicy};
 pub use ports::{
     AccountCatalog, AccountFilter, AccountPage, AccountRepository, CachedToken, CasExpectation,

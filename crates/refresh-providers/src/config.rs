@@ -107,6 +107,27 @@ impl ProvidersConfig {
     }
 }
 
+impl ProvidersConfig {
+    /// The `rate_limit` of every enabled provider, by platform, for
+    /// [`RefreshFlowBuilder::rate_limit`](refresh_core::RefreshFlowBuilder::rate_limit).
+    #[allow(unused_mut, clippy::vec_init_then_push)] // pushes are per feature
+    pub fn rate_limits(&self) -> Vec<(refresh_core::Platform, refresh_core::RateLimit)> {
+        let mut limits = Vec::new();
+        #[cfg(feature = "claude")]
+        limits.push((refresh_core::Platform::Anthropic, self.claude.rate_limit));
+        #[cfg(feature = "openai")]
+        limits.push((refresh_core::Platform::OpenAi, self.openai.rate_limit));
+        #[cfg(feature = "gemini")]
+        limits.push((refresh_core::Platform::Gemini, self.gemini.rate_limit));
+        #[cfg(feature = "antigravity")]
+        limits.push((
+            refresh_core::Platform::Antigravity,
+            self.antigravity.rate_limit,
+        ));
+        limits
+    }
+}
+
 /// Registers the executor of every enabled provider in `registry` (an
 /// executor already registered for a platform is replaced), sharing one
 /// [`HttpClients`] pool, which it returns (to read
@@ -193,6 +214,27 @@ mod tests {
         assert_eq!(http.connect_timeout, std::time::Duration::from_millis(2500));
         assert_eq!(http.max_body_bytes, 4096);
         assert!(serde_json::from_str::<HttpConfig>(r#"{"connect_timeout": -1}"#).is_err());
+    }
+
+    #[cfg(all(feature = "claude", feature = "openai"))]
+    #[test]
+    fn each_provider_reads_its_rate_limit_and_refuses_a_bad_one() {
+        let config: ProvidersConfig =
+            serde_json::from_str(r#"{"claude": {"rate_limit": "20/s"}}"#).unwrap();
+        let limits = config.rate_limits();
+        let of = |p: refresh_core::Platform| limits.iter().find(|(q, _)| *q == p).unwrap().1;
+        assert_eq!(of(refresh_core::Platform::Anthropic).to_string(), "20/s");
+        assert_eq!(
+            of(refresh_core::Platform::OpenAi),
+            crate::DEFAULT_RATE_LIMIT
+        );
+        let bad = serde_json::from_str::<ProvidersConfig>(r#"{"openai": {"rate_limit": "fast"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("rate_limit"), "{bad}");
+        assert!(
+            serde_json::from_str::<ProvidersConfig>(r#"{"openai": {"rate_limt": "1/s"}}"#).is_err()
+        );
     }
 
     #[test]

@@ -74,3 +74,14 @@ mod validate;
 pub use code_assist::{DiscoveryTiming, PROJECT_DISCOVERY_PENDING};
 pub use config::{ProvidersConfig, register_all};
 pub use http::{HttpClients, HttpConfig};
+
+/// The default `rate_limit` of every built-in provider: 1000 token calls a
+/// second (bursts of 100). A ceiling against a runaway (a raised background
+/// concurrency, a stampede over thousands of accounts), sized so the default
+/// background concurrency at 50 ms upstream latency (1280 calls/s at most)
+/// is barely slowed; set the provider's real quota when it is known.
+pub const DEFAULT_RATE_LIMIT: refresh_core::RateLimit =
+    refresh_core::RateLimit::per_second(match std::num::NonZeroU32::new(1000) {
+        Some(n) => n,
+        None => panic!("1000 is not zero"),
+    });

@@ -41,6 +41,7 @@ mod lease_guard;
 mod lock_strategy;
 mod outcome;
 mod persist;
+mod rate_limit;
 mod steps;
 mod upstream;
 
@@ -51,9 +52,12 @@ pub use crate::domain::ASSUMED_TOKEN_LIFETIME;
 pub use config::{FlowConfig, MAX_CONSUMED_HORIZON, MAX_DURATION};
 pub use lock_strategy::LockStrategy;
 pub use outcome::RefreshOutcome;
+pub use rate_limit::RateLimit;
+
+use self::rate_limit::RateLimiters;
 
 use crate::concurrency::{Detached, SingleFlight};
-use crate::domain::{Account, RefreshKey};
+use crate::domain::{Account, Platform, RefreshKey};
 use crate::error::{ConfigError, FlowError};
 use crate::ports::{
     AccountRepository, ClaimStore, Clock, FlowObserver, NoObserver, RefreshExecutor, SystemClock,
@@ -77,6 +81,8 @@ pub(crate) struct FlowInner {
     clock: Arc<dyn Clock>,
     config: FlowConfig,
     observer: Arc<dyn FlowObserver>,
+    /// Per-platform bounds on upstream token calls.
+    rate_limits: RateLimiters,
     flights: Arc<SingleFlight<RefreshKey, FlowResult>>,
     /// Rescues and consumed-mark retries that outlive their run.
     detached: Arc<Detached>,
@@ -88,6 +94,10 @@ impl std::fmt::Debug for RefreshFlow {
             .field("locks", &self.inner.locks)
             .field("claims", &self.inner.claims.name())
             .field("config", &self.inner.config)
+            .field(
+                "rate_limited",
+                &self.inner.rate_limits.platforms().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +122,7 @@ impl RefreshFlow {
             clock: None,
             config: FlowConfig::default(),
             observer: None,
+            rate_limits: Vec::new(),
         }
     }
 
@@ -211,9 +222,21 @@ pub struct RefreshFlowBuilder {
     clock: Option<Arc<dyn Clock>>,
     config: FlowConfig,
     observer: Option<Arc<dyn FlowObserver>>,
+    rate_limits: Vec<(Platform, RateLimit)>,
 }
 
 impl RefreshFlowBuilder {
+    /// Bounds the upstream token calls of `platform` (default: unbounded).
+    /// Every path's calls count (request path, background, manual); a run
+    /// waits for a cell after its due check and before it claims the
+    /// generation, so the wait never shortens the claim or the call's hard
+    /// deadline. A later call for the same platform replaces the bound.
+    pub fn rate_limit(mut self, platform: Platform, limit: RateLimit) -> Self {
+        self.rate_limits.retain(|(p, _)| *p != platform);
+        self.rate_limits.push((platform, limit));
+        self
+    }
+
     /// Where lock, upstream and outcome events go (default: nowhere). The
     /// token provider built over this flow reports to it too.
     pub fn observer(mut self, observer: Arc<dyn FlowObserver>) -> Self {
@@ -245,9 +268,14 @@ impl RefreshFlowBuilder {
     /// # Errors
     /// [`ConfigError`] when the configuration breaks an invariant (a claim
     /// life shorter than the hard deadline plus the grace, an unbounded
-    /// duration, a lease shorter than the upstream call).
+    /// duration, a lease shorter than the upstream call, a rate above one
+    /// call per nanosecond).
     pub fn build(self) -> Result<RefreshFlow, ConfigError> {
         self.config.validate()?;
+        let mut rate_limits = RateLimiters::default();
+        for (platform, limit) in self.rate_limits {
+            rate_limits.insert(platform, limit)?;
+        }
         Ok(RefreshFlow {
             inner: Arc::new(FlowInner {
                 repo: self.repo,
@@ -257,6 +285,7 @@ impl RefreshFlowBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 config: self.config,
                 observer: self.observer.unwrap_or_else(|| Arc::new(NoObserver)),
+                rate_limits,
                 flights: Arc::new(SingleFlight::new()),
                 detached: Arc::new(Detached::default()),
             }),

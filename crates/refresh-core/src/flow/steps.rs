@@ -132,6 +132,9 @@ impl FlowInner {
                     source: ProviderError::MissingRefreshToken,
                 });
             };
+            // The platform's rate limit, before the claim: the wait takes
+            // nothing from the claim's life or the call's deadline.
+            self.rate_limits.until_ready(&executor.platform()).await;
             let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
             match self.claim(key, &claim_key, &fresh, executor).await? {
                 Claimed::Won(held) => {

@@ -179,6 +179,7 @@ impl RefreshStackBuilder {
             })?;
         }
         let mut executors = ExecutorRegistry::new();
+        let rate_limits = self.providers.rate_limits();
         let login_config = self.providers.clone().resolved();
         let http =
             register_all(&mut executors, self.providers).map_err(|source| StackError::Config {
@@ -287,6 +288,9 @@ impl RefreshStackBuilder {
 
         let mut flow =
             RefreshFlow::builder(repository.clone(), locks, claims.clone()).config(self.flow);
+        for (platform, limit) in rate_limits {
+            flow = flow.rate_limit(platform, limit);
+        }
         if let Some(observer) = self.observer {
             flow = flow.observer(observer);
         }

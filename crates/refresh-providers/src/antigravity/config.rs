@@ -16,6 +16,10 @@ use crate::config::join;
 pub struct AntigravityConfig {
     /// Google's token endpoint.
     pub token_url: String,
+    /// Upper bound on this provider's token calls, from every path
+    /// (`"20/s"`, `"600/m"`; default [`DEFAULT_RATE_LIMIT`](crate::DEFAULT_RATE_LIMIT)),
+    /// enforced by the refresh flow before it claims a generation.
+    pub rate_limit: refresh_core::RateLimit,
     /// The Antigravity OAuth client id.
     pub client_id: String,
     /// The Antigravity OAuth client secret.
@@ -46,6 +50,7 @@ impl Default for AntigravityConfig {
     fn default() -> Self {
         Self {
             token_url: "https://oauth2.googleapis.com/token".to_owned(),
+            rate_limit: crate::DEFAULT_RATE_LIMIT,
             client_id: "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com"
                 .to_owned(),
             client_secret: Secret::from("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"),

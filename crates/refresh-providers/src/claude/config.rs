@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub struct ClaudeConfig {
     /// Token endpoint.
     pub token_url: String,
+    /// Upper bound on this provider's token calls, from every path
+    /// (`"20/s"`, `"600/m"`; default [`DEFAULT_RATE_LIMIT`](crate::DEFAULT_RATE_LIMIT)),
+    /// enforced by the refresh flow before it claims a generation.
+    pub rate_limit: refresh_core::RateLimit,
     /// OAuth client id (Claude Code's).
     pub client_id: String,
     /// `User-Agent` of token calls (2026-12: `axios/1.13.6`; the upstream
@@ -30,6 +34,7 @@ impl Default for ClaudeConfig {
     fn default() -> Self {
         Self {
             token_url: "https://platform.claude.com/v1/oauth/token".to_owned(),
+            rate_limit: crate::DEFAULT_RATE_LIMIT,
             client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e".to_owned(),
             user_agent: "axios/1.13.6".to_owned(),
             accept: "application/json, text/plain, */*".to_owned(),

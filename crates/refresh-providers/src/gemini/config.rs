@@ -15,6 +15,10 @@ use crate::config::join;
 pub struct GeminiConfig {
     /// Google's token endpoint.
     pub token_url: String,
+    /// Upper bound on this provider's token calls, from every path
+    /// (`"20/s"`, `"600/m"`; default [`DEFAULT_RATE_LIMIT`](crate::DEFAULT_RATE_LIMIT)),
+    /// enforced by the refresh flow before it claims a generation.
+    pub rate_limit: refresh_core::RateLimit,
     /// The built-in Gemini CLI client id (code_assist, google_one, and
     /// ai_studio when no AI Studio client is configured).
     pub builtin_client_id: String,
@@ -57,6 +61,7 @@ impl Default for GeminiConfig {
     fn default() -> Self {
         Self {
             token_url: "https://oauth2.googleapis.com/token".to_owned(),
+            rate_limit: crate::DEFAULT_RATE_LIMIT,
             builtin_client_id:
                 "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com"
                     .to_owned(),

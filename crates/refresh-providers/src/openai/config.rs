@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub struct OpenAiConfig {
     /// Token endpoint.
     pub token_url: String,
+    /// Upper bound on this provider's token calls, from every path
+    /// (`"20/s"`, `"600/m"`; default [`DEFAULT_RATE_LIMIT`](crate::DEFAULT_RATE_LIMIT)),
+    /// enforced by the refresh flow before it claims a generation.
+    pub rate_limit: refresh_core::RateLimit,
     /// OAuth client id used when the account's credentials name none
     /// (the Codex CLI's).
     pub client_id: String,
@@ -33,6 +37,7 @@ impl Default for OpenAiConfig {
     fn default() -> Self {
         Self {
             token_url: "https://auth.openai.com/oauth/token".to_owned(),
+            rate_limit: crate::DEFAULT_RATE_LIMIT,
             client_id: "app_EMoamEEZ73f0CkXaXp7hrann".to_owned(),
             scope: "openid profile email".to_owned(),
             user_agent: "codex-tui/0.146.0 (Ubuntu 22.4.0; x86_64) xterm-256color".to_owned(),

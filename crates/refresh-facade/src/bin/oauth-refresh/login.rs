@@ -174,10 +174,6 @@ async fn obtain_code(session: &LoginSession, listen: bool) -> Result<String, Cli
         .to_std()
         .unwrap_or(Duration::ZERO);
     if listen {
-        output::eprint_line(&format!(
-            "Waiting for the browser's redirect to {} (until the login expires) ...",
-            session.redirect_uri()
-        ));
         return listen_for_callback(session, wait).await;
     }
     output::eprint_line(
@@ -249,6 +245,12 @@ async fn listen_for_callback(session: &LoginSession, wait: Duration) -> Result<S
     {
         listeners.push(listener);
     }
+    // Said once the listeners are bound: a browser (or a script) that reacts
+    // to this line finds the port open.
+    output::eprint_line(&format!(
+        "Waiting for the browser's redirect to {} (until the login expires) ...",
+        session.redirect_uri()
+    ));
     let path = url.path().to_owned();
     let session = Arc::new(session.clone());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
