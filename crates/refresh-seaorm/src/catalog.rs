@@ -42,7 +42,12 @@ impl SeaOrmAccountRepository {
         if fingerprint.is_empty() {
             return Ok(None);
         }
-        let sql = "SELECT id FROM accounts WHERE refresh_fingerprint = $1 AND id <> $2 ORDER BY id LIMIT 1";
+        // `<> ''` repeats the partial unique index's predicate: without it
+        // SQLite cannot prove the index applies to a bound parameter and
+        // scans the table for every entry (an import of N accounts was
+        // O(N²) and held the write lock for minutes).
+        let sql = "SELECT id FROM accounts WHERE refresh_fingerprint = $1 \
+                   AND refresh_fingerprint <> '' AND id <> $2 ORDER BY id LIMIT 1";
         let except = except.map_or(i64::MIN, |id| id.0);
         let row = query_one(
             conn,
