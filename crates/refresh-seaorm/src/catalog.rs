@@ -61,18 +61,56 @@ impl SeaOrmAccountRepository {
             .transpose()
     }
 
+    /// The first entry of `accounts` whose refresh token an existing account
+    /// holds, with that account: one indexed query per chunk of entries
+    /// (not one per entry), on `conn`.
+    async fn first_held(
+        &self,
+        conn: &impl ConnectionTrait,
+        op: &'static str,
+        accounts: &[NewAccount],
+    ) -> Result<Option<(usize, AccountId)>, StorageError> {
+        const CHUNK: usize = 500;
+        let fingerprints: Vec<(usize, String)> = accounts
+            .iter()
+            .enumerate()
+            .map(|(index, a)| (index, fingerprint_column(&a.credentials)))
+            .filter(|(_, f)| !f.is_empty())
+            .collect();
+        let mut first: Option<(usize, AccountId)> = None;
+        for chunk in fingerprints.chunks(CHUNK) {
+            let params: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            // `<> ''` repeats the partial unique index's predicate, so the
+            // planner can use the index for bound parameters.
+            let sql = format!(
+                "SELECT id, refresh_fingerprint FROM accounts WHERE refresh_fingerprint <> '' \
+                 AND refresh_fingerprint IN ({})",
+                params.join(", ")
+            );
+            let values: Vec<Value> = chunk.iter().map(|(_, f)| f.clone().into()).collect();
+            for row in query_all(conn, self.db.dialect(), op, &sql, values).await? {
+                let holder = AccountId(column::<i64>(&row, op, "id")?);
+                let fingerprint = column::<String>(&row, op, "refresh_fingerprint")?;
+                if let Some((index, _)) = chunk.iter().find(|(_, f)| *f == fingerprint)
+                    && first.is_none_or(|(seen, _)| *index < seen)
+                {
+                    first = Some((*index, holder));
+                }
+            }
+        }
+        Ok(first)
+    }
+
     /// Creates `new` on `conn` under a store-assigned id: the row goes in
     /// with its secrets empty, then they are sealed under the id it got
-    /// (the sealing context binds the id). Run inside a transaction.
+    /// (the sealing context binds the id). Run inside a transaction, after
+    /// [`Self::first_held`].
     async fn create_on(
         &self,
         conn: &impl ConnectionTrait,
         op: &'static str,
         new: NewAccount,
     ) -> Result<Account, StorageError> {
-        if let Some(holder) = self.holder_of(conn, op, &new.credentials, None).await? {
-            return Err(taken(op, holder));
-        }
         let dialect = self.db.dialect();
         let insert = "INSERT INTO accounts (name, platform, account_type, status, error_message, \
                       credentials, refresh_fingerprint, extra, proxy_url, priority, credentials_version, \
@@ -149,8 +187,20 @@ impl SeaOrmAccountRepository {
                 return Err(error);
             }
         }
-        let mut created = Vec::with_capacity(accounts.len());
         let single = accounts.len() == 1 && op == "create";
+        match self.first_held(&txn, op, &accounts).await {
+            Ok(None) => {}
+            Ok(Some((index, holder))) => {
+                let _ = txn.rollback().await;
+                let error = taken(op, holder);
+                return Err(if single { error } else { error.in_entry(index) });
+            }
+            Err(error) => {
+                let _ = txn.rollback().await;
+                return Err(error);
+            }
+        }
+        let mut created = Vec::with_capacity(accounts.len());
         for (index, account) in accounts.into_iter().enumerate() {
             match self.create_on(&txn, op, account).await {
                 Ok(account) => created.push(account),
