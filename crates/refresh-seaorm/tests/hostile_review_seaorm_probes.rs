@@ -1440,7 +1440,12 @@ async fn probe_sqlite_big_import_vs_claims_of_another_pool() {
     let file = SqliteFile::new("probe_big_import");
     let a = file.open(sealed()).await;
     let b = file.open(sealed()).await;
-    let batch: Vec<NewAccount> = (0..20_000).map(new_account).collect();
+    // 10 000 accounts: an import holds SQLite's write lock for its whole
+    // transaction (all or nothing), about 0.45 ms per account in a debug
+    // build, so 20 000 came within a loaded machine's noise of the 10 s busy
+    // timeout. This still catches a per-entry table scan (O(N²): 83 s at
+    // 20 000, ~20 s here). Larger imports on SQLite: see the crate README.
+    let batch: Vec<NewAccount> = (0..10_000).map(new_account).collect();
     let started = std::time::Instant::now();
     let import = {
         let repo = a.repository();
