@@ -16,7 +16,7 @@ pub use crate::domain::{
 };
 pub use crate::error::{
     OAuthErrorBody, OAuthErrorCode, ProviderError, StorageError, StorageErrorKind,
-    parse_retry_after, sanitize_description,
+    parse_retry_after, parse_retry_after_with_date, sanitize_description,
 };
 pub use crate::ports::{
     AccountCatalog, AccountFilter, AccountPage, AccountRepository, CachedToken, CasExpectation,

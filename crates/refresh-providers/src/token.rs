@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use refresh_core::domain::ASSUMED_TOKEN_LIFETIME;
-use refresh_core::error::parse_retry_after;
+use refresh_core::error::parse_retry_after_with_date;
 use refresh_core::{ProviderError, RefreshContext, Secret, TokenGrant};
 use tracing::warn;
 
@@ -32,7 +32,8 @@ pub(crate) fn claimed_refresh_token(ctx: &RefreshContext) -> Result<&Secret, Pro
 /// Classifies a token-endpoint response: a 2xx body becomes a
 /// [`TokenGrant`] (with a sane `expires_in`), anything else the
 /// [`ProviderError`] its status, parsed OAuth error code and
-/// `Retry-After` (seconds or HTTP-date, read at `now`) say.
+/// `Retry-After` (seconds, or an HTTP-date read against the response's
+/// `Date` when it has one, else at `now`) say.
 ///
 /// # Errors
 /// The classified error; `InvalidResponse` for a 2xx body that is too
@@ -46,7 +47,7 @@ pub(crate) fn grant_from(
         let retry_after = response
             .retry_after
             .as_deref()
-            .and_then(|v| parse_retry_after(v, now));
+            .and_then(|v| parse_retry_after_with_date(v, response.date.as_deref(), now));
         return Err(ProviderError::from_response(
             response.status,
             response.body_or_empty(),
@@ -93,4 +94,27 @@ pub(crate) fn follow_up_deadline(ctx: &RefreshContext, reserve: Duration) -> tok
     ctx.deadline
         .checked_sub(reserve)
         .unwrap_or_else(tokio::time::Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_http_date_is_read_against_the_responses_date_on_a_skewed_worker() {
+        let response = HttpResponse {
+            status: 429,
+            retry_after: Some("Sun, 06 Nov 1994 08:49:37 GMT".to_owned()),
+            date: Some("Sun, 06 Nov 1994 08:49:00 GMT".to_owned()),
+            body: Capped::Complete(Vec::new()),
+        };
+        // The worker's clock runs 30 s ahead of the server's.
+        let ahead = DateTime::from_timestamp(784_111_740 + 30, 0).unwrap();
+        match grant_from(&response, ahead, "claude") {
+            Err(ProviderError::RateLimited { retry_after }) => {
+                assert_eq!(retry_after, Some(std::time::Duration::from_secs(37)));
+            }
+            other => panic!("expected rate_limited, got {:?}", other.err()),
+        }
+    }
 }

@@ -13,6 +13,6 @@ pub use domain::{ConfigError, CredentialsError, DomainError};
 pub use flow::{FlowError, FlowStage};
 pub use oauth_code::{OAuthErrorBody, OAuthErrorCode, redact_token_like, sanitize_description};
 pub use provider::ProviderError;
-pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
+pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after, parse_retry_after_with_date};
 pub use storage::{RefreshTokenTaken, StorageError, StorageErrorKind, TokenHolder};
 pub use token::TokenError;

@@ -31,6 +31,24 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some(delay.min(MAX_RETRY_AFTER))
 }
 
+/// [`parse_retry_after`] for a `Retry-After` read off a response that may
+/// carry its own `Date` header (`server_date`, raw): an HTTP-date
+/// `Retry-After` is then read against the server's `Date`, not against the
+/// local `now`, so a local clock that runs ahead cannot shorten the wait
+/// (nor one behind stretch it) — RFC 9110 §10.2.3 ties the date to the
+/// server's clock. Delta-seconds, or a missing or unparseable `Date`, fall
+/// back to `now`.
+pub fn parse_retry_after_with_date(
+    value: &str,
+    server_date: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let reference = server_date
+        .and_then(|date| http_date(date.trim()))
+        .unwrap_or(now);
+    parse_retry_after(value, reference)
+}
+
 /// An HTTP-date in one of its three forms, always GMT.
 fn http_date(value: &str) -> Option<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_rfc2822(value) {
@@ -77,6 +95,33 @@ mod tests {
                 "{value:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_http_date_is_read_against_the_servers_date_not_a_skewed_local_clock() {
+        let value = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let server = Some("Sun, 06 Nov 1994 08:49:00 GMT");
+        let ahead = now() + chrono::Duration::seconds(30);
+        let behind = now() - chrono::Duration::seconds(30);
+        for local in [now(), ahead, behind] {
+            assert_eq!(
+                parse_retry_after_with_date(value, server, local),
+                Some(Duration::from_secs(37))
+            );
+        }
+        // Delta-seconds ignore both clocks; no (or a garbled) Date falls back to `now`.
+        assert_eq!(
+            parse_retry_after_with_date("5", server, ahead),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_retry_after_with_date(value, None, ahead),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after_with_date(value, Some("yesterday"), now()),
+            Some(Duration::from_secs(37))
+        );
     }
 
     #[test]

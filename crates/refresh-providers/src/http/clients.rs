@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use refresh_core::ProviderError;
 use refresh_core::domain::{ProxyScheme, ProxyUrl};
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, DATE, RETRY_AFTER};
 use tokio::time::Instant;
 
 use super::body::read_capped;
@@ -132,17 +132,21 @@ impl HttpClients {
             .await
             .map_err(|e| map_transport_error(&e, Phase::Send))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (retry_after, date) = (header(RETRY_AFTER), header(DATE));
         let body = read_capped(&mut response, self.inner.config.max_body_bytes)
             .await
             .map_err(|e| map_transport_error(&e, Phase::Body))?;
         Ok(HttpResponse {
             status,
             retry_after,
+            date,
             body,
         })
     }

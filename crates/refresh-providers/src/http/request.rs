@@ -78,6 +78,9 @@ pub(crate) struct HttpResponse {
     pub(crate) status: u16,
     /// The raw `Retry-After` header.
     pub(crate) retry_after: Option<String>,
+    /// The raw `Date` header: the server's clock, against which an
+    /// HTTP-date `Retry-After` is read.
+    pub(crate) date: Option<String>,
     pub(crate) body: Capped,
 }
 
