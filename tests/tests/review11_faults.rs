@@ -320,3 +320,159 @@ async fn a_paused_holder_resumes_after_its_lease_lapsed_and_writes() {
     );
     cluster.assert_end_state(&EndState::default()).await;
 }
+
+/// Redis is flushed while every account's answer is on its way (leases,
+/// cached tokens and notification state gone mid-refresh), then killed
+/// and started again on another port the workers were never told about:
+/// the generation claims keep each account to one refresh, the database
+/// lease takes over, and every rotation lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn redis_flushed_in_flight_then_moved_to_another_port() {
+    let mut cluster = Cluster::start("r11_flush", Topology::WithRedis, "").await;
+    cluster.import(2, 2, -60).await;
+    cluster.emulator.set_latency(1_500).await;
+    let n = cluster.accounts.len() as u64;
+    let settings = env(&[
+        ("FW_MODE", "background"),
+        ("FW_INTERVAL_MS", "200"),
+        ("FW_LEASE_TTL_MS", "4000"),
+        ("FW_UPSTREAM_TIMEOUT_MS", "3000"),
+        ("FW_STORAGE_TIMEOUT_MS", "400"),
+    ]);
+    let mut workers: Vec<_> = (0..3)
+        .map(|i| cluster.fault_worker(&format!("worker-{i}"), &settings))
+        .collect();
+    cluster
+        .emulator
+        .wait_for_refreshes(n, "every account's request at the upstream")
+        .await;
+    let redis = cluster.redis.as_mut().expect("redis");
+    assert!(
+        redis.dbsize() > 0,
+        "the leases were in Redis (else this proves nothing)"
+    );
+    redis.flushall();
+    eventually(
+        "every rotation stored after FLUSHALL",
+        Duration::from_secs(45),
+        || cluster.all_rotations_home(&[]),
+    )
+    .await;
+    // Redis goes away for good (a new server on another port): new due
+    // accounts go through the database lease.
+    cluster.redis.as_mut().expect("redis").kill();
+    let _moved = refresh_tests::OwnRedis::start().await;
+    cluster.import(1, 1, -60).await;
+    let n = cluster.accounts.len() as u64;
+    cluster
+        .emulator
+        .wait_for_refreshes(n, "the new accounts refreshed without Redis")
+        .await;
+    eventually(
+        "every rotation stored without Redis",
+        Duration::from_secs(45),
+        || cluster.all_rotations_home(&[]),
+    )
+    .await;
+    for worker in &mut workers {
+        worker.stop().await;
+    }
+    let summaries: Vec<_> = workers.iter().map(Cluster::summary).collect();
+    let total = |name: &str| summaries.iter().map(|s| s.get(name)).sum::<u64>();
+    assert!(
+        total("lock_acquired:database") >= 1,
+        "the database lease took over: {summaries:?}"
+    );
+    let stats = cluster.emulator.stats().await;
+    assert_eq!(stats.refreshes, n, "one refresh per account: {stats:?}");
+    cluster.assert_end_state(&EndState::default()).await;
+}
+
+/// One account's stored credentials are garbage (not a sealed value):
+/// two `run` workers and a `serve` under load keep refreshing and serving
+/// the others, answer the corrupt one with an error instead of a crash,
+/// and leave its row exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs services: cargo xtask test"]
+async fn a_corrupt_row_leaves_the_others_alone_and_is_not_rewritten() {
+    let extra = "[background]\ninterval = \"300ms\"\n";
+    let mut cluster = Cluster::start("r11_corrupt", Topology::WithRedis, extra).await;
+    cluster.import(2, 1, -60).await;
+    let corrupt = cluster.accounts.remove(0);
+    let garbage = "{\"v\":1,\"not\":\"sealed\"";
+    let pg = cluster.pg.url.clone();
+    let conn = Database::connect(pg.as_str()).await.expect("connect");
+    conn.execute(Statement::from_string(
+        conn.get_database_backend(),
+        format!(
+            "UPDATE accounts SET credentials = '{garbage}' WHERE id = {}",
+            corrupt.id
+        ),
+    ))
+    .await
+    .expect("corrupt the row");
+    let raw = || async {
+        let row = conn
+            .query_one(Statement::from_string(
+                conn.get_database_backend(),
+                format!(
+                    "SELECT credentials, status, credentials_version::bigint FROM accounts WHERE id = {}",
+                    corrupt.id
+                ),
+            ))
+            .await
+            .expect("query")
+            .expect("row");
+        let credentials: String = row.try_get_by_index(0).expect("credentials");
+        let status: String = row.try_get_by_index(1).expect("status");
+        let version: i64 = row.try_get_by_index(2).expect("version");
+        (credentials, status, version)
+    };
+    let before = raw().await;
+    let mut workers = vec![cluster.run("run-0"), cluster.run("run-1")];
+    let (mut serve, url) = cluster.serve("serve", &["--no-worker"]).await;
+    let mut ids: Vec<i64> = cluster.accounts.iter().map(|a| a.id).collect();
+    ids.push(corrupt.id);
+    let load = refresh_tests::Load::start(std::slice::from_ref(&url), &ids, 3);
+    eventually(
+        "the other accounts refreshed and stored",
+        Duration::from_secs(30),
+        || cluster.all_rotations_home(&[]),
+    )
+    .await;
+    let answers = load.stop().await;
+    let corrupt_answer = reqwest::Client::new()
+        .get(format!("{url}/v1/accounts/{}/access-token", corrupt.id))
+        .bearer_auth(refresh_tests::cluster::API_KEY)
+        .send()
+        .await
+        .expect("serve answers");
+    let status = corrupt_answer.status();
+    let body = corrupt_answer.text().await.unwrap_or_default();
+    serve.stop().await;
+    for worker in &mut workers {
+        worker.stop().await;
+    }
+    assert!(
+        !status.is_success(),
+        "the corrupt account is not served a token: {status} {body}"
+    );
+    assert!(answers.get("200").copied().unwrap_or(0) > 0, "{answers:?}");
+    let after = raw().await;
+    assert_eq!(
+        after.0, before.0,
+        "the corrupt row's credentials were not rewritten"
+    );
+    assert_eq!(after.2, before.2, "its version did not move");
+    assert_eq!(
+        cluster.emulator.grant(corrupt.grant).await.refreshes,
+        0,
+        "the corrupt account's grant was never presented"
+    );
+    eprintln!(
+        "corrupt account: status {:?} -> {:?}; serve answered {status} {body}; load {answers:?}",
+        before.1, after.1
+    );
+    cluster.assert_end_state(&EndState::default()).await;
+}
