@@ -476,3 +476,80 @@ async fn a_corrupt_row_leaves_the_others_alone_and_is_not_rewritten() {
     );
     cluster.assert_end_state(&EndState::default()).await;
 }
+
+/// Every fault kind of the emulator, each AFTER the upstream processed
+/// the request (the grant rotated; the client never learns the new
+/// token): a reset connection, a 502 HTML page, a 503, cut-off JSON, an
+/// oversized body and a hang past the deadline. Each answer is lost (the
+/// residual risk core's README lists), but none may be taken for "not
+/// sent": the presented token stays quarantined, so nobody presents it
+/// again (a reuse would revoke the grant). An OpenAI account beside them
+/// refreshes as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn every_fault_kind_after_processing_keeps_the_token_quarantined() {
+    let mut cluster = Cluster::start("r11_processed", Topology::DatabaseOnly, "").await;
+    let kinds = [
+        json!({"kind": "reset"}),
+        json!({"kind": "html_error"}),
+        json!({"kind": "server_error"}),
+        json!({"kind": "malformed_json"}),
+        json!({"kind": "oversized", "bytes": 5_000_000}),
+        json!({"kind": "hang"}),
+    ];
+    cluster.import(kinds.len(), 1, -60).await;
+    let claude_path = cluster.accounts[0].token_path;
+    for kind in &kinds {
+        let mut fault = kind.clone();
+        fault["path"] = json!(claude_path);
+        fault["processed"] = json!(true);
+        cluster.emulator.fault(fault).await;
+    }
+    let settings = env(&[
+        ("FW_MODE", "background"),
+        ("FW_INTERVAL_MS", "300"),
+        ("FW_LEASE_TTL_MS", "4000"),
+        ("FW_UPSTREAM_TIMEOUT_MS", "2000"),
+        ("FW_UPSTREAM_GRACE_MS", "1000"),
+        ("FW_STORAGE_TIMEOUT_MS", "400"),
+    ]);
+    let mut workers: Vec<_> = (0..2)
+        .map(|i| cluster.fault_worker(&format!("worker-{i}"), &settings))
+        .collect();
+    let e = &cluster.emulator;
+    eventually("every fault applied", Duration::from_secs(30), || async {
+        e.stats().await.faults_injected == kinds.len() as u64
+    })
+    .await;
+    let claude: Vec<_> = cluster.accounts[..kinds.len()].to_vec();
+    for account in &claude {
+        assert_eq!(
+            e.grant(account.grant).await.generation,
+            2,
+            "each Claude grant rotated once, under its fault"
+        );
+    }
+    // Past the hard deadline, several backoffs and background cycles of
+    // both workers: no token presented again.
+    let before = e.requests(claude_path).await;
+    stays(
+        "no lost-answer token presented again",
+        Duration::from_secs(5),
+        || async {
+            let stats = e.stats().await;
+            stats.reuse_attempts == 0 && stats.requests(claude_path) == before
+        },
+    )
+    .await;
+    for worker in &mut workers {
+        worker.stop().await;
+    }
+    let openai = cluster.accounts[kinds.len()].clone();
+    assert_eq!(e.grant(openai.grant).await.refreshes, 1);
+    cluster
+        .assert_end_state(&EndState {
+            rotation_lost: claude.iter().map(|a| a.id).collect(),
+            ..EndState::default()
+        })
+        .await;
+}
