@@ -553,3 +553,136 @@ async fn every_fault_kind_after_processing_keeps_the_token_quarantined() {
         })
         .await;
 }
+
+/// `GET /v1/accounts/{id}/access-token` on `url`: the status and, on 200,
+/// the access token (never printed).
+async fn served(url: &str, id: i64) -> (u16, Option<String>) {
+    let answer = reqwest::Client::new()
+        .get(format!("{url}/v1/accounts/{id}/access-token"))
+        .bearer_auth(refresh_tests::cluster::API_KEY)
+        .send()
+        .await
+        .expect("serve answers");
+    let status = answer.status().as_u16();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    (status, body["access_token"].as_str().map(str::to_owned))
+}
+
+/// Two warm `serve` processes (in-process and shared Redis caches full)
+/// while another process re-authorizes the account, and then disables
+/// it: within the documented bound (`flow.local_max_age`, 1 s here) both
+/// serve the new login's token, never the replaced one again, and then
+/// refuse the disabled account, although the old token is still cached
+/// in Redis and still valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs services: cargo xtask test"]
+async fn warm_servers_see_a_relogin_and_a_disable_from_another_process() {
+    let extra = "[flow]\nlocal_max_age = \"1s\"\n";
+    let mut cluster = Cluster::start("r11_warm", Topology::WithRedis, extra).await;
+    cluster.import(1, 0, 3_600).await;
+    let id = cluster.accounts[0].id;
+    let (mut a, url_a) = cluster.serve("serve-a", &["--no-worker"]).await;
+    let (mut b, url_b) = cluster.serve("serve-b", &["--no-worker"]).await;
+    let (status, old) = served(&url_a, id).await;
+    assert_eq!(status, 200);
+    assert_eq!(served(&url_b, id).await, (200, old.clone()), "both warm");
+
+    let relogin = cluster.emulator.seed("claude").await;
+    let new_access = format!("at-relogin-{}", relogin.grant_id);
+    let mut credentials = Credentials::new();
+    credentials.insert("access_token", new_access.clone());
+    credentials.insert("refresh_token", relogin.refresh_token.clone());
+    credentials.insert(
+        "expires_at",
+        (chrono::Utc::now().timestamp() + 3_600).to_string(),
+    );
+    let database = cluster.database().await;
+    database
+        .repository()
+        .replace_credentials(AccountId::from(id), &credentials)
+        .await
+        .expect("relogin");
+    cluster.accounts[0].grant = relogin.grant_id;
+    for url in [&url_a, &url_b] {
+        eventually(
+            "the relogin's token served",
+            Duration::from_secs(10),
+            || async { served(url, id).await.1.as_deref() == Some(new_access.as_str()) },
+        )
+        .await;
+    }
+    stays(
+        "the replaced token never served again",
+        Duration::from_secs(2),
+        || async { served(&url_a, id).await.1 != old && served(&url_b, id).await.1 != old },
+    )
+    .await;
+
+    database
+        .repository()
+        .update_metadata(
+            AccountId::from(id),
+            &refresh_facade::core::MetadataUpdate {
+                status: Some(refresh_facade::core::AccountStatus::Disabled),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("disable");
+    for url in [&url_a, &url_b] {
+        eventually(
+            "the disabled account refused",
+            Duration::from_secs(10),
+            || async { served(url, id).await.0 != 200 },
+        )
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+    let stats = cluster.emulator.stats().await;
+    assert_eq!(stats.refreshes, 0, "nothing was due: {stats:?}");
+    cluster.assert_end_state(&EndState::default()).await;
+}
+
+/// Two processes configured differently: one locks through Redis, the
+/// other was given no Redis at all (database lease only, no shared cache,
+/// no notifications). Their leases never meet, so both reach the
+/// generation claims of the same expired accounts at once: the claims let
+/// one redemption per account through, and the other process's callers
+/// wait for it (polling the database) and get the new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn a_redis_process_and_a_database_only_process_race_for_the_same_accounts() {
+    let mut cluster = Cluster::start("r11_split", Topology::WithRedis, "").await;
+    cluster.import(2, 2, -60).await;
+    cluster.emulator.set_latency(1_500).await;
+    let n = cluster.accounts.len() as u64;
+    let ids: Vec<String> = cluster.accounts.iter().map(|a| a.id.to_string()).collect();
+    let ids = ids.join(",");
+    let mut with_redis = cluster.fault_worker(
+        "worker-redis",
+        &env(&[("FW_MODE", "tokens"), ("FW_ACCOUNTS", &ids)]),
+    );
+    let mut without = cluster.fault_worker(
+        "worker-no-redis",
+        &env(&[
+            ("FW_MODE", "tokens"),
+            ("FW_ACCOUNTS", &ids),
+            ("FW_REDIS_URL", ""),
+        ]),
+    );
+    assert!(with_redis.wait().await.success(), "{}", with_redis.logs());
+    assert!(without.wait().await.success(), "{}", without.logs());
+    let (r, d) = (Cluster::summary(&with_redis), Cluster::summary(&without));
+    assert_eq!(r.get("token:ok"), n, "{r:?}");
+    assert_eq!(d.get("token:ok"), n, "{d:?}");
+    assert!(r.get("lock_acquired:redis") >= 1, "{r:?}");
+    assert!(d.get("lock_acquired:database") >= 1, "{d:?}");
+    assert_eq!(
+        r.get("upstream:ok") + d.get("upstream:ok"),
+        n,
+        "one redemption per account: {r:?} {d:?}"
+    );
+    assert_eq!(cluster.emulator.stats().await.refreshes, n);
+    cluster.assert_end_state(&EndState::default()).await;
+}
