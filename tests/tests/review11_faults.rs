@@ -686,3 +686,81 @@ async fn a_redis_process_and_a_database_only_process_race_for_the_same_accounts(
     assert_eq!(cluster.emulator.stats().await.refreshes, n);
     cluster.assert_end_state(&EndState::default()).await;
 }
+
+/// Runs `sql` on the admin connection.
+async fn admin(sql: &str) {
+    let conn = Database::connect(refresh_tests::services::pg_admin_url().as_str())
+        .await
+        .expect("admin connection");
+    conn.execute(Statement::from_string(
+        conn.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}
+
+/// The whole database goes away (connections refused, every backend
+/// terminated) while the answers are on their way: the fenced write AND
+/// the save into the claim both fail, which scenario 3 (a repository
+/// wrapper, the claim store still up) never reaches. The detached rescue
+/// keeps the answers in the process until the database is back and
+/// brings every rotation home; nobody presents a token twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn database_unreachable_after_the_answer_the_rescue_brings_it_home() {
+    let mut cluster = Cluster::start("r11_dbdown", Topology::DatabaseOnly, "").await;
+    cluster.import(1, 1, -60).await;
+    cluster.emulator.set_latency(1_500).await;
+    let n = cluster.accounts.len() as u64;
+    let name = cluster.pg.name.clone();
+    let mut worker = cluster.fault_worker(
+        "worker",
+        &env(&[
+            ("FW_MODE", "background"),
+            ("FW_INTERVAL_MS", "200"),
+            ("FW_LEASE_TTL_MS", "4000"),
+            ("FW_UPSTREAM_TIMEOUT_MS", "3000"),
+            ("FW_STORAGE_TIMEOUT_MS", "400"),
+        ]),
+    );
+    cluster
+        .emulator
+        .wait_for_refreshes(n, "every account's request at the upstream")
+        .await;
+    admin(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ))
+    .await;
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let path = cluster.accounts[0].token_path;
+    eventually(
+        "the worker rescuing its answers",
+        Duration::from_secs(30),
+        || {
+            std::future::ready(
+                worker
+                    .logs()
+                    .contains("rescuing the answer under the leases"),
+            )
+        },
+    )
+    .await;
+    let requests = cluster.emulator.stats().await;
+    admin(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
+    eventually(
+        "every rotation stored once the database is back",
+        Duration::from_secs(45),
+        || cluster.all_rotations_home(&[]),
+    )
+    .await;
+    worker.stop().await;
+    let stats = cluster.emulator.stats().await;
+    assert_eq!(stats.refreshes, n, "one refresh per account: {stats:?}");
+    assert_eq!(stats.requests(path), requests.requests(path), "{stats:?}");
+    cluster.assert_end_state(&EndState::default()).await;
+}
