@@ -764,3 +764,61 @@ async fn database_unreachable_after_the_answer_the_rescue_brings_it_home() {
     assert_eq!(stats.requests(path), requests.requests(path), "{stats:?}");
     cluster.assert_end_state(&EndState::default()).await;
 }
+
+/// Workers 30 s behind and 30 s ahead on BOTH lock layers, with a lease
+/// shorter than the time a refresh holds it (1.5 s upstream latency plus
+/// a 2 s credential write against a 3 s lease) and tokens that live 20 s
+/// (always due): the extension keeps every lease, no lease is lost, and
+/// the accounts rotate continuously without a single reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn skewed_clocks_both_ways_with_a_lease_shorter_than_the_refresh() {
+    let mut cluster = Cluster::start("r11_skewlease", Topology::WithRedis, "").await;
+    cluster.emulator.set_token_lifetime(Some(20)).await;
+    cluster.emulator.set_latency(1_500).await;
+    cluster.import(1, 1, -60).await;
+    let mut workers = Vec::new();
+    for (name, offset, redis) in [
+        ("behind-redis", "-30", true),
+        ("ahead-redis", "30", true),
+        ("behind-db", "-30", false),
+        ("ahead-db", "30", false),
+    ] {
+        let mut settings = env(&[
+            ("FW_MODE", "background"),
+            ("FW_INTERVAL_MS", "200"),
+            ("FW_CLOCK_OFFSET_SECS", offset),
+            ("FW_LEASE_TTL_MS", "3000"),
+            ("FW_UPSTREAM_TIMEOUT_MS", "2000"),
+            ("FW_STORAGE_TIMEOUT_MS", "400"),
+            ("FW_WRITE_DELAY_MS", "2000"),
+        ]);
+        if !redis {
+            settings.push(("FW_REDIS_URL".to_owned(), String::new()));
+        }
+        workers.push(cluster.fault_worker(&format!("worker-{name}"), &settings));
+    }
+    let e = &cluster.emulator;
+    eventually(
+        "every account rotated three times",
+        Duration::from_secs(60),
+        || async { e.stats().await.grants.iter().all(|g| g.refreshes >= 3) },
+    )
+    .await;
+    for worker in &mut workers {
+        worker.stop().await;
+    }
+    let lost = cluster.log_lines_with("lease lost during refresh");
+    assert!(lost.is_empty(), "a lease lapsed under its holder: {lost:?}");
+    assert!(
+        !cluster.log_lines_with("lease extended").is_empty(),
+        "the refreshes outlived the lease TTL"
+    );
+    let summaries: Vec<_> = workers.iter().map(Cluster::summary).collect();
+    let total = |name: &str| summaries.iter().map(|s| s.get(name)).sum::<u64>();
+    assert!(
+        total("lock_contended:redis") + total("lock_contended:database") >= 1,
+        "{summaries:?}"
+    );
+    cluster.assert_end_state(&EndState::default()).await;
+}
