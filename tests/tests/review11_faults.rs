@@ -822,3 +822,47 @@ async fn skewed_clocks_both_ways_with_a_lease_shorter_than_the_refresh() {
     );
     cluster.assert_end_state(&EndState::default()).await;
 }
+
+/// BREAK (invariant 2): the upstream rotates and answers `200` with the
+/// new refresh token but without an access token. Core's flow has a path
+/// for exactly this (`complete`: "answer without an access token rotated
+/// the refresh token; stored it"; README: an answer without a new access
+/// token contributes its refresh-token rotation), but the built-in
+/// executors never reach it: `TokenGrant::from_json` refuses a body
+/// without `access_token` as `InvalidResponse`, so the received rotation
+/// is thrown away, the presented token quarantined, and the account holds
+/// a dead refresh token (after the quarantine it is presented again: a
+/// reuse that revokes the grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn break_a_rotated_answer_without_an_access_token_is_thrown_away() {
+    let mut cluster = Cluster::start("r11_no_at", Topology::DatabaseOnly, "").await;
+    cluster.import(1, 0, -60).await;
+    let account = cluster.accounts[0].clone();
+    cluster
+        .emulator
+        .fault(json!({"kind": "drop_field", "field": "access_token",
+            "path": account.token_path, "processed": true}))
+        .await;
+    let mut worker = cluster.fault_worker(
+        "worker",
+        &env(&[("FW_MODE", "background"), ("FW_INTERVAL_MS", "300")]),
+    );
+    let e = &cluster.emulator;
+    eventually(
+        "the upstream rotated under the fault",
+        Duration::from_secs(30),
+        || async {
+            e.stats().await.faults_injected == 1 && e.grant(account.grant).await.generation == 2
+        },
+    )
+    .await;
+    eventually(
+        "the rotation the upstream answered with is stored",
+        Duration::from_secs(15),
+        || cluster.all_rotations_home(&[]),
+    )
+    .await;
+    worker.stop().await;
+    cluster.assert_end_state(&EndState::default()).await;
+}
