@@ -470,10 +470,6 @@ async fn a_corrupt_row_leaves_the_others_alone_and_is_not_rewritten() {
         0,
         "the corrupt account's grant was never presented"
     );
-    eprintln!(
-        "corrupt account: status {:?} -> {:?}; serve answered {status} {body}; load {answers:?}",
-        before.1, after.1
-    );
     cluster.assert_end_state(&EndState::default()).await;
 }
 
