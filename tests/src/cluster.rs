@@ -402,6 +402,11 @@ impl Cluster {
         let issued = self.emulator.issued_tokens().await;
         assert!(!issued.is_empty());
         let logs = self.all_logs();
+        // The imported access tokens are secrets the emulator never issued.
+        assert!(
+            !logs.contains("at-initial-"),
+            "an imported access token appears in a captured log or output"
+        );
         let messages: String = stored
             .iter()
             .filter_map(|a| a.error_message.clone())

@@ -96,23 +96,28 @@ async fn five_xx_retry_after_hang_malformed_and_oversized_answers() {
     .await;
 
     // Hangs after the request was read: aborted at the 2 s deadline, then
-    // the token is quarantined for 4 s.
+    // the token is quarantined for 4 s (no call before 6 s). The window
+    // outlasts the deadline plus the background's own retry backoff
+    // (2 s × [0.5, 1]): without the quarantine the retry comes at 3–4 s
+    // and fails it; a 3 s window passed with or without it.
     fault_then_recovery(&cluster, json!({"kind": "hang", "path": path}), || {
         no_call_for(
             &cluster,
-            Duration::from_millis(3_000),
+            Duration::from_millis(5_000),
             "no blind retry after a hang",
         )
     })
     .await;
 
+    // Garbage is quarantined for 4 s; the window outlasts the background's
+    // retry backoff (at most 2 s), which alone kept a 1.5 s window quiet.
     fault_then_recovery(
         &cluster,
         json!({"kind": "malformed_json", "path": path}),
         || {
             no_call_for(
                 &cluster,
-                Duration::from_millis(1_500),
+                Duration::from_millis(3_000),
                 "no blind retry after garbage",
             )
         },

@@ -23,6 +23,14 @@ pub enum FaultKind {
     MalformedJson,
     /// `502` with an HTML error page (a proxy's).
     HtmlError,
+    /// The endpoint's own answer with `field` removed from its JSON body:
+    /// a malformed answer that still carries the rest (e.g. a rotated
+    /// `refresh_token` without its `access_token`). Only meaningful with
+    /// `processed: true`; unprocessed there is no answer to cut (a `500`).
+    DropField {
+        /// The top-level JSON field to remove.
+        field: String,
+    },
     /// `200` with a streamed body of `bytes` bytes (20 MB by default).
     Oversized {
         /// Body size.
@@ -152,6 +160,17 @@ mod tests {
                 announce_length: false
             }
         );
+        let f: Fault = serde_json::from_str(
+            r#"{"kind":"drop_field","field":"access_token","processed":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.kind,
+            FaultKind::DropField {
+                field: "access_token".to_owned()
+            }
+        );
+        assert!(f.processed);
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"explode"}"#).is_err());
     }
 

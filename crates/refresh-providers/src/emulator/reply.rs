@@ -78,6 +78,13 @@ pub(crate) async fn serve(
         tokio::time::sleep(delay).await;
     }
     match (fault, answer) {
+        (
+            Some(Fault {
+                kind: FaultKind::DropField { field },
+                ..
+            }),
+            Some(answer),
+        ) => drop_field(answer, &field).await,
         (Some(fault), _) => fault_answer(shared, control, fault.kind).await,
         (None, Some(answer)) => answer,
         (None, None) => html(500, "<html><body>emulator: no answer</body></html>"),
@@ -113,7 +120,26 @@ async fn fault_answer(shared: &Arc<Shared>, control: &ConnControl, kind: FaultKi
             bytes,
             announce_length,
         } => oversized(Arc::clone(shared), bytes, announce_length),
+        // Unprocessed: there is no answer to cut a field from.
+        FaultKind::DropField { .. } => html(500, "<html><body>emulator: no answer</body></html>"),
     }
+}
+
+/// `answer` with the top-level `field` removed from its JSON body (a
+/// non-JSON body is left as it is).
+async fn drop_field(answer: Response, field: &str) -> Response {
+    let (mut parts, body) = answer.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return html(500, "<html><body>emulator: no answer</body></html>");
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.remove(field);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
 }
 
 fn json_text(status: u16, text: &'static str) -> Response {
