@@ -198,11 +198,8 @@ fn http_cases() -> Vec<(&'static str, ScriptedReply, Want)> {
             Want::Invalid("not JSON"),
         ),
         (
-            "200 without access_token",
-            ScriptedReply::json(
-                200,
-                &json!({"refresh_token": "RT-issued-Hq8Lm2Zx5Kd7", "expires_in": 3600}),
-            ),
+            "200 without any token",
+            ScriptedReply::json(200, &json!({"expires_in": 3600})),
             Want::Invalid("no access_token"),
         ),
         (
@@ -294,5 +291,35 @@ async fn timeout_after_sending_is_ambiguous_and_refused_connect_is_not_sent() {
         let err = executor.refresh(&account, &ctx("  ")).await.unwrap_err();
         check("blank refresh token", platform, &err, &Want::Missing);
         assert_eq!(endpoint.request_count(), 0);
+    }
+}
+
+/// Invariant 2: a 2xx that rotated the refresh token but carries no usable
+/// access token still hands the rotation back (the flow stores it), for
+/// every executor, without a follow-up call on a missing token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_without_an_access_token_is_returned_not_thrown_away() {
+    for platform in &PLATFORMS {
+        let endpoint = TokenEndpoint::start().await.unwrap();
+        endpoint.push(ScriptedReply::json(
+            200,
+            &json!({"refresh_token": "RT-issued-Hq8Lm2Zx5Kd7", "expires_in": 3600}),
+        ));
+        let executor = executor_at(platform, &endpoint.url());
+        let account = account(platform, 1, "RT-stored-Jf5Rg0Ue7Wm2");
+        let issued = executor
+            .refresh(&account, &ctx(CLAIMED))
+            .await
+            .unwrap_or_else(|e| panic!("{platform}: {e}"));
+        assert_eq!(
+            issued.refresh_token().map(|t| t.expose().to_owned()),
+            Some("RT-issued-Hq8Lm2Zx5Kd7".to_owned()),
+            "{platform}"
+        );
+        assert_eq!(
+            endpoint.requests_containing(CLAIMED).len(),
+            1,
+            "{platform}: one token request"
+        );
     }
 }

@@ -392,10 +392,7 @@ async fn held_unusable_2xx_bodies_are_invalid_response_and_maybe_consumed() {
         ),
         (
             "blank at",
-            ScriptedReply::json(
-                200,
-                &json!({"access_token": "   ", "refresh_token": "RT-new-Zp3Kq9Lw2Xv5"}),
-            ),
+            ScriptedReply::json(200, &json!({"access_token": "   ", "scope": "openid"})),
         ),
         (
             "null at",

@@ -264,7 +264,7 @@ impl RefreshExecutor for LoopbackExecutor {
             });
         };
         let grant = TokenGrant {
-            access_token: format!("at-{}-{generation}", account.id).into(),
+            access_token: Some(format!("at-{}-{generation}", account.id).into()),
             refresh_token: Some((*next).into()),
             token_type: Some("Bearer".into()),
             expires_in: Some(i64::try_from(LIFETIME.as_secs()).expect("small")),

@@ -14,8 +14,11 @@ use crate::error::ProviderError;
 /// The fields every OAuth token response shares.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenGrant {
-    /// New access token.
-    pub access_token: Secret,
+    /// New access token; `None` when a 2xx answer rotated the refresh
+    /// token without a usable access token: the rotation is still the only
+    /// copy of the new refresh token and must be stored (invariant 2); the
+    /// flow stores it and reports `FlowError::EmptyCredentials`.
+    pub access_token: Option<Secret>,
     /// New refresh token, when the upstream rotated it.
     pub refresh_token: Option<Secret>,
     /// Token type, e.g. `Bearer`.
@@ -81,7 +84,9 @@ impl TokenGrant {
 
     /// Parses a 2xx token-endpoint body, the one parser every executor
     /// shares:
-    /// - `access_token`: required, a non-blank string (trimmed);
+    /// - `access_token`: a non-blank string (trimmed); required unless the
+    ///   body carries a `refresh_token` (a rotation without a usable access
+    ///   token is `access_token: None`, never thrown away);
     /// - `refresh_token`: a non-blank string (trimmed), or absent / `null`
     ///   / blank → `None` (the merge then keeps the stored one);
     /// - `expires_in`: a JSON number (a fraction is truncated) or a numeric
@@ -95,7 +100,8 @@ impl TokenGrant {
     /// # Errors
     /// [`ProviderError::InvalidResponse`] when the body is larger than
     /// [`MAX_BODY_BYTES`](Self::MAX_BODY_BYTES), is not JSON, is not a JSON
-    /// object, lacks a usable `access_token`, or carries a `refresh_token`
+    /// object, has neither a usable `access_token` nor a `refresh_token`,
+    /// or carries a `refresh_token`
     /// that is neither a string nor `null` (a rotation that cannot be
     /// read). The reason names the problem only: no body text, no token.
     pub fn from_json(body: &[u8]) -> Result<Self, ProviderError> {
@@ -108,19 +114,21 @@ impl TokenGrant {
             return Err(invalid("token response larger than 1 MiB"));
         }
         let map = lenient_object(body)?;
-        let access_token = match map.get(keys::ACCESS_TOKEN) {
-            None | Some(Value::Null) => return Err(invalid("token response has no access_token")),
-            Some(Value::String(at)) if at.trim().is_empty() => {
-                return Err(invalid("token response has a blank access_token"));
-            }
-            Some(Value::String(at)) => Secret::from(at.trim()),
-            Some(_) => return Err(invalid("token response access_token is not a string")),
-        };
         let refresh_token = match map.get(keys::REFRESH_TOKEN) {
             None | Some(Value::Null) => None,
             Some(Value::String(rt)) if rt.trim().is_empty() => None,
             Some(Value::String(rt)) => Some(Secret::from(rt.trim())),
             Some(_) => return Err(invalid("token response refresh_token is not a string")),
+        };
+        let access_token = match map.get(keys::ACCESS_TOKEN) {
+            Some(Value::String(at)) if !at.trim().is_empty() => Some(Secret::from(at.trim())),
+            // A rotation without a usable access token is still a rotation.
+            _ if refresh_token.is_some() => None,
+            None | Some(Value::Null) => return Err(invalid("token response has no access_token")),
+            Some(Value::String(_)) => {
+                return Err(invalid("token response has a blank access_token"));
+            }
+            Some(_) => return Err(invalid("token response access_token is not a string")),
         };
         Ok(Self {
             access_token,
@@ -165,11 +173,15 @@ impl TokenGrant {
         rule: ExpiryRule,
         fields: GrantFields,
     ) -> Credentials {
-        let mut creds = Credentials::new().with(keys::ACCESS_TOKEN, self.access_token.expose());
+        let mut creds = Credentials::new();
+        if let Some(at) = &self.access_token {
+            creds.insert(keys::ACCESS_TOKEN, at.expose());
+        }
         if let Some(rt) = self.refresh_token.as_ref().filter(|rt| !rt.is_blank()) {
             creds.insert(keys::REFRESH_TOKEN, rt.expose());
         }
-        if let Some(expires_in) = self.expires_in {
+        // An expiry belongs to the access token it came with.
+        if let Some(expires_in) = self.expires_in.filter(|_| self.access_token.is_some()) {
             creds.set_expires_at(rule.expires_at(now, expires_in));
             if fields.write_expires_in {
                 creds.insert(keys::EXPIRES_IN, expires_in.to_string());
@@ -288,7 +300,7 @@ mod tests {
     #[test]
     fn build_claude_credentials_full_has_six_keys_with_decimal_strings() {
         let grant = TokenGrant {
-            access_token: "at".into(),
+            access_token: Some("at".into()),
             refresh_token: Some("rt".into()),
             token_type: Some("Bearer".into()),
             expires_in: Some(3600),
@@ -306,7 +318,7 @@ mod tests {
     #[test]
     fn build_claude_credentials_minimal_omits_empty_refresh_token_and_scope() {
         let grant = TokenGrant {
-            access_token: "at".into(),
+            access_token: Some("at".into()),
             refresh_token: Some("".into()),
             token_type: Some("Bearer".into()),
             expires_in: Some(60),
@@ -360,7 +372,11 @@ mod from_json_tests {
                 "expires_in":3600,"scope":"user:inference","id_token":"ignored"}"#,
         )
         .unwrap();
-        assert_eq!(grant.access_token.expose(), "at-1", "trimmed");
+        assert_eq!(
+            grant.access_token.as_ref().map(Secret::expose),
+            Some("at-1"),
+            "trimmed"
+        );
         assert_eq!(
             grant.refresh_token.as_ref().map(Secret::expose),
             Some("rt-1")
@@ -368,6 +384,32 @@ mod from_json_tests {
         assert_eq!(grant.token_type.as_deref(), Some("Bearer"));
         assert_eq!(grant.expires_in, Some(3600));
         assert_eq!(grant.scope.as_deref(), Some("user:inference"));
+    }
+
+    #[test]
+    fn a_rotation_without_a_usable_access_token_is_kept_not_thrown_away() {
+        for body in [
+            r#"{"refresh_token":"rt-2","expires_in":3600}"#,
+            r#"{"access_token":null,"refresh_token":"rt-2"}"#,
+            r#"{"access_token":"  ","refresh_token":"rt-2"}"#,
+            r#"{"access_token":42,"refresh_token":"rt-2"}"#,
+        ] {
+            let grant = parse(body).expect(body);
+            assert_eq!(grant.access_token, None, "{body}");
+            assert_eq!(
+                grant.refresh_token.as_ref().map(Secret::expose),
+                Some("rt-2")
+            );
+            let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            let creds = grant.to_credentials(now, ExpiryRule::EXACT, GrantFields::default());
+            assert!(creds.access_token().is_none(), "{body}");
+            assert_eq!(
+                creds.expires_at().ok().flatten(),
+                None,
+                "no expiry without its token"
+            );
+            assert_eq!(creds.refresh_token().unwrap().expose(), "rt-2");
+        }
     }
 
     #[test]
@@ -399,10 +441,7 @@ mod from_json_tests {
 
     #[test]
     fn from_json_rejects_a_missing_blank_or_non_string_access_token() {
-        for body in [
-            r#"{"refresh_token":"rt"}"#,
-            r#"{"access_token":null,"refresh_token":"rt"}"#,
-        ] {
+        for body in [r#"{}"#, r#"{"access_token":null,"refresh_token":null}"#] {
             assert!(
                 reason_of(body.as_bytes()).contains("no access_token"),
                 "{body}"
@@ -494,7 +533,7 @@ mod from_json_tests {
     fn from_json_errors_carry_no_body_text_or_token() {
         let bodies: [&[u8]; 3] = [
             br#"<html>SECRETAT1234567890abcdef</html>"#,
-            br#"{"refresh_token":"SECRETRT1234567890abcdef"}"#,
+            br#"{"access_token":{"v":"SECRETAT1234567890abcdef"},"scope":"SECRETSC"}"#,
             br#"{"access_token":"SECRETAT1234567890abcdef","refresh_token":5}"#,
         ];
         for body in bodies {
@@ -507,7 +546,7 @@ mod from_json_tests {
     #[test]
     fn from_token_response_parses_2xx_and_classifies_everything_else() {
         let ok = TokenGrant::from_token_response(201, None, br#"{"access_token":"at"}"#).unwrap();
-        assert_eq!(ok.access_token.expose(), "at");
+        assert_eq!(ok.access_token.as_ref().map(Secret::expose), Some("at"));
         assert!(matches!(
             TokenGrant::from_token_response(200, None, b"<html></html>"),
             Err(ProviderError::InvalidResponse { .. })

@@ -259,7 +259,7 @@ impl RefreshExecutor for RotatingExecutor {
             .redeem(account.id, ctx.refresh_token.expose())
             .await?;
         let grant = TokenGrant {
-            access_token: format!("at-{}-{generation}", account.id).into(),
+            access_token: Some(format!("at-{}-{generation}", account.id).into()),
             refresh_token: Some(refresh_token.into()),
             token_type: Some("Bearer".into()),
             expires_in: Some(i64::try_from(self.expires_in.as_secs()).unwrap_or(i64::MAX)),

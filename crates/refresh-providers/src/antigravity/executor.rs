@@ -74,11 +74,15 @@ impl RefreshExecutor for AntigravityExecutor {
         let now = ctx.now();
         let grant = grant_from(&response, now, "antigravity")?;
         let mut issued = issued(&grant, now);
+        let Some(access_token) = &grant.access_token else {
+            // A rotation without an access token: stored, no follow-up.
+            return Ok(issued.merged_over(&account.credentials));
+        };
         // §7.2 on every refresh, with the new access token.
         let caller = Caller {
             http: &self.http,
             proxy: account.proxy.as_ref(),
-            access_token: &grant.access_token,
+            access_token,
             user_agent: Some(self.user_agent.as_str()),
             call_timeout: self.config.discovery.call_timeout,
             deadline: follow_up_deadline(ctx, self.config.discovery.reserve),

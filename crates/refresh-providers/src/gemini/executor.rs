@@ -166,7 +166,11 @@ impl RefreshExecutor for GeminiExecutor {
         let now = ctx.now();
         let grant = grant_from(&response, now, "gemini")?;
         let mut issued = issued(&grant, now, oauth_type);
-        let caller = self.caller(account, &grant.access_token, ctx);
+        let Some(access_token) = &grant.access_token else {
+            // A rotation without an access token: stored, no follow-up.
+            return Ok(issued.merged_over(&account.credentials));
+        };
+        let caller = self.caller(account, access_token, ctx);
         match oauth_type {
             OAuthType::CodeAssist => self.code_assist(account, &mut issued, &caller).await,
             OAuthType::GoogleOne => self.google_one(account, &mut issued, &caller, now).await,

@@ -328,7 +328,7 @@ impl LoginFlow for GeminiLogin {
         let caller = Caller {
             http: &self.http,
             proxy: options.proxy.as_ref(),
-            access_token: &exchanged.grant.access_token,
+            access_token: &exchanged.access_token,
             user_agent: Some(self.config.code_assist_user_agent.as_str()),
             call_timeout: self.config.discovery.call_timeout,
             deadline: post_login_deadline(self.config.login.post_login_timeout),

@@ -60,6 +60,9 @@ pub(crate) fn code_from_paste(
 /// Holds tokens: no `Debug`.
 pub(crate) struct Exchanged {
     pub(crate) grant: TokenGrant,
+    /// The grant's access token (a login needs one for its follow-up
+    /// calls; an exchange without it is refused).
+    pub(crate) access_token: Secret,
     pub(crate) body: Map<String, Value>,
 }
 
@@ -125,6 +128,11 @@ pub(crate) async fn exchange(
             reason: "token response is not a JSON object".to_owned(),
         });
     };
+    let Some(access_token) = grant.access_token.clone() else {
+        return Err(LoginError::InvalidResponse {
+            reason: "token response has no access_token".to_owned(),
+        });
+    };
     grant.expires_in = Some(sane_expires_in(grant.expires_in, "login"));
     info!(
         platform,
@@ -132,7 +140,11 @@ pub(crate) async fn exchange(
         refresh_token_issued = grant.refresh_token.is_some(),
         "login code exchanged"
     );
-    Ok(Exchanged { grant, body })
+    Ok(Exchanged {
+        grant,
+        access_token,
+        body,
+    })
 }
 
 /// The account name: the operator's, else the email (`extra[email_key]`),

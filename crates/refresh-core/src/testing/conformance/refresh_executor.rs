@@ -593,7 +593,10 @@ async fn due_predicate_honours_the_window(
 /// - `server_error_is_reported_once_not_retried`: 503 then a 2xx; the
 ///   executor must report `ServerError` after exactly one request;
 /// - `non_json_2xx_is_an_invalid_response`,
-///   `two_xx_without_access_token_is_an_invalid_response`;
+///   `two_xx_without_access_token_is_an_invalid_response` (neither token);
+/// - `two_xx_rotation_without_access_token_returns_the_rotation`: a 2xx
+///   with a new refresh token and no access token is returned as that
+///   rotation, without a fresh expiry for the old access token;
 /// - `reset_after_sending_may_have_consumed_the_token`: a connection reset
 ///   after the request was read is not `NotSent` (nor any other
 ///   provably-not-consumed kind) and is not retried;
@@ -643,6 +646,10 @@ pub async fn token_endpoint_mapping_suite<M, F, Fut>(
     endpoint_check!(server_error_is_reported_once_not_retried, 9_108);
     endpoint_check!(non_json_2xx_is_an_invalid_response, 9_109);
     endpoint_check!(two_xx_without_access_token_is_an_invalid_response, 9_110);
+    endpoint_check!(
+        two_xx_rotation_without_access_token_returns_the_rotation,
+        9_115
+    );
     endpoint_check!(reset_after_sending_may_have_consumed_the_token, 9_111);
     endpoint_check!(held_request_is_not_reported_as_not_sent, 9_112);
     check!(
@@ -1015,19 +1022,48 @@ async fn non_json_2xx_is_an_invalid_response(t: EndpointSetup) {
 async fn two_xx_without_access_token_is_an_invalid_response(t: EndpointSetup) {
     t.push(ScriptedReply::json(
         200,
+        &json!({"token_type": "Bearer", "expires_in": ISSUED_EXPIRES_IN}),
+    ));
+    let err = t.refresh_err("200 without any token").await;
+    assert!(
+        matches!(err, ProviderError::InvalidResponse { .. }),
+        "200 without any token became {} instead of InvalidResponse",
+        err.kind_name()
+    );
+    t.assert_one_token_request("200 without any token");
+}
+
+/// Invariant 2: a 2xx that rotated the refresh token without a usable
+/// access token is a rotation; throwing it away leaves the account on a
+/// consumed token.
+async fn two_xx_rotation_without_access_token_returns_the_rotation(t: EndpointSetup) {
+    t.push(ScriptedReply::json(
+        200,
         &json!({
             "refresh_token": t.issued_refresh,
             "token_type": "Bearer",
             "expires_in": ISSUED_EXPIRES_IN,
         }),
     ));
-    let err = t.refresh_err("200 without access_token").await;
-    assert!(
-        matches!(err, ProviderError::InvalidResponse { .. }),
-        "200 without access_token became {} instead of InvalidResponse",
-        err.kind_name()
+    let issued = match t.refresh().await {
+        Ok(issued) => issued,
+        Err(err) => panic!(
+            "a 200 with a new refresh token and no access token became {}; it is a rotation \
+             and must be returned (TokenGrant::from_json keeps it)",
+            err.kind_name()
+        ),
+    };
+    assert_eq!(
+        issued.refresh_token().as_ref().map(Secret::expose),
+        Some(t.issued_refresh.as_str()),
+        "the rotated refresh token must be returned"
     );
-    t.assert_one_token_request("200 without access_token");
+    let stored_at = t.account.credentials.expires_at().ok().flatten();
+    assert!(
+        issued.access_token().is_none() || issued.expires_at().ok().flatten() <= stored_at,
+        "no new access token came, yet the answer gives the old one a new expiry"
+    );
+    t.assert_one_token_request("200 with a rotation and no access token");
 }
 
 async fn reset_after_sending_may_have_consumed_the_token(t: EndpointSetup) {
