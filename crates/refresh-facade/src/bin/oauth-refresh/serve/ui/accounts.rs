@@ -1,4 +1,5 @@
-//! The accounts table, one account's page, and "refresh now".
+//! The accounts table, one account's page, and "refresh now" ("re-login"
+//! is [`super::relogin`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,6 +343,11 @@ fn notice(raw: Option<&str>) -> Option<(bool, String)> {
     let pairs = query(raw);
     let text = match field(&pairs, "notice")? {
         "refreshed" => "Refreshed: new credentials are stored.".to_owned(),
+        "relogged_in" => "Re-logged in: the login's credentials are stored.".to_owned(),
+        "relogged_in_warnings" => {
+            "Re-logged in: the login's credentials are stored, with warnings (such as an upstream identity change, as allowed); see serve's log."
+                .to_owned()
+        }
         "still_fresh" => "Not refreshed: the stored credentials are current.".to_owned(),
         "held_elsewhere" => "Another process is refreshing this account right now.".to_owned(),
         "not_refreshable" => {
@@ -417,12 +423,9 @@ pub(super) async fn show(
                 input type="hidden" name="csrf" value=(operator.csrf);
                 button.primary type="submit" { "Refresh now" }
             }
-            // TODO(issue 12 merge): wire "Re-login" to the onboarding flow
-            // (refresh_facade::login / POST /v1/logins on branch
-            // issue-12-onboarding) as a CSRF-checked POST here.
-            button type="button" disabled aria-describedby="relogin-note" { "Re-login" }
-            span #relogin-note .muted {
-                "Re-login from the command line: oauth-refresh accounts relogin " (account.id.get())
+            form method="post" action={ "/accounts/" (account.id.get()) "/relogin" } {
+                input type="hidden" name="csrf" value=(operator.csrf);
+                button type="submit" { "Re-login" }
             }
         }
         h2 #events { "Recent refreshes" }

@@ -7,6 +7,8 @@
 //! | `GET /accounts[?platform=&status=&sort=expiry&after=]` | accounts, filtered, paged |
 //! | `GET /accounts/{id}` | one account and its recent refresh events |
 //! | `POST /accounts/{id}/refresh` | "refresh now" (CSRF token) |
+//! | `POST /accounts/{id}/relogin` | "re-login": begins a login, shows the authorize URL and the paste form (CSRF token) |
+//! | `POST /accounts/{id}/relogin/complete` | completes it: the account's credentials replaced (CSRF token) |
 //! | `GET /login`, `POST /login`, `POST /logout` | a session from one of `serve.api_keys` |
 //! | `GET /ui/style.css`, `GET /ui/app.js` | the embedded assets |
 //!
@@ -23,6 +25,7 @@ pub(super) mod headers;
 mod layout;
 mod login;
 mod overview;
+mod relogin;
 mod session;
 
 use std::sync::Arc;
@@ -83,6 +86,8 @@ pub(crate) fn routes(enabled: bool) -> Router<Shared> {
         .route("/accounts", get(accounts::list))
         .route("/accounts/{id}", get(accounts::show))
         .route("/accounts/{id}/refresh", post(accounts::refresh_now))
+        .route("/accounts/{id}/relogin", post(relogin::begin))
+        .route("/accounts/{id}/relogin/complete", post(relogin::complete))
         .route("/ui/style.css", get(assets::style))
         .route("/ui/app.js", get(assets::script))
 }
