@@ -127,4 +127,27 @@ impl RefreshEventLog for InMemoryRefreshEventLog {
         }
         Ok(doomed.len() as u64)
     }
+
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError> {
+        let mut events = self.events();
+        let mut by_account: BTreeMap<AccountId, Vec<(DateTime<Utc>, usize)>> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            by_account.entry(e.account_id).or_default().push((e.at, i));
+        }
+        // Beyond the newest `keep` of each account (newest: later time,
+        // then later appended), the oldest first.
+        let mut excess: Vec<(DateTime<Utc>, usize)> = Vec::new();
+        for mut mine in by_account.into_values() {
+            mine.sort_by(|a, b| b.cmp(a));
+            excess.extend(mine.into_iter().skip(keep));
+        }
+        excess.sort();
+        excess.truncate(limit);
+        let mut doomed: Vec<usize> = excess.into_iter().map(|(_, i)| i).collect();
+        doomed.sort_unstable_by(|a, b| b.cmp(a));
+        for index in &doomed {
+            events.remove(*index);
+        }
+        Ok(doomed.len() as u64)
+    }
 }

@@ -84,6 +84,13 @@ pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
 /// - [`purge`](Self::purge) deletes at most `limit` events older than
 ///   `before` (the oldest first) and never a newer one; it returns how
 ///   many it deleted, so a caller repeats it while it returns `limit`.
+/// - [`purge_excess`](Self::purge_excess) deletes at most `limit` events
+///   that are not among the newest `keep` of their account (newest as
+///   [`recent`](Self::recent) orders them: by time, ties by append order),
+///   and never one that is; it returns how many it deleted, so a caller
+///   repeats it while it returns `limit`. Afterwards (repeated to the end,
+///   no append in between) `recent(account, usize::MAX)` of every account
+///   is its former newest `keep`.
 #[async_trait]
 pub trait RefreshEventLog: Send + Sync {
     /// Stores `event`.
@@ -114,6 +121,14 @@ pub trait RefreshEventLog: Send + Sync {
     /// A [`StorageError`] when the store fails; what was deleted stays
     /// deleted, nothing newer is touched.
     async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StorageError>;
+
+    /// Deletes at most `limit` events beyond the newest `keep` of their
+    /// account: the per-account bound of the history.
+    ///
+    /// # Errors
+    /// A [`StorageError`] when the store fails; what was deleted stays
+    /// deleted, no event among an account's newest `keep` is touched.
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError>;
 }
 
 /// `name` cut to [`MAX_EVENT_NAME_CHARS`] characters.
