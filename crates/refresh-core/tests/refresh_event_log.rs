@@ -60,6 +60,9 @@ impl RefreshEventLog for PurgesEverything {
     ) -> Result<Vec<RefreshEvent>, StorageError> {
         self.0.recent(account, limit).await
     }
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        self.0.latest(accounts).await
+    }
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
         self.0.hourly(since).await
     }
@@ -87,6 +90,9 @@ impl RefreshEventLog for KeepsTheOldest {
         limit: usize,
     ) -> Result<Vec<RefreshEvent>, StorageError> {
         self.0.recent(account, limit).await
+    }
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        self.0.latest(accounts).await
     }
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
         self.0.hourly(since).await

@@ -57,6 +57,10 @@ fn decode(row: &QueryResult) -> Result<RefreshEvent, StorageError> {
     })
 }
 
+/// Accounts one [`latest`](RefreshEventLog::latest) statement reads (SQLite
+/// allows 500 terms in a compound `SELECT`).
+const LATEST_CHUNK: usize = 100;
+
 /// Accounts over the bound one [`purge_excess`](RefreshEventLog::purge_excess)
 /// call looks at most.
 const EXCESS_ACCOUNTS: i64 = 100;
@@ -161,6 +165,35 @@ impl RefreshEventLog for DbRefreshEventLog {
         )
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// One statement per 100 accounts: a `UNION ALL` of one newest-first
+    /// `LIMIT 1` read of `refresh_events_account` per account.
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        let mut events = Vec::with_capacity(accounts.len());
+        for chunk in accounts.chunks(LATEST_CHUNK) {
+            let sql = (1..=chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT {COLUMNS} FROM refresh_events \
+                         WHERE account_id = ${i} ORDER BY at_ms DESC, id DESC LIMIT 1) AS l{i}"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let rows = query_all(
+                self.db.conn(),
+                self.db.dialect(),
+                "event_latest",
+                &sql,
+                chunk.iter().map(|a| a.get().into()).collect(),
+            )
+            .await?;
+            for row in &rows {
+                events.push(decode(row)?);
+            }
+        }
+        Ok(events)
     }
 
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {

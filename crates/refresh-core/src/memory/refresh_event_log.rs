@@ -88,6 +88,21 @@ impl RefreshEventLog for InMemoryRefreshEventLog {
             .collect())
     }
 
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        let events = self.events();
+        let mut newest: BTreeMap<AccountId, (DateTime<Utc>, usize)> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if accounts.contains(&e.account_id) {
+                let entry = newest.entry(e.account_id).or_insert((e.at, i));
+                *entry = (*entry).max((e.at, i));
+            }
+        }
+        Ok(newest
+            .into_values()
+            .map(|(_, i)| events[i].clone())
+            .collect())
+    }
+
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
         let mut counts = BTreeMap::new();
         for event in self.events().iter().filter(|e| e.at >= since) {

@@ -78,6 +78,9 @@ pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
 ///   the millisecond) and every process sharing the store sees it.
 /// - [`recent`](Self::recent) returns at most `limit` events of one account,
 ///   newest first (ties in time: the later appended first).
+/// - [`latest`](Self::latest) returns, for each of the given accounts that
+///   has events, its newest (the first `recent(account, 1)` returns), in
+///   no particular order.
 /// - [`hourly`](Self::hourly) counts the events at or after `since` by
 ///   [`hour_of`] their time, platform and outcome; sorted by hour,
 ///   platform, outcome; no zero rows.
@@ -108,6 +111,13 @@ pub trait RefreshEventLog: Send + Sync {
         account: AccountId,
         limit: usize,
     ) -> Result<Vec<RefreshEvent>, StorageError>;
+
+    /// The newest event of each of `accounts` (those without events have
+    /// none): a page's "last refresh" column in one call.
+    ///
+    /// # Errors
+    /// A [`StorageError`] when the store fails or a row cannot be read.
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError>;
 
     /// Counts per hour, platform and outcome of the events since `since`.
     ///

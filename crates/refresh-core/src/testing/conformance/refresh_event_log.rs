@@ -7,6 +7,7 @@
 //! `recent_is_per_account_newest_first_and_bounded`,
 //! `events_of_one_instant_read_back_latest_appended_first`,
 //! `long_names_are_cut_to_the_limit`,
+//! `latest_is_the_newest_of_each_account_asked`,
 //! `hourly_counts_by_hour_platform_and_outcome_since_a_time`,
 //! `purge_deletes_only_older_events_oldest_first_up_to_its_limit`,
 //! `purge_excess_keeps_the_newest_of_each_account`,
@@ -50,6 +51,10 @@ where
         events_of_one_instant_read_back_latest_appended_first(make().await)
     );
     check!(checks, long_names_are_cut_to_the_limit(make().await));
+    check!(
+        checks,
+        latest_is_the_newest_of_each_account_asked(make().await)
+    );
     check!(
         checks,
         hourly_counts_by_hour_platform_and_outcome_since_a_time(make().await)
@@ -168,6 +173,36 @@ async fn long_names_are_cut_to_the_limit(log: Log) {
         read[0].lock_layer.as_deref(),
         Some(cut.as_str()),
         "the lock layer is cut"
+    );
+}
+
+async fn latest_is_the_newest_of_each_account_asked(log: Log) {
+    for (account, secs, outcome) in [
+        (1, 10, "a"),
+        (1, 30, "b"),
+        (1, 20, "c"),
+        (2, 5, "d"),
+        (2, 5, "e"),
+        (3, 50, "f"),
+    ] {
+        append(&log, &event(account, secs, outcome)).await;
+    }
+    let mut read: Vec<(i64, String)> = log
+        .latest(&[AccountId(1), AccountId(2), AccountId(4)])
+        .await
+        .expect("latest")
+        .into_iter()
+        .map(|e| (e.account_id.get(), e.outcome))
+        .collect();
+    read.sort();
+    assert_eq!(
+        read,
+        vec![(1, "b".to_owned()), (2, "e".to_owned())],
+        "the newest of each account asked (of one instant, the later appended); none for one without events or not asked"
+    );
+    assert!(
+        log.latest(&[]).await.expect("latest").is_empty(),
+        "no account asked, no event"
     );
 }
 

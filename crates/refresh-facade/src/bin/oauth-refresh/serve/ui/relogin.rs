@@ -17,7 +17,6 @@
 //! the error's code and a fixed hint.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -31,13 +30,10 @@ use refresh_facade::{Account, AccountId};
 use tracing::{info, warn};
 
 use super::layout::{Nav, page, relative};
-use super::{AppState, Operator, csrf_refused, field, form, html_response};
+use super::{AppState, Operator, bounded, csrf_refused, field, form, html_response};
 use crate::serve::logins::error_code;
 
 type Shared = Arc<AppState>;
-
-/// Bound of reading the account before a relogin begins.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn nav(operator: &Operator) -> Nav<'_> {
     Nav {
@@ -52,7 +48,7 @@ async fn account(
     operator: &Operator,
     id: AccountId,
 ) -> Result<Account, Response> {
-    let read = tokio::time::timeout(READ_TIMEOUT, state.stack.repository().get(id)).await;
+    let read = bounded(state.stack.repository().get(id)).await;
     let failed = |what: String| {
         let body = html! {
             h1 { "Re-login" }
@@ -65,10 +61,9 @@ async fn account(
         )
     };
     match read {
-        Ok(Ok(Some(account))) => Ok(account),
-        Ok(Ok(None)) => Err(StatusCode::NOT_FOUND.into_response()),
-        Ok(Err(e)) => Err(failed(format!("Reading the account failed: {}", e.kind()))),
-        Err(_) => Err(failed("Reading the account timed out.".to_owned())),
+        Ok(Some(account)) => Ok(account),
+        Ok(None) => Err(StatusCode::NOT_FOUND.into_response()),
+        Err(e) => Err(failed(format!("Reading the account failed: {e}"))),
     }
 }
 
