@@ -281,6 +281,8 @@ async fn a_post_without_the_csrf_token_is_refused() {
         .send()
         .await
         .unwrap();
+    let timing = form.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(timing.starts_with("app;dur="), "{timing}");
     let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.ends_with("; Secure"), "{set}");
     let token = set
