@@ -1,9 +1,11 @@
 //! The operator status page in headless Chromium (Debian's `chromium` and
 //! `chromium-driver`) against a real `oauth-refresh serve` on SQLite with
 //! the OAuth emulator: log in, the accounts table, the status filter, an
-//! account's page, "refresh now" and its event, logout; a wrong key, a POST
-//! without the CSRF token, and an account named `<script>` shown as text.
-//! Every page visited is scanned for token values; each test saves PNG
+//! account's page, "refresh now" and its event, logout; "re-login" through
+//! the emulator's authorize endpoint (an identity change refused unless
+//! allowed); a wrong key, POSTs without the CSRF token, and an account
+//! named `<script>` shown as text. Every page visited is scanned for token
+//! values, PKCE verifiers and authorization codes; each test saves PNG
 //! screenshots under `<CARGO_TARGET_TMPDIR>/ui/<test>/`.
 
 mod ui_support;
@@ -11,7 +13,8 @@ mod ui_support;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use ui_support::{KEY, SCRIPT_NAME, Stage, eventually};
+use refresh_facade::providers::emulator::{EmulatedProvider, GrantSpec};
+use ui_support::{ALICE, KEY, SCRIPT_NAME, Stage, eventually};
 
 /// The names in the accounts table's rows, in order.
 async fn row_names(stage: &Stage) -> Vec<String> {
@@ -235,20 +238,27 @@ async fn a_post_without_the_csrf_token_is_refused() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    for body in [
-        "",
-        "csrf=",
-        "csrf=0000000000000000000000000000000000000000000000000000000000000000",
-    ] {
+    for (path, body) in ["refresh", "relogin", "relogin/complete"]
+        .into_iter()
+        .flat_map(|path| {
+            [
+                "",
+                "csrf=",
+                "csrf=0000000000000000000000000000000000000000000000000000000000000000",
+                "csrf=0000000000000000000000000000000000000000000000000000000000000000&session_id=x&pasted=y",
+            ]
+            .map(|body| (path, body))
+        })
+    {
         let response = http
-            .post(format!("{}/accounts/1/refresh", stage.url))
+            .post(format!("{}/accounts/1/{path}", stage.url))
             .header("cookie", &cookie)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 403, "body {body:?}");
+        assert_eq!(response.status(), 403, "{path} body {body:?}");
         let headers = response.headers().clone();
         let csp = headers["content-security-policy"].to_str().unwrap();
         assert!(
@@ -271,6 +281,8 @@ async fn a_post_without_the_csrf_token_is_refused() {
         .send()
         .await
         .unwrap();
+    let timing = form.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(timing.starts_with("app;dur="), "{timing}");
     let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.ends_with("; Secure"), "{set}");
     let token = set
@@ -312,6 +324,12 @@ async fn a_post_without_the_csrf_token_is_refused() {
         .unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(stage.emulator.stats().refreshes, 0, "nothing was refreshed");
+    let logins = stage.emulator.login_stats();
+    assert_eq!(
+        (logins.exchanges, stage.verifiers().len()),
+        (0, 0),
+        "no login was completed"
+    );
 
     // The account page shows no event; the browser's own form still works.
     stage.visit("/accounts/1").await;
@@ -358,5 +376,165 @@ async fn an_account_named_script_shows_as_text() {
     assert_eq!(title, SCRIPT_NAME);
     assert!(stage.browser().get_alert_text().await.is_err());
     stage.screenshot("script-name").await;
+    stage.finish().await;
+}
+
+/// The text of the account page's "Credentials version".
+async fn credentials_version(stage: &Stage) -> String {
+    stage
+        .browser()
+        .find(Locator::XPath(
+            "//dt[.='Credentials version']/following-sibling::dd[1]",
+        ))
+        .await
+        .expect("the version")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// On a re-login page: follows its authorize link like a browser (the
+/// emulator's authorize endpoint, which redirects to the provider's code
+/// page), pastes what Claude's code page shows (`code#state`), ticks
+/// "allow identity change" when `allow`, and submits. The code joins the
+/// values no page may show.
+async fn paste_code(stage: &Stage, allow: bool) {
+    let b = stage.browser();
+    let link = b
+        .find(Locator::Css("a#authorize"))
+        .await
+        .expect("the authorize link");
+    assert_eq!(
+        link.attr("target").await.unwrap().as_deref(),
+        Some("_blank")
+    );
+    let rel = link.attr("rel").await.unwrap().unwrap_or_default();
+    assert!(
+        rel.contains("noopener") && rel.contains("noreferrer"),
+        "{rel}"
+    );
+    let href = link.attr("href").await.unwrap().expect("href");
+    let authorize = url::Url::parse(&href).expect("an absolute URL");
+    assert!(
+        href.starts_with(&stage.emulator.url()),
+        "the emulator's authorize endpoint: {href}"
+    );
+    let params: Vec<String> = authorize
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    for needed in ["state", "code_challenge", "code_challenge_method"] {
+        assert!(params.iter().any(|k| k == needed), "{needed}: {href}");
+    }
+    assert!(!params.iter().any(|k| k == "code_verifier"), "{href}");
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(&href)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(
+        answer.status(),
+        302,
+        "authorize answered {}",
+        answer.status()
+    );
+    let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
+    stage.forbid(&q["code"]);
+    let paste = format!("{}#{}", q["code"], q["state"]);
+    b.find(Locator::Css("form.relogin input[name=pasted]"))
+        .await
+        .expect("the paste field")
+        .send_keys(&paste)
+        .await
+        .expect("paste");
+    if allow {
+        click(stage, "form.relogin input[name=allow_identity_change]").await;
+    }
+    click(stage, "form.relogin button[type=submit]").await;
+}
+
+fn claude_user(email: &str) -> GrantSpec {
+    GrantSpec {
+        provider: Some(EmulatedProvider::Claude),
+        email: Some(email.to_owned()),
+        ..GrantSpec::default()
+    }
+}
+
+/// Re-login from the account page, three times: as the same upstream user
+/// (the credentials version bumps, the new grant refreshes), as another
+/// one without "allow identity change" (refused, nothing replaced), and as
+/// that one with it ticked (replaced; it is the account's identity now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn an_operator_relogs_in_an_account_through_the_emulator() {
+    let stage = Stage::new("relogin").await;
+    stage.log_in(KEY).await;
+    stage.visit("/accounts/1").await;
+    assert_eq!(credentials_version(&stage).await, "0");
+
+    // As the same user.
+    stage.emulator.queue_login(claude_user(ALICE));
+    click(&stage, "form[action='/accounts/1/relogin'] button").await;
+    arrived(&stage, "/accounts/1/relogin").await;
+    let page = stage.scan_page().await;
+    assert!(page.contains("Re-login: team-claude"), "{page}");
+    stage.screenshot("01-relogin-form").await;
+    paste_code(&stage, false).await;
+    arrived(&stage, "notice=relogged_in").await;
+    let page = stage.scan_page().await;
+    assert!(page.contains("Re-logged in"), "{page}");
+    assert_eq!(credentials_version(&stage).await, "1", "a credential write");
+    assert_eq!(stage.emulator.login_stats().exchanges, 1);
+    stage.screenshot("02-relogged-in").await;
+    // The new grant refreshes.
+    click(&stage, "form[action='/accounts/1/refresh'] button").await;
+    arrived(&stage, "notice=refreshed").await;
+    stage.scan_page().await;
+    assert_eq!(credentials_version(&stage).await, "2");
+
+    // As someone else, not allowed: refused with its code, nothing replaced.
+    stage.emulator.queue_login(claude_user("bob@example.com"));
+    click(&stage, "form[action='/accounts/1/relogin'] button").await;
+    arrived(&stage, "/accounts/1/relogin").await;
+    stage.scan_page().await;
+    paste_code(&stage, false).await;
+    eventually("the refusal", Duration::from_secs(10), || async {
+        stage
+            .browser()
+            .find(Locator::Css("p.notice.bad"))
+            .await
+            .is_ok()
+    })
+    .await;
+    let page = stage.scan_page().await;
+    assert!(page.contains("identity_changed"), "{page}");
+    assert!(!page.contains("bob@"), "no identity value: {page}");
+    stage.screenshot("03-identity-refused").await;
+
+    // Start again, allowing it.
+    stage.emulator.queue_login(claude_user("bob@example.com"));
+    click(&stage, "form[action='/accounts/1/relogin'] button").await;
+    eventually("a new re-login form", Duration::from_secs(10), || async {
+        stage
+            .browser()
+            .find(Locator::Css("form.relogin"))
+            .await
+            .is_ok()
+    })
+    .await;
+    stage.scan_page().await;
+    paste_code(&stage, true).await;
+    arrived(&stage, "notice=relogged_in_warnings").await;
+    stage.scan_page().await;
+    assert_eq!(credentials_version(&stage).await, "3");
+    assert_eq!(stage.emulator.login_stats().exchanges, 3);
+    stage.screenshot("04-identity-changed").await;
     stage.finish().await;
 }

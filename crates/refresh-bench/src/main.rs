@@ -5,11 +5,13 @@
 //! OAuth emulator, this project and the [`baseline`] (the Go algorithm)
 //! side by side: warm token reads, Redis lease round trips, a 4-process
 //! stampede, the background sweep and its growth, and an `oauth-refresh
-//! serve` process (HTTP throughput, memory per warm account). It writes
+//! serve` process (HTTP throughput, memory per warm account), and the
+//! status page's accounts page at 10 000 accounts (server time). It writes
 //! `BENCHMARKS.md` with the criterion numbers `cargo xtask bench` measured
 //! just before, in the same run. `stampede-worker` is one process of the
 //! stampede (started by `all`).
 
+mod accounts_page;
 mod baseline;
 mod env;
 mod lease;
@@ -73,7 +75,7 @@ pub(crate) struct AllArgs {
     #[arg(long)]
     pub(crate) oauth_refresh: Option<PathBuf>,
     /// Only these scenarios (comma-separated: warm, lease, stampede, sweep,
-    /// serve; serve needs sweep), for working on one of them.
+    /// serve, accounts-page; serve needs sweep), for working on one of them.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// How this run was started (for the report).
@@ -153,6 +155,10 @@ async fn all(args: AllArgs) -> Result<()> {
             results.serve = Some(served?);
         }
         env.drop_database(growth_db).await;
+    }
+    if wanted("accounts-page") {
+        say("==> status page: the accounts page at 10 000 accounts");
+        results.accounts_page = Some(accounts_page::run(&env, &binary).await?);
     }
 
     results.finish();

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::AllArgs;
+use crate::accounts_page::AccountsPage;
 use crate::lease::Lease;
 use crate::serve::Serve;
 use crate::stampede::Stampede;
@@ -26,6 +27,7 @@ pub(crate) struct Results {
     pub(crate) stampede: Option<Stampede>,
     pub(crate) sweep: Option<Sweep>,
     pub(crate) serve: Option<Serve>,
+    pub(crate) accounts_page: Option<AccountsPage>,
     /// Criterion medians (ns) by benchmark id.
     pub(crate) criterion: BTreeMap<String, f64>,
     pub(crate) instructions_per_read: Option<f64>,
@@ -271,6 +273,16 @@ pub(crate) fn markdown(r: &Results, args: &AllArgs) -> Result<String> {
             verdict(m.bytes_per_account <= 1024.0)
         )?;
     }
+    if let Some(p) = &r.accounts_page {
+        let worst = p.worst_server_p99_ns();
+        writeln!(
+            s,
+            "| accounts page 10 000 accounts < 100 ms server time | {} (p99 of the slowest of {} pages) | {} |",
+            ns(worst),
+            p.pages.len(),
+            verdict(worst < 100e6 && !p.pages.is_empty())
+        )?;
+    }
     writeln!(s)?;
 
     if let Some(w) = &r.warm {
@@ -495,6 +507,37 @@ pub(crate) fn markdown(r: &Results, args: &AllArgs) -> Result<String> {
     }
 
     writeln!(s, "{}\n", include_str!("../ANALYSIS.md").trim_end())?;
+    if let Some(p) = &r.accounts_page {
+        writeln!(s, "## Status page: the accounts page\n")?;
+        writeln!(
+            s,
+            "One `oauth-refresh serve` (PostgreSQL + Redis) on its own database of {} accounts (a quarter OpenAI, the rest Claude, expiries over the next 8 h) and {} rows in `refresh_events` ({} per account); a logged-in session; each page requested {} times one after another on one keep-alive connection (after 5 warm-up requests), {} accounts per page. **Server time** is the page's `Server-Timing: app;dur=` header: from the request reaching the route (session check included) to the response built (store reads and rendering), without sending the body. **Client time** is the whole request from the harness on loopback, body read.\n",
+            p.accounts,
+            p.events,
+            p.events / p.accounts.max(1),
+            p.requests_per_page,
+            p.page_size
+        )?;
+        writeln!(
+            s,
+            "| page | rows | server p50 | server p99 | client p50 | client p99 |\n|---|---|---|---|---|---|"
+        )?;
+        for x in &p.pages {
+            writeln!(
+                s,
+                "| {} (`{}`) | {} | {} | {} | {} | {} |",
+                x.name,
+                x.path,
+                x.rows,
+                ns(x.server.p50_ns),
+                ns(x.server.p99_ns),
+                ns(x.client.p50_ns),
+                ns(x.client.p99_ns)
+            )?;
+        }
+        writeln!(s)?;
+    }
+
     writeln!(
         s,
         "## Raw numbers\n\n```json\n{}\n```",

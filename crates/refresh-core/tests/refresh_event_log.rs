@@ -60,12 +60,79 @@ impl RefreshEventLog for PurgesEverything {
     ) -> Result<Vec<RefreshEvent>, StorageError> {
         self.0.recent(account, limit).await
     }
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        self.0.latest(accounts).await
+    }
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
         self.0.hourly(since).await
     }
     async fn purge(&self, _before: DateTime<Utc>, limit: usize) -> Result<u64, StorageError> {
         self.0.purge(DateTime::<Utc>::MAX_UTC, limit).await
     }
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError> {
+        self.0.purge_excess(keep, limit).await
+    }
+}
+
+/// A log whose per-account purge counts from the oldest (keeps the oldest
+/// `keep` of each account instead of the newest).
+struct KeepsTheOldest(InMemoryRefreshEventLog, Mutex<Vec<RefreshEvent>>);
+
+#[async_trait]
+impl RefreshEventLog for KeepsTheOldest {
+    async fn append(&self, event: &RefreshEvent) -> Result<(), StorageError> {
+        self.1.lock().unwrap().push(event.clone());
+        self.0.append(event).await
+    }
+    async fn recent(
+        &self,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<RefreshEvent>, StorageError> {
+        self.0.recent(account, limit).await
+    }
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        self.0.latest(accounts).await
+    }
+    async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
+        self.0.hourly(since).await
+    }
+    async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StorageError> {
+        self.0.purge(before, limit).await
+    }
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError> {
+        // Rebuild the log from the oldest `keep` per account (by time).
+        let mut all = self.1.lock().unwrap().clone();
+        all.sort_by_key(|e| e.at);
+        let mut seen = std::collections::HashMap::<AccountId, usize>::new();
+        let kept: Vec<_> = all
+            .into_iter()
+            .filter(|e| {
+                let n = seen.entry(e.account_id).or_default();
+                *n += 1;
+                *n <= keep
+            })
+            .collect();
+        let before = self.0.len();
+        let _ = self.0.purge(DateTime::<Utc>::MAX_UTC, usize::MAX).await;
+        for e in &kept {
+            self.0.append(e).await?;
+        }
+        *self.1.lock().unwrap() = kept;
+        Ok(((before - self.0.len()) as u64).min(limit as u64))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "refresh_event_log_suite: purge_excess_keeps_the_newest")]
+async fn the_suite_fails_a_per_account_purge_that_keeps_the_oldest() {
+    refresh_event_log_suite(|| async {
+        Arc::new(KeepsTheOldest(
+            InMemoryRefreshEventLog::default(),
+            Mutex::default(),
+        )) as Arc<dyn RefreshEventLog>
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -23,8 +23,19 @@ const PURGE_BATCH: usize = 1000;
 /// How often the writer purges events older than the retention.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
+/// How long, and how much of, the history the writer keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this are purged.
+    pub max_age: Duration,
+    /// Only the newest this many events of each account are kept (at
+    /// least 1).
+    pub per_account: usize,
+}
+
 /// Sends each run the flow reports to a writer task that appends it to a
-/// [`RefreshEventLog`] and purges what is older than the retention.
+/// [`RefreshEventLog`] and purges what is older than the retention or
+/// beyond each account's newest [`Retention::per_account`].
 ///
 /// Build it before the stack (its [`observer`](Self::observer) goes to the
 /// stack's builder), then [`start`](Self::start) the writer once the log
@@ -85,13 +96,14 @@ impl EventRecorder {
     /// Starts the writer on the current runtime: it appends every event to
     /// `log` (a failed append is logged and dropped: the history is
     /// informational), and every ten minutes deletes events older than
-    /// `retention`, at most 1000 rows per statement. It stops when
-    /// `shutdown` is cancelled, after writing what is queued. A second call
-    /// does nothing.
+    /// `retention.max_age`, then those beyond each account's newest
+    /// `retention.per_account`, at most 1000 rows per statement and 10
+    /// statements of each kind per tick. It stops when `shutdown` is
+    /// cancelled, after writing what is queued. A second call does nothing.
     pub fn start(
         &self,
         log: Arc<dyn RefreshEventLog>,
-        retention: Duration,
+        retention: Retention,
         shutdown: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let mut receiver = self
@@ -162,18 +174,31 @@ impl Inner {
     }
 }
 
-async fn purge_old(log: &dyn RefreshEventLog, retention: Duration) {
-    let Ok(retention) = chrono::TimeDelta::from_std(retention) else {
-        return;
-    };
-    let before = Utc::now() - retention;
-    // Bounded: a backlog is worked off over several ticks.
+async fn purge_old(log: &dyn RefreshEventLog, retention: Retention) {
+    if let Ok(max_age) = chrono::TimeDelta::from_std(retention.max_age) {
+        let before = Utc::now() - max_age;
+        repeat_purge("by age", || log.purge(before, PURGE_BATCH)).await;
+    }
+    let keep = retention.per_account.max(1);
+    repeat_purge("beyond the per-account bound", || {
+        log.purge_excess(keep, PURGE_BATCH)
+    })
+    .await;
+}
+
+/// Runs `purge` while it deletes a full batch, 10 times at most: a backlog
+/// is worked off over several ticks.
+async fn repeat_purge<F, Fut>(what: &'static str, mut purge: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, refresh_core::StorageError>>,
+{
     for _ in 0..10 {
-        match log.purge(before, PURGE_BATCH).await {
+        match purge().await {
             Ok(n) if n as usize == PURGE_BATCH => {}
             Ok(_) => return,
             Err(error) => {
-                warn!(kind = %error.kind(), "purging old refresh events failed");
+                warn!(kind = %error.kind(), what, "purging refresh events failed");
                 return;
             }
         }
@@ -253,6 +278,13 @@ mod tests {
     use refresh_core::AccountId;
     use refresh_core::memory::InMemoryRefreshEventLog;
 
+    fn retention(secs: u64, per_account: usize) -> Retention {
+        Retention {
+            max_age: Duration::from_secs(secs),
+            per_account,
+        }
+    }
+
     fn event(n: i64) -> RefreshEvent {
         RefreshEvent {
             account_id: AccountId(n),
@@ -274,11 +306,11 @@ mod tests {
         let log = Arc::new(InMemoryRefreshEventLog::default());
         let shutdown = CancellationToken::new();
         let writer = recorder
-            .start(log.clone(), Duration::from_secs(3600), shutdown.clone())
+            .start(log.clone(), retention(3600, 100), shutdown.clone())
             .expect("first start");
         assert!(
             recorder
-                .start(log.clone(), Duration::ZERO, shutdown.clone())
+                .start(log.clone(), retention(0, 1), shutdown.clone())
                 .is_none()
         );
         observer.refresh_event(&event(2));
@@ -299,11 +331,7 @@ mod tests {
         let recorder = EventRecorder::new();
         let shutdown = CancellationToken::new();
         let writer = recorder
-            .start(
-                log.clone(),
-                Duration::from_secs(7 * 24 * 3600),
-                shutdown.clone(),
-            )
+            .start(log.clone(), retention(7 * 24 * 3600, 100), shutdown.clone())
             .unwrap();
         // The first purge runs when the writer starts.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -318,6 +346,32 @@ mod tests {
         );
         shutdown.cancel();
         writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_purge_keeps_the_newest_events_of_each_account_over_several_batches() {
+        let log = InMemoryRefreshEventLog::default();
+        let start = Utc::now();
+        for n in 0..1_500 {
+            let mut e = event(1);
+            e.at = start - chrono::TimeDelta::seconds(n);
+            log.append(&e).await.unwrap();
+        }
+        for _ in 0..3 {
+            log.append(&event(2)).await.unwrap();
+        }
+        purge_old(&log, retention(3600, 100)).await;
+        let kept = log.recent(AccountId(1), usize::MAX).await.unwrap();
+        assert_eq!(kept.len(), 100, "1400 over the bound: two batches");
+        assert!(
+            kept.iter()
+                .all(|e| e.at > start - chrono::TimeDelta::seconds(100)),
+            "the newest 100"
+        );
+        assert_eq!(log.recent(AccountId(2), usize::MAX).await.unwrap().len(), 3);
+        // A bound of 0 is read as 1: an account keeps its last event.
+        purge_old(&log, retention(3600, 0)).await;
+        assert_eq!(log.len(), 2);
     }
 
     #[tokio::test]

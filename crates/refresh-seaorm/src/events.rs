@@ -11,8 +11,9 @@ use refresh_core::ports::{HourlyCount, RefreshEvent, RefreshEventLog, event_name
 use refresh_core::{AccountId, Platform, StorageError};
 
 /// The refresh history in the database: one `INSERT` per event, reads by
-/// index (`refresh_events_account`, `refresh_events_at`), and a purge that
-/// deletes at most `limit` of the oldest rows per statement. Every process
+/// index (`refresh_events_account`, `refresh_events_at`), a purge that
+/// deletes at most `limit` of the oldest rows per statement, and a
+/// per-account purge served by `refresh_events_account`. Every process
 /// sharing the database sees the same history.
 #[derive(Clone)]
 pub struct DbRefreshEventLog {
@@ -56,9 +57,63 @@ fn decode(row: &QueryResult) -> Result<RefreshEvent, StorageError> {
     })
 }
 
+/// Accounts one [`latest`](RefreshEventLog::latest) statement reads (SQLite
+/// allows 500 terms in a compound `SELECT`).
+const LATEST_CHUNK: usize = 100;
+
+/// Accounts over the bound one [`purge_excess`](RefreshEventLog::purge_excess)
+/// call looks at most.
+const EXCESS_ACCOUNTS: i64 = 100;
+
+/// The accounts with more than `$1` events (`$2` of them at most): one
+/// pass over the `refresh_events_account` index (covering on SQLite).
+const OVER_BOUND_SQL: &str = "SELECT account_id FROM refresh_events GROUP BY account_id \
+     HAVING COUNT(*) > $1 ORDER BY account_id LIMIT $2";
+
+/// The events of account `$1` beyond its newest `$2`, at most `$3` of
+/// them: a backward range of `refresh_events_account` (account, time, id)
+/// skipping the newest `$2`. The derived table lets MySQL delete from the
+/// table it reads.
+const EXCESS_SQL: &str = "DELETE FROM refresh_events WHERE id IN (SELECT id FROM \
+     (SELECT id FROM refresh_events WHERE account_id = $1 \
+     ORDER BY at_ms DESC, id DESC LIMIT $3 OFFSET $2) AS excess)";
+
 impl DbRefreshEventLog {
     pub(crate) fn new(db: Db) -> Self {
         Self { db }
+    }
+
+    /// The database's plan of the statements of
+    /// [`purge_excess`](RefreshEventLog::purge_excess) (PostgreSQL
+    /// `EXPLAIN`, SQLite `EXPLAIN QUERY PLAN`): the plan of the grouped
+    /// pass, then the plan of one account's delete, each one line per plan
+    /// row: to check that `refresh_events_account` serves them.
+    ///
+    /// # Errors
+    /// A [`StorageError`] when the database fails.
+    pub async fn explain_purge_excess(
+        &self,
+        keep: usize,
+    ) -> Result<[Vec<String>; 2], StorageError> {
+        const OP: &str = "explain_event_purge_excess";
+        let (explain, column_name) = match self.db.dialect().0 {
+            DbBackend::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+            DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+            DbBackend::MySql => ("EXPLAIN FORMAT=TREE", "EXPLAIN"),
+        };
+        let keep = limit_value(keep);
+        let statements: [(&str, Vec<sea_orm::Value>); 2] = [
+            (OVER_BOUND_SQL, vec![keep.into(), EXCESS_ACCOUNTS.into()]),
+            (EXCESS_SQL, vec![1_i64.into(), keep.into(), 1000_i64.into()]),
+        ];
+        let mut plans: [Vec<String>; 2] = Default::default();
+        for ((sql, values), lines) in statements.into_iter().zip(&mut plans) {
+            let sql = format!("{explain} {sql}");
+            for row in query_all(self.db.conn(), self.db.dialect(), OP, &sql, values).await? {
+                lines.push(column::<String>(&row, OP, column_name)?);
+            }
+        }
+        Ok(plans)
     }
 }
 
@@ -112,6 +167,35 @@ impl RefreshEventLog for DbRefreshEventLog {
         rows.iter().map(decode).collect()
     }
 
+    /// One statement per 100 accounts: a `UNION ALL` of one newest-first
+    /// `LIMIT 1` read of `refresh_events_account` per account.
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        let mut events = Vec::with_capacity(accounts.len());
+        for chunk in accounts.chunks(LATEST_CHUNK) {
+            let sql = (1..=chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT {COLUMNS} FROM refresh_events \
+                         WHERE account_id = ${i} ORDER BY at_ms DESC, id DESC LIMIT 1) AS l{i}"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let rows = query_all(
+                self.db.conn(),
+                self.db.dialect(),
+                "event_latest",
+                &sql,
+                chunk.iter().map(|a| a.get().into()).collect(),
+            )
+            .await?;
+            for row in &rows {
+                events.push(decode(row)?);
+            }
+        }
+        Ok(events)
+    }
+
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
         const OP: &str = "event_hourly";
         let sql = "SELECT hour_s, platform, outcome, COUNT(*) AS n FROM refresh_events \
@@ -162,5 +246,45 @@ impl RefreshEventLog for DbRefreshEventLog {
             vec![before.timestamp_millis().into(), limit_value(limit).into()],
         )
         .await
+    }
+
+    /// Finds the accounts over the bound (one grouped pass over the
+    /// account index), then deletes each one's excess with one indexed
+    /// statement, until `limit` rows went.
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError> {
+        const OP: &str = "event_purge_excess";
+        if limit == 0 {
+            return Ok(0);
+        }
+        let keep = limit_value(keep);
+        let over = query_all(
+            self.db.conn(),
+            self.db.dialect(),
+            OP,
+            OVER_BOUND_SQL,
+            vec![keep.into(), EXCESS_ACCOUNTS.into()],
+        )
+        .await?;
+        let mut deleted = 0u64;
+        for row in &over {
+            let left = u64::try_from(limit).unwrap_or(u64::MAX) - deleted;
+            if left == 0 {
+                break;
+            }
+            let account: i64 = column(row, OP, "account_id")?;
+            deleted += exec(
+                self.db.conn(),
+                self.db.dialect(),
+                OP,
+                EXCESS_SQL,
+                vec![
+                    account.into(),
+                    keep.into(),
+                    i64::try_from(left).unwrap_or(i64::MAX).into(),
+                ],
+            )
+            .await?;
+        }
+        Ok(deleted)
     }
 }

@@ -18,6 +18,8 @@ use tokio::process::{Child, Command};
 
 /// The API key the tests log in with.
 pub const KEY: &str = "ui-test-key-3f9c";
+/// The upstream identity (Claude `email_address`) of `team-claude`.
+pub const ALICE: &str = "alice@example.com";
 /// The account whose name is markup.
 pub const SCRIPT_NAME: &str = "<script>alert(1)</script>";
 
@@ -78,7 +80,7 @@ pub struct Stage {
     pub url: String,
     pub shots: PathBuf,
     /// Every token value the pages must never show.
-    pub secrets: Vec<String>,
+    pub secrets: std::sync::Mutex<Vec<String>>,
     pub browser: Option<Client>,
     driver: Option<Proc>,
     _turn: tokio::sync::MutexGuard<'static, ()>,
@@ -108,20 +110,23 @@ fn free_port() -> u16 {
 }
 
 impl Stage {
-    /// The emulator, a migrated database with four accounts (`team-claude`,
+    /// The emulator (every provider URL pointed at it by
+    /// `providers.base_url`; it records login requests, so
+    /// [`verifiers`](Self::verifiers) sees the PKCE verifiers), a migrated
+    /// database with four accounts (`team-claude` as [`ALICE`],
     /// `team-openai`, none due for the background refresher, `broken-account` with status `error`, and
     /// one named [`SCRIPT_NAME`]), `serve` with [`KEY`], and a browser.
     pub async fn new(name: &'static str) -> Self {
         let turn = BROWSERS.lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let emulator = Emulator::start().await.expect("emulator");
+        emulator.record_requests(true);
         let url = emulator.url();
         std::fs::write(
             dir.path().join("oauth-refresh.toml"),
             format!(
                 "[serve]\napi_keys = [\"{KEY}\"]\n\
-                 [providers.claude]\ntoken_url = \"{url}/v1/oauth/token\"\n\
-                 [providers.openai]\ntoken_url = \"{url}/oauth/token\"\n"
+                 [providers]\nbase_url = \"{url}\"\n"
             ),
         )
         .expect("config");
@@ -136,8 +141,10 @@ impl Stage {
         .map(|p| emulator.seed(GrantSpec::new(p)))
         .collect();
         let rt = |i: usize| seeds[i].refresh_token.expose().to_owned();
+        let mut claude = entry("team-claude", "anthropic", &rt(0), now + 5400, "active");
+        claude["extra"] = json!({ "email_address": ALICE });
         let accounts = json!([
-            entry("team-claude", "anthropic", &rt(0), now + 5400, "active"),
+            claude,
             entry("team-openai", "openai", &rt(1), now + 7200, "active"),
             entry("broken-account", "anthropic", &rt(2), now + 600, "error"),
             entry(SCRIPT_NAME, "anthropic", &rt(3), now + 3 * 3600, "active"),
@@ -176,7 +183,7 @@ impl Stage {
             serve,
             url,
             shots,
-            secrets,
+            secrets: std::sync::Mutex::new(secrets),
             browser: None,
             driver: None,
             _turn: turn,
@@ -268,12 +275,45 @@ impl Stage {
                 "an issued token appears in {what}"
             );
         }
-        for secret in self.secrets.iter().map(String::as_str).chain([KEY]) {
+        for verifier in self.verifiers() {
+            assert!(
+                !text.contains(&verifier),
+                "a PKCE verifier appears in {what}"
+            );
+        }
+        let secrets = self.secrets.lock().expect("secrets").clone();
+        for secret in secrets.iter().map(String::as_str).chain([KEY]) {
             assert!(
                 !text.contains(secret),
                 "a token or the API key appears in {what}"
             );
         }
+    }
+
+    /// Adds `value` (an authorization code) to what no page may show.
+    pub fn forbid(&self, value: &str) {
+        self.secrets.lock().expect("secrets").push(value.to_owned());
+    }
+
+    /// Every PKCE verifier the emulator received in a code exchange.
+    pub fn verifiers(&self) -> Vec<String> {
+        self.emulator
+            .recorded_requests()
+            .iter()
+            .flat_map(|r| {
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                let mut found: Vec<String> = url::form_urlencoded::parse(body.as_bytes())
+                    .filter(|(k, _)| k == "code_verifier")
+                    .map(|(_, v)| v.into_owned())
+                    .collect();
+                if let Ok(json) = serde_json::from_str::<Value>(&body)
+                    && let Some(v) = json["code_verifier"].as_str()
+                {
+                    found.push(v.to_owned());
+                }
+                found
+            })
+            .collect()
     }
 
     /// Saves a PNG of the browser's window as `<shots>/<file>.png`.

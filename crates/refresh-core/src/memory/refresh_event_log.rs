@@ -88,6 +88,21 @@ impl RefreshEventLog for InMemoryRefreshEventLog {
             .collect())
     }
 
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError> {
+        let events = self.events();
+        let mut newest: BTreeMap<AccountId, (DateTime<Utc>, usize)> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if accounts.contains(&e.account_id) {
+                let entry = newest.entry(e.account_id).or_insert((e.at, i));
+                *entry = (*entry).max((e.at, i));
+            }
+        }
+        Ok(newest
+            .into_values()
+            .map(|(_, i)| events[i].clone())
+            .collect())
+    }
+
     async fn hourly(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>, StorageError> {
         let mut counts = BTreeMap::new();
         for event in self.events().iter().filter(|e| e.at >= since) {
@@ -121,6 +136,29 @@ impl RefreshEventLog for InMemoryRefreshEventLog {
         old.sort();
         old.truncate(limit);
         let mut doomed: Vec<usize> = old.into_iter().map(|(_, i)| i).collect();
+        doomed.sort_unstable_by(|a, b| b.cmp(a));
+        for index in &doomed {
+            events.remove(*index);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError> {
+        let mut events = self.events();
+        let mut by_account: BTreeMap<AccountId, Vec<(DateTime<Utc>, usize)>> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            by_account.entry(e.account_id).or_default().push((e.at, i));
+        }
+        // Beyond the newest `keep` of each account (newest: later time,
+        // then later appended), the oldest first.
+        let mut excess: Vec<(DateTime<Utc>, usize)> = Vec::new();
+        for mut mine in by_account.into_values() {
+            mine.sort_by(|a, b| b.cmp(a));
+            excess.extend(mine.into_iter().skip(keep));
+        }
+        excess.sort();
+        excess.truncate(limit);
+        let mut doomed: Vec<usize> = excess.into_iter().map(|(_, i)| i).collect();
         doomed.sort_unstable_by(|a, b| b.cmp(a));
         for index in &doomed {
             events.remove(*index);

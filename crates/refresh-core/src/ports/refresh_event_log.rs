@@ -78,12 +78,22 @@ pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
 ///   the millisecond) and every process sharing the store sees it.
 /// - [`recent`](Self::recent) returns at most `limit` events of one account,
 ///   newest first (ties in time: the later appended first).
+/// - [`latest`](Self::latest) returns, for each of the given accounts that
+///   has events, its newest (the first `recent(account, 1)` returns), in
+///   no particular order.
 /// - [`hourly`](Self::hourly) counts the events at or after `since` by
 ///   [`hour_of`] their time, platform and outcome; sorted by hour,
 ///   platform, outcome; no zero rows.
 /// - [`purge`](Self::purge) deletes at most `limit` events older than
 ///   `before` (the oldest first) and never a newer one; it returns how
 ///   many it deleted, so a caller repeats it while it returns `limit`.
+/// - [`purge_excess`](Self::purge_excess) deletes at most `limit` events
+///   that are not among the newest `keep` of their account (newest as
+///   [`recent`](Self::recent) orders them: by time, ties by append order),
+///   and never one that is; it returns how many it deleted, so a caller
+///   repeats it while it returns `limit`. Afterwards (repeated to the end,
+///   no append in between) `recent(account, usize::MAX)` of every account
+///   is its former newest `keep`.
 #[async_trait]
 pub trait RefreshEventLog: Send + Sync {
     /// Stores `event`.
@@ -102,6 +112,13 @@ pub trait RefreshEventLog: Send + Sync {
         limit: usize,
     ) -> Result<Vec<RefreshEvent>, StorageError>;
 
+    /// The newest event of each of `accounts` (those without events have
+    /// none): a page's "last refresh" column in one call.
+    ///
+    /// # Errors
+    /// A [`StorageError`] when the store fails or a row cannot be read.
+    async fn latest(&self, accounts: &[AccountId]) -> Result<Vec<RefreshEvent>, StorageError>;
+
     /// Counts per hour, platform and outcome of the events since `since`.
     ///
     /// # Errors
@@ -114,6 +131,14 @@ pub trait RefreshEventLog: Send + Sync {
     /// A [`StorageError`] when the store fails; what was deleted stays
     /// deleted, nothing newer is touched.
     async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StorageError>;
+
+    /// Deletes at most `limit` events beyond the newest `keep` of their
+    /// account: the per-account bound of the history.
+    ///
+    /// # Errors
+    /// A [`StorageError`] when the store fails; what was deleted stays
+    /// deleted, no event among an account's newest `keep` is touched.
+    async fn purge_excess(&self, keep: usize, limit: usize) -> Result<u64, StorageError>;
 }
 
 /// `name` cut to [`MAX_EVENT_NAME_CHARS`] characters.

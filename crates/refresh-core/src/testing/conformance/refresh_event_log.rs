@@ -7,8 +7,10 @@
 //! `recent_is_per_account_newest_first_and_bounded`,
 //! `events_of_one_instant_read_back_latest_appended_first`,
 //! `long_names_are_cut_to_the_limit`,
+//! `latest_is_the_newest_of_each_account_asked`,
 //! `hourly_counts_by_hour_platform_and_outcome_since_a_time`,
 //! `purge_deletes_only_older_events_oldest_first_up_to_its_limit`,
+//! `purge_excess_keeps_the_newest_of_each_account`,
 //! `concurrent_appends_are_all_kept`.
 
 use std::future::Future;
@@ -51,11 +53,19 @@ where
     check!(checks, long_names_are_cut_to_the_limit(make().await));
     check!(
         checks,
+        latest_is_the_newest_of_each_account_asked(make().await)
+    );
+    check!(
+        checks,
         hourly_counts_by_hour_platform_and_outcome_since_a_time(make().await)
     );
     check!(
         checks,
         purge_deletes_only_older_events_oldest_first_up_to_its_limit(make().await)
+    );
+    check!(
+        checks,
+        purge_excess_keeps_the_newest_of_each_account(make().await)
     );
     check!(checks, concurrent_appends_are_all_kept(make().await));
 }
@@ -166,6 +176,36 @@ async fn long_names_are_cut_to_the_limit(log: Log) {
     );
 }
 
+async fn latest_is_the_newest_of_each_account_asked(log: Log) {
+    for (account, secs, outcome) in [
+        (1, 10, "a"),
+        (1, 30, "b"),
+        (1, 20, "c"),
+        (2, 5, "d"),
+        (2, 5, "e"),
+        (3, 50, "f"),
+    ] {
+        append(&log, &event(account, secs, outcome)).await;
+    }
+    let mut read: Vec<(i64, String)> = log
+        .latest(&[AccountId(1), AccountId(2), AccountId(4)])
+        .await
+        .expect("latest")
+        .into_iter()
+        .map(|e| (e.account_id.get(), e.outcome))
+        .collect();
+    read.sort();
+    assert_eq!(
+        read,
+        vec![(1, "b".to_owned()), (2, "e".to_owned())],
+        "the newest of each account asked (of one instant, the later appended); none for one without events or not asked"
+    );
+    assert!(
+        log.latest(&[]).await.expect("latest").is_empty(),
+        "no account asked, no event"
+    );
+}
+
 async fn hourly_counts_by_hour_platform_and_outcome_since_a_time(log: Log) {
     // Hour 0 (T0 is a whole hour): before `since`, not counted.
     append(&log, &event(1, 10, "refreshed")).await;
@@ -232,6 +272,58 @@ async fn purge_deletes_only_older_events_oldest_first_up_to_its_limit(log: Log) 
         "events at or after the bound are kept"
     );
     assert_eq!(log.purge(at(100, 0), 0).await.expect("purge"), 0, "limit 0");
+}
+
+async fn purge_excess_keeps_the_newest_of_each_account(log: Log) {
+    // Account 1: five events, two at one instant on either side of the
+    // cut (the later appended is the newer); account 2: two; account 3:
+    // one far older than everything else, within its own bound.
+    for (secs, outcome) in [(10, "a"), (20, "b"), (30, "c"), (20, "d"), (5, "e")] {
+        append(&log, &event(1, secs, outcome)).await;
+    }
+    append(&log, &event(2, 1, "f")).await;
+    append(&log, &event(2, 2, "g")).await;
+    append(&log, &event(3, -1_000, "h")).await;
+    let outcomes = |events: Vec<RefreshEvent>| {
+        events
+            .into_iter()
+            .map(|e| e.outcome)
+            .collect::<Vec<String>>()
+    };
+    let deleted = log.purge_excess(2, 1).await.expect("purge_excess");
+    assert_eq!(deleted, 1, "at most the limit");
+    assert_eq!(
+        outcomes(log.recent(AccountId(1), 100).await.expect("recent")).len(),
+        4,
+        "one of account 1's excess events went"
+    );
+    let deleted = log.purge_excess(2, 100).await.expect("purge_excess");
+    assert_eq!(deleted, 2, "the rest of account 1's excess");
+    assert_eq!(
+        log.purge_excess(2, 100).await.expect("purge_excess"),
+        0,
+        "nothing beyond the bound is left"
+    );
+    assert_eq!(
+        outcomes(log.recent(AccountId(1), 100).await.expect("recent")),
+        vec!["c", "d"],
+        "account 1 keeps its newest two (of two at one instant, the later appended)"
+    );
+    assert_eq!(
+        outcomes(log.recent(AccountId(2), 100).await.expect("recent")),
+        vec!["g", "f"],
+        "an account within the bound keeps every event"
+    );
+    assert_eq!(
+        outcomes(log.recent(AccountId(3), 100).await.expect("recent")),
+        vec!["h"],
+        "an old event within its account's bound is kept"
+    );
+    assert_eq!(
+        log.purge_excess(1, 0).await.expect("purge_excess"),
+        0,
+        "limit 0"
+    );
 }
 
 async fn concurrent_appends_are_all_kept(log: Log) {

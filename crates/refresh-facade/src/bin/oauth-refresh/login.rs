@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse};
 use clap::Args;
 use refresh_facade::login::{self, OnboardingError};
 use refresh_facade::providers::login::{LoginError, LoginOptions, LoginSession, Redirect};
-use refresh_facade::{AccountId, AccountType, Platform, RefreshStack};
+use refresh_facade::{Account, AccountId, AccountType, Platform, RefreshStack};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Loaded;
@@ -123,21 +123,7 @@ pub(crate) async fn relogin(loaded: &Loaded, args: ReloginArgs) -> Result<(), Cl
         .await
         .map_err(|e| CliError::with(format!("cannot read account {}", id.get()), e))?
         .ok_or_else(|| CliError::new(format!("account {} not found", id.get())))?;
-    // The same kind of grant as before, through the account's proxy.
-    let gemini_string = |key: &str| {
-        Some(account.credentials.string_view(key)).filter(|v| {
-            !v.trim().is_empty() && v != refresh_facade::providers::PROJECT_DISCOVERY_PENDING
-        })
-    };
-    let is_gemini = account.platform == Platform::Gemini;
-    let options = LoginOptions {
-        proxy: account.proxy.clone(),
-        redirect: redirect(args.listen),
-        account_type: (account.platform == Platform::Anthropic).then_some(account.account_type),
-        oauth_type: is_gemini.then(|| gemini_string("oauth_type")).flatten(),
-        project_id: is_gemini.then(|| gemini_string("project_id")).flatten(),
-        ..LoginOptions::default()
-    };
+    let options = relogin_options(&account, redirect(args.listen));
     let session = login::begin(&stack, &account.platform, options).map_err(cli_error)?;
     let pasted = obtain_code(&session, args.listen).await?;
     let (stored, warnings) =
@@ -154,6 +140,25 @@ pub(crate) async fn relogin(loaded: &Loaded, args: ReloginArgs) -> Result<(), Cl
     output::print_line(&stored.id.get().to_string());
     drain(&stack).await;
     Ok(())
+}
+
+/// The options of a relogin of `account` (the CLI's and the status
+/// page's): the same kind of grant as before, through the account's proxy.
+pub(crate) fn relogin_options(account: &Account, redirect: Redirect) -> LoginOptions {
+    let gemini_string = |key: &str| {
+        Some(account.credentials.string_view(key)).filter(|v| {
+            !v.trim().is_empty() && v != refresh_facade::providers::PROJECT_DISCOVERY_PENDING
+        })
+    };
+    let is_gemini = account.platform == Platform::Gemini;
+    LoginOptions {
+        proxy: account.proxy.clone(),
+        redirect,
+        account_type: (account.platform == Platform::Anthropic).then_some(account.account_type),
+        oauth_type: is_gemini.then(|| gemini_string("oauth_type")).flatten(),
+        project_id: is_gemini.then(|| gemini_string("project_id")).flatten(),
+        ..LoginOptions::default()
+    }
 }
 
 fn redirect(listen: bool) -> Redirect {

@@ -62,7 +62,7 @@ pub(crate) async fn run(loaded: &Loaded, once: bool) -> Result<(), CliError> {
     let stop_recorder = CancellationToken::new();
     let writer = recorder.start(
         Arc::new(stack.database().event_log()),
-        loaded.config.serve.ui.event_retention,
+        loaded.config.serve.ui.retention(),
         stop_recorder.clone(),
     );
     let result = refresh(loaded, once, &stack).await;

@@ -143,8 +143,14 @@ pub(super) async fn complete(
 /// The answer to a failed login. Messages are the typed errors' own, which
 /// carry no code, verifier, state or token.
 fn api_error(error: &OnboardingError) -> ApiError {
-    let message = error.to_string();
-    let (status, code) = match error {
+    let (status, code) = error_code(error);
+    ApiError::new(status, code, error.to_string())
+}
+
+/// The status and code of a failed login (the JSON API's `error.code`; the
+/// status page shows the code too).
+pub(super) fn error_code(error: &OnboardingError) -> (StatusCode, &'static str) {
+    match error {
         OnboardingError::Unsupported { .. } => (StatusCode::BAD_REQUEST, "login_unsupported"),
         OnboardingError::SessionGone => (StatusCode::GONE, "login_session_gone"),
         OnboardingError::SessionExpired => (StatusCode::GONE, "login_session_expired"),
@@ -160,8 +166,7 @@ fn api_error(error: &OnboardingError) -> ApiError {
         OnboardingError::WrongPlatform { .. } => (StatusCode::BAD_REQUEST, "wrong_platform"),
         OnboardingError::IdentityChanged { .. } => (StatusCode::CONFLICT, "identity_changed"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-    };
-    ApiError::new(status, code, message)
+    }
 }
 
 fn login_status(error: &LoginError) -> (StatusCode, &'static str) {

@@ -240,7 +240,7 @@ pub(crate) async fn run(
     });
     let shutdown = crate::shutdown::on_signal();
     let events = Arc::new(stack.database().event_log());
-    let _recorder = recorder.start(events, c.serve.ui.event_retention, shutdown.clone());
+    let _recorder = recorder.start(events, c.serve.ui.retention(), shutdown.clone());
     let worker = worker
         .then(|| crate::worker::spawn(stack.clone(), shutdown.clone(), c.background.interval));
     let mut server = tokio::spawn(accept_loop(

@@ -1,5 +1,7 @@
-//! The accounts table, one account's page, and "refresh now".
+//! The accounts table, one account's page, and "refresh now" ("re-login"
+//! is [`super::relogin`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use refresh_facade::{
 };
 
 use super::layout::{Nav, outcome_class, page, relative};
-use super::{AppState, Operator, csrf_refused, field, form, html_response, query};
+use super::{AppState, Operator, bounded, csrf_refused, field, form, html_response, query};
 
 type Shared = Arc<AppState>;
 
@@ -127,11 +129,9 @@ async fn rows(state: &AppState, listing: &Listing) -> Result<Rows, String> {
         .as_deref()
         .and_then(|a| a.parse().ok())
         .map(AccountId);
-    let page = stack
-        .catalog()
-        .list(&filter, after, limit)
+    let page = bounded(stack.catalog().list(&filter, after, limit))
         .await
-        .map_err(|e| format!("listing accounts failed: {}", e.kind()))?;
+        .map_err(|e| format!("listing accounts failed: {e}"))?;
     Ok(Rows {
         accounts: page.accounts,
         unreadable: page.corrupt.iter().map(|c| c.id).collect(),
@@ -162,12 +162,9 @@ async fn by_expiry(state: &AppState, listing: &Listing, limit: usize) -> Result<
         next: None,
     };
     for _ in 0..EXPIRY_ROUNDS {
-        let page = state
-            .stack
-            .repository()
-            .list_due(horizon, after, limit)
+        let page = bounded(state.stack.repository().list_due(horizon, after, limit))
             .await
-            .map_err(|e| format!("listing accounts failed: {}", e.kind()))?;
+            .map_err(|e| format!("listing accounts failed: {e}"))?;
         // Corrupt rows have no readable platform: shown under any filter.
         rows.unreadable.extend(page.corrupt.iter().map(|c| c.id));
         let room = limit - rows.accounts.len();
@@ -262,12 +259,13 @@ pub(super) async fn list(
     let listing = Listing::parse(raw.as_deref());
     let now = Utc::now();
     let rows = rows(&state, &listing).await;
-    let mut latest = Vec::new();
+    // The last event of every row in one call (an unreadable history
+    // leaves the column empty).
+    let mut latest: HashMap<AccountId, RefreshEvent> = HashMap::new();
     if let Ok(rows) = &rows {
-        for account in &rows.accounts {
-            // One indexed read per row of the page.
-            let event = state.ui.events.recent(account.id, 1).await.ok();
-            latest.push(event.and_then(|mut e| e.pop()));
+        let ids: Vec<AccountId> = rows.accounts.iter().map(|a| a.id).collect();
+        if let Ok(events) = bounded(state.ui.events.latest(&ids)).await {
+            latest.extend(events.into_iter().map(|e| (e.account_id, e)));
         }
     }
     let body = html! {
@@ -298,7 +296,7 @@ pub(super) async fn list(
                             }
                         }
                         tbody {
-                            @for (account, event) in rows.accounts.iter().zip(&latest) {
+                            @for account in &rows.accounts {
                                 tr data-account=(account.id.get()) {
                                     td { a href={ "/accounts/" (account.id.get()) } { (account.name) } }
                                     td { (account.platform.as_str()) }
@@ -306,7 +304,7 @@ pub(super) async fn list(
                                     td class=(status_class(account.status)) { (account.status.as_str()) }
                                     td { (relative(account.expires_at, now)) }
                                     td.num .hide-narrow { (account.credentials_version) }
-                                    td { (last_event(event.as_ref(), now)) }
+                                    td { (last_event(latest.get(&account.id), now)) }
                                     td.err { (account.error_message.as_deref().unwrap_or("")) }
                                 }
                             }
@@ -342,6 +340,11 @@ fn notice(raw: Option<&str>) -> Option<(bool, String)> {
     let pairs = query(raw);
     let text = match field(&pairs, "notice")? {
         "refreshed" => "Refreshed: new credentials are stored.".to_owned(),
+        "relogged_in" => "Re-logged in: the login's credentials are stored.".to_owned(),
+        "relogged_in_warnings" => {
+            "Re-logged in: the login's credentials are stored, with warnings (such as an upstream identity change, as allowed); see serve's log."
+                .to_owned()
+        }
         "still_fresh" => "Not refreshed: the stored credentials are current.".to_owned(),
         "held_elsewhere" => "Another process is refreshing this account right now.".to_owned(),
         "not_refreshable" => {
@@ -377,18 +380,18 @@ pub(super) async fn show(
     let Ok(id) = id.parse::<i64>().map(AccountId) else {
         return not_found(&nav);
     };
-    let account = match state.stack.repository().get(id).await {
+    let account = match bounded(state.stack.repository().get(id)).await {
         Ok(Some(account)) => account,
         Ok(None) => return not_found(&nav),
         Err(e) => {
-            let body = html! { h1 { "Account " (id.get()) } p.notice.bad role="alert" { "Reading the account failed: " (e.kind().to_string()) } };
+            let body = html! { h1 { "Account " (id.get()) } p.notice.bad role="alert" { "Reading the account failed: " (e) } };
             return html_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 page("Account", Some(&nav), &body),
             );
         }
     };
-    let events = state.ui.events.recent(id, RECENT_EVENTS).await;
+    let events = bounded(state.ui.events.recent(id, RECENT_EVENTS)).await;
     let now = Utc::now();
     let notice = notice(raw.as_deref());
     let body = html! {
@@ -417,17 +420,14 @@ pub(super) async fn show(
                 input type="hidden" name="csrf" value=(operator.csrf);
                 button.primary type="submit" { "Refresh now" }
             }
-            // TODO(issue 12 merge): wire "Re-login" to the onboarding flow
-            // (refresh_facade::login / POST /v1/logins on branch
-            // issue-12-onboarding) as a CSRF-checked POST here.
-            button type="button" disabled aria-describedby="relogin-note" { "Re-login" }
-            span #relogin-note .muted {
-                "Re-login from the command line: oauth-refresh accounts relogin " (account.id.get())
+            form method="post" action={ "/accounts/" (account.id.get()) "/relogin" } {
+                input type="hidden" name="csrf" value=(operator.csrf);
+                button type="submit" { "Re-login" }
             }
         }
         h2 #events { "Recent refreshes" }
         @match &events {
-            Err(e) => p.notice.bad role="alert" { "Reading the history failed: " (e.kind().to_string()) },
+            Err(e) => p.notice.bad role="alert" { "Reading the history failed: " (e) },
             Ok(events) if events.is_empty() => p.muted { "No refresh recorded yet." },
             Ok(events) => {
                 div.table-wrap {

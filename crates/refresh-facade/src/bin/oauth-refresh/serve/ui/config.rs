@@ -20,6 +20,9 @@ pub(crate) struct UiSection {
     /// How long refresh events are kept (default 7 days).
     #[serde(with = "crate::config::duration")]
     pub(crate) event_retention: Duration,
+    /// How many refresh events of each account are kept, the newest
+    /// (default 200, at least 1).
+    pub(crate) event_history_per_account: usize,
     /// Accounts per page (default 50, at most 500).
     pub(crate) page_size: usize,
 }
@@ -31,12 +34,21 @@ impl Default for UiSection {
             session_ttl: Duration::from_secs(8 * 3600),
             secure_cookie: false,
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            event_history_per_account: 200,
             page_size: 50,
         }
     }
 }
 
 impl UiSection {
+    /// What the event writer keeps.
+    pub(crate) fn retention(&self) -> refresh_facade::events::Retention {
+        refresh_facade::events::Retention {
+            max_age: self.event_retention,
+            per_account: self.event_history_per_account.max(1),
+        }
+    }
+
     /// The page size, within 1..=500.
     pub(crate) fn page_size(&self) -> usize {
         self.page_size.clamp(1, 500)

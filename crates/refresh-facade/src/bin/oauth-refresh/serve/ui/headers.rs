@@ -3,7 +3,8 @@
 //! Content-Security-Policy (scripts and styles only from this origin's
 //! embedded files, no inline script or style, no framing, forms only to
 //! this origin), `X-Content-Type-Options`, `Referrer-Policy`, and
-//! `Cache-Control: no-store` on pages.
+//! `Cache-Control: no-store` on pages; and [`server_timing`], the
+//! `Server-Timing` header of the status page's routes.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
@@ -33,5 +34,19 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Adds `Server-Timing: app;dur=<ms>` to a status-page response: the time
+/// from the request reaching the page's route to its response being built
+/// (session check, store reads, rendering), for operators' browser tools
+/// and `cargo xtask bench`. It does not include sending the body.
+pub(super) async fn server_timing(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        response.headers_mut().insert("server-timing", value);
+    }
     response
 }

@@ -7,10 +7,13 @@
 //! | `GET /accounts[?platform=&status=&sort=expiry&after=]` | accounts, filtered, paged |
 //! | `GET /accounts/{id}` | one account and its recent refresh events |
 //! | `POST /accounts/{id}/refresh` | "refresh now" (CSRF token) |
+//! | `POST /accounts/{id}/relogin` | "re-login": begins a login, shows the authorize URL and the paste form (CSRF token) |
+//! | `POST /accounts/{id}/relogin/complete` | completes it: the account's credentials replaced (CSRF token) |
 //! | `GET /login`, `POST /login`, `POST /logout` | a session from one of `serve.api_keys` |
 //! | `GET /ui/style.css`, `GET /ui/app.js` | the embedded assets |
 //!
-//! Pages need a session ([`session`]); every POST checks a CSRF token;
+//! Every page answers with `Server-Timing: app;dur=<ms>` (the time to
+//! build it). Pages need a session ([`session`]); every POST checks a CSRF token;
 //! every response carries the [`headers`] (a layer of the whole router, so
 //! 404 and 405 answers too). No page shows a credential: the
 //! account views hold names, statuses, times and counts only.
@@ -23,6 +26,7 @@ pub(super) mod headers;
 mod layout;
 mod login;
 mod overview;
+mod relogin;
 mod session;
 
 use std::sync::Arc;
@@ -43,6 +47,22 @@ use self::session::{Revoked, Session, SessionKeys};
 use super::AppState;
 
 type Shared = Arc<AppState>;
+
+/// Bound of each store read of a page (a database that stopped answering
+/// shows a notice instead of holding the request).
+pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `read`, bounded by [`READ_TIMEOUT`]; a timeout is the error text
+/// `timeout`, a store error its kind only (never the database's text).
+pub(super) async fn bounded<T>(
+    read: impl std::future::Future<Output = Result<T, refresh_facade::StorageError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.kind().to_string()),
+        Err(_) => Err("timeout".to_owned()),
+    }
+}
 
 /// What the status page shares.
 pub(crate) struct UiState {
@@ -83,8 +103,11 @@ pub(crate) fn routes(enabled: bool) -> Router<Shared> {
         .route("/accounts", get(accounts::list))
         .route("/accounts/{id}", get(accounts::show))
         .route("/accounts/{id}/refresh", post(accounts::refresh_now))
+        .route("/accounts/{id}/relogin", post(relogin::begin))
+        .route("/accounts/{id}/relogin/complete", post(relogin::complete))
         .route("/ui/style.css", get(assets::style))
         .route("/ui/app.js", get(assets::script))
+        .route_layer(axum::middleware::from_fn(headers::server_timing))
 }
 
 /// A logged-in operator: the extractor of every page; without a valid

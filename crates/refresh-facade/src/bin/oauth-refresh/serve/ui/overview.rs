@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,20 +15,23 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::chart::{self, HOURS};
 use super::layout::{Nav, outcome_class, page};
-use super::{AppState, Operator, html_response};
+use super::{AppState, Operator, READ_TIMEOUT, html_response};
 
 type Shared = Arc<AppState>;
 
-/// Bound of each database read of the page.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A count, or what went wrong reading it.
-fn shown<E: std::fmt::Display>(
-    result: Result<Result<u64, E>, tokio::time::error::Elapsed>,
-) -> String {
+/// A count, or what went wrong reading it: the failure's kind only (the
+/// database's own text goes to the log, not the page).
+fn shown(result: Result<Result<u64, sea_orm::DbErr>, tokio::time::error::Elapsed>) -> String {
     match result {
         Ok(Ok(n)) => n.to_string(),
-        Ok(Err(e)) => format!("unavailable ({e})"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "counting claims for the overview failed");
+            let kind = match e {
+                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => "unavailable",
+                _ => "query failed",
+            };
+            format!("unavailable ({kind})")
+        }
         Err(_) => "unavailable (timeout)".to_owned(),
     }
 }
