@@ -538,3 +538,99 @@ async fn an_operator_relogs_in_an_account_through_the_emulator() {
     stage.screenshot("04-identity-changed").await;
     stage.finish().await;
 }
+
+/// A re-login session is bound to the account it was begun on: completing
+/// it on another account's page, or as a new account over the JSON API,
+/// is refused (and uses it up) before anything is sent to the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs services: cargo xtask test"]
+async fn a_relogin_session_completes_only_for_its_account() {
+    let stage = Stage::new("relogin-bound").await;
+    stage.log_in(KEY).await;
+    let cookie = stage
+        .browser()
+        .get_named_cookie("oauth_refresh_session")
+        .await
+        .expect("a session cookie");
+    let cookie = format!("oauth_refresh_session={}", cookie.value());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let hidden = |name: &'static str| {
+        let b = stage.browser().clone();
+        async move {
+            b.find(Locator::Css(&format!("form.relogin input[name={name}]")))
+                .await
+                .expect("a hidden field")
+                .attr("value")
+                .await
+                .unwrap()
+                .expect("a value")
+        }
+    };
+
+    // Begun on account 1, completed on account 2's page.
+    stage.visit("/accounts/1").await;
+    click(&stage, "form[action='/accounts/1/relogin'] button").await;
+    arrived(&stage, "/accounts/1/relogin").await;
+    stage.scan_page().await;
+    let (csrf, session) = (hidden("csrf").await, hidden("session_id").await);
+    let response = http
+        .post(format!("{}/accounts/2/relogin/complete", stage.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={csrf}&session_id={session}&pasted=code%23state"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    stage.assert_no_secret(&text, "the mismatch page");
+    assert!(text.contains("login_session_mismatch"), "{text}");
+    // Used up: account 1 cannot complete it either now.
+    let response = http
+        .post(format!("{}/accounts/1/relogin/complete", stage.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={csrf}&session_id={session}&pasted=code%23state"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("login_session_gone"),
+        "single use"
+    );
+
+    // Begun on account 1, completed as a new account over the API.
+    stage.visit("/accounts/1").await;
+    click(&stage, "form[action='/accounts/1/relogin'] button").await;
+    arrived(&stage, "/accounts/1/relogin").await;
+    stage.scan_page().await;
+    let session = hidden("session_id").await;
+    let response = http
+        .post(format!("{}/v1/logins/{session}/complete", stage.url))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"pasted": "code#state"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "login_session_mismatch", "{body}");
+
+    assert_eq!(
+        stage.emulator.login_stats().exchanges,
+        0,
+        "nothing was sent to the provider"
+    );
+    stage.finish().await;
+}

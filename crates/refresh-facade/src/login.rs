@@ -35,6 +35,7 @@ use refresh_core::{
     PendingLogin, Platform, StorageError, StorageErrorKind,
 };
 use refresh_providers::login::{LoginError, LoginOptions, LoginOutcome, LoginSession};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -67,6 +68,16 @@ pub enum OnboardingError {
     CorruptSession {
         /// Why (no session content).
         reason: String,
+    },
+    /// The parked session was begun for another purpose (a new account,
+    /// or the relogin of another account) than the one completing it; it
+    /// is used up, nothing was sent or stored.
+    #[error("the login session was begun for {begun}, not for {asked}; start a new login")]
+    SessionMismatch {
+        /// What the session was begun for.
+        begun: LoginPurpose,
+        /// What tried to complete it.
+        asked: LoginPurpose,
     },
     /// The login is for another platform than the account re-logged in.
     #[error("account {id} is a {account} account; the login was for {login}")]
@@ -117,6 +128,41 @@ impl OnboardingError {
     }
 }
 
+/// What a parked login was begun for: [`take`] refuses to complete it for
+/// anything else, so a session begun for one account cannot replace
+/// another account's credentials, nor a relogin create a new account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginPurpose {
+    /// A login that creates an account.
+    NewAccount,
+    /// The relogin of this account.
+    Relogin(AccountId),
+}
+
+impl std::fmt::Display for LoginPurpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NewAccount => f.write_str("a new account"),
+            Self::Relogin(id) => write!(f, "the relogin of account {id}"),
+        }
+    }
+}
+
+/// The stored payload: the session and its purpose.
+#[derive(Deserialize)]
+struct Parked {
+    purpose: LoginPurpose,
+    session: LoginSession,
+}
+
+/// [`Parked`] as written.
+#[derive(Serialize)]
+struct ParkedRef<'a> {
+    purpose: LoginPurpose,
+    session: &'a LoginSession,
+}
+
 /// A login stored for later completion, as [`park`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParkedLogin {
@@ -156,16 +202,19 @@ pub fn begin(
     Ok(session)
 }
 
-/// Stores `session` in the database until its own expiry (10–30 min), so
-/// any process on the database can [`take`] it.
+/// Stores `session`, begun for `purpose`, in the database until its own
+/// expiry (10–30 min), so any process on the database can [`take`] it for
+/// that purpose.
 ///
 /// # Errors
 /// [`OnboardingError::Store`].
 pub async fn park(
     stack: &RefreshStack,
     session: &LoginSession,
+    purpose: LoginPurpose,
 ) -> Result<ParkedLogin, OnboardingError> {
-    let payload = serde_json::to_string(session).map_err(|_| OnboardingError::CorruptSession {
+    let parked = ParkedRef { purpose, session };
+    let payload = serde_json::to_string(&parked).map_err(|_| OnboardingError::CorruptSession {
         reason: "the session cannot be serialized".to_owned(),
     })?;
     let ttl = (session.expires_at() - session.created_at())
@@ -189,15 +238,21 @@ pub async fn park(
     })
 }
 
-/// Takes the parked session `session_id` out of the database: of all
-/// callers, one gets it, once. Its expiry is the database's judgement
-/// (by the database clock); completing it does not judge it again by this
-/// process's clock.
+/// Takes the parked session `session_id` out of the database for
+/// `purpose`: of all callers, one gets it, once. Its expiry is the
+/// database's judgement (by the database clock); completing it does not
+/// judge it again by this process's clock. A session begun for another
+/// purpose is used up and refused.
 ///
 /// # Errors
 /// [`OnboardingError::SessionGone`], [`OnboardingError::SessionExpired`],
-/// [`OnboardingError::CorruptSession`], [`OnboardingError::Store`].
-pub async fn take(stack: &RefreshStack, session_id: &str) -> Result<LoginSession, OnboardingError> {
+/// [`OnboardingError::SessionMismatch`], [`OnboardingError::CorruptSession`],
+/// [`OnboardingError::Store`].
+pub async fn take(
+    stack: &RefreshStack,
+    session_id: &str,
+    purpose: LoginPurpose,
+) -> Result<LoginSession, OnboardingError> {
     let taken = stack
         .login_sessions()
         .take(session_id)
@@ -213,15 +268,30 @@ pub async fn take(stack: &RefreshStack, session_id: &str) -> Result<LoginSession
         })?;
     match taken {
         // The database judged it live by its clock; that is the one clock.
-        LoginTake::Taken(login) => serde_json::from_str(login.payload.expose())
-            .map(LoginSession::admitted_by_store)
-            .map_err(|e| OnboardingError::CorruptSession {
-                reason: format!(
-                    "not a login session (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            }),
+        LoginTake::Taken(login) => {
+            let parked: Parked = serde_json::from_str(login.payload.expose()).map_err(|e| {
+                OnboardingError::CorruptSession {
+                    reason: format!(
+                        "not a login session (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ),
+                }
+            })?;
+            if parked.purpose != purpose {
+                warn!(
+                    session_id,
+                    begun = %parked.purpose,
+                    asked = %purpose,
+                    "login session completed for another purpose than it was begun for; refused"
+                );
+                return Err(OnboardingError::SessionMismatch {
+                    begun: parked.purpose,
+                    asked: purpose,
+                });
+            }
+            Ok(LoginSession::admitted_by_store(parked.session))
+        }
         LoginTake::Expired => Err(OnboardingError::SessionExpired),
         LoginTake::Absent => Err(OnboardingError::SessionGone),
     }

@@ -24,7 +24,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use refresh_facade::core::ProxyUrl;
-use refresh_facade::login::{self, OnboardingError};
+use refresh_facade::login::{self, LoginPurpose, OnboardingError};
 use refresh_facade::providers::login::{LoginError, LoginOptions, Redirect};
 use refresh_facade::{AccountType, ImportRefused, Platform, StorageErrorKind};
 use serde::Deserialize;
@@ -108,7 +108,7 @@ pub(super) async fn begin(State(state): State<Shared>, body: Bytes) -> Result<Re
         ..LoginOptions::default()
     };
     let session = login::begin(&state.stack, &platform, options).map_err(|e| api_error(&e))?;
-    let parked = login::park(&state.stack, &session)
+    let parked = login::park(&state.stack, &session, LoginPurpose::NewAccount)
         .await
         .map_err(|e| api_error(&e))?;
     Ok((
@@ -129,7 +129,7 @@ pub(super) async fn complete(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: CompleteBody = parse(&body)?;
-    let session = login::take(&state.stack, &session_id)
+    let session = login::take(&state.stack, &session_id, LoginPurpose::NewAccount)
         .await
         .map_err(|e| api_error(&e))?;
     let (account, warnings) = login::complete_new(&state.stack, &session, &body.pasted)
@@ -155,6 +155,7 @@ pub(super) fn error_code(error: &OnboardingError) -> (StatusCode, &'static str) 
         OnboardingError::SessionGone => (StatusCode::GONE, "login_session_gone"),
         OnboardingError::SessionExpired => (StatusCode::GONE, "login_session_expired"),
         OnboardingError::CorruptSession { .. } => (StatusCode::GONE, "login_session_unreadable"),
+        OnboardingError::SessionMismatch { .. } => (StatusCode::CONFLICT, "login_session_mismatch"),
         OnboardingError::Login(login) => login_status(login),
         OnboardingError::Refused(ImportRefused::Store(e))
             if e.kind() != StorageErrorKind::InvalidData =>

@@ -24,7 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use maud::{Markup, html};
-use refresh_facade::login::{self, OnboardingError};
+use refresh_facade::login::{self, LoginPurpose, OnboardingError};
 use refresh_facade::providers::login::Redirect as LoginRedirect;
 use refresh_facade::{Account, AccountId};
 use tracing::{info, warn};
@@ -86,7 +86,7 @@ pub(super) async fn begin(
     };
     let options = crate::login::relogin_options(&account, LoginRedirect::Manual);
     let parked = match login::begin(&state.stack, &account.platform, options) {
-        Ok(session) => login::park(&state.stack, &session)
+        Ok(session) => login::park(&state.stack, &session, LoginPurpose::Relogin(id))
             .await
             .map(|parked| (session, parked)),
         Err(e) => Err(e),
@@ -155,7 +155,7 @@ pub(super) async fn complete(
     let session_id = field(&form, "session_id").unwrap_or_default();
     let pasted = field(&form, "pasted").unwrap_or_default();
     let allow = field(&form, "allow_identity_change").is_some_and(|v| !v.is_empty());
-    let result = match login::take(&state.stack, session_id).await {
+    let result = match login::take(&state.stack, session_id, LoginPurpose::Relogin(id)).await {
         Ok(session) => login::complete_relogin(&state.stack, id, &session, pasted, allow).await,
         Err(e) => Err(e),
     };
@@ -189,6 +189,10 @@ fn hint(code: &str) -> &'static str {
         }
         "login_session_gone" | "login_session_expired" | "login_session_unreadable" => {
             "This login was already used or expired. Start again."
+        }
+        "login_session_mismatch" => {
+            "This login was begun for another account or for a new account; it is used up and \
+             nothing was replaced. Start again from this account's page."
         }
         "invalid_paste" | "state_missing" | "state_mismatch" => {
             "The pasted text is not this login's code or callback URL. Start again and paste what the provider shows."
