@@ -1426,7 +1426,10 @@ async fn a_current_snapshot_costs_one_read_the_one_after_the_claim() {
 #[tokio::test]
 async fn invariant_1_a_stale_snapshot_whose_token_was_rotated_and_consumed_is_never_presented() {
     let clock = Arc::new(ManualClock::new(t0()));
-    let h = Harness::build(vec![expired_account()], Arc::clone(&clock) as Arc<dyn Clock>);
+    let h = Harness::build(
+        vec![expired_account()],
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    );
     let flow = h.single_flow();
     // Another run rotates rt-1-0 → rt-1-1 and marks rt-1-0 consumed; an
     // hour later rt-1-1 is due in turn.
@@ -1466,11 +1469,7 @@ async fn invariant_1_a_stale_snapshot_whose_token_was_replaced_sends_nothing() {
     h.overwrite(ID, &relogin).await;
     let flow = h.single_flow();
 
-    let account = still_fresh(
-        h.refresh(&flow)
-            .await
-            .expect("the stored login stands"),
-    );
+    let account = still_fresh(h.refresh(&flow).await.expect("the stored login stands"));
 
     assert_eq!(refresh_token(&account), "rt-relogin");
     assert_eq!(h.upstream.calls(), 0, "nothing is sent");

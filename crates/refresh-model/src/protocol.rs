@@ -665,14 +665,30 @@ impl Protocol {
                 *lease = Some(w);
                 s.workers[w as usize].held = held;
                 let snapshot = true;
-                Self::set(s, w, Phase::Claim { key, version, snapshot });
+                Self::set(
+                    s,
+                    w,
+                    Phase::Claim {
+                        key,
+                        version,
+                        snapshot,
+                    },
+                );
             }
             Phase::Read => {
                 let row = s.env.row;
                 if self.due(row.generation) {
                     let (key, version) = (row.generation, row.version);
                     let snapshot = false;
-                    Self::set(s, w, Phase::Claim { key, version, snapshot });
+                    Self::set(
+                        s,
+                        w,
+                        Phase::Claim {
+                            key,
+                            version,
+                            snapshot,
+                        },
+                    );
                 } else {
                     Self::end_run(s, w);
                 }
