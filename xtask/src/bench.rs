@@ -11,6 +11,12 @@
 //! 5. `refresh-bench all`: stampede, sweep, HTTP sidecar, memory, warm
 //!    read and lease against the baseline, then the report, which includes
 //!    the criterion and callgrind numbers of steps 3-4.
+//!
+//! `--only a,b` (refresh-bench's scenario names: warm, lease, stampede,
+//! sweep, sweep-cycle, serve) runs only those harness scenarios, skips
+//! steps 3-4 and writes `<target>/bench-only.md` instead of
+//! `BENCHMARKS.md`: for iterating on one scenario, e.g.
+//! `cargo xtask bench --quick --only sweep-cycle`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,13 +30,23 @@ use crate::{cargo, run, say};
 const CALLGRIND_READS: u64 = 200_000;
 
 pub(crate) fn bench(args: &[String]) -> Result<()> {
-    let quick = args.iter().any(|a| a == "--quick");
-    if let Some(other) = args.iter().find(|a| *a != "--quick") {
-        bail!("unknown bench option {other:?} (only --quick)");
+    let mut quick = false;
+    let mut only: Option<String> = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => only = Some(args.next().context("--only needs a list")?.clone()),
+            other => bail!("unknown bench option {other:?} (--quick, --only LIST)"),
+        }
     }
     let root = std::env::current_dir().context("working directory")?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let out = match only {
+        Some(_) => target.join("bench-only.md"),
+        None => root.join("BENCHMARKS.md"),
+    };
 
     let mut build = cargo();
     build.args([
@@ -48,6 +64,20 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     )?;
 
     let services = Services::start_without_cluster()?;
+    let mut harness = Command::new(target.join("release").join("refresh-bench"));
+    harness.arg("all").arg("--out").arg(&out);
+    harness
+        .arg("--oauth-refresh")
+        .arg(target.join("release").join("oauth-refresh"));
+    if quick {
+        harness.arg("--quick");
+    }
+    if let Some(only) = only {
+        harness.args(["--only", &only]);
+        harness.args(["--command", "cargo xtask bench --only"]);
+        services.export(&mut harness);
+        return run("refresh-bench all --only", harness);
+    }
     let criterion_home = target.join("bench-criterion");
     let _ = std::fs::remove_dir_all(&criterion_home);
     let timing: &[&str] = if quick {
@@ -81,19 +111,8 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         }
     };
 
-    let mut harness = Command::new(target.join("release").join("refresh-bench"));
-    harness
-        .arg("all")
-        .arg("--out")
-        .arg(root.join("BENCHMARKS.md"));
     harness.arg("--criterion").arg(&criterion_home);
-    harness
-        .arg("--oauth-refresh")
-        .arg(target.join("release").join("oauth-refresh"));
     harness.args(["--command", "cargo xtask bench"]);
-    if quick {
-        harness.arg("--quick");
-    }
     if let Some(instructions) = instructions {
         harness.args(["--instructions-per-read", &format!("{instructions:.1}")]);
     }

@@ -6,7 +6,7 @@
 //! - `cargo xtask ci`: what `.ci/run` calls (same as `test`).
 //! - `cargo xtask services`: start throwaway Redis and PostgreSQL and print
 //!   their URLs until interrupted, for running single tests by hand.
-//! - `cargo xtask bench [--quick]`: the benchmarks beside the Go algorithm,
+//! - `cargo xtask bench [--quick] [--only LIST]`: the benchmarks beside the Go algorithm,
 //!   written to `BENCHMARKS.md` (see `bench.rs`).
 
 mod bench;
@@ -17,13 +17,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <test|ci|services|bench [--quick]>
+const USAGE: &str = "usage: cargo xtask <test|ci|services|bench [--quick] [--only LIST]>
 
   test      fmt check, clippy -D warnings, rustdoc -D warnings, all tests (services started as needed)
   ci        what .ci/run calls (same as test)
   services  start throwaway Redis and PostgreSQL, print their URLs, wait for Ctrl-C
   bench     criterion micro-benchmarks and the refresh-bench harness beside the Go algorithm,
-            written to BENCHMARKS.md (--quick: smaller sizes, under 3 minutes once built)";
+            written to BENCHMARKS.md (--quick: smaller sizes, under 3 minutes once built;
+            --only sweep-cycle,...: only those harness scenarios, no criterion, into
+            <target>/bench-only.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

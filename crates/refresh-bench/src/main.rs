@@ -76,6 +76,8 @@ pub(crate) struct AllArgs {
     pub(crate) oauth_refresh: Option<PathBuf>,
     /// Only these scenarios (comma-separated: warm, lease, stampede, sweep,
     /// serve, accounts-page; serve needs sweep), for working on one of them.
+    /// `sweep-cycle` is the sweep's cycle beside the baseline's without the
+    /// growth series (and so without serve).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// How this run was started (for the report).
@@ -147,14 +149,17 @@ async fn all(args: AllArgs) -> Result<()> {
     }
     if wanted("sweep") {
         say("==> sweep and its growth");
-        let (sweep, growth_db) = sweep::run(&env).await?;
-        results.sweep = Some(sweep);
+        let sweep = sweep::run(&env).await?;
+        let growth_db = sweep::growth(&env, results.sweep.insert(sweep)).await?;
         if wanted("serve") {
             say("==> oauth-refresh serve: memory and HTTP");
             let served = serve::run(&env, &growth_db, &binary).await;
             results.serve = Some(served?);
         }
         env.drop_database(growth_db).await;
+    } else if args.only.iter().any(|o| o == "sweep-cycle") {
+        say("==> sweep (cycle only)");
+        results.sweep = Some(sweep::run(&env).await?);
     }
     if wanted("accounts-page") {
         say("==> status page: the accounts page at 10 000 accounts");

@@ -55,7 +55,8 @@ pub(crate) struct Growth {
     pub(crate) baseline_ms: f64,
 }
 
-pub(crate) async fn run(env: &Env) -> Result<(Sweep, Db)> {
+/// This project's cycle beside the baseline's on a throwaway database.
+pub(crate) async fn run(env: &Env) -> Result<Sweep> {
     env.set_latency(UPSTREAM);
     let (accounts, due) = if env.quick {
         (2_000, 500)
@@ -103,7 +104,13 @@ pub(crate) async fn run(env: &Env) -> Result<(Sweep, Db)> {
     baseline.store.clear().await;
     drop(stack);
     env.drop_database(db).await;
+    env.set_latency(Duration::ZERO);
+    Ok(out)
+}
 
+/// The growth series into `out`; returns its database (for serve).
+pub(crate) async fn growth(env: &Env, out: &mut Sweep) -> Result<Db> {
+    env.set_latency(UPSTREAM);
     // Growth: the same database grows; each size adds GROWTH_DUE due
     // accounts on each side.
     let sizes: &[usize] = if env.quick {
@@ -160,7 +167,7 @@ pub(crate) async fn run(env: &Env) -> Result<(Sweep, Db)> {
         .await?;
     baseline.store.clear().await;
     env.set_latency(Duration::ZERO);
-    Ok((out, db))
+    Ok(db)
 }
 
 /// Adds `fresh` accounts valid for 8 h and `due` accounts expiring in

@@ -568,8 +568,9 @@ async fn background_quarantined_account_is_neither_retried_nor_marked() {
     );
     assert_eq!(
         h.claim_calls("acquire"),
-        2,
-        "the second attempt asked for the claim and found it quarantined"
+        3,
+        "the second attempt's claim on its snapshot found the quarantine (a claim found on a \
+         snapshot is not acted on), and its claim after the re-read found it again"
     );
     assert_eq!(
         h.repo_calls("set_error"),
@@ -591,8 +592,9 @@ async fn background_quarantined_account_is_neither_retried_nor_marked() {
     assert_eq!(started.elapsed(), Duration::ZERO, "no backoff, no wait");
     assert_eq!(
         h.claim_calls("acquire"),
-        acquires + 1,
-        "one attempt: a quarantine is not retried within the cycle"
+        acquires + 2,
+        "one attempt (its snapshot's claim and the re-read's both meet the quarantine): a \
+         quarantine is not retried within the cycle"
     );
     assert_eq!((h.upstream.calls(), h.upstream.reuses()), (1, 0));
     assert_eq!(h.repo_calls("set_error"), 0);

@@ -942,9 +942,9 @@ async fn step_06_a_pause_after_claiming_that_eats_the_send_margin_means_nothing_
         },
     );
     let snapshot = b.stored(ID).await;
-    // The first read (before the claim) passes; the process then stalls
-    // 20 s on the re-read after claiming.
-    stall.arm(1);
+    // The snapshot drives the claim; the process then stalls 20 s on the
+    // re-read after claiming (the run's first read).
+    stall.arm(0);
     let run = spawn_refresh(&flow, &snapshot, &executor);
     stall.release_after(Duration::from_secs(20)).await;
     let outcome = finish(run).await;

@@ -511,8 +511,8 @@ async fn ref_op_due_lock_acquired_with_mocks() {
 
     let mut repo = MockAccountRepository::new();
     let (stored, counter) = (snapshot.clone(), Arc::clone(&gets));
-    // The re-read under the lease, and the re-read after claiming (step 5).
-    repo.expect_get().times(2).returning(move |_| {
+    // The re-read after claiming on the snapshot (step 5): the only one.
+    repo.expect_get().times(1).returning(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
         Ok(Some(stored.clone()))
     });
@@ -639,8 +639,8 @@ async fn ref_op_due_lock_acquired_with_mocks() {
     assert_eq!(access_token(&account), "at-new");
     assert_eq!(
         gets.load(Ordering::SeqCst),
-        2,
-        "one re-read under the lease, one after claiming"
+        1,
+        "one re-read, after claiming on the snapshot"
     );
     assert_eq!(writes.load(Ordering::SeqCst), 1, "one persist");
     assert_eq!(
@@ -777,8 +777,8 @@ async fn ref_op_not_due_after_reread() {
     assert_eq!(h.stored().await, stored);
     assert_eq!(
         h.claim_calls("acquire"),
-        0,
-        "nothing is claimed when not due"
+        1,
+        "the stale snapshot's claim, removed once the re-read after it found the account fresh"
     );
 }
 
@@ -928,9 +928,10 @@ async fn ref_op_reread_fails() {
     assert_eq!(h.cas_calls(), 0);
     assert_eq!(
         h.claim_calls("acquire"),
-        0,
-        "nothing claimed from a snapshot"
+        1,
+        "the snapshot's claim, removed after the failed re-read"
     );
+    assert!(h.claims.inner().is_empty());
     assert_eq!(h.lock.faults.calls("release"), 1);
 }
 
@@ -948,7 +949,12 @@ async fn ref_op_reread_missing_row_is_an_error() {
     assert_eq!(error.stage(), FlowStage::Reread);
     assert_eq!(h.upstream.calls(), 0);
     assert_eq!(h.cas_calls(), 0);
-    assert_eq!(h.claim_calls("acquire"), 0);
+    assert_eq!(
+        h.claim_calls("acquire"),
+        1,
+        "the snapshot's claim, removed once the re-read found no row"
+    );
+    assert!(h.claims.inner().is_empty());
 }
 
 #[tokio::test]
@@ -969,7 +975,12 @@ async fn ref_op_reread_no_longer_eligible() {
     );
     assert_eq!(h.upstream.calls(), 0);
     assert_eq!(h.cas_calls(), 0);
-    assert_eq!(h.claim_calls("acquire"), 0);
+    assert_eq!(
+        h.claim_calls("acquire"),
+        1,
+        "the (eligible) snapshot's claim, removed once the re-read found the account not eligible"
+    );
+    assert!(h.claims.inner().is_empty());
     assert_eq!(h.stored().await, stored);
 }
 
@@ -1356,8 +1367,9 @@ async fn invariant_2_blank_refresh_token_in_an_answer_never_wipes_the_stored_one
 #[tokio::test]
 async fn invariant_1_account_changed_between_claim_and_reread_sends_nothing() {
     let h = Harness::new(expired_account());
-    // The second read is the one after the claim was acknowledged (step 5).
-    let relogin = ReloginBeforeRead::over(&h, 2);
+    // The first read is the one after the claim was acknowledged (step 5):
+    // the snapshot drove the due check and the claim.
+    let relogin = ReloginBeforeRead::over(&h, 1);
     let flow = h.flow_over(
         Arc::clone(&relogin) as Arc<dyn AccountRepository>,
         LockStrategy::single(h.lock.clone()),
@@ -1386,9 +1398,108 @@ async fn invariant_1_account_changed_between_claim_and_reread_sends_nothing() {
     );
     assert_eq!(
         relogin.hooks.gets.load(Ordering::SeqCst),
-        3,
-        "re-read, re-read after claiming, then the due check again"
+        2,
+        "the re-read after claiming, then the due check again"
     );
+}
+
+// A run's first due check and claim come from the snapshot it was given
+// (the listed row, the caller's read), not from a read: only the re-read
+// after a won claim decides what is sent.
+
+#[tokio::test]
+async fn a_current_snapshot_costs_one_read_the_one_after_the_claim() {
+    let h = Harness::new(expired_account());
+    let flow = h.single_flow();
+
+    refreshed(h.refresh(&flow).await.expect("refresh succeeds"));
+
+    assert_eq!(
+        h.repo_calls("get"),
+        1,
+        "the snapshot drove the due check and the claim; the one read confirms it after the claim"
+    );
+    assert_eq!(h.claim_calls("acquire"), 1);
+    assert_eq!(h.upstream.calls(), 1);
+}
+
+#[tokio::test]
+async fn invariant_1_a_stale_snapshot_whose_token_was_rotated_and_consumed_is_never_presented() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let h = Harness::build(
+        vec![expired_account()],
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    );
+    let flow = h.single_flow();
+    // Another run rotates rt-1-0 → rt-1-1 and marks rt-1-0 consumed; an
+    // hour later rt-1-1 is due in turn.
+    refreshed(h.refresh(&flow).await.expect("first refresh"));
+    assert_eq!(h.claim_state("rt-1-0").await, Some(ClaimState::Consumed));
+    clock.advance(ISSUED_LIFETIME);
+
+    // A caller still holding the first snapshot (rt-1-0).
+    let (account, _) = refreshed(h.refresh(&flow).await.expect("refreshes the stored token"));
+
+    assert_eq!(
+        h.upstream.reuses(),
+        0,
+        "the snapshot's consumed token was never presented"
+    );
+    assert_eq!(h.upstream.calls(), 2, "one request per generation");
+    assert_eq!(refresh_token(&account), "rt-1-2", "rt-1-1 was redeemed");
+    assert_eq!(h.stored().await, account);
+    assert_eq!(h.claim_state("rt-1-1").await, Some(ClaimState::Consumed));
+    assert_eq!(
+        h.claim_calls("acquire"),
+        3,
+        "the first run's claim, the snapshot's (found consumed, ignored), then the re-read's"
+    );
+}
+
+#[tokio::test]
+async fn invariant_1_a_stale_snapshot_whose_token_was_replaced_sends_nothing() {
+    let h = Harness::new(expired_account());
+    // An operator's fresh login replaced rt-1-0 (never redeemed: no claim)
+    // after the caller read the account.
+    let relogin = expired_account()
+        .credentials
+        .with(keys::ACCESS_TOKEN, "at-relogin")
+        .with(keys::REFRESH_TOKEN, "rt-relogin")
+        .with(keys::EXPIRES_AT, (T0 + 3600).to_string());
+    h.overwrite(ID, &relogin).await;
+    let flow = h.single_flow();
+
+    let account = still_fresh(h.refresh(&flow).await.expect("the stored login stands"));
+
+    assert_eq!(refresh_token(&account), "rt-relogin");
+    assert_eq!(h.upstream.calls(), 0, "nothing is sent");
+    assert_eq!(
+        h.claim_calls("acquire"),
+        1,
+        "the snapshot's claim was won, the re-read after it found another token"
+    );
+    assert!(
+        h.claims.inner().is_empty(),
+        "the snapshot's claim is removed again"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_not_due_is_checked_against_a_read() {
+    // The caller's snapshot is fresh, the stored row expired (a caller with
+    // an old copy, a listing racing a clock): the run reads and refreshes.
+    let h = Harness::new(expired_account());
+    let flow = h.single_flow();
+    let fresh_snapshot = fresh_account();
+
+    let (account, _) = refreshed(
+        flow.refresh_if_needed(&fresh_snapshot, &h.executor, WINDOW)
+            .await
+            .expect("refreshes the stored row"),
+    );
+
+    assert_eq!(refresh_token(&account), "rt-1-1");
+    assert_eq!(h.upstream.calls(), 1);
 }
 
 #[tokio::test]
@@ -1810,7 +1921,12 @@ async fn invariant_4_hung_storage_fails_the_flow_and_frees_the_lease() {
     assert!(err.is_retryable());
     assert!(h.lease_is_free(&key()).await);
     assert_eq!(h.upstream.calls(), 0);
-    assert_eq!(h.claim_calls("acquire"), 0);
+    assert_eq!(
+        h.claim_calls("acquire"),
+        1,
+        "the snapshot's claim; the hung read was the one after it"
+    );
+    assert!(h.claims.inner().is_empty(), "the claim is removed again");
     slow.hooks.gate.notify_one();
 }
 

@@ -560,7 +560,11 @@ async fn classification_no_error_and_network_timeout_are_not_non_retryable() {
         (1, 0),
         "the consumed token was not presented again"
     );
-    assert_eq!(s.claim_calls("acquire"), 2, "the retry met the quarantine");
+    assert_eq!(
+        s.claim_calls("acquire"),
+        3,
+        "the retry met the quarantine on its snapshot, then again after the re-read"
+    );
     assert_eq!(s.claims_in(1, ClaimState::Quarantined), 1);
     assert_eq!(s.repo_calls("set_error"), 0, "nothing marked");
     assert_eq!(s.stored(1).await.status, AccountStatus::Active);
@@ -870,7 +874,11 @@ async fn lock_ttl_expiry_during_slow_refresh_background_does_not_mark_the_accoun
     );
     assert_eq!(s.upstream.calls(), 1);
     assert_eq!((report.failed, report.marked_error), (1, 0), "{report:?}");
-    assert_eq!(s.claim_calls("acquire"), 2, "the retry met the quarantine");
+    assert_eq!(
+        s.claim_calls("acquire"),
+        3,
+        "the retry met the quarantine on its snapshot, then again after the re-read"
+    );
     assert_eq!(s.repo_calls("set_error"), 0);
     assert_eq!(s.stored(1).await.status, AccountStatus::Active);
 
@@ -923,8 +931,8 @@ async fn proxy_lookup_failure_fails_the_refresh() {
     assert_eq!(failing.attempts.load(Ordering::SeqCst), 1);
     assert_eq!(
         s.repo_calls("get"),
-        2,
-        "the re-read and the re-read after claiming; no race recovery"
+        1,
+        "the re-read after claiming on the snapshot; no race recovery"
     );
     assert_eq!(
         s.repo_calls("compare_and_set_credentials"),

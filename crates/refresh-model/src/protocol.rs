@@ -232,10 +232,19 @@ pub enum RescueStep {
 /// A worker's program counter and memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
-    /// Not running. Its step starts a run: the layered leases (the fast
-    /// lease, or the durable one while the fast store is unavailable; held
-    /// elsewhere → nothing happens).
+    /// Not running. Its step starts a run from the caller's snapshot of
+    /// the account (the listed row, the caller's read): read now, judged
+    /// due, and carried (arbitrarily stale) into the run.
     Idle,
+    /// Holds a snapshot: about to take the layered leases (the fast lease,
+    /// or the durable one while the fast store is unavailable; held
+    /// elsewhere → the run ends).
+    Lease {
+        /// The snapshot's generation.
+        key: Gen,
+        /// The snapshot's version.
+        version: u8,
+    },
     /// About to (re-)read the account.
     Read,
     /// About to acquire the claim on `key` (read at `version`).
@@ -244,6 +253,9 @@ pub enum Phase {
         key: Gen,
         /// The version read.
         version: u8,
+        /// Read from the snapshot: only a win counts (→ `Confirm`); a claim
+        /// found goes to `Read`, never acted on.
+        snapshot: bool,
     },
     /// Takeover atomicity removed: found the claim free, about to write.
     ClaimWrite {
@@ -633,31 +645,59 @@ impl Protocol {
         let phase = s.workers[w as usize].phase;
         match phase {
             Phase::Idle => {
-                if !self.due(s.env.row.generation) {
+                let row = s.env.row;
+                if !self.due(row.generation) {
                     return false;
                 }
+                let (key, version) = (row.generation, row.version);
+                Self::set(s, w, Phase::Lease { key, version });
+            }
+            Phase::Lease { key, version } => {
                 let (lease, held) = if s.fast_up {
                     (&mut s.fast, Held::Fast)
                 } else {
                     (&mut s.durable, Held::Durable)
                 };
                 if lease.is_some() {
-                    return false;
+                    Self::end_run(s, w);
+                    return true;
                 }
                 *lease = Some(w);
                 s.workers[w as usize].held = held;
-                Self::set(s, w, Phase::Read);
+                let snapshot = true;
+                Self::set(
+                    s,
+                    w,
+                    Phase::Claim {
+                        key,
+                        version,
+                        snapshot,
+                    },
+                );
             }
             Phase::Read => {
                 let row = s.env.row;
                 if self.due(row.generation) {
                     let (key, version) = (row.generation, row.version);
-                    Self::set(s, w, Phase::Claim { key, version });
+                    let snapshot = false;
+                    Self::set(
+                        s,
+                        w,
+                        Phase::Claim {
+                            key,
+                            version,
+                            snapshot,
+                        },
+                    );
                 } else {
                     Self::end_run(s, w);
                 }
             }
-            Phase::Claim { key, version } => {
+            Phase::Claim {
+                key,
+                version,
+                snapshot,
+            } => {
                 let existing = s.claims[key as usize];
                 let free = match existing {
                     None => Some(false),
@@ -679,6 +719,12 @@ impl Protocol {
                         };
                         Self::set(s, w, next);
                     }
+                    return true;
+                }
+                if snapshot {
+                    // Someone else's claim on the snapshot's generation:
+                    // decided from a re-read.
+                    Self::set(s, w, Phase::Read);
                     return true;
                 }
                 match existing.map(|c| (c.id, c.state)) {
@@ -1056,7 +1102,8 @@ impl Model for Protocol {
             if s.store_faults > 0 && self.can_fail(&worker.phase) {
                 actions.push(Action::Fail(w));
             }
-            if s.crashes > 0 && worker.phase != Phase::Idle {
+            // A crash before the leases is the run not starting.
+            if s.crashes > 0 && !matches!(worker.phase, Phase::Idle | Phase::Lease { .. }) {
                 actions.push(Action::Crash(w));
             }
         }

@@ -71,41 +71,9 @@ impl FlowInner {
         fresh: &Account,
         executor: &std::sync::Arc<dyn RefreshExecutor>,
     ) -> Result<Claimed, FlowError> {
-        let held = HeldClaim {
-            key: claim_key.clone(),
-            id: ClaimId::random(),
-            started: Instant::now(),
-        };
-        let (version, ttl) = (fresh.credentials_version, self.config.claim_ttl);
-        let acquire = || {
-            let call = self
-                .claims
-                .acquire(claim_key, &held.id, fresh.id, version, ttl);
-            bounded(self.config.storage_timeout, "claim_acquire", call)
-        };
-        // An acquire whose answer was lost may have committed: the retry
-        // with the same id finds it ours (acquire is idempotent per id), and
-        // if the retry fails too the claim is removed by its id.
-        let acquired = match acquire().await {
-            Ok(acquired) => Ok(acquired),
-            Err(first) => {
-                warn!(kind = %first.kind(), store = self.claims.name(), "generation claim failed; retrying with the same id");
-                acquire().await
-            }
-        };
-        let existing = match acquired {
-            Ok(ClaimAcquire::Won(_)) => {
-                debug!(claim = %claim_key, "generation claimed");
-                return Ok(Claimed::Won(held));
-            }
-            Ok(ClaimAcquire::Existing(existing)) => existing,
-            Err(source) => {
-                warn!(kind = %source.kind(), "generation claim failed; not sending");
-                let remove = || self.claims.remove(&held.key, &held.id);
-                self.claim_call("claim_remove", 1, remove).await;
-                let id = fresh.id;
-                return Err(FlowError::Claim { id, source });
-            }
+        let existing = match self.try_claim(claim_key, fresh).await? {
+            Ok(held) => return Ok(Claimed::Won(held)),
+            Err(existing) => existing,
         };
         // Non-rotating executors (step 12): re-sending the token is
         // harmless, and a claim taken on an older version is stale.
@@ -135,6 +103,55 @@ impl FlowInner {
                 Claimed::Outcome(Ok(RefreshOutcome::HeldElsewhere))
             }
         })
+    }
+
+    /// Takes the claim of `claim_key` for `fresh`: the holding won, or the
+    /// claim that exists (someone else's).
+    ///
+    /// # Errors
+    /// `Claim` when the store failed twice (the claim is then removed by
+    /// its id: the token is not sent).
+    pub(super) async fn try_claim(
+        &self,
+        claim_key: &ClaimKey,
+        fresh: &Account,
+    ) -> Result<Result<HeldClaim, Claim>, FlowError> {
+        let held = HeldClaim {
+            key: claim_key.clone(),
+            id: ClaimId::random(),
+            started: Instant::now(),
+        };
+        let (version, ttl) = (fresh.credentials_version, self.config.claim_ttl);
+        let acquire = || {
+            let call = self
+                .claims
+                .acquire(claim_key, &held.id, fresh.id, version, ttl);
+            bounded(self.config.storage_timeout, "claim_acquire", call)
+        };
+        // An acquire whose answer was lost may have committed: the retry
+        // with the same id finds it ours (acquire is idempotent per id), and
+        // if the retry fails too the claim is removed by its id.
+        let acquired = match acquire().await {
+            Ok(acquired) => Ok(acquired),
+            Err(first) => {
+                warn!(kind = %first.kind(), store = self.claims.name(), "generation claim failed; retrying with the same id");
+                acquire().await
+            }
+        };
+        match acquired {
+            Ok(ClaimAcquire::Won(_)) => {
+                debug!(claim = %claim_key, "generation claimed");
+                Ok(Ok(held))
+            }
+            Ok(ClaimAcquire::Existing(existing)) => Ok(Err(existing)),
+            Err(source) => {
+                warn!(kind = %source.kind(), "generation claim failed; not sending");
+                let remove = || self.claims.remove(&held.key, &held.id);
+                self.claim_call("claim_remove", 1, remove).await;
+                let id = fresh.id;
+                Err(FlowError::Claim { id, source })
+            }
+        }
     }
 
     /// The answer a holder left in the claim of `id`'s refresh token (its

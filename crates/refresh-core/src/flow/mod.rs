@@ -1,10 +1,12 @@
 //! [`RefreshFlow`]: the one path every refresh takes.
 //!
 //! single flight in process → leases ([`LockStrategy`], contention only) →
-//! re-read → due check → **claim the generation** (a claim holding an answer
-//! is applied instead) → re-read → upstream call within the hard deadline H
-//! (detached from the caller, aborted at H) → answer into the claim → fenced
-//! compare-and-set → mark the claim consumed → notify → release.
+//! due check → **claim the generation** (first on the caller's snapshot,
+//! then in rounds from a re-read; a claim holding an answer is applied
+//! instead, one found on a snapshot only sends the run to the re-read) →
+//! re-read → upstream call within the hard deadline H (detached from the
+//! caller, aborted at H) → answer into the claim → fenced compare-and-set →
+//! mark the claim consumed → notify → release.
 //!
 //! The claim ([`ClaimStore`]) is what makes "one redemption per generation"
 //! hold: only the winner of one atomic statement in the shared store sends

@@ -8,12 +8,12 @@ use tokio::time::Instant;
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::claim::Claimed;
+use super::claim::{Claimed, HeldClaim};
 use super::lease_guard::LeaseGuard;
 use super::lock_strategy::Acquired;
 use super::{FlowInner, FlowResult, RefreshOutcome};
 use crate::concurrency::bounded;
-use crate::domain::{Account, AccountId, Fingerprint, RefreshKey};
+use crate::domain::{Account, AccountId, Fingerprint, RefreshKey, Secret};
 use crate::error::{FlowError, ProviderError, StorageError};
 use crate::ports::{ClaimKey, RefreshEvent, RefreshExecutor};
 
@@ -68,7 +68,7 @@ impl FlowInner {
             debug!(fences = ?held.iter().map(|(_, l)| l.fence).collect::<Vec<_>>(), "refresh leases acquired");
             let mut lease = Some(LeaseGuard::start(held, &self.config));
             let result = self
-                .run_locked(&key, snapshot.id, &executor, window, &mut lease)
+                .run_locked(&key, &snapshot, &executor, window, &mut lease)
                 .await;
             if let Some(lease) = lease {
                 lease.release(self.config.release_timeout).await;
@@ -96,15 +96,44 @@ impl FlowInner {
         result
     }
 
-    /// Re-read → due check → claim, in rounds; see [`MAX_ROUNDS`].
+    /// The snapshot's claim, then re-read → due check → claim, in rounds;
+    /// see [`MAX_ROUNDS`].
+    ///
+    /// The account the run was given (the listed row, the caller's read)
+    /// drives the first due check and claim, without a read: a claim won on
+    /// it leads to a request only once the re-read after the claim (step 5)
+    /// finds the account still holding the claimed token and due, and
+    /// whatever else the snapshot meets (not due, not eligible, someone
+    /// else's claim) is decided by the rounds, which start from a re-read.
+    /// A stale snapshot therefore costs a claim taken and removed, or one
+    /// found and ignored, never a request: the re-read after the claim is
+    /// the safety mechanism (model: `reread_after_claim`), and the first
+    /// read before it only spared that claim.
     async fn run_locked(
         self: &Arc<Self>,
         key: &RefreshKey,
-        id: AccountId,
+        snapshot: &Account,
         executor: &Arc<dyn RefreshExecutor>,
         window: Duration,
         lease: &mut Option<LeaseGuard>,
     ) -> FlowResult {
+        let id = snapshot.id;
+        if let Some(token) = self.claimable(snapshot, executor, window) {
+            self.rate_limits.until_ready(&executor.platform()).await;
+            let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
+            match self.try_claim(&claim_key, snapshot).await? {
+                Ok(held) => {
+                    let (version, claimed) = (Some(snapshot.credentials_version), (held, token));
+                    if let Some(result) = self
+                        .confirm_and_redeem(key, claimed, id, version, executor, window, lease)
+                        .await
+                    {
+                        return result;
+                    }
+                }
+                Err(_) => debug!("the snapshot's generation is claimed; re-reading"),
+            }
+        }
         let mut recovered = false;
         for _ in 0..MAX_ROUNDS {
             let fresh = self.reread(id).await?;
@@ -138,26 +167,11 @@ impl FlowInner {
             let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
             match self.claim(key, &claim_key, &fresh, executor).await? {
                 Claimed::Won(held) => {
-                    // Step 5: a new statement after the insert was
-                    // acknowledged. The account may have changed since the
-                    // first read (a rotation elsewhere, an operator's
-                    // re-login): then nothing is sent and the run starts
-                    // over from the due check.
-                    let still_due = |c: &Account| {
-                        c.credentials.refresh_token().as_ref() == Some(&token)
-                            && executor.needs_refresh(c, window, self.clock.now())
-                    };
-                    match self.reread(id).await {
-                        Ok(confirmed) if still_due(&confirmed) => {
-                            return self
-                                .redeem(key, held, confirmed, executor, token, lease)
-                                .await;
-                        }
-                        changed => {
-                            self.claim_remove(&held).await;
-                            changed?;
-                            debug!("account changed after claiming; starting over");
-                        }
+                    if let Some(result) = self
+                        .confirm_and_redeem(key, (held, token), id, None, executor, window, lease)
+                        .await
+                    {
+                        return result;
                     }
                 }
                 Claimed::Applied => recovered = true,
@@ -167,6 +181,59 @@ impl FlowInner {
         }
         debug!("the account kept changing under the run; leaving it to the next one");
         Ok(RefreshOutcome::HeldElsewhere)
+    }
+
+    /// The refresh token to claim on `account` as read: eligible, due
+    /// and holding one (else the rounds decide from a re-read).
+    fn claimable(
+        &self,
+        account: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+        window: Duration,
+    ) -> Option<Secret> {
+        let due = executor.can_refresh(account)
+            && executor.needs_refresh(account, window, self.clock.now());
+        due.then(|| account.credentials.refresh_token()).flatten()
+    }
+
+    /// Step 5, with the claim on `token` won: a new statement after the
+    /// insert was acknowledged. When the account still holds `token`, is
+    /// eligible and due (and, for a claim taken on a snapshot, still at the
+    /// snapshot's `version`, so the claim's base version is the row's), the
+    /// token is presented; otherwise (a rotation elsewhere, an operator's
+    /// re-login, a stale snapshot) the claim is removed and `None` says
+    /// start over from a re-read.
+    #[allow(clippy::too_many_arguments)]
+    async fn confirm_and_redeem(
+        self: &Arc<Self>,
+        key: &RefreshKey,
+        (held, token): (HeldClaim, Secret),
+        id: AccountId,
+        version: Option<u64>,
+        executor: &Arc<dyn RefreshExecutor>,
+        window: Duration,
+        lease: &mut Option<LeaseGuard>,
+    ) -> Option<FlowResult> {
+        let still_due = |c: &Account| {
+            c.credentials.refresh_token().as_ref() == Some(&token)
+                && version.is_none_or(|v| v == c.credentials_version)
+                && executor.can_refresh(c)
+                && executor.needs_refresh(c, window, self.clock.now())
+        };
+        match self.reread(id).await {
+            Ok(confirmed) if still_due(&confirmed) => Some(
+                self.redeem(key, held, confirmed, executor, token, lease)
+                    .await,
+            ),
+            changed => {
+                self.claim_remove(&held).await;
+                if let Err(error) = changed {
+                    return Some(Err(error));
+                }
+                debug!("account changed after claiming; starting over");
+                None
+            }
+        }
     }
 
     /// One bounded account read.
