@@ -63,35 +63,49 @@ impl ProviderInner {
         }
         for delay in &policy.wait.schedule {
             let delay = jittered(*delay, policy.wait.jitter);
-            tokio::select! {
-                fired = &mut notice => {
-                    if fired.is_none() {
-                        // The channel closed: stop listening, keep polling.
-                        notice = RefreshNotice::never();
-                        continue;
-                    }
-                    if let Some(token) = self.stored_newer_token(current).await {
-                        return Ok(token);
-                    }
-                    notice = self.subscribe(key).await;
-                }
+            let fired = tokio::select! {
+                fired = &mut notice => fired,
                 () = tokio::time::sleep(delay) => {
-                    if let Some(token) = self.cached_newer_token(current, key).await {
-                        return Ok(token);
-                    }
-                    // No shared cache, or it missed (down, flushed, not yet
-                    // written): the stored account is the authority. Without
-                    // this, a waiter with no working notification channel
-                    // could only see the holder's new token after the whole
-                    // schedule, and would settle for the old one.
-                    if let Some(token) = self.stored_newer_token(current).await {
-                        return Ok(token);
-                    }
-                    if let Some(token) = self.check_claim(current, executor).await? {
-                        return Ok(token);
+                    // The poll's reads race the notice: they may have been
+                    // sent just before the holder's write committed, and a
+                    // notification arriving meanwhile must not wait for
+                    // them (on a loaded database, tens of milliseconds).
+                    let reads = async {
+                        match self.cached_newer_token(current, key).await {
+                            Some(token) => Some(token),
+                            // No shared cache, or it missed (down, flushed,
+                            // not yet written): the stored account is the
+                            // authority. Without this, a waiter with no
+                            // working notification channel could only see
+                            // the holder's new token after the whole
+                            // schedule, and would settle for the old one.
+                            None => self.stored_newer_token(current).await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        found = reads => {
+                            if let Some(token) = found {
+                                return Ok(token);
+                            }
+                            if let Some(token) = self.check_claim(current, executor).await? {
+                                return Ok(token);
+                            }
+                            continue;
+                        }
+                        fired = &mut notice => fired,
                     }
                 }
+            };
+            if fired.is_none() {
+                // The channel closed: stop listening, keep polling.
+                notice = RefreshNotice::never();
+                continue;
             }
+            if let Some(token) = self.stored_newer_token(current).await {
+                return Ok(token);
+            }
+            notice = self.subscribe(key).await;
         }
         let deadline = started
             .checked_add(policy.wait.max_wait)
