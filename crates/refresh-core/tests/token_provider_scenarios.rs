@@ -1264,8 +1264,9 @@ async fn invariant_8_waiter_gets_new_token_via_notification() {
     );
     assert_eq!(
         h.cache_calls("get"),
-        gets_when_waiting,
-        "no cache poll was needed"
+        gets_when_waiting + 1,
+        "one lookup on the notification (the holder cached its token before \
+         publishing), no cache poll"
     );
     assert_eq!(h.upstream.successes(), 1);
     assert_eq!(h.upstream.reuses(), 0);
@@ -1630,6 +1631,7 @@ async fn the_holders_callers_and_waiters_are_served_before_the_consumed_mark() {
         .wait_for_calls("subscribe_refreshed", 1)
         .await;
     let answered = Instant::now();
+    let reads_before = h.repo_gets();
     h.upstream.release(1);
 
     // The gate never opens while they are served: awaiting the consumed
@@ -1656,6 +1658,9 @@ async fn the_holders_callers_and_waiters_are_served_before_the_consumed_mark() {
         "the holder's caller was served before the consumed mark: {:?}",
         answered.elapsed()
     );
+    // The holder cached its token before the publish: the woken waiter took
+    // it from the shared cache, without reading the account.
+    assert_eq!(h.repo_gets(), reads_before, "no account read after the answer");
     // Both were served while the consumed mark is still held at its gate.
     hooks.hooks.reached.notified().await;
     let claim = h

@@ -173,7 +173,7 @@ impl RefreshFlow {
         let mut flight = self.inner.flights.join_or_start(&key, || {
             let inner = Arc::clone(&self.inner);
             let (account, executor, key) = (account.clone(), Arc::clone(executor), key.clone());
-            early::handing_out_to(persisted, async move {
+            early::handing_out_to(persisted, window, async move {
                 inner.run(key, account, executor, window).await
             })
         });

@@ -148,8 +148,10 @@ impl FlowInner {
                 // callers and the waiters elsewhere need nothing more. The
                 // consumed mark only refuses a later re-import of the old
                 // token, which the claim (answered) already does meanwhile.
-                if answer.usable() {
-                    super::early::hand_out(&account);
+                if answer.usable()
+                    && let Some(window) = super::early::hand_out(&account)
+                {
+                    self.share(key, &account, window).await;
                 }
                 self.notify(key, account.credentials_version).await;
                 self.finish_claim(&held, answer.rotated).await;

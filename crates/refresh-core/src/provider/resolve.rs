@@ -14,7 +14,7 @@ use crate::domain::{Account, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshOutcome;
 use crate::policy::{
-    OnLockHeld, OnRefreshError, ProviderRefreshPolicy, cache_ttl, failure_ttl, token_is_valid,
+    OnLockHeld, OnRefreshError, ProviderRefreshPolicy, failure_ttl, request_ttl, token_is_valid,
 };
 use crate::ports::RefreshExecutor;
 
@@ -191,14 +191,7 @@ impl ProviderInner {
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<Duration> {
-        let ttl = cache_ttl(expires_at, now)?;
-        let Some(left) = expires_at.and_then(|at| (at - now).to_std().ok()) else {
-            return Some(ttl);
-        };
-        Some(match left.checked_sub(self.skew).filter(|d| !d.is_zero()) {
-            Some(until_due) => ttl.min(until_due),
-            None => ttl.min(UNVERIFIED_TTL),
-        })
+        request_ttl(expires_at, now, self.skew, UNVERIFIED_TTL)
     }
 
     pub(super) async fn wait_and_cache(

@@ -102,6 +102,11 @@ impl ProviderInner {
                 notice = RefreshNotice::never();
                 continue;
             }
+            // A holder on the request path cached its token before the
+            // publish: one GET; the stored account when it did not.
+            if let Some(token) = self.cached_newer_token(current, key).await {
+                return Ok(token);
+            }
             if let Some(token) = self.stored_newer_token(current).await {
                 return Ok(token);
             }
