@@ -1660,7 +1660,11 @@ async fn the_holders_callers_and_waiters_are_served_before_the_consumed_mark() {
     );
     // The holder cached its token before the publish: the woken waiter took
     // it from the shared cache, without reading the account.
-    assert_eq!(h.repo_gets(), reads_before, "no account read after the answer");
+    assert_eq!(
+        h.repo_gets(),
+        reads_before,
+        "no account read after the answer"
+    );
     // Both were served while the consumed mark is still held at its gate.
     hooks.hooks.reached.notified().await;
     let claim = h
