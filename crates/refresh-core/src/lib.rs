@@ -14,7 +14,7 @@
 //! - [`plugin`]: one import for a provider plugin or a backend.
 //! - [`RefreshFlow`]: single flight → lease → re-read → due check → claim
 //!   the generation → re-read → upstream call within a hard deadline →
-//!   answer into the claim → fenced persist → claim consumed → notify →
+//!   answer into the claim → fenced persist → notify → claim consumed →
 //!   release.
 //! - [`TokenProvider`]: the cache-first request path.
 //! - [`BackgroundRefresher`]: the periodic sweep.

@@ -1264,8 +1264,9 @@ async fn invariant_8_waiter_gets_new_token_via_notification() {
     );
     assert_eq!(
         h.cache_calls("get"),
-        gets_when_waiting,
-        "no cache poll was needed"
+        gets_when_waiting + 1,
+        "one lookup on the notification (the holder cached its token before \
+         publishing), no cache poll"
     );
     assert_eq!(h.upstream.successes(), 1);
     assert_eq!(h.upstream.reuses(), 0);
@@ -1566,6 +1567,203 @@ async fn invariant_8_a_waiter_without_notifications_sees_the_new_token_at_its_ne
         started.elapsed() <= Duration::from_millis(200),
         "served at the next poll, not after the 2 s schedule: {:?}",
         started.elapsed()
+    );
+    assert_eq!(h.upstream.calls(), 0);
+}
+
+/// A claim store whose `mark_consumed` waits at a gate until the test opens
+/// it (a slow database commit of the consumed mark).
+struct GatedConsumedMark {
+    gate: tokio::sync::Semaphore,
+    reached: tokio::sync::Notify,
+}
+
+impl GatedConsumedMark {
+    fn new() -> Self {
+        Self {
+            gate: tokio::sync::Semaphore::new(0),
+            reached: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl common::ClaimStoreHooks for GatedConsumedMark {
+    async fn before(&self, op: &'static str) {
+        if op == "mark_consumed" {
+            self.reached.notify_one();
+            let _permit = self.gate.acquire().await.expect("gate open");
+        }
+    }
+}
+
+/// The stampede's critical path: once the fenced write committed, the
+/// holder's own callers are served and waiters elsewhere are notified. The
+/// consumed mark (a claim-store commit) finishes after, on the flow's task,
+/// and is awaited by `drained`.
+#[tokio::test(start_paused = true)]
+async fn the_holders_callers_and_waiters_are_served_before_the_consumed_mark() {
+    use refresh_core::ClaimStore;
+    let platform = Platform::Anthropic;
+    let expired = oauth_account(1, platform.clone(), -60);
+    let h = Harness::new([expired.clone()]);
+    let hooks = common::HookedClaimStore::new(h.claims.clone(), GatedConsumedMark::new());
+    let flow = refresh_core::RefreshFlow::builder(
+        h.repo.clone(),
+        LockStrategy::single(h.lock.clone()),
+        hooks.clone(),
+    )
+    .clock(Arc::clone(&h.clock))
+    .notifier(h.cache.clone())
+    .build()
+    .expect("valid flow config");
+    let a = TokenProvider::builder(flow.clone(), h.registry(std::slice::from_ref(&platform)))
+        .shared_cache(h.cache.clone())
+        .build();
+    let b = h.provider(std::slice::from_ref(&platform));
+
+    h.upstream.hold_responses();
+    let a_caller = spawn_access_token(&a, &expired);
+    h.upstream.wait_for_calls(1).await;
+    let b_caller = spawn_access_token(&b, &expired);
+    h.cache
+        .faults
+        .wait_for_calls("subscribe_refreshed", 1)
+        .await;
+    let answered = Instant::now();
+    let reads_before = h.repo_gets();
+    h.upstream.release(1);
+
+    // The gate never opens while they are served: awaiting the consumed
+    // mark, each would return only after the claim store's timeout (5 s of
+    // virtual time) and its retries.
+    let bound = FlowConfig::default().storage_timeout;
+    let b_token = common::within("the waiter", b_caller)
+        .await
+        .expect("b task")
+        .expect("B gets a token");
+    assert_eq!((b_token.token.expose(), b_token.version), ("at-1-1", 1));
+    assert!(
+        answered.elapsed() < bound.min(Duration::from_millis(200)),
+        "the waiter was woken by the publish, before the consumed mark and Claude's 200 ms poll: {:?}",
+        answered.elapsed()
+    );
+    let a_token = common::within("the holder's caller", a_caller)
+        .await
+        .expect("a task")
+        .expect("A gets a token");
+    assert_eq!((a_token.token.expose(), a_token.version), ("at-1-1", 1));
+    assert!(
+        answered.elapsed() < bound,
+        "the holder's caller was served before the consumed mark: {:?}",
+        answered.elapsed()
+    );
+    // The holder cached its token before the publish: the woken waiter took
+    // it from the shared cache, without reading the account.
+    assert_eq!(
+        h.repo_gets(),
+        reads_before,
+        "no account read after the answer"
+    );
+    // Both were served while the consumed mark is still held at its gate.
+    hooks.hooks.reached.notified().await;
+    let claim = h
+        .claims
+        .inner()
+        .get(&common::claim_key("rt-1-0"))
+        .await
+        .expect("claim store answers")
+        .expect("the generation's claim");
+    assert_eq!(claim.state, ClaimState::Answered, "not consumed yet");
+    assert_eq!(flow.in_flight(), 1, "the consumed mark is still running");
+
+    hooks.hooks.gate.add_permits(1);
+    common::within("the consumed mark", flow.drained()).await;
+    let claim = h
+        .claims
+        .inner()
+        .get(&common::claim_key("rt-1-0"))
+        .await
+        .expect("claim store answers")
+        .expect("the generation's claim");
+    assert_eq!(claim.state, ClaimState::Consumed);
+    assert_eq!(h.upstream.successes(), 1);
+    assert_eq!(h.upstream.reuses(), 0);
+}
+
+/// A repository whose `get` number `stuck` (counting from 1) never answers
+/// (a read sent just before the holder's write committed, on a database
+/// too loaded to answer it soon).
+struct StuckRead {
+    gets: AtomicU64,
+    stuck: u64,
+    reached: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl common::RepositoryHooks for StuckRead {
+    async fn before_get(&self) {
+        if self.gets.fetch_add(1, Ordering::SeqCst) + 1 == self.stuck {
+            self.reached.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Invariant 8, latency: a "refreshed" notification that arrives while a
+/// waiter's poll is still reading is acted on at once; the waiter does not
+/// wait for the poll's reads first.
+#[tokio::test(start_paused = true)]
+async fn invariant_8_a_notification_during_a_poll_is_not_held_back_by_the_polls_reads() {
+    use refresh_core::memory::InMemoryAccountRepository;
+    use refresh_core::ports::CasExpectation;
+    let platform = Platform::Anthropic;
+    let expired = oauth_account(1, platform.clone(), -60);
+    // Reads: 1 the resolution's, 2 the waiter's after subscribing, 3 its
+    // first poll's (stuck).
+    let h = common::Backends::over(common::HookedRepository {
+        inner: Arc::new(InMemoryAccountRepository::with_accounts([expired.clone()])),
+        hooks: StuckRead {
+            gets: AtomicU64::new(0),
+            stuck: 3,
+            reached: tokio::sync::Notify::new(),
+        },
+    });
+    let refresh_key = key(&platform, 1);
+    let _theirs = h.hold(&refresh_key).await;
+    let waiter = spawn_access_token(&h.provider(std::slice::from_ref(&platform)), &expired);
+    h.repo.inner().hooks.reached.notified().await;
+
+    // The holder elsewhere writes and publishes while the poll's read is out.
+    let rotated = Credentials::new()
+        .with("access_token", "at-1-new")
+        .with("refresh_token", "rt-1-new")
+        .with("expires_at", in_secs(3600).timestamp().to_string());
+    let written = h
+        .repo
+        .inner()
+        .inner
+        .compare_and_set_credentials(AccountId(1), CasExpectation::of(&expired), &rotated)
+        .await
+        .expect("write");
+    assert!(matches!(written, refresh_core::CasOutcome::Applied(_)));
+    h.cache
+        .publish_refreshed(&refresh_key, 1)
+        .await
+        .expect("publish");
+    let published = Instant::now();
+
+    let token = common::within("the notified waiter", waiter)
+        .await
+        .expect("task")
+        .expect("a token");
+    assert_eq!((token.token.expose(), token.version), ("at-1-new", 1));
+    // Waiting for the stuck read, the waiter would be served only after its
+    // bound (the storage timeout, 5 s of virtual time) and the next read.
+    assert!(
+        published.elapsed() < FlowConfig::default().storage_timeout,
+        "served on the notification: {:?}",
+        published.elapsed()
     );
     assert_eq!(h.upstream.calls(), 0);
 }

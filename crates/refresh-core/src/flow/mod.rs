@@ -6,7 +6,9 @@
 //! instead, one found on a snapshot only sends the run to the re-read) →
 //! re-read → upstream call within the hard deadline H (detached from the
 //! caller, aborted at H) → answer into the claim → fenced compare-and-set →
-//! mark the claim consumed → notify → release.
+//! notify → mark the claim consumed → release. The request path's callers
+//! are answered right after the compare-and-set (`refresh_until_persisted`);
+//! the rest of the run goes on on its task.
 //!
 //! The claim ([`ClaimStore`]) is what makes "one redemption per generation"
 //! hold: only the winner of one atomic statement in the shared store sends
@@ -39,6 +41,7 @@
 
 mod claim;
 mod config;
+mod early;
 mod lease_guard;
 mod lock_strategy;
 mod outcome;
@@ -152,6 +155,35 @@ impl RefreshFlow {
             async move { inner.run(key, account, executor, window).await }
         });
         flight.await.unwrap_or(Err(FlowError::TaskFailed { key }))
+    }
+
+    /// As [`refresh_if_needed`](Self::refresh_if_needed), but a run this
+    /// call starts answers `Refreshed` as soon as its fenced write committed
+    /// (the claim won, the answer saved into it, the credentials stored):
+    /// the request path's callers do not wait for the publish, the consumed
+    /// mark and the lease release, which the run goes on with on its own
+    /// task ([`in_flight`](Self::in_flight) counts it until it ends). A call
+    /// that joins a run already in the air gets that run's final result.
+    pub(crate) async fn refresh_until_persisted(
+        &self,
+        account: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+        window: Duration,
+    ) -> FlowResult {
+        let key = executor.key(account);
+        let (persisted, early) = tokio::sync::oneshot::channel();
+        let mut flight = self.inner.flights.join_or_start(&key, || {
+            let inner = Arc::clone(&self.inner);
+            let (account, executor, key) = (account.clone(), Arc::clone(executor), key.clone());
+            early::handing_out_to(persisted, window, async move {
+                inner.run(key, account, executor, window).await
+            })
+        });
+        tokio::select! {
+            biased;
+            Ok(account) = early => Ok(RefreshOutcome::Refreshed { account, recovered: false }),
+            result = &mut flight => result.unwrap_or(Err(FlowError::TaskFailed { key })),
+        }
     }
 
     /// Applies an answer a holder left in the generation claim of the

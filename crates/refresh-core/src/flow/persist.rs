@@ -140,12 +140,21 @@ impl FlowInner {
         let answer_saved = self.claim_save_answer(&held, &answer.delta).await;
         let outcome = match self.persist(&mut answer).await {
             Ok(Persisted::Applied(account)) => {
-                self.finish_claim(&held, answer.rotated).await;
                 info!(
                     version = account.credentials_version,
                     "credentials refreshed and persisted"
                 );
+                // The stored credentials are final: the request path's
+                // callers and the waiters elsewhere need nothing more. The
+                // consumed mark only refuses a later re-import of the old
+                // token, which the claim (answered) already does meanwhile.
+                if answer.usable()
+                    && let Some(window) = super::early::hand_out(&account)
+                {
+                    self.share(key, &account, window).await;
+                }
                 self.notify(key, account.credentials_version).await;
+                self.finish_claim(&held, answer.rotated).await;
                 RefreshOutcome::Refreshed {
                     account,
                     recovered: false,

@@ -24,6 +24,26 @@ pub fn cache_ttl(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Optio
     })
 }
 
+/// [`cache_ttl`], shortened so the entry lapses by the time the token
+/// enters the request path's refresh `skew`: a cached token is never
+/// served past the point where a miss would have refreshed it. A token
+/// already inside the skew is cached for at most `inside_skew`.
+pub(crate) fn request_ttl(
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    skew: Duration,
+    inside_skew: Duration,
+) -> Option<Duration> {
+    let ttl = cache_ttl(expires_at, now)?;
+    let Some(left) = expires_at.and_then(|at| (at - now).to_std().ok()) else {
+        return Some(ttl);
+    };
+    Some(match left.checked_sub(skew).filter(|d| !d.is_zero()) {
+        Some(until_due) => ttl.min(until_due),
+        None => ttl.min(inside_skew),
+    })
+}
+
 /// The TTL after a failed refresh whose existing token is reused: the
 /// failure TTL (≤ 0 means 1 min), never past the token's expiry.
 pub fn failure_ttl(

@@ -8,6 +8,7 @@ mod provider_policy;
 mod version_guard;
 
 pub use background_policy::{BackgroundRefreshPolicy, SkipAction};
+pub(crate) use cache_ttl::request_ttl;
 pub use cache_ttl::{CACHE_SKEW, UNKNOWN_EXPIRY_TTL, cache_ttl, failure_ttl};
 pub use predicate::{needs_refresh, token_is_valid};
 pub use provider_policy::{LockWait, OnLockHeld, OnRefreshError, ProviderRefreshPolicy};

@@ -105,7 +105,8 @@ impl TokenProvider {
     /// no access token, a failed refresh the policy does not absorb, a wait
     /// that timed out with an expired token.
     pub async fn access_token(&self, account: &Account) -> TokenResult {
-        self.access_token_inner(account, None).await
+        self.access_token_inner(account, None, Snapshot::Caller)
+            .await
     }
 
     /// A currently valid access token for the account with id `id`: the
@@ -142,7 +143,10 @@ impl TokenProvider {
                 .await
                 .map_err(|source| TokenError::Storage { id, source })?
                 .ok_or(TokenError::UnknownAccount { id })?;
-            provider.access_token(&account).await
+            // The account was read just now: no second read of it.
+            provider
+                .access_token_inner(&account, None, Snapshot::Stored)
+                .await
         });
         flight.await.unwrap_or(Err(TokenError::Refresh {
             id,
@@ -163,13 +167,15 @@ impl TokenProvider {
         account: &Account,
         cancel: &CancellationToken,
     ) -> TokenResult {
-        self.access_token_inner(account, Some(cancel)).await
+        self.access_token_inner(account, Some(cancel), Snapshot::Caller)
+            .await
     }
 
     async fn access_token_inner(
         &self,
         account: &Account,
         cancel: Option<&CancellationToken>,
+        snapshot: Snapshot,
     ) -> TokenResult {
         let inner = &self.inner;
         inactive(account)?;
@@ -194,7 +200,7 @@ impl TokenProvider {
                 Arc::clone(executor),
                 key.clone(),
             );
-            async move { inner.resolve(&account, &executor, &key).await }
+            async move { inner.resolve(&account, snapshot, &executor, &key).await }
         });
         let result = match cancel {
             None => flight.await,
@@ -228,6 +234,15 @@ impl TokenProvider {
     pub fn metrics(&self) -> &TokenMetrics {
         &self.inner.metrics
     }
+}
+
+/// Where the account a resolution starts from came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Snapshot {
+    /// The caller's copy, possibly old: the stored account is read first.
+    Caller,
+    /// Read from the store by this call just before.
+    Stored,
 }
 
 /// [`TokenError::Inactive`] for an account that is not `active`.

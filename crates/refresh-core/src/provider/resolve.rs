@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 
 use super::metrics::{Event, PlatformMetrics};
-use super::{AccessToken, ProviderInner, TokenResult, UNVERIFIED_TTL, unix_ms};
+use super::{AccessToken, ProviderInner, Snapshot, TokenResult, UNVERIFIED_TTL, unix_ms};
 use crate::concurrency::bounded;
 use crate::domain::{Account, Platform, RefreshKey};
 use crate::error::{FlowError, TokenError};
 use crate::flow::RefreshOutcome;
 use crate::policy::{
-    OnLockHeld, OnRefreshError, ProviderRefreshPolicy, cache_ttl, failure_ttl, token_is_valid,
+    OnLockHeld, OnRefreshError, ProviderRefreshPolicy, failure_ttl, request_ttl, token_is_valid,
 };
 use crate::ports::RefreshExecutor;
 
@@ -38,6 +38,7 @@ impl ProviderInner {
     pub(super) async fn resolve(
         &self,
         snapshot: &Account,
+        origin: Snapshot,
         executor: &Arc<dyn RefreshExecutor>,
         key: &RefreshKey,
     ) -> TokenResult {
@@ -59,7 +60,10 @@ impl ProviderInner {
                 }
             }
         }
-        let (mut current, verified) = self.newest(snapshot).await;
+        let (mut current, verified) = match origin {
+            Snapshot::Caller => self.newest(snapshot).await,
+            Snapshot::Stored => (snapshot.clone(), true),
+        };
         // The stored account may have been disabled since the snapshot.
         super::inactive(&current)?;
         // Tokens served by a policy fallback are cached in this process only,
@@ -71,7 +75,7 @@ impl ProviderInner {
             self.record(&current.platform, Event::RefreshRequest);
             match self
                 .flow
-                .refresh_if_needed(&current, executor, self.skew)
+                .refresh_until_persisted(&current, executor, self.skew)
                 .await
             {
                 Ok(
@@ -139,7 +143,7 @@ impl ProviderInner {
             ),
             None => {
                 let ttl = self.ttl(token.expires_at, now);
-                self.cache_everywhere(key, &token, ttl).await;
+                self.cache_everywhere(key, &token, ttl);
             }
         }
         Ok(token)
@@ -187,14 +191,7 @@ impl ProviderInner {
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<Duration> {
-        let ttl = cache_ttl(expires_at, now)?;
-        let Some(left) = expires_at.and_then(|at| (at - now).to_std().ok()) else {
-            return Some(ttl);
-        };
-        Some(match left.checked_sub(self.skew).filter(|d| !d.is_zero()) {
-            Some(until_due) => ttl.min(until_due),
-            None => ttl.min(UNVERIFIED_TTL),
-        })
+        request_ttl(expires_at, now, self.skew, UNVERIFIED_TTL)
     }
 
     pub(super) async fn wait_and_cache(
@@ -208,7 +205,7 @@ impl ProviderInner {
             .wait_for_refresh(current, executor, key, policy)
             .await?;
         let ttl = self.ttl(token.expires_at, self.flow.clock().now());
-        self.cache_everywhere(key, &token, ttl).await;
+        self.cache_everywhere(key, &token, ttl);
         Ok(token)
     }
 
@@ -219,7 +216,7 @@ impl ProviderInner {
         }
     }
 
-    pub(super) async fn cache_everywhere(
+    pub(super) fn cache_everywhere(
         &self,
         key: &RefreshKey,
         token: &AccessToken,
@@ -227,15 +224,17 @@ impl ProviderInner {
     ) {
         let Some(ttl) = ttl else { return };
         self.cache_locally(token, Some(ttl));
-        if let Some(shared) = &self.shared
-            && let Err(error) = bounded(
-                self.storage_timeout(),
-                "cache_put",
-                shared.put(key, &token.to_cached(), ttl),
-            )
-            .await
-        {
-            debug!(%key, kind = %error.kind(), "shared cache write failed");
-        }
+        let Some(shared) = &self.shared else { return };
+        // Off the callers' path: they are served from this process's
+        // cache, and the put is version-guarded, so a late one never
+        // replaces a newer token.
+        let (shared, key, cached) = (Arc::clone(shared), key.clone(), token.to_cached());
+        let timeout = self.storage_timeout();
+        tokio::spawn(async move {
+            let put = bounded(timeout, "cache_put", shared.put(&key, &cached, ttl));
+            if let Err(error) = put.await {
+                debug!(%key, kind = %error.kind(), "shared cache write failed");
+            }
+        });
     }
 }

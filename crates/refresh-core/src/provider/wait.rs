@@ -12,7 +12,7 @@ use crate::concurrency::bounded;
 use crate::domain::{Account, Fingerprint, RefreshKey, add_duration};
 use crate::error::{FlowError, TokenError};
 use crate::policy::{ProviderRefreshPolicy, token_is_valid};
-use crate::ports::{ClaimKey, ClaimState, RefreshExecutor, RefreshNotice};
+use crate::ports::{Claim, ClaimKey, ClaimState, RefreshExecutor, RefreshNotice};
 
 /// Polls never come faster than this, whatever the configured interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -63,35 +63,58 @@ impl ProviderInner {
         }
         for delay in &policy.wait.schedule {
             let delay = jittered(*delay, policy.wait.jitter);
-            tokio::select! {
-                fired = &mut notice => {
-                    if fired.is_none() {
-                        // The channel closed: stop listening, keep polling.
-                        notice = RefreshNotice::never();
-                        continue;
-                    }
-                    if let Some(token) = self.stored_newer_token(current).await {
-                        return Ok(token);
-                    }
-                    notice = self.subscribe(key).await;
-                }
+            let fired = tokio::select! {
+                fired = &mut notice => fired,
                 () = tokio::time::sleep(delay) => {
-                    if let Some(token) = self.cached_newer_token(current, key).await {
-                        return Ok(token);
-                    }
-                    // No shared cache, or it missed (down, flushed, not yet
-                    // written): the stored account is the authority. Without
-                    // this, a waiter with no working notification channel
-                    // could only see the holder's new token after the whole
-                    // schedule, and would settle for the old one.
-                    if let Some(token) = self.stored_newer_token(current).await {
-                        return Ok(token);
-                    }
-                    if let Some(token) = self.check_claim(current, executor).await? {
-                        return Ok(token);
+                    // The poll's reads race the notice: they may have been
+                    // sent just before the holder's write committed, and a
+                    // notification arriving meanwhile must not wait for
+                    // them (on a loaded database, tens of milliseconds).
+                    let reads = async {
+                        if let Some(token) = self.cached_newer_token(current, key).await {
+                            return Polled::Token(token);
+                        }
+                        // No shared cache, or it missed (down, flushed,
+                        // not yet written): the stored account is the
+                        // authority. Without this, a waiter with no
+                        // working notification channel could only see the
+                        // holder's new token after the whole schedule, and
+                        // would settle for the old one.
+                        if let Some(token) = self.stored_newer_token(current).await {
+                            return Polled::Token(token);
+                        }
+                        Polled::Claim(self.read_claim(current, executor).await)
+                    };
+                    tokio::select! {
+                        biased;
+                        polled = reads => {
+                            let claim = match polled {
+                                Polled::Token(token) => return Ok(token),
+                                Polled::Claim(claim) => claim,
+                            };
+                            if let Some(token) = self.act_on_claim(current, executor, claim).await? {
+                                return Ok(token);
+                            }
+                            continue;
+                        }
+                        fired = &mut notice => fired,
                     }
                 }
+            };
+            if fired.is_none() {
+                // The channel closed: stop listening, keep polling.
+                notice = RefreshNotice::never();
+                continue;
             }
+            // A holder on the request path cached its token before the
+            // publish: one GET; the stored account when it did not.
+            if let Some(token) = self.cached_newer_token(current, key).await {
+                return Ok(token);
+            }
+            if let Some(token) = self.stored_newer_token(current).await {
+                return Ok(token);
+            }
+            notice = self.subscribe(key).await;
         }
         let deadline = started
             .checked_add(policy.wait.max_wait)
@@ -138,14 +161,35 @@ impl ProviderInner {
         current: &Account,
         executor: &Arc<dyn RefreshExecutor>,
     ) -> Result<Option<AccessToken>, TokenError> {
-        let Some(token) = current.credentials.refresh_token() else {
-            return Ok(None);
-        };
+        let claim = self.read_claim(current, executor).await;
+        self.act_on_claim(current, executor, claim).await
+    }
+
+    /// The generation claim of the account's refresh token, when it can be
+    /// read.
+    async fn read_claim(
+        &self,
+        current: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+    ) -> Option<Claim> {
+        let token = current.credentials.refresh_token()?;
         let key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
         let read = self.flow.claims().get(&key);
-        let claim = match bounded(self.storage_timeout(), "claim_get", read).await {
-            Ok(Some(claim)) => claim,
-            _ => return Ok(None),
+        bounded(self.storage_timeout(), "claim_get", read)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// See [`check_claim`](Self::check_claim).
+    async fn act_on_claim(
+        &self,
+        current: &Account,
+        executor: &Arc<dyn RefreshExecutor>,
+        claim: Option<Claim>,
+    ) -> Result<Option<AccessToken>, TokenError> {
+        let Some(claim) = claim else {
+            return Ok(None);
         };
         match claim.state {
             ClaimState::Quarantined => {
@@ -205,6 +249,13 @@ impl ProviderInner {
             .flatten()?;
         self.valid_token(&stored)
     }
+}
+
+/// What a poll's reads found: a newer token, or else the generation claim
+/// (read, not yet acted on: acting may write, and is not cut short).
+enum Polled {
+    Token(AccessToken),
+    Claim(Option<Claim>),
 }
 
 /// `delay` times a uniform factor in `[1 − jitter, 1 + jitter]`.
