@@ -335,3 +335,76 @@ async fn break_a_snapshot_whose_generation_is_held_spends_a_rate_limit_cell() {
     );
     assert_eq!(b.upstream.calls(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// 0e96a40: a rotation without an access token, returned the way every
+// provider executor returns its answer (the grant's credentials merged over
+// the account's, see refresh-providers' executors and `RotatingExecutor`).
+// ---------------------------------------------------------------------------
+
+/// Redeems the claimed token on the fake upstream like [`RotatingExecutor`]
+/// but answers like a 2xx `{"refresh_token": ..., "expires_in": 3600}`
+/// without an access token, merged over the account as the provider
+/// executors do.
+#[derive(Debug)]
+struct NoAccessTokenExecutor {
+    upstream: Arc<refresh_core::testing::FakeUpstream>,
+}
+
+#[async_trait::async_trait]
+impl RefreshExecutor for NoAccessTokenExecutor {
+    fn platform(&self) -> Platform {
+        Platform::Anthropic
+    }
+
+    async fn refresh(
+        &self,
+        account: &refresh_core::Account,
+        ctx: &refresh_core::RefreshContext,
+    ) -> Result<Credentials, refresh_core::ProviderError> {
+        let (_, rotated) = self
+            .upstream
+            .redeem(account.id, ctx.refresh_token.expose())
+            .await?;
+        let grant = refresh_core::TokenGrant {
+            access_token: None,
+            refresh_token: Some(rotated.into()),
+            token_type: Some("Bearer".into()),
+            expires_in: Some(3600),
+            scope: None,
+        };
+        let issued = grant.to_credentials(
+            ctx.now(),
+            refresh_core::ExpiryRule::EXACT,
+            refresh_core::GrantFields::default(),
+        );
+        Ok(issued.merged_over(&account.credentials))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn break_a_rotation_without_access_token_stamps_a_fresh_expiry_on_the_expired_access_token() {
+    let b = Backends::new([expired_account(ID)]);
+    let snapshot = b.stored(ID).await;
+    let executor: Arc<dyn RefreshExecutor> = Arc::new(NoAccessTokenExecutor {
+        upstream: Arc::clone(&b.upstream),
+    });
+    let flow = b.local_process();
+
+    let result = flow.refresh_if_needed(&snapshot, &executor, WINDOW).await;
+
+    let stored = b.stored(ID).await;
+    assert_ne!(refresh_token(&stored), "rt-1-0", "the rotation is stored");
+    assert_eq!(access_token(&stored), "at-1-0", "no new access token came");
+    let expires_at = stored.credentials.expires_at().expect("readable");
+    assert!(
+        expires_at.is_none_or(|at| at <= common::t0()),
+        "the expired at-1-0 now expires at {expires_at:?}: it is served as valid \
+         (the flow returned {result:?}); CredentialChange::of counts the old access \
+         token merged into the answer as usable and gives it ASSUMED_TOKEN_LIFETIME"
+    );
+    assert!(
+        matches!(result, Err(FlowError::EmptyCredentials { .. })),
+        "the caller is told no access token came: {result:?}"
+    );
+}
