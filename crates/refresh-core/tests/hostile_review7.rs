@@ -4,7 +4,10 @@
 //! stale in one shape, or plants a claim a crashed holder left, and checks
 //! invariants 1-4: one redemption per generation, no lost rotation, no
 //! consumed token presented, no stuck account, no extra upstream call.
-//! `break_*` tests reproduce a defect and fail until it is fixed.
+//! Three were breaks, now fixed and kept: a run took a rate-limit cell for
+//! its snapshot's claim and another for its rounds' (now one per run), and
+//! an answer merged over the stored map without a new access token revived
+//! the stored, expired one with an assumed lifetime (`CredentialChange`).
 
 mod common;
 
@@ -285,7 +288,7 @@ fn one_per_hour() -> RateLimit {
 }
 
 #[tokio::test(start_paused = true)]
-async fn break_a_stale_snapshot_spends_a_rate_limit_cell_without_a_request() {
+async fn a_stale_snapshot_spends_no_extra_rate_limit_cell() {
     let b = Backends::new([expired_account(ID)]);
     let snapshot = b.stored(ID).await;
     // A backfill bumps the version (still due, same token): the snapshot's
@@ -312,7 +315,7 @@ async fn break_a_stale_snapshot_spends_a_rate_limit_cell_without_a_request() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn break_a_snapshot_whose_generation_is_held_spends_a_rate_limit_cell() {
+async fn a_snapshot_whose_generation_is_held_spends_one_rate_limit_cell() {
     let b = Backends::new([expired_account(ID)]);
     let snapshot = b.stored(ID).await;
     // A live holder elsewhere: the run finds the claim twice (snapshot and
@@ -383,7 +386,7 @@ impl RefreshExecutor for NoAccessTokenExecutor {
 }
 
 #[tokio::test(start_paused = true)]
-async fn break_a_rotation_without_access_token_stamps_a_fresh_expiry_on_the_expired_access_token() {
+async fn a_rotation_without_access_token_does_not_revive_the_expired_access_token() {
     let b = Backends::new([expired_account(ID)]);
     let snapshot = b.stored(ID).await;
     let executor: Arc<dyn RefreshExecutor> = Arc::new(NoAccessTokenExecutor {

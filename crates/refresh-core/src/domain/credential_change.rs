@@ -35,13 +35,26 @@ impl CredentialChange {
     /// and that one past) gets [`ASSUMED_TOKEN_LIFETIME`] from `now` rather
     /// than the old, past expiry.
     pub fn of(issued: Credentials, base: &Credentials, now: DateTime<Utc>) -> Self {
-        let usable = issued.access_token().is_some();
+        let answered = issued.access_token().is_some();
         let mut merged = issued.merged_over(base);
         if let Err(error) = merged.canonicalize() {
             warn!(%error, "answer has an unreadable expires_at; assuming a lifetime");
             merged.remove(keys::EXPIRES_AT);
         }
         let mut delta = merged.changed_since(base);
+        // An answer merged over the stored map (as executors return it)
+        // carries the stored access token even when the upstream sent none:
+        // the stored token, unchanged and with its stored expiry already
+        // past, is not an access token this answer brought, and must not
+        // be revived with an assumed lifetime.
+        let revived = delta.get(keys::ACCESS_TOKEN).is_none()
+            && delta.get(keys::EXPIRES_AT).is_none()
+            && merged
+                .expires_at()
+                .ok()
+                .flatten()
+                .is_none_or(|at| at <= now);
+        let usable = answered && !revived;
         let rotated = delta
             .refresh_token()
             .is_some_and(|rt| Some(rt) != base.refresh_token());

@@ -118,8 +118,14 @@ impl FlowInner {
         lease: &mut Option<LeaseGuard>,
     ) -> FlowResult {
         let id = snapshot.id;
+        // A run sends at most one request, so it takes at most one cell of
+        // the platform's rate limit: before its first claim (the wait then
+        // takes nothing from the claim's life or the call's deadline), kept
+        // through claims that send nothing.
+        let mut slot = false;
         if let Some(token) = self.claimable(snapshot, executor, window) {
             self.rate_limits.until_ready(&executor.platform()).await;
+            slot = true;
             let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
             match self.try_claim(&claim_key, snapshot).await? {
                 Ok(held) => {
@@ -161,9 +167,10 @@ impl FlowInner {
                     source: ProviderError::MissingRefreshToken,
                 });
             };
-            // The platform's rate limit, before the claim: the wait takes
-            // nothing from the claim's life or the call's deadline.
-            self.rate_limits.until_ready(&executor.platform()).await;
+            if !slot {
+                self.rate_limits.until_ready(&executor.platform()).await;
+                slot = true;
+            }
             let claim_key = ClaimKey::new(executor.platform(), Fingerprint::of(&token));
             match self.claim(key, &claim_key, &fresh, executor).await? {
                 Claimed::Won(held) => {
