@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use crate::env::{Db, Env};
 use crate::stats::{Summary, ns, summarize};
 
-const API_KEY: &str = "bench-api-key";
+/// At least 16 characters: `serve` refuses shorter keys.
+const API_KEY: &str = "bench-api-key-http-sidecar";
 
 #[derive(Debug, Default, serde::Serialize)]
 pub(crate) struct Serve {
