@@ -8,8 +8,7 @@
 //! whole request on loopback.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use refresh_facade::{AccountType, Credentials, NewAccount, Platform};
@@ -71,32 +70,7 @@ async fn measure(env: &Env, db: &Db, binary: &Path) -> Result<AccountsPage> {
     let last_id = add_events(db).await?;
     drop(stack);
 
-    let mut child = tokio::process::Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OAUTH_REFRESH_DATABASE_URL", &db.url)
-        .env("OAUTH_REFRESH_REDIS_URL", &env.redis_url)
-        .env("OAUTH_REFRESH_ENCRYPTION_KEY", &env.key_hex)
-        .env("OAUTH_REFRESH_PROVIDERS__BASE_URL", env.emulator.url())
-        .env("OAUTH_REFRESH_SERVE__API_KEYS", API_KEY)
-        .env("OAUTH_REFRESH_LOG__LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", binary.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .context("serve did not start in 60 s")??
-        .context("serve exited")?;
-    let addr = first
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {first:?}"))?
-        .trim_start_matches("http://")
-        .to_owned();
+    let (mut child, addr) = crate::serve::spawn(env, db, binary, API_KEY).await?;
 
     let mut conn = Conn::open(&addr).await?;
     let session = log_in(&mut conn).await?;

@@ -35,33 +35,8 @@ pub(crate) struct Serve {
 /// account ids.
 pub(crate) async fn run(env: &Env, db: &Db, binary: &Path) -> Result<Serve> {
     let ids = account_ids(db).await?;
-    let mut child = tokio::process::Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OAUTH_REFRESH_DATABASE_URL", &db.url)
-        .env("OAUTH_REFRESH_REDIS_URL", &env.redis_url)
-        .env("OAUTH_REFRESH_ENCRYPTION_KEY", &env.key_hex)
-        .env("OAUTH_REFRESH_PROVIDERS__BASE_URL", env.emulator.url())
-        .env("OAUTH_REFRESH_SERVE__API_KEYS", API_KEY)
-        .env("OAUTH_REFRESH_LOG__LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", binary.display()))?;
+    let (mut child, addr) = spawn(env, db, binary, API_KEY).await?;
     let pid = child.id().context("serve pid")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .context("serve did not start in 60 s")??
-        .context("serve exited")?;
-    let addr = first
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {first:?}"))?
-        .trim_start_matches("http://")
-        .to_owned();
 
     // One request so every lazy part (pools, routes) is up before `before`.
     let mut probe = Conn::open(&addr).await?;
@@ -100,6 +75,45 @@ pub(crate) async fn run(env: &Env, db: &Db, binary: &Path) -> Result<Serve> {
         http: summarize(samples, 0, n, wall),
         errors,
     })
+}
+
+/// Starts `oauth-refresh serve` on `db` with one API key `key`, on a free
+/// loopback port; the child (killed on drop) and its `host:port`.
+pub(crate) async fn spawn(
+    env: &Env,
+    db: &Db,
+    binary: &Path,
+    key: &str,
+) -> Result<(tokio::process::Child, String)> {
+    let mut child = tokio::process::Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OAUTH_REFRESH_DATABASE_URL", &db.url)
+        .env("OAUTH_REFRESH_REDIS_URL", &env.redis_url)
+        .env("OAUTH_REFRESH_ENCRYPTION_KEY", &env.key_hex)
+        .env("OAUTH_REFRESH_PROVIDERS__BASE_URL", env.emulator.url())
+        .env("OAUTH_REFRESH_SERVE__API_KEYS", key)
+        .env("OAUTH_REFRESH_LOG__LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .context("serve did not start in 60 s")??
+        .context("serve exited")?;
+    let addr = first
+        .strip_prefix("listening on ")
+        .with_context(|| format!("unexpected first line {first:?}"))?
+        .trim_start_matches("http://")
+        .to_owned();
+    // Keep reading its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
 }
 
 async fn account_ids(db: &Db) -> Result<Vec<i64>> {
